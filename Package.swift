@@ -1,0 +1,107 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "data-mesher",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "data-mesher", targets: ["data-mesher"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Pure protocol core: names, signed versions, ordering, config model. No I/O, no clocks.
+        .target(
+            name: "DataMesherCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // dm.toml -> Config (TOMLKit).
+        .target(
+            name: "DataMesherConfig",
+            dependencies: ["DataMesherCore", "TOMLKit"]
+        ),
+        // PEM key files (PKCS#8 / SPKI), interoperable with openssl.
+        .target(
+            name: "DataMesherKeys",
+            dependencies: [
+                "DataMesherCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+        // Files on disk: atomic replace, metadata, startup scan.
+        .target(
+            name: "DataMesherStore",
+            dependencies: [
+                "DataMesherCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // The node actor and its services; the gossip transport joins here.
+        .target(
+            name: "DataMesherNet",
+            dependencies: [
+                "DataMesherCore", "DataMesherStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // HTTP API (Hummingbird 2).
+        .target(
+            name: "DataMesherHTTP",
+            dependencies: [
+                "DataMesherCore", "DataMesherStore", "DataMesherNet",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "data-mesher",
+            dependencies: [
+                "DataMesherCore", "DataMesherConfig", "DataMesherKeys", "DataMesherStore",
+                "DataMesherNet", "DataMesherHTTP", "TOMLKit", .product(name: "X509", package: "swift-certificates"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "DataMesherCoreTests",
+            dependencies: ["DataMesherCore", "DataMesherConfig", "DataMesherKeys"]
+        ),
+        .testTarget(
+            name: "DataMesherStoreTests",
+            dependencies: ["DataMesherCore", "DataMesherStore"]
+        ),
+        .testTarget(
+            name: "DataMesherHTTPTests",
+            dependencies: [
+                "DataMesherCore", "DataMesherStore", "DataMesherNet", "DataMesherHTTP", "DataMesherKeys",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(
+            name: "DataMesherProcessTests",
+            dependencies: ["DataMesherCore", "DataMesherKeys"]
+        ),
+    ]
+)

@@ -1,0 +1,288 @@
+import DataMesherCore
+import TOMLKit
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A problem with `dm.toml`; the message names the key and what is wrong with it.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let key: String?
+    public let problem: String
+
+    public init(key: String?, _ problem: String) {
+        self.key = key
+        self.problem = problem
+    }
+
+    public var description: String {
+        if let key { return "config key \(key): \(problem)" }
+        return "config: \(problem)"
+    }
+}
+
+/// Reads `dm.toml` into a `NodeConfig`, refusing unknown keys, wrong types and bad values.
+public enum ConfigLoader {
+    /// The largest config file accepted; a real one is a few KiB.
+    public static let maxConfigBytes = 4 << 20
+
+    public static func load(path: String) throws(ConfigError) -> NodeConfig {
+        let text: String
+        do {
+            text = try readText(path: path, limit: maxConfigBytes)
+        } catch {
+            throw ConfigError(key: nil, "cannot read \(path): \(error)")
+        }
+        return try parse(text)
+    }
+
+    public static func parse(_ text: String) throws(ConfigError) -> NodeConfig {
+        guard !text.utf8.contains(0) else { throw ConfigError(key: nil, "the file contains a NUL byte") }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(
+                key: nil,
+                "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)"
+            )
+        } catch {
+            throw ConfigError(key: nil, "not valid TOML: \(error)")
+        }
+        var config = NodeConfig()
+        let top = Section(table: root, path: "")
+        try top.onlyKeys([
+            "log_level", "state_dir", "node_name", "max_file_size", "max_clock_skew", "tombstone_retention", "cluster",
+            "http", "files",
+        ])
+        if let level = try top.string("log_level") {
+            guard let parsed = NodeConfig.LogLevel(rawValue: level) else {
+                throw top.error("log_level", "\"\(level)\" is not one of fatal, error, warn, info, debug")
+            }
+            config.logLevel = parsed
+        }
+        if let dir = try top.string("state_dir") {
+            guard dir.hasPrefix("/") || dir.hasPrefix(".") || !dir.isEmpty else {
+                throw top.error("state_dir", "is empty")
+            }
+            config.stateDir = dir
+        }
+        if let name = try top.string("node_name") {
+            guard !name.isEmpty, name.utf8.count <= 255,
+                !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
+            else { throw top.error("node_name", "must be 1-255 bytes without control characters") }
+            config.nodeName = name
+        }
+        if let size = try top.string("max_file_size") {
+            do { config.maxFileSize = try ByteSize.parse(size) } catch {
+                throw top.error("max_file_size", error.description)
+            }
+            guard config.maxFileSize > 0 else { throw top.error("max_file_size", "must be larger than 0") }
+        }
+        if let value = try top.duration("max_clock_skew") { config.maxClockSkew = value }
+        if let value = try top.duration("tombstone_retention") { config.tombstoneRetention = value }
+
+        if let cluster = try top.section("cluster") {
+            try cluster.onlyKeys([
+                "port", "interfaces", "bootstrap_nodes", "join_interval", "push_pull_interval", "network_id",
+                "encryption",
+            ])
+            if let port = try cluster.port("port") { config.cluster.port = port }
+            if let interfaces = try cluster.bindTargets("interfaces") { config.cluster.interfaces = interfaces }
+            if let nodes = try cluster.strings("bootstrap_nodes") {
+                config.cluster.bootstrapNodes = try nodes.enumerated().map { index, text throws(ConfigError) in
+                    guard let address = PeerAddress.parse(text),
+                        !address.host.contains(":") || IPLiteral.isIPv6(address.host)
+                    else {
+                        throw cluster.error(
+                            "bootstrap_nodes[\(index)]",
+                            "\"\(text)\" is not host:port, [ipv6]:port or name:port with a port 1-65535")
+                    }
+                    return address
+                }
+            }
+            if let value = try cluster.duration("join_interval", nonZero: true) { config.cluster.joinInterval = value }
+            if let value = try cluster.duration("push_pull_interval", nonZero: true) {
+                config.cluster.pushPullInterval = value
+            }
+            if let network = try cluster.string("network_id") {
+                guard network.utf8.count <= 255 else { throw cluster.error("network_id", "is longer than 255 bytes") }
+                config.cluster.networkID = network
+            }
+            if let encryption = try cluster.section("encryption") {
+                try encryption.onlyKeys([
+                    "enable", "keyring", "identity_key", "identity_cert", "certificate_authorities",
+                ])
+                var parsed = EncryptionConfig()
+                parsed.enable = try encryption.bool("enable") ?? false
+                parsed.keyring = try encryption.strings("keyring") ?? []
+                parsed.identityKey = try encryption.string("identity_key")
+                parsed.identityCert = try encryption.string("identity_cert")
+                parsed.certificateAuthorities = try encryption.strings("certificate_authorities") ?? []
+                if parsed.enable && parsed.keyring.isEmpty {
+                    throw encryption.error("keyring", "must name at least one key file when enable = true")
+                }
+                let identityParts = [parsed.identityKey, parsed.identityCert].compactMap { $0 }.count
+                if identityParts == 1 || (identityParts == 2 && parsed.certificateAuthorities.isEmpty) {
+                    throw encryption.error(
+                        "identity_key", "identity_key, identity_cert and certificate_authorities must be set together")
+                }
+                config.cluster.encryption = parsed
+            }
+        }
+
+        if let http = try top.section("http") {
+            try http.onlyKeys(["port", "interfaces"])
+            if let port = try http.port("port") { config.http.port = port }
+            if let interfaces = try http.bindTargets("interfaces") {
+                guard !interfaces.isEmpty else {
+                    throw http.error("interfaces", "must list at least one interface or address")
+                }
+                config.http.interfaces = interfaces
+            }
+        }
+
+        if let files = try top.section("files") {
+            for key in files.table.keys.sorted() {
+                let name: FileName
+                do { name = try FileName(key) } catch {
+                    throw files.error("\"\(key)\"", error.description)
+                }
+                guard let list = try files.strings(key) else { continue }
+                guard !list.isEmpty else { throw files.error("\"\(key)\"", "lists no public keys") }
+                config.files[name] = try list.enumerated().map { index, text throws(ConfigError) in
+                    do { return try SignerKey(base64: text) } catch {
+                        throw files.error("\"\(key)\"[\(index)]", "\(error): \"\(text.prefix(60))\"")
+                    }
+                }
+            }
+            // A name cannot be both a file and a folder on disk (`a` and `a/b`).
+            let names = config.files.keys.map(\.value)
+            let nameSet = Set(names)
+            for name in names.sorted() {
+                var prefix = ""
+                for segment in name.split(separator: "/").dropLast() {
+                    prefix += prefix.isEmpty ? String(segment) : "/" + segment
+                    if nameSet.contains(prefix) {
+                        throw ConfigError(
+                            key: "files.\"\(name)\"",
+                            "conflicts with files.\"\(prefix)\": a name cannot also be a folder of another")
+                    }
+                }
+            }
+        }
+        return config
+    }
+}
+
+/// One table of the document, with typed accessors that name the full key in errors.
+struct Section {
+    let table: TOMLTable
+    let path: String
+
+    func fullKey(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+    func error(_ key: String, _ problem: String) -> ConfigError { ConfigError(key: fullKey(key), problem) }
+
+    func onlyKeys(_ allowed: Set<String>) throws(ConfigError) {
+        for key in table.keys.sorted() where !allowed.contains(key) {
+            throw ConfigError(
+                key: fullKey(key), "unknown key (known here: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    func value(_ key: String, _ expected: TOMLType) throws(ConfigError) -> TOMLValueConvertible? {
+        guard let value = table[key] else { return nil }
+        guard value.type == expected else { throw error(key, "must be a \(expected), not a \(value.type)") }
+        return value
+    }
+
+    func string(_ key: String) throws(ConfigError) -> String? { try value(key, .string)?.string }
+    func bool(_ key: String) throws(ConfigError) -> Bool? { try value(key, .bool)?.bool }
+
+    func section(_ key: String) throws(ConfigError) -> Section? {
+        guard let table = try value(key, .table)?.table else { return nil }
+        return Section(table: table, path: fullKey(key))
+    }
+
+    func strings(_ key: String) throws(ConfigError) -> [String]? {
+        guard let array = try value(key, .array)?.array else { return nil }
+        var out = [String]()
+        for (index, element) in array.enumerated() {
+            guard element.type == .string, let text = element.string else {
+                throw error("\(key)[\(index)]", "must be a string, not a \(element.type)")
+            }
+            out.append(text)
+        }
+        return out
+    }
+
+    func port(_ key: String) throws(ConfigError) -> UInt16? {
+        guard let value = try value(key, .int)?.int else { return nil }
+        guard let port = UInt16(exactly: value), port > 0 else { throw error(key, "\(value) is not a port (1-65535)") }
+        return port
+    }
+
+    func duration(_ key: String, nonZero: Bool = false) throws(ConfigError) -> UInt64? {
+        guard let text = try string(key) else { return nil }
+        let parsed: UInt64
+        do { parsed = try DurationFormat.parse(text) } catch { throw self.error(key, error.description) }
+        if nonZero && parsed == 0 { throw self.error(key, "must be longer than 0") }
+        return parsed
+    }
+
+    func bindTargets(_ key: String) throws(ConfigError) -> [BindTarget]? {
+        guard let list = try strings(key) else { return nil }
+        return try list.enumerated().map { index, text throws(ConfigError) in
+            if IPLiteral.isIPv4(text) || IPLiteral.isIPv6(text) { return .address(text) }
+            let looksLikeAddress = text.contains(":") || (!text.isEmpty && text.allSatisfy { $0.isNumber || $0 == "." })
+            guard !looksLikeAddress, !text.isEmpty, text.utf8.count < 16,
+                text.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "/" })
+            else {
+                throw error("\(key)[\(index)]", "\"\(text)\" is neither an interface name nor an IP address")
+            }
+            return .interface(text)
+        }
+    }
+}
+
+/// IP literal checks via inet_pton.
+public enum IPLiteral {
+    public static func isIPv4(_ text: String) -> Bool {
+        var address = in_addr()
+        return inet_pton(AF_INET, text, &address) == 1
+    }
+
+    public static func isIPv6(_ text: String) -> Bool {
+        var address = in6_addr()
+        let plain = text.split(separator: "%", maxSplits: 1).first.map(String.init) ?? text
+        return inet_pton(AF_INET6, plain, &address) == 1
+    }
+}
+
+func readText(path: String, limit: Int) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw POSIXMessage(errno: errno) }
+    defer { close(fd) }
+    var bytes = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw POSIXMessage(errno: errno)
+        }
+        if count == 0 { break }
+        bytes += chunk[0..<count]
+        if bytes.count > limit { throw POSIXMessage(text: "file is larger than \(limit) bytes") }
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else { throw POSIXMessage(text: "file is not UTF-8") }
+    return text
+}
+
+struct POSIXMessage: Error, CustomStringConvertible {
+    let description: String
+    init(errno code: Int32) { description = String(cString: strerror(code)) }
+    init(text: String) { description = text }
+}

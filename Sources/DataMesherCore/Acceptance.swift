@@ -1,0 +1,139 @@
+/// The rules a version must pass before any node stores or relays it (SPEC §1, §5).
+/// Pure: the caller supplies the current time and the version it holds now.
+public struct FilePolicy: Sendable, Equatable {
+    /// `[files]`: for each configured name, the keys allowed to sign it.
+    public var allowedSigners: [FileName: Set<SignerKey>]
+    /// Signed into every file; a version made for another network fails its signature check.
+    public var networkID: String
+    /// Versions further than this in the future are refused for now (ns).
+    public var maxClockSkew: Int64
+    /// Content larger than this is refused (bytes).
+    public var maxFileSize: UInt64
+    /// How long a tombstone (or an expired version) is remembered (ns).
+    public var tombstoneRetention: Int64
+
+    public init(
+        allowedSigners: [FileName: Set<SignerKey>], networkID: String = "", maxClockSkew: Int64 = 600 * 1_000_000_000,
+        maxFileSize: UInt64 = 4 << 30, tombstoneRetention: Int64 = 720 * 3600 * 1_000_000_000
+    ) {
+        self.allowedSigners = allowedSigners
+        self.networkID = networkID
+        self.maxClockSkew = maxClockSkew
+        self.maxFileSize = maxFileSize
+        self.tombstoneRetention = tombstoneRetention
+    }
+
+    /// Checks that may run before the content has arrived: name, signer, size, clock skew.
+    public func precheck(
+        name: FileName, signer: SignerKey, contentLength: UInt64?, timestamp: Int64, validFor: UInt64, now: Int64
+    ) -> Refusal? {
+        guard let signers = allowedSigners[name] else { return .nameNotConfigured(name) }
+        guard signers.contains(signer) else { return .signerNotAllowed(name, signer) }
+        if let contentLength, contentLength > maxFileSize { return .tooLarge(name, contentLength, limit: maxFileSize) }
+        if timestamp > now, timestamp - now > maxClockSkew {
+            return .inFuture(name, aheadBy: timestamp - now, limit: maxClockSkew)
+        }
+        if validFor > 0 {
+            let (end, overflow) = timestamp.addingReportingOverflow(Int64(clamping: validFor))
+            if !overflow && end <= now { return .expired(name) }
+        }
+        return nil
+    }
+
+    /// Every rule, with the content's hash and length known: the version may replace `current` iff nil.
+    public func evaluate(_ version: FileVersion, current: FileVersion?, now: Int64) -> Refusal? {
+        if let refusal = precheck(
+            name: version.name, signer: version.signer, contentLength: version.contentLength,
+            timestamp: version.timestamp, validFor: version.validFor, now: now)
+        {
+            return refusal
+        }
+        if version.isTombstone && (version.contentLength != 0 || version.contentSHA256 != FileVersion.emptySHA256) {
+            return .malformedTombstone(version.name)
+        }
+        if version.networkID != networkID || !version.hasValidSignature { return .badSignature(version.name) }
+        if version.isTombstone, now > version.timestamp, now - version.timestamp > tombstoneRetention {
+            return .stale(version.name, held: current?.timestamp)
+        }
+        return checkOrder(version, current: current)
+    }
+
+    /// Newest wins: refuses a version not strictly newer than the one held.
+    public func checkOrder(_ version: FileVersion, current: FileVersion?) -> Refusal? {
+        if let current, !VersionOrder.isNewer(version, than: current) {
+            return .stale(version.name, held: current.timestamp)
+        }
+        return nil
+    }
+
+    /// Whether a held version is past its `valid_for` at `now`.
+    public func isExpired(_ version: FileVersion, now: Int64) -> Bool {
+        guard let end = version.expiresAt else { return false }
+        return end <= now
+    }
+
+    /// Whether a held tombstone or expired version may be forgotten at `now`.
+    public func mayForget(_ version: FileVersion, now: Int64) -> Bool {
+        let since: Int64
+        if version.isTombstone {
+            since = version.timestamp
+        } else if let end = version.expiresAt, end <= now {
+            since = end
+        } else {
+            return false
+        }
+        return now > since && now - since > tombstoneRetention
+    }
+}
+
+/// Why a version was refused. Only the HTTP layer maps these to status codes.
+public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+    case nameNotConfigured(FileName)
+    case signerNotAllowed(FileName, SignerKey)
+    case badSignature(FileName)
+    case malformedTombstone(FileName)
+    case stale(FileName, held: Int64?)
+    case inFuture(FileName, aheadBy: Int64, limit: Int64)
+    case expired(FileName)
+    case tooLarge(FileName, UInt64, limit: UInt64)
+    case contentMismatch(FileName)
+
+    public var description: String {
+        switch self {
+        case .nameNotConfigured(let name): return "file name \"\(name)\" is not configured on this node"
+        case .signerNotAllowed(let name, let signer):
+            return "key \(signer) is not allowed to sign \"\(name)\""
+        case .badSignature(let name):
+            return "signature for \"\(name)\" does not verify (wrong key, network id, or altered content)"
+        case .malformedTombstone(let name): return "a tombstone for \"\(name)\" must sign empty content"
+        case .stale(let name, let held):
+            if let held {
+                return "stale: \"\(name)\" already holds a version as new or newer (timestamp \(held))"
+            }
+            return "stale: the deletion of \"\(name)\" is older than tombstone_retention"
+        case .inFuture(let name, let ahead, let limit):
+            return
+                "timestamp of \"\(name)\" is \(DurationFormat.describe(ahead)) in the future, beyond max_clock_skew \(DurationFormat.describe(limit)); offer it again later"
+        case .expired(let name): return "version of \"\(name)\" has already expired (timestamp + valid_for is past)"
+        case .tooLarge(let name, let size, let limit):
+            return "content of \"\(name)\" is \(size) bytes; max_file_size is \(limit) bytes"
+        case .contentMismatch(let name):
+            return "content of \"\(name)\" does not match the signed length and hash"
+        }
+    }
+
+    /// A short machine-friendly reason, for counters and logs.
+    public var reason: String {
+        switch self {
+        case .nameNotConfigured: return "name_not_configured"
+        case .signerNotAllowed: return "signer_not_allowed"
+        case .badSignature: return "bad_signature"
+        case .malformedTombstone: return "malformed_tombstone"
+        case .stale: return "stale"
+        case .inFuture: return "in_future"
+        case .expired: return "expired"
+        case .tooLarge: return "too_large"
+        case .contentMismatch: return "content_mismatch"
+        }
+    }
+}

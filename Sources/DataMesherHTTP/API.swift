@@ -1,0 +1,329 @@
+import DataMesherCore
+import DataMesherNet
+import DataMesherStore
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A refusal with the status code the SPEC names (§6) and a reason for the JSON body.
+struct APIError: Error {
+    let status: HTTPResponse.Status
+    let message: String
+
+    init(_ status: HTTPResponse.Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    init(_ refusal: Refusal) {
+        switch refusal {
+        case .nameNotConfigured, .signerNotAllowed, .badSignature, .contentMismatch: status = .forbidden
+        case .stale, .inFuture, .expired: status = .conflict
+        case .malformedTombstone: status = .badRequest
+        case .tooLarge: status = .contentTooLarge
+        }
+        message = refusal.description
+    }
+
+    var response: Response { jsonResponse(status, ErrorJSON(error: message)) }
+}
+
+func jsonResponse<T: Encodable>(_ status: HTTPResponse.Status, _ value: T, headers: HTTPFields = [:]) -> Response {
+    var headers = headers
+    headers[.contentType] = "application/json"
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: JSON.encode(value))))
+}
+
+/// Header names of the signed-upload protocol.
+enum DMHeader {
+    static let signer = HTTPField.Name("DM-Signer")!
+    static let signature = HTTPField.Name("DM-Signature")!
+    static let timestamp = HTTPField.Name("DM-Timestamp")!
+    static let validFor = HTTPField.Name("DM-Valid-For")!
+    static let sha256 = HTTPField.Name("DM-SHA256")!
+    static let deleted = HTTPField.Name("DM-Deleted")!
+}
+
+/// The HTTP API (SPEC §6) over one node.
+public struct API: Sendable {
+    let node: MeshNode
+    static let filesPrefix = "/v1/files/"
+    /// Bytes gathered before one write to disk.
+    static let writeBatch = 1 << 20
+
+    public init(node: MeshNode) { self.node = node }
+
+    /// The router with every route; refusals become JSON `{"error": …}`.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.middlewares.add(JSONErrorMiddleware())
+        router.get("/v1/files") { _, _ in listFiles() }
+        router.get("/v1/files/**") { request, _ in try await getFile(request) }
+        router.head("/v1/files/**") { request, _ in try await getFile(request, headOnly: true) }
+        router.put("/v1/files/**") { request, _ in try await putFile(request) }
+        router.delete("/v1/files/**") { request, _ in try await deleteFile(request) }
+        router.get("/v1/members") { _, _ in jsonResponse(.ok, node.members()) }
+        router.get("/v1/info") { _, _ in jsonResponse(.ok, info()) }
+        return router
+    }
+
+    func listFiles() -> Response {
+        jsonResponse(.ok, node.store.list().map(FileEntryJSON.init))
+    }
+
+    func info() -> InfoJSON {
+        let all = node.store.list()
+        let served = all.filter(\.isServed)
+        return InfoJSON(
+            version: DataMesherVersion.string, node_name: node.nodeName, node_id: node.store.nodeID,
+            network_id: node.config.cluster.networkID,
+            counts: .init(
+                files: served.count, bytes: served.reduce(0) { $0 + $1.version.contentLength },
+                tombstones: all.filter { $0.state == .tombstone }.count,
+                expired: all.filter { $0.state == .expired }.count, members: node.members().count))
+    }
+
+    // MARK: Reading a file
+
+    func getFile(_ request: Request, headOnly: Bool = false) async throws -> Response {
+        let name = try Self.fileName(fromPath: request.uri.path)
+        let store = node.store
+        guard let (stored, fd) = try await Blocking.run({ try store.openContent(name) }) else {
+            if let held = store.current(name) {
+                throw APIError(.notFound, "\"\(name)\" was \(held.state == .tombstone ? "deleted" : "expired")")
+            }
+            throw APIError(.notFound, "\"\(name)\" is not held on this node")
+        }
+        let file = OpenFile(fd: fd)
+        var headers = Self.versionHeaders(stored.version)
+        headers[.contentType] = "application/octet-stream"
+        let length = Int(stored.version.contentLength)
+        headers[.contentLength] = String(length)
+        if headOnly { return Response(status: .ok, headers: headers) }
+        let body = ResponseBody(contentLength: length) { writer in
+            var offset = 0
+            while offset < length {
+                let start = offset
+                let chunk = try await Blocking.run { try file.read(at: start, upTo: min(1 << 18, length - start)) }
+                guard chunk.readableBytes > 0 else {
+                    throw APIError(.internalServerError, "file shrank while being read")
+                }
+                offset += chunk.readableBytes
+                try await writer.write(chunk)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    static func versionHeaders(_ version: FileVersion) -> HTTPFields {
+        var headers = HTTPFields()
+        headers[DMHeader.signer] = version.signer.base64
+        headers[DMHeader.signature] = Base64.encode(version.signature)
+        headers[DMHeader.timestamp] = String(version.timestamp)
+        headers[DMHeader.validFor] = String(version.validFor)
+        headers[DMHeader.sha256] = Hex.encode(version.contentSHA256)
+        return headers
+    }
+
+    // MARK: Uploading and deleting
+
+    struct SignedHeaders {
+        let signer: SignerKey
+        let signature: [UInt8]
+        let timestamp: Int64
+        let validFor: UInt64
+    }
+
+    func putFile(_ request: Request) async throws -> Response {
+        let name = try Self.fileName(fromPath: request.uri.path)
+        let signed = try Self.signedHeaders(request.headers)
+        let declaredLength = try Self.contentLength(request.headers)
+        if let refusal = node.precheck(
+            name: name, signer: signed.signer, contentLength: declaredLength, timestamp: signed.timestamp,
+            validFor: signed.validFor, signature: signed.signature)
+        {
+            throw APIError(refusal)
+        }
+        let store = node.store
+        let upload = try await Blocking.run { try store.makeUpload() }
+        defer { upload.discard() }
+        let limit = node.policy.maxFileSize
+        var pending = ByteBuffer()
+        var received: UInt64 = 0
+        for try await chunk in request.body {
+            received += UInt64(chunk.readableBytes)
+            guard received <= limit else {
+                throw APIError(.tooLarge(name, received, limit: limit))
+            }
+            var chunk = chunk
+            pending.writeBuffer(&chunk)
+            if pending.readableBytes >= Self.writeBatch {
+                let batch = pending
+                pending = ByteBuffer()
+                try await Blocking.run { try batch.withUnsafeReadableBytes { try upload.write($0) } }
+            }
+        }
+        let rest = pending
+        let digest = try await Blocking.run {
+            try rest.withUnsafeReadableBytes { try upload.write($0) }
+            return try upload.finish()
+        }
+        if let declaredLength, declaredLength != digest.length {
+            throw APIError(.badRequest, "body has \(digest.length) bytes but Content-Length said \(declaredLength)")
+        }
+        let version = FileVersion(
+            kind: .content, networkID: node.config.cluster.networkID, name: name, timestamp: signed.timestamp,
+            validFor: signed.validFor, contentSHA256: digest.sha256, contentLength: digest.length,
+            signer: signed.signer,
+            signature: signed.signature)
+        return try await commit(version, content: upload, status: .created)
+    }
+
+    func deleteFile(_ request: Request) async throws -> Response {
+        let name = try Self.fileName(fromPath: request.uri.path)
+        let signed = try Self.signedHeaders(request.headers)
+        if let length = try Self.contentLength(request.headers), length != 0 {
+            throw APIError(.badRequest, "a deletion has an empty body")
+        }
+        if let refusal = node.precheck(
+            name: name, signer: signed.signer, contentLength: 0, timestamp: signed.timestamp, validFor: signed.validFor,
+            signature: signed.signature)
+        {
+            throw APIError(refusal)
+        }
+        for try await chunk in request.body where chunk.readableBytes > 0 {
+            throw APIError(.badRequest, "a deletion has an empty body")
+        }
+        let version = FileVersion(
+            kind: .tombstone, networkID: node.config.cluster.networkID, name: name, timestamp: signed.timestamp,
+            validFor: signed.validFor, contentSHA256: FileVersion.emptySHA256, contentLength: 0, signer: signed.signer,
+            signature: signed.signature)
+        return try await commit(version, content: nil, status: .ok)
+    }
+
+    func commit(_ version: FileVersion, content: Upload?, status: HTTPResponse.Status) async throws -> Response {
+        switch try await node.submit(version, content: content) {
+        case .stored(let stored):
+            return jsonResponse(status, FileEntryJSON(stored), headers: Self.versionHeaders(stored.version))
+        case .refused(let refusal):
+            throw APIError(refusal)
+        }
+    }
+
+    // MARK: Parsing requests
+
+    /// The file name in a `/v1/files/NAME` path: percent-decoded once, then held to the name rules.
+    static func fileName(fromPath path: String) throws -> FileName {
+        guard path.hasPrefix(filesPrefix) else { throw APIError(.badRequest, "file name is missing") }
+        let encoded = path.dropFirst(filesPrefix.count)
+        guard let decoded = percentDecode(encoded) else {
+            throw APIError(.badRequest, "file name has a malformed percent-encoding")
+        }
+        do { return try FileName(decoded) } catch { throw APIError(.badRequest, error.description) }
+    }
+
+    static func percentDecode(_ text: Substring) -> String? {
+        var bytes = [UInt8]()
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%") {
+                guard let high = iterator.next(), let low = iterator.next(),
+                    let value = Hex.decode(String(decoding: [high, low], as: UTF8.self))
+                else { return nil }
+                bytes += value
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    static func single(_ headers: HTTPFields, _ name: HTTPField.Name, required: Bool) throws -> String? {
+        let values = headers[values: name]
+        guard values.count <= 1 else { throw APIError(.badRequest, "header \(name) is given more than once") }
+        guard let value = values.first else {
+            if required { throw APIError(.badRequest, "header \(name) is missing") }
+            return nil
+        }
+        return value
+    }
+
+    static func signedHeaders(_ headers: HTTPFields) throws -> SignedHeaders {
+        let signerText = try single(headers, DMHeader.signer, required: true) ?? ""
+        let signer: SignerKey
+        do { signer = try SignerKey(base64: signerText) } catch {
+            throw APIError(.badRequest, "header DM-Signer: \(error)")
+        }
+        let signatureText = try single(headers, DMHeader.signature, required: true) ?? ""
+        guard let signature = Base64.decode(signatureText), signature.count == FileVersion.signatureLength else {
+            throw APIError(.badRequest, "header DM-Signature must be the base64 of a 64-byte ED25519 signature")
+        }
+        let timestampText = try single(headers, DMHeader.timestamp, required: true) ?? ""
+        guard let timestamp = Int64(timestampText), timestamp >= 0 else {
+            throw APIError(
+                .badRequest, "header DM-Timestamp must be nanoseconds since the Unix epoch (a decimal integer)")
+        }
+        var validFor: UInt64 = 0
+        if let text = try single(headers, DMHeader.validFor, required: false) {
+            guard let parsed = UInt64(text) else {
+                throw APIError(.badRequest, "header DM-Valid-For must be a number of nanoseconds (a decimal integer)")
+            }
+            validFor = parsed
+        }
+        return SignedHeaders(signer: signer, signature: signature, timestamp: timestamp, validFor: validFor)
+    }
+
+    static func contentLength(_ headers: HTTPFields) throws -> UInt64? {
+        guard let text = try single(headers, HTTPField.Name.contentLength, required: false) else { return nil }
+        guard let length = UInt64(text) else { throw APIError(.badRequest, "header Content-Length is not a number") }
+        return length
+    }
+}
+
+/// A file descriptor that is closed when the last reference goes, whatever happens to the response.
+final class OpenFile: Sendable {
+    let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+
+    func read(at offset: Int, upTo count: Int) throws -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: count)
+        let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
+            let result = pread(fd, pointer.baseAddress, count, off_t(offset))
+            return max(result, 0)
+        }
+        _ = got
+        return buffer
+    }
+}
+
+/// Turns every error into a JSON `{"error": …}` with the right status; never leaks a trace.
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return error.response
+        } catch let error as HTTPError {
+            let message = error.body ?? (error.status == .notFound ? "no such endpoint" : error.status.reasonPhrase)
+            return jsonResponse(error.status, ErrorJSON(error: message))
+        } catch {
+            context.logger.error("request failed: \(error)")
+            return jsonResponse(.internalServerError, ErrorJSON(error: "internal error; see the node's log"))
+        }
+    }
+}

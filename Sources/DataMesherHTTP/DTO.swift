@@ -1,0 +1,62 @@
+import DataMesherCore
+import DataMesherNet
+import DataMesherStore
+import Foundation
+
+/// One entry of `GET /v1/files` (and the answer to an upload or a deletion).
+public struct FileEntryJSON: Codable, Sendable, Equatable {
+    public var name: String
+    public var size: UInt64
+    public var sha256: String
+    public var timestamp: Int64
+    public var signer: String
+    public var valid_for: UInt64
+    public var deleted: Bool
+    public var expired: Bool
+
+    public init(_ stored: StoredFile) {
+        let version = stored.version
+        name = version.name.value
+        size = version.contentLength
+        sha256 = Hex.encode(version.contentSHA256)
+        timestamp = version.timestamp
+        signer = version.signer.base64
+        valid_for = version.validFor
+        deleted = stored.state == .tombstone
+        expired = stored.state == .expired
+    }
+}
+
+public struct InfoJSON: Codable, Sendable, Equatable {
+    public struct Counts: Codable, Sendable, Equatable {
+        public var files: Int
+        public var bytes: UInt64
+        public var tombstones: Int
+        public var expired: Int
+        public var members: Int
+    }
+
+    public var version: String
+    public var node_name: String
+    public var node_id: String
+    public var network_id: String
+    public var counts: Counts
+}
+
+public struct ErrorJSON: Codable, Sendable, Equatable {
+    public var error: String
+}
+
+/// The version of this build of data-mesher.
+public enum DataMesherVersion {
+    public static let string = "0.1.0"
+}
+
+enum JSON {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // The DTOs hold only strings, integers and booleans: encoding cannot fail.
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
+    }
+}

@@ -1,0 +1,117 @@
+import DataMesherCore
+import DataMesherStore
+import Logging
+import NIOPosix
+
+/// One member as shown by `/v1/members`.
+public struct MemberInfo: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Codable { case alive, suspect, dead, left }
+    public var id: String
+    public var name: String
+    public var addresses: [String]
+    public var state: State
+    public var incarnation: UInt64
+}
+
+/// A node: the local file store behind the acceptance rules of the core.
+///
+/// Today it serves the local API alone; the gossip layer (membership, broadcast, anti-entropy)
+/// attaches here: accepted versions go out through `onAccepted`, and versions from peers come
+/// in through the same `submit` path, so every node checks every signature itself.
+public final class MeshNode: Sendable {
+    public let config: NodeConfig
+    public let policy: FilePolicy
+    public let store: FileStore
+    public let nodeName: String
+    public let clusterAddresses: [String]
+    let wallClock: @Sendable () -> Int64
+    let logger: Logger
+
+    public init(
+        config: NodeConfig, store: FileStore, nodeName: String, clusterAddresses: [String], logger: Logger,
+        wallClock: @escaping @Sendable () -> Int64 = WallClock.now
+    ) {
+        self.config = config
+        self.policy = config.filePolicy
+        self.store = store
+        self.nodeName = nodeName
+        self.clusterAddresses = clusterAddresses
+        self.logger = logger
+        self.wallClock = wallClock
+    }
+
+    public var now: Int64 { wallClock() }
+
+    /// The checks that can run on an upload's headers alone, before its body is read.
+    public func precheck(
+        name: FileName, signer: SignerKey, contentLength: UInt64?, timestamp: Int64, validFor: UInt64,
+        signature: [UInt8]
+    ) -> Refusal? {
+        if let refusal = policy.precheck(
+            name: name, signer: signer, contentLength: contentLength, timestamp: timestamp, validFor: validFor, now: now
+        ) {
+            return refusal
+        }
+        if let held = store.current(name)?.version,
+            !VersionOrder.isNewer(timestamp: timestamp, signature: signature, than: held)
+        {
+            return .stale(name, held: held.timestamp)
+        }
+        return nil
+    }
+
+    /// Checks every rule against the version held now and stores the version if it passes.
+    public func submit(_ version: FileVersion, content: Upload?) async throws -> CommitResult {
+        let policy = self.policy
+        let now = self.now
+        let store = self.store
+        let result = try await Blocking.run {
+            try store.commit(version, content: content) { held in policy.evaluate(version, current: held, now: now) }
+        }
+        let metadata: Logger.Metadata = ["dm.file": "\(version.name)", "dm.timestamp": "\(version.timestamp)"]
+        switch result {
+        case .stored(let stored):
+            logger.info(
+                stored.state == .tombstone ? "deleted" : "stored version",
+                metadata: metadata.merging(["dm.bytes": "\(version.contentLength)"]) { $1 })
+        case .refused(let refusal):
+            logger.info("refused version", metadata: metadata.merging(["dm.reason": "\(refusal.reason)"]) { $1 })
+        }
+        return result
+    }
+
+    /// The members this node knows: only itself until the gossip layer joins a cluster.
+    public func members() -> [MemberInfo] {
+        [MemberInfo(id: store.nodeID, name: nodeName, addresses: clusterAddresses, state: .alive, incarnation: 0)]
+    }
+
+    /// Expires `valid_for` versions and forgets old tombstones when one is due.
+    public func sweepIfDue() async {
+        guard let due = store.nextSweepDue(policy: policy), due <= now else { return }
+        let store = self.store
+        let policy = self.policy
+        let now = self.now
+        do {
+            let events = try await Blocking.run { try store.sweep(policy: policy, now: now) }
+            for event in events { logger.info("\(event.description)") }
+        } catch {
+            logger.error("expiry sweep failed: \(error)")
+        }
+    }
+}
+
+/// Real time in nanoseconds since the Unix epoch, for signatures and expiry.
+public enum WallClock {
+    @Sendable public static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+}
+
+/// Runs blocking disk work on NIO's thread pool instead of the cooperative pool.
+public enum Blocking {
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
+    }
+}

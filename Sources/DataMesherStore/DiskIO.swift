@@ -1,0 +1,162 @@
+import Crypto
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A failed system call, with the path and the operation in the message.
+public struct DiskError: Error, Sendable, CustomStringConvertible {
+    public let operation: String
+    public let path: String
+    public let code: Int32
+
+    public init(_ operation: String, _ path: String, code: Int32 = errno) {
+        self.operation = operation
+        self.path = path
+        self.code = code
+    }
+
+    public var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+}
+
+/// Thin, blocking POSIX helpers: every write that must survive a crash goes through
+/// write-to-temporary, fsync, rename, fsync(directory).
+public enum DiskIO {
+    public static let fileMode: mode_t = 0o640
+    public static let directoryMode: mode_t = 0o750
+
+    /// `mkdir -p` with mode 0750 for every folder it creates.
+    public static func makeDirectories(_ path: String, mode: mode_t = directoryMode) throws {
+        var partial = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            partial += "/" + component
+            if mkdir(partial, mode) == 0 {
+                _ = chmod(partial, mode)
+                continue
+            }
+            let code = errno
+            guard code == EEXIST else { throw DiskError("mkdir", partial, code: code) }
+            var info = stat()
+            guard stat(partial, &info) == 0 else { throw DiskError("stat", partial) }
+            guard info.st_mode & S_IFMT == S_IFDIR else { throw DiskError("mkdir", partial, code: ENOTDIR) }
+        }
+    }
+
+    public static func fsyncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw DiskError("open", path) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw DiskError("fsync", path) }
+    }
+
+    public static func writeAll(fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw DiskError("write", path)
+            }
+            offset += written
+        }
+    }
+
+    /// Replaces `path` atomically with `bytes` (mode `mode`), durable once this returns.
+    public static func writeFileAtomically(_ path: String, bytes: [UInt8], mode: mode_t = fileMode) throws {
+        let directory = parent(of: path)
+        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw DiskError("create", temporary) }
+        var closed = false
+        defer {
+            if !closed { close(fd) }
+        }
+        do {
+            _ = fchmod(fd, mode)
+            try bytes.withUnsafeBytes { (buffer) throws in try writeAll(fd: fd, buffer, path: temporary) }
+            guard fsync(fd) == 0 else { throw DiskError("fsync", temporary) }
+            closed = true
+            guard close(fd) == 0 else { throw DiskError("close", temporary) }
+            guard rename(temporary, path) == 0 else { throw DiskError("rename", temporary) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        try fsyncDirectory(directory)
+    }
+
+    /// Reads a whole (small) file; nil when it does not exist.
+    public static func readFile(_ path: String, limit: Int) throws -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw DiskError("open", path)
+        }
+        defer { close(fd) }
+        var bytes = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw DiskError("read", path)
+            }
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
+            if bytes.count > limit { throw DiskError("read", path, code: EFBIG) }
+        }
+    }
+
+    /// SHA-256 and length of a file's content; nil when it does not exist.
+    public static func hashFile(_ path: String) throws -> (sha256: [UInt8], length: UInt64)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw DiskError("open", path)
+        }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var length: UInt64 = 0
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw DiskError("read", path)
+            }
+            if count == 0 { break }
+            chunk.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            length += UInt64(count)
+        }
+        return (Array(hasher.finalize()), length)
+    }
+
+    public static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+    }
+
+    /// Names in a folder (without `.` and `..`); empty when it does not exist.
+    public static func listDirectory(_ path: String) -> [(name: String, isDirectory: Bool)] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var out = [(String, Bool)]()
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            var info = stat()
+            let isDirectory = lstat(path + "/" + name, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+            out.append((name, isDirectory))
+        }
+        return out
+    }
+
+    public static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}

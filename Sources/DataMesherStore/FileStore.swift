@@ -1,0 +1,320 @@
+import Crypto
+import DataMesherCore
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What a node holds for one name.
+public struct StoredFile: Sendable, Equatable {
+    public enum State: String, Sendable, Codable {
+        /// The content is at `files/NAME`.
+        case content
+        /// Deleted by a signed tombstone.
+        case tombstone
+        /// Past `timestamp + valid_for`; the content was removed.
+        case expired
+    }
+
+    public var version: FileVersion
+    public var state: State
+
+    public init(version: FileVersion, state: State) {
+        self.version = version
+        self.state = state
+    }
+
+    public var isServed: Bool { state == .content }
+}
+
+/// Outcome of a commit attempt.
+public enum CommitResult: Sendable, Equatable {
+    case stored(StoredFile)
+    case refused(Refusal)
+}
+
+/// Something the store did on its own (startup scan, expiry), for the log.
+public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
+    case droppedDamaged(FileName)
+    case droppedUnconfigured(FileName)
+    case rolledBack(FileName)
+    case removedOrphan(String)
+    case expired(FileName)
+    case forgot(FileName)
+
+    public var description: String {
+        switch self {
+        case .droppedDamaged(let name): return "dropped \"\(name)\": content does not match its signed hash"
+        case .droppedUnconfigured(let name):
+            return "dropped \"\(name)\": the name or its signer is no longer configured, or its signature fails"
+        case .rolledBack(let name): return "rolled back an unacknowledged update of \"\(name)\""
+        case .removedOrphan(let path): return "removed \(path): no signed version refers to it"
+        case .expired(let name): return "\"\(name)\" expired (valid_for passed); content removed"
+        case .forgot(let name): return "forgot the tombstone of \"\(name)\" (tombstone_retention passed)"
+        }
+    }
+}
+
+/// The files a node holds, on disk under `stateDir` (SPEC §7):
+///
+///     files/NAME              current content, 0640, replaced atomically
+///     meta/<sha256(NAME)>     the signed version (and the one before it, until the content is in place)
+///     tmp/                    uploads being received
+///     node_id                 this node's identity
+///
+/// Commit order: content fsynced in tmp/ -> metadata (naming the previous version) written
+/// atomically -> content renamed into place -> directory fsynced -> acknowledged. A crash between
+/// the two renames leaves metadata whose previous version matches the file on disk; the startup
+/// scan rolls it back, so a restarted node serves exactly the last acknowledged version.
+///
+/// All methods block on disk I/O; call them off the cooperative thread pool.
+public final class FileStore: Sendable {
+    public let stateDir: String
+    public let filesDir: String
+    let metaDir: String
+    let tmpDir: String
+    let index = NIOLockedValueBox<[FileName: StoredFile]>([:])
+    /// Commits and reads of one name are serialized by the stripe its name hashes to.
+    let stripes: [NIOLock] = (0..<64).map { _ in NIOLock() }
+    public let nodeID: String
+
+    static let metaLimit = 64 * 1024
+
+    /// Opens (creating if needed) the state directory and checks everything it holds.
+    public init(stateDir: String, policy: FilePolicy, now: Int64, logger: Logger) throws {
+        self.stateDir = stateDir
+        filesDir = stateDir + "/files"
+        metaDir = stateDir + "/meta"
+        tmpDir = stateDir + "/tmp"
+        for dir in [stateDir, filesDir, metaDir, tmpDir] { try DiskIO.makeDirectories(dir) }
+        nodeID = try FileStore.loadNodeID(stateDir + "/node_id")
+        for event in try scan(policy: policy, now: now) {
+            logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"])
+        }
+    }
+
+    // MARK: Reading
+
+    public func current(_ name: FileName) -> StoredFile? { index.withLockedValue { $0[name] } }
+
+    /// Everything held, sorted by name.
+    public func list() -> [StoredFile] {
+        index.withLockedValue { Array($0.values) }.sorted { $0.version.name < $1.version.name }
+    }
+
+    public func contentPath(_ name: FileName) -> String { filesDir + "/" + name.value }
+
+    /// Opens the current content for reading: the descriptor stays valid even if a newer
+    /// version replaces the file meanwhile. Nil when the name holds no content.
+    public func openContent(_ name: FileName) throws -> (StoredFile, Int32)? {
+        try stripe(name).withLock { () throws -> (StoredFile, Int32)? in
+            guard let stored = current(name), stored.isServed else { return nil }
+            let fd = open(contentPath(name), O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw DiskError("open", contentPath(name)) }
+            return (stored, fd)
+        }
+    }
+
+    // MARK: Writing
+
+    /// A new temporary file in tmp/ for an upload.
+    public func makeUpload() throws -> Upload { try Upload(directory: tmpDir) }
+
+    /// Stores `version` if `check` (given the version held now) does not refuse it.
+    /// `content` must be finished and match the version's hash and length; nil for a tombstone.
+    public func commit(_ version: FileVersion, content: Upload?, check: (FileVersion?) -> Refusal?) throws
+        -> CommitResult
+    {
+        let name = version.name
+        if !version.isTombstone {
+            guard let content, let digest = content.digest, digest.sha256 == version.contentSHA256,
+                digest.length == version.contentLength
+            else { return .refused(.contentMismatch(name)) }
+        }
+        return try stripe(name).withLock { () throws -> CommitResult in
+            let held = current(name)
+            if let refusal = check(held?.version) { return .refused(refusal) }
+            let stored = StoredFile(version: version, state: version.isTombstone ? .tombstone : .content)
+            let previous = held?.state == .content ? held?.version : nil
+            try writeRecord(MetaRecord(current: stored, previous: previous))
+            if let content {
+                try DiskIO.makeDirectories(DiskIO.parent(of: contentPath(name)))
+                try content.moveInto(contentPath(name))
+            } else {
+                try removeContent(name)
+            }
+            index.withLockedValue { $0[name] = stored }
+            return .stored(stored)
+        }
+    }
+
+    /// Expires versions past `valid_for` and forgets tombstones past retention.
+    public func sweep(policy: FilePolicy, now: Int64) throws -> [StoreEvent] {
+        var events = [StoreEvent]()
+        for stored in list() {
+            let name = stored.version.name
+            try stripe(name).withLock { () throws in
+                guard let held = current(name), held.version == stored.version else { return }
+                if held.state == .content && policy.isExpired(held.version, now: now) {
+                    let expired = StoredFile(version: held.version, state: .expired)
+                    try writeRecord(MetaRecord(current: expired, previous: nil))
+                    try removeContent(name)
+                    index.withLockedValue { $0[name] = expired }
+                    events.append(.expired(name))
+                } else if held.state != .content && policy.mayForget(held.version, now: now) {
+                    try removeRecord(name)
+                    index.withLockedValue { $0[name] = nil }
+                    events.append(.forgot(name))
+                }
+            }
+        }
+        return events
+    }
+
+    /// The earliest instant at which `sweep` has something to do, if any.
+    public func nextSweepDue(policy: FilePolicy) -> Int64? {
+        index.withLockedValue { files in
+            files.values.compactMap { stored -> Int64? in
+                switch stored.state {
+                case .content: return stored.version.expiresAt
+                case .tombstone:
+                    return stored.version.timestamp.addingReportingOverflow(policy.tombstoneRetention).partialValue
+                case .expired:
+                    return (stored.version.expiresAt ?? stored.version.timestamp)
+                        .addingReportingOverflow(policy.tombstoneRetention).partialValue
+                }
+            }.min()
+        }
+    }
+
+    // MARK: Internals
+
+    func stripe(_ name: FileName) -> NIOLock {
+        var hash: UInt32 = 2_166_136_261
+        for byte in name.value.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return stripes[Int(hash % UInt32(stripes.count))]
+    }
+
+    func metaPath(_ name: FileName) -> String {
+        metaDir + "/" + Hex.encode(SHA256.hash(data: Array(name.value.utf8)))
+    }
+
+    func writeRecord(_ record: MetaRecord) throws {
+        try DiskIO.writeFileAtomically(metaPath(record.current.version.name), bytes: record.encoded())
+    }
+
+    func removeRecord(_ name: FileName) throws {
+        let path = metaPath(name)
+        guard unlink(path) == 0 || errno == ENOENT else { throw DiskError("unlink", path) }
+        try DiskIO.fsyncDirectory(metaDir)
+    }
+
+    /// Removes `files/NAME` and then any folders that became empty.
+    func removeContent(_ name: FileName) throws {
+        let path = contentPath(name)
+        if unlink(path) != 0 {
+            guard errno == ENOENT || errno == ENOTDIR else { throw DiskError("unlink", path) }
+            return
+        }
+        var directory = DiskIO.parent(of: path)
+        try DiskIO.fsyncDirectory(directory)
+        while directory.count > filesDir.count, rmdir(directory) == 0 {
+            directory = DiskIO.parent(of: directory)
+        }
+    }
+
+    static func loadNodeID(_ path: String) throws -> String {
+        if let bytes = try DiskIO.readFile(path, limit: 1024),
+            let text = Optional(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: [" ", "\n"])),
+            text.utf8.count == 32, Hex.decode(text) != nil
+        {
+            return text
+        }
+        var generator = SystemRandomNumberGenerator()
+        let id = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try DiskIO.writeFileAtomically(path, bytes: Array((id + "\n").utf8))
+        return id
+    }
+
+    /// Startup: clears tmp/, loads and verifies every record against policy and disk.
+    func scan(policy: FilePolicy, now: Int64) throws -> [StoreEvent] {
+        var events = [StoreEvent]()
+        for entry in DiskIO.listDirectory(tmpDir) { unlink(tmpDir + "/" + entry.name) }
+        var loaded = [FileName: StoredFile]()
+        for entry in DiskIO.listDirectory(metaDir) {
+            let path = metaDir + "/" + entry.name
+            guard entry.name.utf8.count == 64, !entry.isDirectory,
+                let bytes = try? DiskIO.readFile(path, limit: FileStore.metaLimit),
+                let record = MetaRecord.decode(bytes), metaPath(record.current.version.name) == path
+            else {
+                unlink(path)
+                events.append(.removedOrphan(path))
+                continue
+            }
+            let version = record.current.version
+            let name = version.name
+            guard policy.allowedSigners[name]?.contains(version.signer) == true, version.networkID == policy.networkID,
+                version.hasValidSignature, record.previous.map({ $0.hasValidSignature && $0.name == name }) ?? true
+            else {
+                try removeRecord(name)
+                try removeContent(name)
+                events.append(.droppedUnconfigured(name))
+                continue
+            }
+            switch record.current.state {
+            case .content:
+                let onDisk = try DiskIO.hashFile(contentPath(name))
+                if let onDisk, onDisk.sha256 == version.contentSHA256, onDisk.length == version.contentLength {
+                    loaded[name] = record.current
+                } else if let previous = record.previous, let onDisk, onDisk.sha256 == previous.contentSHA256,
+                    onDisk.length == previous.contentLength
+                {
+                    let restored = StoredFile(version: previous, state: .content)
+                    try writeRecord(MetaRecord(current: restored, previous: nil))
+                    loaded[name] = restored
+                    events.append(.rolledBack(name))
+                } else {
+                    try removeRecord(name)
+                    try removeContent(name)
+                    events.append(.droppedDamaged(name))
+                }
+            case .tombstone, .expired:
+                try removeContent(name)
+                loaded[name] = record.current
+            }
+        }
+        try removeOrphans(in: filesDir, prefix: "", keep: loaded, events: &events)
+        index.withLockedValue { $0 = loaded }
+        return events + (try sweep(policy: policy, now: now))
+    }
+
+    func removeOrphans(in directory: String, prefix: String, keep: [FileName: StoredFile], events: inout [StoreEvent])
+        throws
+    {
+        for entry in DiskIO.listDirectory(directory) {
+            let path = directory + "/" + entry.name
+            let relative = prefix.isEmpty ? entry.name : prefix + "/" + entry.name
+            if entry.isDirectory {
+                try removeOrphans(in: path, prefix: relative, keep: keep, events: &events)
+                rmdir(path)  // only succeeds when empty
+                continue
+            }
+            if let name = try? FileName(relative), keep[name]?.isServed == true, DiskIO.isRegularFile(path) { continue }
+            unlink(path)
+            events.append(.removedOrphan(path))
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: Set<Character>) -> String {
+        var text = Substring(self)
+        while let first = text.first, set.contains(first) { text = text.dropFirst() }
+        while let last = text.last, set.contains(last) { text = text.dropLast() }
+        return String(text)
+    }
+}

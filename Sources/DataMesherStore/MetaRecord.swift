@@ -1,0 +1,78 @@
+import DataMesherCore
+import Foundation
+
+/// The JSON kept in meta/ for one name: the current signed version, its state, and — while an
+/// update is being put in place — the version it replaces.
+struct MetaRecord: Equatable {
+    var current: StoredFile
+    var previous: FileVersion?
+
+    struct VersionJSON: Codable {
+        var kind: String
+        var network_id: String
+        var name: String
+        var timestamp: Int64
+        var valid_for: UInt64
+        var sha256: String
+        var length: UInt64
+        var signer: String
+        var signature: String
+
+        init(_ version: FileVersion) {
+            kind = version.isTombstone ? "tombstone" : "content"
+            network_id = version.networkID
+            name = version.name.value
+            timestamp = version.timestamp
+            valid_for = version.validFor
+            sha256 = Hex.encode(version.contentSHA256)
+            length = version.contentLength
+            signer = version.signer.base64
+            signature = Base64.encode(version.signature)
+        }
+
+        var version: FileVersion? {
+            guard let name = try? FileName(name), let sha = Hex.decode(sha256), sha.count == 32,
+                let signer = try? SignerKey(base64: signer), let signature = Base64.decode(signature),
+                signature.count == FileVersion.signatureLength
+            else { return nil }
+            let kind: FileKind
+            switch self.kind {
+            case "content": kind = .content
+            case "tombstone": kind = .tombstone
+            default: return nil
+            }
+            return FileVersion(
+                kind: kind, networkID: network_id, name: name, timestamp: timestamp, validFor: valid_for,
+                contentSHA256: sha, contentLength: length, signer: signer, signature: signature)
+        }
+    }
+
+    struct RecordJSON: Codable {
+        var format: Int
+        var state: StoredFile.State
+        var version: VersionJSON
+        var previous: VersionJSON?
+    }
+
+    func encoded() -> [UInt8] {
+        let json = RecordJSON(
+            format: 1, state: current.state, version: VersionJSON(current.version),
+            previous: previous.map(VersionJSON.init))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding plain strings and integers cannot fail.
+        return Array((try? encoder.encode(json)) ?? Data())
+    }
+
+    static func decode(_ bytes: [UInt8]) -> MetaRecord? {
+        guard let json = try? JSONDecoder().decode(RecordJSON.self, from: Data(bytes)), json.format == 1,
+            let version = json.version.version
+        else { return nil }
+        var previous: FileVersion? = nil
+        if let previousJSON = json.previous {
+            guard let decoded = previousJSON.version else { return nil }
+            previous = decoded
+        }
+        return MetaRecord(current: StoredFile(version: version, state: json.state), previous: previous)
+    }
+}

@@ -1,0 +1,121 @@
+import AsyncHTTPClient
+import DataMesherHTTP
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Talks to a node's HTTP API; every failure becomes a one-sentence `CLIError`.
+struct APIClient {
+    let baseURL: String
+
+    init(url: String) throws {
+        var base = url
+        while base.hasSuffix("/") { base.removeLast() }
+        guard base.hasPrefix("http://") || base.hasPrefix("https://"), base.count > 8 else {
+            throw CLIError("--url \(url) is not an http:// or https:// URL")
+        }
+        baseURL = base
+    }
+
+    struct Reply {
+        let status: Int
+        let headers: HTTPHeaders
+        let body: [UInt8]
+    }
+
+    /// Sends one request and collects a (small) reply.
+    func send(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: HTTPClientRequest.Body? = nil,
+        limit: Int = 64 << 20
+    ) async throws -> Reply {
+        try await withClient { client in
+            let response = try await client.execute(
+                request(method, path, headers: headers, body: body), timeout: .hours(24))
+            var collected = [UInt8]()
+            for try await chunk in response.body {
+                collected += chunk.readableBytesView
+                if collected.count > limit { throw CLIError("the server's reply is larger than \(limit) bytes") }
+            }
+            return Reply(status: Int(response.status.code), headers: response.headers, body: collected)
+        }
+    }
+
+    func request(_ method: HTTPMethod, _ path: String, headers: [(String, String)], body: HTTPClientRequest.Body?)
+        -> HTTPClientRequest
+    {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = body
+        return request
+    }
+
+    /// Runs `body` with a client that is shut down afterwards, mapping transport errors to sentences.
+    func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let result = try await body(client)
+            try? await client.shutdown()
+            return result
+        } catch let error as CLIError {
+            try? await client.shutdown()
+            throw error
+        } catch {
+            try? await client.shutdown()
+            throw CLIError("cannot reach data-mesher at \(baseURL): \(Self.transportMessage(error))")
+        }
+    }
+
+    static func transportMessage(_ error: any Error) -> String {
+        let text = String(describing: error)
+        if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
+        if text.contains("connectTimeout") { return "connection timed out" }
+        if let error = error as? HTTPClientError { return error.description }
+        return text.prefix(200).description
+    }
+
+    /// The `error` of a JSON error reply, or the raw text.
+    static func reason(_ reply: Reply) -> String {
+        if let decoded = try? JSONDecoder().decode(ErrorJSON.self, from: Data(reply.body)) { return decoded.error }
+        let text = String(decoding: reply.body.prefix(300), as: UTF8.self)
+        return text.isEmpty ? "HTTP \(reply.status)" : text
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ reply: Reply) throws -> T {
+        guard reply.status == 200 else { throw CLIError("the node answered \(reply.status): \(Self.reason(reply))") }
+        do { return try JSONDecoder().decode(type, from: Data(reply.body)) } catch {
+            throw CLIError("the node's answer is not the expected JSON")
+        }
+    }
+}
+
+/// A file read in chunks off the cooperative pool, as a request body.
+struct FileChunks: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let fd: Int32
+    let length: Int
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let fd: Int32
+        let length: Int
+        var offset = 0
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard offset < length else { return nil }
+            let (fd, start, count) = (self.fd, offset, Swift.min(1 << 20, length - offset))
+            let chunk = try await NIOThreadPool.singleton.runIfActive { () throws -> ByteBuffer in
+                var buffer = ByteBufferAllocator().buffer(capacity: count)
+                let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
+                    Swift.max(pread(fd, pointer.baseAddress, count, off_t(start)), 0)
+                }
+                guard got > 0 else { throw CLIError("the file changed while it was being uploaded") }
+                return buffer
+            }
+            offset += chunk.readableBytes
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(fd: fd, length: length) }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct DataMesher: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data-mesher",
+        abstract: "Replicate ED25519-signed files across a cluster of machines.",
+        discussion: """
+            Every machine runs `data-mesher server`; the other commands talk to a node's local HTTP API
+            (default http://localhost:7331) or work with keys.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            ServerCommand.self, FileCommand.self, MembersCommand.self, GenerateCommand.self, KeyCommand.self,
+        ]
+    )
+}
+
+/// A failure to report as one sentence on stderr, with exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs a command body; any error becomes one line on stderr and a non-zero exit, never a trace.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as CleanExit {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("data-mesher: \(describe(error))\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+func describe(_ error: any Error) -> String { String(describing: error) }

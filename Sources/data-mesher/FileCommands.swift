@@ -1,0 +1,308 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Crypto
+import DataMesherCore
+import DataMesherHTTP
+import DataMesherKeys
+import DataMesherNet
+import DataMesherStore
+import Foundation
+import NIOCore
+
+struct FileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "file",
+        abstract: "Upload, delete, list and fetch signed files.",
+        subcommands: [FileUpdate.self, FileDelete.self, FileList.self, FileGet.self]
+    )
+}
+
+struct ServerURL: ParsableArguments {
+    @Option(help: "The node's HTTP API.")
+    var url: String = "http://localhost:7331"
+}
+
+struct SigningOptions: ParsableArguments {
+    @Option(name: [.customLong("key"), .customLong("key-path")], help: "Private signing key (PKCS#8 PEM).")
+    var key: String
+
+    @Option(help: "Network ID signed into the file (default: the node's own).")
+    var networkId: String?
+
+    func loadKey() throws -> Curve25519.Signing.PrivateKey { try KeyFile.readPrivateKey(path: key) }
+
+    /// The explicit network ID, or the one the node reports.
+    func networkID(client: APIClient) async throws -> String {
+        if let networkId { return networkId }
+        return try client.decode(InfoJSON.self, try await client.send(.GET, "/v1/info")).network_id
+    }
+}
+
+/// Signed-upload headers for a version.
+func signedHeaders(_ version: FileVersion) -> [(String, String)] {
+    [
+        ("DM-Signer", version.signer.base64), ("DM-Signature", Base64.encode(version.signature)),
+        ("DM-Timestamp", String(version.timestamp)), ("DM-Valid-For", String(version.validFor)),
+    ]
+}
+
+func parseName(_ text: String) throws -> FileName {
+    do { return try FileName(text) } catch { throw CLIError("\(error)") }
+}
+
+func summary(_ entry: FileEntryJSON) -> String {
+    let state = entry.deleted ? "deleted" : entry.expired ? "expired" : "\(entry.size) bytes"
+    return "\(entry.name): \(state), sha256 \(entry.sha256.prefix(16))…, timestamp \(entry.timestamp)"
+}
+
+struct FileUpdate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update",
+        abstract: "Sign a file and upload it as the newest version of NAME."
+    )
+
+    @Argument(help: "The file to upload.")
+    var path: String
+
+    @OptionGroup var server: ServerURL
+    @OptionGroup var signing: SigningOptions
+
+    @Option(help: "The name to store it under (default: the file's base name).")
+    var name: String?
+
+    @Option(help: "How long the version is valid, e.g. 10m or 24h (default: forever).")
+    var validFor: String?
+
+    func run() async throws {
+        try await reportingErrors {
+            let key = try signing.loadKey()
+            let name = try parseName(self.name ?? URL(fileURLWithPath: path).lastPathComponent)
+            var validForNanoseconds: UInt64 = 0
+            if let validFor {
+                do { validForNanoseconds = try DurationFormat.parse(validFor) } catch {
+                    throw CLIError("--valid-for: \(error)")
+                }
+            }
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw CLIError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            guard let digest = try DiskIO.hashFile("/proc/self/fd/\(fd)") else { throw CLIError("cannot read \(path)") }
+            let client = try APIClient(url: server.url)
+            let version = try FileVersion.sign(
+                kind: .content, networkID: try await signing.networkID(client: client), name: name,
+                timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: digest.sha256,
+                contentLength: digest.length, key: key)
+            let length = Int(digest.length)
+            let reply = try await client.send(
+                .PUT, "/v1/files/" + name.value,
+                headers: signedHeaders(version) + [("Content-Type", "application/octet-stream")],
+                body: .stream(FileChunks(fd: fd, length: length), length: .known(Int64(length))))
+            guard reply.status == 201 || reply.status == 200 else {
+                throw CLIError("the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
+            }
+            let entry = try? JSONDecoder().decode(FileEntryJSON.self, from: Data(reply.body))
+            print("stored " + (entry.map(summary) ?? name.value))
+        }
+    }
+}
+
+struct FileDelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete",
+        abstract: "Delete NAME everywhere with a signed tombstone."
+    )
+
+    @Argument(help: "The file name.")
+    var name: String
+
+    @OptionGroup var server: ServerURL
+    @OptionGroup var signing: SigningOptions
+
+    func run() async throws {
+        try await reportingErrors {
+            let key = try signing.loadKey()
+            let name = try parseName(name)
+            let client = try APIClient(url: server.url)
+            let version = try FileVersion.sign(
+                kind: .tombstone, networkID: try await signing.networkID(client: client), name: name,
+                timestamp: WallClock.now(), validFor: 0, contentSHA256: FileVersion.emptySHA256, contentLength: 0,
+                key: key)
+            let reply = try await client.send(.DELETE, "/v1/files/" + name.value, headers: signedHeaders(version))
+            guard reply.status == 200 else {
+                throw CLIError("the node refused to delete \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
+            }
+            print("deleted \(name)")
+        }
+    }
+}
+
+struct FileList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List the files a node holds."
+    )
+
+    @OptionGroup var server: ServerURL
+
+    @Flag(help: "Print the JSON the API returns.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let client = try APIClient(url: server.url)
+            let reply = try await client.send(.GET, "/v1/files")
+            let entries = try client.decode([FileEntryJSON].self, reply)
+            if json {
+                print(String(decoding: reply.body, as: UTF8.self))
+                return
+            }
+            var rows = [["NAME", "SIZE", "STATE", "TIMESTAMP", "SIGNER", "SHA256"]]
+            for entry in entries {
+                rows.append([
+                    entry.name, String(entry.size), entry.deleted ? "deleted" : entry.expired ? "expired" : "present",
+                    isoTime(entry.timestamp), String(entry.signer.prefix(12)) + "…", String(entry.sha256.prefix(16)),
+                ])
+            }
+            printTable(rows)
+        }
+    }
+}
+
+struct FileGet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Fetch the content of NAME (to stdout, or to --output)."
+    )
+
+    @Argument(help: "The file name.")
+    var name: String
+
+    @OptionGroup var server: ServerURL
+
+    @Option(help: "Write the content here (atomically) instead of to stdout.")
+    var output: String?
+
+    func run() async throws {
+        try await reportingErrors {
+            let name = try parseName(name)
+            let client = try APIClient(url: server.url)
+            try await client.withClient { http in
+                let response = try await http.execute(
+                    client.request(.GET, "/v1/files/" + name.value, headers: [], body: nil), timeout: .hours(24))
+                guard response.status == .ok else {
+                    var body = [UInt8]()
+                    for try await chunk in response.body where body.count < 65536 { body += chunk.readableBytesView }
+                    let reply = APIClient.Reply(
+                        status: Int(response.status.code), headers: response.headers, body: body)
+                    throw CLIError("cannot get \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
+                }
+                let expected = response.headers.first(name: "DM-SHA256") ?? ""
+                let sink = try OutputSink(path: output)
+                var hasher = SHA256()
+                do {
+                    for try await chunk in response.body {
+                        try chunk.withUnsafeReadableBytes { bytes in
+                            hasher.update(bufferPointer: bytes)
+                            try sink.write(bytes)
+                        }
+                    }
+                    guard Hex.encode(hasher.finalize()) == expected else {
+                        throw CLIError("the content of \"\(name)\" does not match its signed SHA-256; nothing written")
+                    }
+                    try sink.commit()
+                } catch {
+                    sink.discard()
+                    throw error
+                }
+            }
+        }
+    }
+}
+
+/// Stdout, or a temporary file renamed over the destination once complete.
+final class OutputSink {
+    let fd: Int32
+    let temporary: String?
+    let destination: String?
+
+    init(path: String?) throws {
+        guard let path else {
+            fd = 1
+            temporary = nil
+            destination = nil
+            return
+        }
+        let temp = path + ".part-\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CLIError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        temporary = temp
+        destination = path
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try DiskIO.writeAll(fd: fd, bytes, path: destination ?? "stdout")
+    }
+
+    func commit() throws {
+        guard let temporary, let destination else { return }
+        guard fsync(fd) == 0, close(fd) == 0, rename(temporary, destination) == 0 else {
+            throw CLIError("cannot write \(destination): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func discard() {
+        guard let temporary else { return }
+        close(fd)
+        unlink(temporary)
+    }
+}
+
+struct MembersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "members",
+        abstract: "List the members of the cluster as a node sees them."
+    )
+
+    @OptionGroup var server: ServerURL
+
+    @Flag(help: "Print the JSON the API returns.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let client = try APIClient(url: server.url)
+            let reply = try await client.send(.GET, "/v1/members")
+            let members = try client.decode([MemberInfo].self, reply)
+            if json {
+                print(String(decoding: reply.body, as: UTF8.self))
+                return
+            }
+            var rows = [["NAME", "STATE", "INCARNATION", "ADDRESSES", "ID"]]
+            for member in members {
+                rows.append([
+                    member.name, member.state.rawValue, String(member.incarnation),
+                    member.addresses.joined(separator: ","), member.id,
+                ])
+            }
+            printTable(rows)
+        }
+    }
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    let widths = (0..<first.count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    for row in rows {
+        let padded = row.enumerated().map { index, cell in
+            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }
+        print(padded.joined(separator: "  "))
+    }
+}
+
+func isoTime(_ nanoseconds: Int64) -> String {
+    let formatter = ISO8601DateFormatter()
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    return formatter.string(from: Date(timeIntervalSince1970: Double(nanoseconds) / 1e9))
+}

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Crypto
+import DataMesherCore
+import DataMesherKeys
+import DataMesherStore
+import Foundation
+
+struct GenerateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate keys.",
+        subcommands: [GenerateKeypair.self, GenerateSigningKey.self]
+    )
+}
+
+struct KeyPairPaths: ParsableArguments {
+    @Option(help: "Where to write the private key (PKCS#8 PEM, mode 0600).")
+    var privateKeyPath: String
+
+    @Option(help: "Where to write the public key (SPKI PEM).")
+    var publicKeyPath: String
+
+    @Flag(help: "Replace existing key files.")
+    var force = false
+
+    func write() throws {
+        for path in [privateKeyPath, publicKeyPath] where !force && FileManager.default.fileExists(atPath: path) {
+            throw CLIError("\(path) already exists; pass --force to replace it")
+        }
+        let key = Curve25519.Signing.PrivateKey()
+        try DiskIO.writeFileAtomically(privateKeyPath, bytes: Array(try KeyPEM.encodePrivateKey(key).utf8), mode: 0o600)
+        try DiskIO.writeFileAtomically(
+            publicKeyPath, bytes: Array(try KeyPEM.encodePublicKey(key.publicKey).utf8), mode: 0o644)
+        print(Base64.encode(key.publicKey.rawRepresentation))
+    }
+}
+
+struct GenerateKeypair: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keypair",
+        abstract: "Generate an ED25519 signing key pair; prints the public key for [files]."
+    )
+    @OptionGroup var paths: KeyPairPaths
+
+    func run() async throws { try await reportingErrors { try paths.write() } }
+}
+
+struct GenerateSigningKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "signing-key",
+        abstract: "Same as `generate keypair`."
+    )
+    @OptionGroup var paths: KeyPairPaths
+
+    func run() async throws { try await reportingErrors { try paths.write() } }
+}
+
+struct KeyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key",
+        abstract: "Inspect keys.",
+        subcommands: [KeyPublic.self]
+    )
+}
+
+struct KeyPublic: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "public",
+        abstract: "Print the base64 public key (for [files]) of a private or public PEM key file."
+    )
+    @Argument(help: "A PKCS#8 private key or SPKI public key in PEM.")
+    var keyFile: String
+
+    func run() async throws {
+        try await reportingErrors {
+            print(Base64.encode(try KeyFile.readPublicKey(path: keyFile).rawRepresentation))
+        }
+    }
+}
