@@ -14,7 +14,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -26,10 +25,10 @@ let package = Package(
             name: "DataMesherCore",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
-        // dm.toml -> Config (TOMLKit).
+        // dm.toml -> NodeConfig, with a strict TOML reader of its own (see TOML.swift).
         .target(
             name: "DataMesherConfig",
-            dependencies: ["DataMesherCore", "TOMLKit"]
+            dependencies: ["DataMesherCore"]
         ),
         // PEM key files (PKCS#8 / SPKI), interoperable with openssl.
         .target(
@@ -76,7 +75,7 @@ let package = Package(
             name: "data-mesher",
             dependencies: [
                 "DataMesherCore", "DataMesherConfig", "DataMesherKeys", "DataMesherStore",
-                "DataMesherNet", "DataMesherHTTP", "TOMLKit", .product(name: "X509", package: "swift-certificates"),
+                "DataMesherNet", "DataMesherHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

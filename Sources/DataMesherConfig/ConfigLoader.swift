@@ -1,5 +1,4 @@
 import DataMesherCore
-import TOMLKit
 
 #if canImport(Glibc)
     import Glibc
@@ -41,16 +40,7 @@ public enum ConfigLoader {
     public static func parse(_ text: String) throws(ConfigError) -> NodeConfig {
         guard !text.utf8.contains(0) else { throw ConfigError(key: nil, "the file contains a NUL byte") }
         let root: TOMLTable
-        do {
-            root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigError(
-                key: nil,
-                "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)"
-            )
-        } catch {
-            throw ConfigError(key: nil, "not valid TOML: \(error)")
-        }
+        do { root = try TOMLParser.parse(text) } catch { throw ConfigError(key: nil, "not valid TOML at \(error)") }
         var config = NodeConfig()
         let top = Section(table: root, path: "")
         try top.onlyKeys([
@@ -192,26 +182,35 @@ struct Section {
         }
     }
 
-    func value(_ key: String, _ expected: TOMLType) throws(ConfigError) -> TOMLValueConvertible? {
-        guard let value = table[key] else { return nil }
-        guard value.type == expected else { throw error(key, "must be a \(expected), not a \(value.type)") }
-        return value
+    func wrongType(_ key: String, _ expected: String, _ value: TOMLValue) -> ConfigError {
+        error(key, "must be \(withArticle(expected)), not \(withArticle(value.typeName))")
     }
 
-    func string(_ key: String) throws(ConfigError) -> String? { try value(key, .string)?.string }
-    func bool(_ key: String) throws(ConfigError) -> Bool? { try value(key, .bool)?.bool }
+    func string(_ key: String) throws(ConfigError) -> String? {
+        guard let value = table[key] else { return nil }
+        guard case .string(let text) = value else { throw wrongType(key, "string", value) }
+        return text
+    }
+
+    func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard case .boolean(let flag) = value else { throw wrongType(key, "boolean", value) }
+        return flag
+    }
 
     func section(_ key: String) throws(ConfigError) -> Section? {
-        guard let table = try value(key, .table)?.table else { return nil }
-        return Section(table: table, path: fullKey(key))
+        guard let value = table[key] else { return nil }
+        guard case .table(let inner) = value else { throw wrongType(key, "table", value) }
+        return Section(table: inner, path: fullKey(key))
     }
 
     func strings(_ key: String) throws(ConfigError) -> [String]? {
-        guard let array = try value(key, .array)?.array else { return nil }
+        guard let value = table[key] else { return nil }
+        guard case .array(let items) = value else { throw wrongType(key, "array", value) }
         var out = [String]()
-        for (index, element) in array.enumerated() {
-            guard element.type == .string, let text = element.string else {
-                throw error("\(key)[\(index)]", "must be a string, not a \(element.type)")
+        for (index, element) in items.enumerated() {
+            guard case .string(let text) = element else {
+                throw wrongType("\(key)[\(index)]", "string", element)
             }
             out.append(text)
         }
@@ -219,7 +218,8 @@ struct Section {
     }
 
     func port(_ key: String) throws(ConfigError) -> UInt16? {
-        guard let value = try value(key, .int)?.int else { return nil }
+        guard let raw = table[key] else { return nil }
+        guard case .integer(let value) = raw else { throw wrongType(key, "integer", raw) }
         guard let port = UInt16(exactly: value), port > 0 else { throw error(key, "\(value) is not a port (1-65535)") }
         return port
     }
@@ -246,6 +246,8 @@ struct Section {
         }
     }
 }
+
+func withArticle(_ noun: String) -> String { ("aeiou".contains(noun.first ?? "x") ? "an " : "a ") + noun }
 
 /// IP literal checks via inet_pton.
 public enum IPLiteral {

@@ -1,0 +1,123 @@
+import Crypto
+import DataMesherCore
+import DataMesherHTTP
+import DataMesherNet
+import DataMesherStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// Routes driven in memory (no socket) over a node with a temporary state dir.
+struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is only read
+    let dir = NSTemporaryDirectory() + "dm-http-" + UUID().uuidString
+    let key = Curve25519.Signing.PrivateKey()
+    let node: MeshNode
+
+    init() throws {
+        var config = NodeConfig()
+        config.stateDir = dir
+        config.maxFileSize = 1024
+        config.files = [try FileName("dns/cnames"): [try SignerKey(bytes: Array(key.publicKey.rawRepresentation))]]
+        let logger = Logger(label: "test")
+        let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
+        node = MeshNode(config: config, store: store, nodeName: "t", clusterAddresses: [], logger: logger)
+    }
+
+    func app() -> some ApplicationProtocol { Application(router: API(node: node).router()) }
+
+    func headers(_ name: String, _ content: String, at timestamp: Int64, tombstone: Bool = false) throws -> HTTPFields {
+        let bytes = Array(content.utf8)
+        let version = try FileVersion.sign(
+            kind: tombstone ? .tombstone : .content, networkID: "", name: try FileName(name), timestamp: timestamp,
+            validFor: 0, contentSHA256: Array(SHA256.hash(data: bytes)), contentLength: UInt64(bytes.count), key: key)
+        return [
+            HTTPField.Name("DM-Signer")!: version.signer.base64,
+            HTTPField.Name("DM-Signature")!: Base64.encode(version.signature),
+            HTTPField.Name("DM-Timestamp")!: String(timestamp),
+        ]
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: dir) }
+}
+
+@Suite struct RouterTests {
+    @Test func uploadListGetDelete() async throws {
+        let fixture = try RouterFixture()
+        defer { fixture.remove() }
+        let now = WallClock.now()
+        try await fixture.app().test(.router) { client in
+            try await client.execute(uri: "/v1/files", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "[]")
+            }
+            try await client.execute(
+                uri: "/v1/files/dns/cnames", method: .put, headers: try fixture.headers("dns/cnames", "zone", at: now),
+                body: ByteBuffer(string: "zone")
+            ) { response in
+                #expect(response.status == .created)
+                let entry = try JSONDecoder().decode(FileEntryJSON.self, from: Data(buffer: response.body))
+                #expect(entry.name == "dns/cnames" && entry.size == 4 && !entry.deleted)
+            }
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "zone")
+                #expect(response.headers[HTTPField.Name("DM-Timestamp")!] == String(now))
+                #expect(response.headers[HTTPField.Name("DM-SHA256")!] == Hex.encode(SHA256.hash(data: Data("zone".utf8))))
+            }
+            try await client.execute(
+                uri: "/v1/files/dns/cnames", method: .delete,
+                headers: try fixture.headers("dns/cnames", "", at: now + 1, tombstone: true)
+            ) { response in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(String(buffer: response.body).contains("deleted"))
+            }
+            try await client.execute(uri: "/v1/members", method: .get) { response in
+                let members = try JSONDecoder().decode([MemberInfo].self, from: Data(buffer: response.body))
+                #expect(members.count == 1 && members[0].state == .alive)
+            }
+            try await client.execute(uri: "/v1/info", method: .get) { response in
+                let info = try JSONDecoder().decode(InfoJSON.self, from: Data(buffer: response.body))
+                #expect(info.counts.tombstones == 1 && info.counts.files == 0)
+            }
+        }
+    }
+
+    @Test func refusalsAreJSONWithTheSpecStatus() async throws {
+        let fixture = try RouterFixture()
+        defer { fixture.remove() }
+        let now = WallClock.now()
+        try await fixture.app().test(.router) { client in
+            try await client.execute(uri: "/nowhere", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(String(buffer: response.body).contains("\"error\""))
+            }
+            try await client.execute(
+                uri: "/v1/files/dns/cnames", method: .put, headers: try fixture.headers("dns/cnames", "zone", at: now),
+                body: ByteBuffer(string: "zonE")
+            ) { response in
+                #expect(response.status == .forbidden)
+            }
+            let big = String(repeating: "x", count: 2000)
+            try await client.execute(
+                uri: "/v1/files/dns/cnames", method: .put, headers: try fixture.headers("dns/cnames", big, at: now),
+                body: ByteBuffer(string: big)
+            ) { response in
+                #expect(response.status == .contentTooLarge)
+            }
+            try await client.execute(
+                uri: "/v1/files/%2e%2e%2fsecret", method: .put, headers: try fixture.headers("dns/cnames", "z", at: now),
+                body: ByteBuffer(string: "z")
+            ) { response in
+                #expect(response.status == .badRequest)
+            }
+        }
+        #expect(fixture.node.store.list().isEmpty)
+    }
+}

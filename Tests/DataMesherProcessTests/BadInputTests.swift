@@ -1,0 +1,175 @@
+import DataMesherCore
+import Foundation
+import Testing
+
+/// Every bad input goes through the real daemon (raw HTTP) or the real CLI, gets the refusal the
+/// SPEC names, and leaves the state dir byte-for-byte as it was.
+@Suite(.serialized) struct BadInputTests {
+    struct Case: CustomStringConvertible {
+        let description: String
+        let method: String
+        let path: String
+        let headers: [(String, String)]
+        let body: [UInt8]
+        let expected: ClosedRange<Int>
+        var contentLength = true
+    }
+
+    @Test func everyBadRequestIsRefusedAndChangesNothing() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let stranger = try TestKey(dir: dir, name: "stranger")
+        let daemon = try Daemon(
+            files: ["config:app": [owner.base64], "dns/cnames": [owner.base64]], extra: "max_file_size = \"1KiB\"")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+
+        let now = nowNanoseconds()
+        let accepted = try owner.sign("config:app", Array("v1".utf8), at: now - 1_000_000_000)
+        #expect(try HTTP.put(daemon, accepted, Array("v1".utf8)).status == 201)
+        let content = Array("new content".utf8)
+        let good = try owner.sign("config:app", content, at: now)
+        let goodHeaders = HTTP.signed(good)
+        func without(_ name: String) -> [(String, String)] { goodHeaders.filter { $0.0 != name } }
+        func replacing(_ name: String, _ value: String) -> [(String, String)] { without(name) + [(name, value)] }
+        let path = "/v1/files/config:app"
+
+        var cases: [Case] = [
+            Case(description: "missing DM-Signer", method: "PUT", path: path, headers: without("DM-Signer"), body: content, expected: 400...400),
+            Case(description: "missing DM-Signature", method: "PUT", path: path, headers: without("DM-Signature"), body: content, expected: 400...400),
+            Case(description: "missing DM-Timestamp", method: "PUT", path: path, headers: without("DM-Timestamp"), body: content, expected: 400...400),
+            Case(description: "DM-Signer not base64", method: "PUT", path: path, headers: replacing("DM-Signer", "not*base64"), body: content, expected: 400...400),
+            Case(description: "DM-Signer of 31 bytes", method: "PUT", path: path, headers: replacing("DM-Signer", Base64.encode([UInt8](repeating: 1, count: 31))), body: content, expected: 400...400),
+            Case(description: "DM-Signature of 63 bytes", method: "PUT", path: path, headers: replacing("DM-Signature", Base64.encode([UInt8](repeating: 1, count: 63))), body: content, expected: 400...400),
+            Case(description: "DM-Timestamp not a number", method: "PUT", path: path, headers: replacing("DM-Timestamp", "yesterday"), body: content, expected: 400...400),
+            Case(description: "DM-Timestamp negative", method: "PUT", path: path, headers: replacing("DM-Timestamp", "-5"), body: content, expected: 400...400),
+            Case(description: "DM-Timestamp overflows i64", method: "PUT", path: path, headers: replacing("DM-Timestamp", "99999999999999999999"), body: content, expected: 400...400),
+            Case(description: "DM-Valid-For not a number", method: "PUT", path: path, headers: replacing("DM-Valid-For", "10m"), body: content, expected: 400...400),
+            Case(description: "DM-Signer given twice", method: "PUT", path: path, headers: goodHeaders + [("DM-Signer", stranger.base64)], body: content, expected: 400...400),
+            Case(description: "signer not allowed for the name", method: "PUT", path: path, headers: HTTP.signed(try stranger.sign("config:app", content, at: now)), body: content, expected: 403...403),
+            Case(description: "allowed signer header, stranger's signature", method: "PUT", path: path, headers: replacing("DM-Signature", Base64.encode(try stranger.sign("config:app", content, at: now).signature)), body: content, expected: 403...403),
+            Case(description: "name not configured", method: "PUT", path: "/v1/files/other", headers: HTTP.signed(try owner.sign("other", content, at: now)), body: content, expected: 403...403),
+            Case(description: "tampered body", method: "PUT", path: path, headers: goodHeaders, body: Array("new contenT".utf8), expected: 403...403),
+            Case(description: "signature for another name", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("dns/cnames", content, at: now)), body: content, expected: 403...403),
+            Case(description: "signed for another network", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now, network: "other")), body: content, expected: 403...403),
+            Case(description: "stale version", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now - 5_000_000_000)), body: content, expected: 409...409),
+            Case(description: "replay of the accepted version", method: "PUT", path: path, headers: HTTP.signed(accepted), body: Array("v1".utf8), expected: 409...409),
+            Case(description: "timestamp an hour in the future", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now + 3_600_000_000_000)), body: content, expected: 409...409),
+            Case(description: "already expired valid_for", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now - 60_000_000_000, validFor: 1_000_000_000)), body: content, expected: 409...409),
+            Case(description: "body larger than max_file_size", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 2048), at: now)), body: [UInt8](repeating: 7, count: 2048), expected: 413...413),
+            Case(description: "chunked body larger than max_file_size", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 4096), at: now)) + [("Transfer-Encoding", "chunked")], body: Array("1000\r\n".utf8) + [UInt8](repeating: 7, count: 4096) + Array("\r\n0\r\n\r\n".utf8), expected: 413...413, contentLength: false),
+            Case(description: "tombstone with a bad signature", method: "DELETE", path: path, headers: HTTP.signed(try stranger.sign("config:app", [], at: now, tombstone: true)), body: [], expected: 403...403),
+            Case(description: "tombstone with a body", method: "DELETE", path: path, headers: HTTP.signed(try owner.sign("config:app", [], at: now, tombstone: true)), body: Array("x".utf8), expected: 400...400),
+            Case(description: "stale tombstone", method: "DELETE", path: path, headers: HTTP.signed(try owner.sign("config:app", [], at: now - 5_000_000_000, tombstone: true)), body: [], expected: 409...409),
+        ]
+        let traversals = [
+            "../../etc/passwd", "..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/etc/passwd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+            "%252e%252e%252fetc", "..%5c..%5cetc", "%2fetc%2fpasswd", "config:app%00.txt", ".hidden", "a/./b",
+            "%c0%ae%c0%ae/etc", "dns//cnames", "dns/cnames/", "%", "%zz", "config%3aapp/..",
+        ]
+        for traversal in traversals {
+            cases.append(
+                Case(
+                    description: "traversal \(traversal)", method: "PUT", path: "/v1/files/" + traversal,
+                    headers: goodHeaders, body: content, expected: 400...404))
+        }
+        #expect(cases.count >= 25)
+
+        let before = daemon.snapshot()
+        #expect(!before.isEmpty)
+        for testCase in cases {
+            let reply = try HTTP.request(
+                daemon.address, daemon.port, method: testCase.method, path: testCase.path, headers: testCase.headers,
+                body: testCase.body, contentLength: testCase.contentLength)
+            #expect(testCase.expected.contains(reply.status), "\(testCase): got \(reply.status) \(reply.text)")
+            if reply.status != 404 || testCase.method != "PUT" {
+                let error = try? JSONDecoder().decode([String: String].self, from: Data(reply.body))
+                #expect(error?["error"]?.isEmpty == false, "\(testCase): no JSON reason in \(reply.text)")
+            }
+            #expect(daemon.snapshot() == before, "\(testCase) changed the store")
+        }
+        // Garbage that is not HTTP at all.
+        _ = try? HTTP.raw(daemon.address, daemon.port, Array("\u{1}\u{2}GARBAGE\r\n\r\n".utf8))
+        #expect(daemon.snapshot() == before)
+        // The daemon is still alive and serving the accepted version.
+        let served = try HTTP.request(daemon.address, daemon.port, method: "GET", path: path)
+        #expect(served.status == 200 && served.text == "v1")
+        // And a good upload still works afterwards.
+        #expect(try HTTP.put(daemon, good, content).status == 201)
+    }
+
+    @Test func theCLIRefusesBadInputWithOneLineAndNoTrace() throws {
+        let dir = NSTemporaryDirectory() + "dm-cli-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["config:app": [owner.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let payload = dir + "/config:app"
+        try "payload".write(toFile: payload, atomically: true, encoding: .utf8)
+        try "not a key at all".write(toFile: dir + "/garbage.pem", atomically: true, encoding: .utf8)
+        try Data([0xff, 0xfe, 0x00, 0x01]).write(to: URL(fileURLWithPath: dir + "/binary.pem"))
+        let exported = try runProcess(Binary.path, ["key", "public", owner.path])
+        try (exported.stdout).write(toFile: dir + "/owner.b64", atomically: true, encoding: .utf8)
+        try "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA3g7CXt9PwvaYSqqNvpJt+vUH+l3uFMCIfxV4Dq89TrY=\n-----END PUBLIC KEY-----\n"
+            .write(toFile: dir + "/public.pem", atomically: true, encoding: .utf8)
+
+        let before = daemon.snapshot()
+        let cases: [(String, [String], String)] = [
+            ("garbage key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/garbage.pem"], "not a PEM"),
+            ("binary key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/binary.pem"], "key file"),
+            ("missing key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/nope.pem"], "no such file"),
+            ("key file is a directory", ["file", "update", payload, "--url", daemon.url, "--key-path", dir], "directory"),
+            ("public key as signing key", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/public.pem"], "PUBLIC KEY"),
+            ("unconfigured name", ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--name", "nope"], "not configured"),
+            ("traversal name", ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--name", "../x"], "starts with '.'"),
+            ("bad --valid-for", ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--valid-for", "soon"], "not a duration"),
+            ("missing payload", ["file", "update", dir + "/absent", "--url", daemon.url, "--key", owner.path], "cannot read"),
+            ("unreachable node", ["file", "update", payload, "--url", "http://127.0.0.1:1", "--key", owner.path], "cannot reach"),
+            ("bad url", ["file", "list", "--url", "ftp://x"], "not an http"),
+            ("delete with garbage key", ["file", "delete", "config:app", "--url", daemon.url, "--key", dir + "/garbage.pem"], "not a PEM"),
+            ("get a missing file", ["file", "get", "config:app", "--url", daemon.url], "not held"),
+            ("key public of garbage", ["key", "public", dir + "/garbage.pem"], "not a PEM"),
+        ]
+        for (description, arguments, message) in cases {
+            let result = try daemon.cli(arguments)
+            #expect(result.status != 0, "\(description) exited 0")
+            let lines = result.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(description): stderr is not one line: \(result.stderr)")
+            #expect(result.stderr.contains(message), "\(description): \(result.stderr)")
+            #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"))
+            #expect(daemon.snapshot() == before, "\(description) changed the store")
+        }
+        // The same upload with a good key works.
+        let good = try daemon.cli(["file", "update", payload, "--url", daemon.url, "--key-path", owner.path])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.hasPrefix("stored config:app"))
+    }
+
+    @Test func theDaemonRefusesToStartOnABadConfig() throws {
+        let dir = NSTemporaryDirectory() + "dm-cfg-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cases: [(String, String, String)] = [
+            ("unknown key", "colour = \"blue\"", "config key colour: unknown key"),
+            ("bad duration", "max_clock_skew = \"ten minutes\"", "config key max_clock_skew"),
+            ("bad base64 key", "[files]\n\"a\" = [\"@@@\"]", "config key files.\"a\"[0]"),
+            ("unknown interface", "state_dir = \"\(dir)/s\"\n[http]\ninterfaces = [\"nosuch0\"]", "interface \"nosuch0\" does not exist"),
+            ("bad bootstrap node", "[cluster]\nbootstrap_nodes = [\"nowhere\"]", "cluster.bootstrap_nodes[0]"),
+            ("not TOML", "this is = = not toml", "not valid TOML"),
+        ]
+        for (description, text, message) in cases {
+            let path = dir + "/dm.toml"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let result = try runProcess(Binary.path, ["server", "--config", path])
+            #expect(result.status != 0, "\(description) started")
+            #expect(result.stderr.contains(message), "\(description): \(result.stderr)")
+            #expect(!result.stderr.contains("Fatal error"))
+        }
+        let missing = try runProcess(Binary.path, ["server", "--config", dir + "/absent.toml"])
+        #expect(missing.status != 0 && missing.stderr.contains("cannot read"))
+    }
+}

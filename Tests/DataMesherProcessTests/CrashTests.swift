@@ -1,0 +1,166 @@
+import DataMesherCore
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The versions a writer has sent, as it saw them.
+final class UploadLog: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var acknowledged: [String: Int] = [:]
+    private var inFlight: [String: Int] = [:]
+    private var stopped = false
+
+    func begin(_ name: String, _ index: Int) { locked { inFlight[name] = index } }
+    func acknowledge(_ name: String, _ index: Int) { locked { acknowledged[name] = index } }
+    func stop() { locked { stopped = true } }
+    var isStopped: Bool { locked { stopped } }
+    func state(_ name: String) -> (acknowledged: Int?, inFlight: Int?) { locked { (acknowledged[name], inFlight[name]) } }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+}
+
+@Suite struct CrashTests {
+    /// Deterministic content for version `index` of `name`; sizes vary from 1 KiB to ~600 KiB.
+    static func content(_ name: String, _ index: Int) -> [UInt8] {
+        let header = Array("\(name) version \(index)\n".utf8)
+        let size = 1024 + (index * 7919) % (600 * 1024)
+        var bytes = header
+        bytes.reserveCapacity(size)
+        var state = UInt64(index) &* 0x9E37_79B9_7F4A_7C15 | 1
+        while bytes.count < size {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            bytes.append(UInt8(truncatingIfNeeded: state))
+        }
+        return bytes
+    }
+
+    @Test func sigkillDuringUploadsNeverTearsAFileAndKeepsTheLastAcknowledgedVersion() throws {
+        let dir = NSTemporaryDirectory() + "dm-crash-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let names = ["config:app", "dns/zone"]
+        let daemon = try Daemon(files: Dictionary(uniqueKeysWithValues: names.map { ($0, [owner.base64]) }))
+        defer { daemon.cleanUp() }
+        let base = nowNanoseconds() - 3_600_000_000_000
+        var nextIndex = [String: Int](uniqueKeysWithValues: names.map { ($0, 1) })
+        var generator = SystemRandomNumberGenerator()
+        let cycles = 15
+        var killedMidUpload = 0
+
+        for cycle in 0..<cycles {
+            try daemon.start()
+            let log = UploadLog()
+            var threads: [Thread] = []
+            for name in names {
+                let first = nextIndex[name]!
+                let thread = Thread {
+                    var index = first
+                    // Bounded: at most 10,000 uploads per writer per cycle.
+                    while !log.isStopped && index < first + 10_000 {
+                        let bytes = Self.content(name, index)
+                        guard let version = try? owner.sign(name, bytes, at: base + Int64(index) * 1000) else { return }
+                        log.begin(name, index)
+                        guard let reply = try? HTTP.put(daemon, version, bytes) else { return }
+                        if reply.status == 201 { log.acknowledge(name, index) }
+                        index += 1
+                    }
+                }
+                threads.append(thread)
+                thread.start()
+            }
+            usleep(UInt32.random(in: 50_000...400_000, using: &generator))
+            daemon.stop(signal: SIGKILL)
+            log.stop()
+            // Writers end by themselves once the socket is gone; give them a bounded time.
+            let deadline = Date().addingTimeInterval(30)
+            while threads.contains(where: { $0.isExecuting }) && Date() < deadline { usleep(10_000) }
+
+            try daemon.start()
+            for name in names {
+                let (acknowledged, inFlight) = log.state(name)
+                let reply = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files/" + name)
+                let served: Int?
+                if reply.status == 200 {
+                    let firstLine = String(decoding: reply.body.prefix(while: { $0 != 10 }), as: UTF8.self)
+                    served = Int(firstLine.split(separator: " ").last ?? "")
+                    let index = try #require(served, "cycle \(cycle): unreadable content for \(name)")
+                    #expect(reply.body == Self.content(name, index), "cycle \(cycle): \(name) is torn")
+                    let onDisk = FileManager.default.contents(atPath: daemon.stateDir + "/files/" + name)
+                    #expect(onDisk.map(Array.init) == reply.body, "cycle \(cycle): file on disk differs from served")
+                    #expect(reply.header("DM-Timestamp") == String(base + Int64(index) * 1000))
+                } else {
+                    served = nil
+                }
+                // Exactly the last acknowledged version, or the one in flight when the node died
+                // (its reply may have been lost with the connection).
+                let allowed = Set([acknowledged, inFlight].compactMap { $0 })
+                if let served {
+                    #expect(allowed.contains(served), "cycle \(cycle): \(name) serves \(served); acked \(String(describing: acknowledged)), in flight \(String(describing: inFlight))")
+                    if served != acknowledged { killedMidUpload += 1 }
+                } else {
+                    #expect(acknowledged == nil, "cycle \(cycle): \(name) lost acknowledged version \(acknowledged ?? -1)")
+                }
+                nextIndex[name] = max(inFlight ?? 0, served ?? 0, nextIndex[name]!) + 1
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateDir + "/tmp").isEmpty)
+            daemon.stop(signal: SIGKILL)
+        }
+        // The writers did make progress between kills.
+        #expect(names.allSatisfy { nextIndex[$0]! > cycles })
+        print("crash test: \(cycles) kills, versions reached \(nextIndex), \(killedMidUpload) kills landed after commit but before the reply")
+    }
+
+    @Test func stateSurvivesARestartAndDamageIsNotServed() throws {
+        let dir = NSTemporaryDirectory() + "dm-restart-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["a": [owner.base64], "b": [owner.base64], "gone": [owner.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let now = nowNanoseconds()
+        #expect(try HTTP.put(daemon, try owner.sign("a", Array("alpha".utf8), at: now), Array("alpha".utf8)).status == 201)
+        #expect(try HTTP.put(daemon, try owner.sign("b", Array("bravo".utf8), at: now), Array("bravo".utf8)).status == 201)
+        #expect(try HTTP.put(daemon, try owner.sign("gone", Array("x".utf8), at: now), Array("x".utf8)).status == 201)
+        let tombstone = try owner.sign("gone", [], at: now + 1, tombstone: true)
+        let deleted = try HTTP.request(
+            daemon.address, daemon.port, method: "DELETE", path: "/v1/files/gone", headers: HTTP.signed(tombstone))
+        #expect(deleted.status == 200)
+        let info = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/info")
+        daemon.stop(signal: SIGTERM)
+        #expect(daemon.process?.terminationStatus == 0, "graceful shutdown exits 0")
+        #expect(daemon.tailOfLog().contains("stopped"))
+
+        // Damage one file behind the daemon's back.
+        try "ALPHA".write(toFile: daemon.stateDir + "/files/a", atomically: false, encoding: .utf8)
+        try daemon.start()
+        let a = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files/a")
+        #expect(a.status == 404, "damaged file must not be served: \(a.text)")
+        let b = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files/b")
+        #expect(b.status == 200 && b.text == "bravo")
+        #expect(b.header("DM-Timestamp") == String(now))
+        let gone = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files/gone")
+        #expect(gone.status == 404 && gone.text.contains("deleted"))
+        // The tombstone still refuses the older content after the restart.
+        #expect(try HTTP.put(daemon, try owner.sign("gone", Array("x".utf8), at: now), Array("x".utf8)).status == 409)
+        let list = try JSONSerialization.jsonObject(with: Data(
+            try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files").body)) as? [[String: Any]]
+        #expect(list?.map { $0["name"] as? String } == ["b", "gone"])
+        let infoAfter = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/info")
+        let idBefore = (try JSONSerialization.jsonObject(with: Data(info.body)) as? [String: Any])?["node_id"] as? String
+        let idAfter = (try JSONSerialization.jsonObject(with: Data(infoAfter.body)) as? [String: Any])?["node_id"] as? String
+        #expect(idBefore != nil && idBefore == idAfter, "node ID is kept across restarts")
+        // A fresh good upload of the damaged name is accepted again.
+        #expect(try HTTP.put(daemon, try owner.sign("a", Array("again".utf8), at: now + 5), Array("again".utf8)).status == 201)
+    }
+}

@@ -1,0 +1,194 @@
+import Crypto
+import DataMesherCore
+import Foundation
+import Logging
+import Testing
+
+@testable import DataMesherStore
+
+/// A state dir, a key and a policy, with helpers to commit versions like the node does.
+struct StoreFixture {
+    let dir: String
+    let key = Curve25519.Signing.PrivateKey()
+    let now: Int64 = 1_800_000_000 * 1_000_000_000
+    var policy: FilePolicy
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "dm-store-" + UUID().uuidString
+        let signer = try SignerKey(bytes: Array(key.publicKey.rawRepresentation))
+        policy = FilePolicy(
+            allowedSigners: [try FileName("a"): [signer], try FileName("dns/zone"): [signer], try FileName("b"): [signer]])
+    }
+
+    func open(at time: Int64? = nil) throws -> FileStore {
+        try FileStore(stateDir: dir, policy: policy, now: time ?? now, logger: Logger(label: "test"))
+    }
+
+    func version(_ name: String, _ content: String, at timestamp: Int64, validFor: UInt64 = 0, tombstone: Bool = false)
+        throws -> FileVersion
+    {
+        let bytes = Array(content.utf8)
+        return try FileVersion.sign(
+            kind: tombstone ? .tombstone : .content, networkID: "", name: try FileName(name), timestamp: timestamp,
+            validFor: validFor, contentSHA256: Array(SHA256.hash(data: bytes)), contentLength: UInt64(bytes.count),
+            key: key)
+    }
+
+    @discardableResult
+    func put(_ store: FileStore, _ name: String, _ content: String, at timestamp: Int64, validFor: UInt64 = 0) throws
+        -> CommitResult
+    {
+        let version = try version(name, content, at: timestamp, validFor: validFor)
+        let upload = try store.makeUpload()
+        defer { upload.discard() }
+        try Array(content.utf8).withUnsafeBytes { try upload.write($0) }
+        try upload.finish()
+        return try store.commit(version, content: upload) { policy.evaluate(version, current: $0, now: now) }
+    }
+
+    @discardableResult
+    func delete(_ store: FileStore, _ name: String, at timestamp: Int64) throws -> CommitResult {
+        let version = try version(name, "", at: timestamp, tombstone: true)
+        return try store.commit(version, content: nil) { policy.evaluate(version, current: $0, now: now) }
+    }
+
+    func content(_ name: String) -> String? {
+        (try? String(contentsOfFile: dir + "/files/" + name, encoding: .utf8))
+    }
+
+    func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: dir + "/" + path)[.posixPermissions] as? Int) ?? -1
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: dir) }
+}
+
+@Suite struct StoreTests {
+    @Test func storesReplacesAndDeletes() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        guard case .stored = try fixture.put(store, "dns/zone", "v1", at: fixture.now - 10) else {
+            Issue.record("not stored")
+            return
+        }
+        #expect(fixture.content("dns/zone") == "v1")
+        try fixture.put(store, "dns/zone", "v2", at: fixture.now - 5)
+        #expect(fixture.content("dns/zone") == "v2")
+        let stale = try fixture.put(store, "dns/zone", "old", at: fixture.now - 7)
+        #expect(stale == .refused(.stale(try FileName("dns/zone"), held: fixture.now - 5)))
+        #expect(fixture.content("dns/zone") == "v2")
+        try fixture.delete(store, "dns/zone", at: fixture.now - 1)
+        #expect(fixture.content("dns/zone") == nil)
+        #expect(!FileManager.default.fileExists(atPath: fixture.dir + "/files/dns"), "empty folder is removed")
+        #expect(store.current(try FileName("dns/zone"))?.state == .tombstone)
+        #expect(try fixture.put(store, "dns/zone", "older", at: fixture.now - 2) != nil)
+        #expect(fixture.content("dns/zone") == nil, "a tombstone beats older content")
+    }
+
+    @Test func contentThatDoesNotMatchItsVersionIsRefused() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        let version = try fixture.version("a", "signed", at: fixture.now)
+        let upload = try store.makeUpload()
+        try Array("tampered".utf8).withUnsafeBytes { try upload.write($0) }
+        try upload.finish()
+        let result = try store.commit(version, content: upload) { _ in nil }
+        #expect(result == .refused(.contentMismatch(try FileName("a"))))
+        upload.discard()
+        #expect(fixture.content("a") == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/tmp").isEmpty)
+    }
+
+    @Test func permissionsAreGroupReadable() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "dns/zone", "zone", at: fixture.now)
+        #expect(try fixture.mode("files/dns/zone") == 0o640)
+        #expect(try fixture.mode("files/dns") == 0o750)
+        #expect(try fixture.mode("files") == 0o750)
+        #expect(try fixture.mode("") == 0o750)
+    }
+
+    @Test func stateSurvivesReopen() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let first = try fixture.open()
+        try fixture.put(first, "a", "kept", at: fixture.now - 3)
+        try fixture.put(first, "b", "gone", at: fixture.now - 3)
+        try fixture.delete(first, "b", at: fixture.now - 2)
+        let nodeID = first.nodeID
+        let second = try fixture.open()
+        #expect(second.nodeID == nodeID)
+        #expect(second.current(try FileName("a"))?.version == first.current(try FileName("a"))?.version)
+        #expect(second.current(try FileName("b"))?.state == .tombstone)
+        #expect(fixture.content("a") == "kept")
+    }
+
+    @Test func damagedContentIsDroppedOnStart() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "a", "original", at: fixture.now)
+        try fixture.put(store, "b", "untouched", at: fixture.now)
+        try "evil".write(toFile: fixture.dir + "/files/a", atomically: false, encoding: .utf8)
+        let reopened = try fixture.open()
+        #expect(reopened.current(try FileName("a")) == nil)
+        #expect(fixture.content("a") == nil)
+        #expect(fixture.content("b") == "untouched")
+    }
+
+    /// A crash after the metadata rename but before the content rename leaves metadata for an
+    /// unacknowledged version and the old content on disk: the scan restores the old version.
+    @Test func crashBetweenRenamesRollsBack() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "a", "acknowledged", at: fixture.now - 10)
+        let acknowledged = try #require(store.current(try FileName("a")))
+        let unacknowledged = try fixture.version("a", "in flight", at: fixture.now - 5)
+        try store.writeRecord(
+            MetaRecord(current: StoredFile(version: unacknowledged, state: .content), previous: acknowledged.version))
+        try "half written upload".write(toFile: fixture.dir + "/tmp/upload-x", atomically: false, encoding: .utf8)
+        let reopened = try fixture.open()
+        #expect(reopened.current(try FileName("a")) == acknowledged)
+        #expect(fixture.content("a") == "acknowledged")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/tmp").isEmpty)
+    }
+
+    @Test func unconfiguredNamesAndOrphansAreRemovedOnStart() throws {
+        var fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "b", "was allowed", at: fixture.now)
+        try "stray".write(toFile: fixture.dir + "/files/stray", atomically: false, encoding: .utf8)
+        fixture.policy.allowedSigners[try FileName("b")] = nil
+        let reopened = try fixture.open()
+        #expect(reopened.list().isEmpty)
+        #expect(fixture.content("b") == nil)
+        #expect(fixture.content("stray") == nil)
+    }
+
+    @Test func validForExpiresAndTombstonesAreForgotten() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        let second: Int64 = 1_000_000_000
+        try fixture.put(store, "a", "short-lived", at: fixture.now, validFor: UInt64(60 * second))
+        try fixture.put(store, "b", "deleted soon", at: fixture.now - 10)
+        try fixture.delete(store, "b", at: fixture.now - 5)
+        #expect(store.nextSweepDue(policy: fixture.policy) == fixture.now + 60 * second)
+        #expect(try store.sweep(policy: fixture.policy, now: fixture.now + 59 * second).isEmpty)
+        let events = try store.sweep(policy: fixture.policy, now: fixture.now + 60 * second)
+        #expect(events == [.expired(try FileName("a"))])
+        #expect(fixture.content("a") == nil)
+        #expect(store.current(try FileName("a"))?.state == .expired)
+        let later = fixture.now + fixture.policy.tombstoneRetention + 61 * second
+        let forgotten = try store.sweep(policy: fixture.policy, now: later)
+        #expect(Set(forgotten.map(\.description)).count == 2)
+        #expect(store.list().isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/meta").isEmpty)
+    }
+}
