@@ -105,7 +105,9 @@ public struct TOMLParser {
         if isArray {
             try appendArrayTable(path)
         } else {
-            guard !definedTables.contains(path) else { throw error("table [\(path.joined(separator: "."))] is defined twice") }
+            guard !definedTables.contains(path) else {
+                throw error("table [\(path.joined(separator: "."))] is defined twice")
+            }
             try ensureTable(path)
             definedTables.insert(path)
             currentPath = path
@@ -147,7 +149,8 @@ public struct TOMLParser {
                 switch table[component] {
                 case nil: table.set(component, .table(TOMLTable()))
                 case .table: break
-                case .array(let items) where items.last.map({ if case .table = $0 { return true } else { return false } }) == true:
+                case .array(let items)
+                where items.last.map({ if case .table = $0 { return true } else { return false } }) == true:
                     break
                 default: failure = "\(prefix.joined(separator: ".")) is already a value, not a table"
                 }
@@ -164,7 +167,8 @@ public struct TOMLParser {
         modifyTable(at: Array(path.dropLast())) { table in
             switch table[last] {
             case nil: table.set(last, .array([.table(TOMLTable())]))
-            case .array(var items) where !items.isEmpty && items.allSatisfy({ if case .table = $0 { true } else { false } }):
+            case .array(var items)
+            where !items.isEmpty && items.allSatisfy({ if case .table = $0 { true } else { false } }):
                 items.append(.table(TOMLTable()))
                 table.set(last, .array(items))
             default: failure = "\(path.joined(separator: ".")) is not an array of tables"
@@ -316,8 +320,9 @@ public struct TOMLParser {
             (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position + 1])
         {
             position += 1
-            while let byte = peek(), isBareKeyByte(byte) || byte == UInt8(ascii: "+") || byte == UInt8(ascii: ".")
-                || byte == UInt8(ascii: ":")
+            while let byte = peek(),
+                isBareKeyByte(byte) || byte == UInt8(ascii: "+") || byte == UInt8(ascii: ".")
+                    || byte == UInt8(ascii: ":")
             {
                 position += 1
             }
@@ -372,7 +377,8 @@ public struct TOMLParser {
             range.upperBound <= chars.count && chars[range].allSatisfy { (48...57).contains($0) }
         }
         // Local time: HH:MM:SS[.frac]
-        if chars.count >= 8, digits(0..<2), chars[2] == UInt8(ascii: ":"), digits(3..<5), chars[5] == UInt8(ascii: ":") {
+        if chars.count >= 8, digits(0..<2), chars[2] == UInt8(ascii: ":"), digits(3..<5), chars[5] == UInt8(ascii: ":")
+        {
             return digits(6..<8) && (chars.count == 8 || (chars[8] == UInt8(ascii: ".") && digits(9..<chars.count)))
         }
         guard chars.count >= 10, digits(0..<4), chars[4] == UInt8(ascii: "-"), digits(5..<7),
@@ -410,7 +416,9 @@ public struct TOMLParser {
 
     mutating func parseMultilineBasicString() throws(TOMLError) -> String {
         position += 3
-        if peek() == UInt8(ascii: "\n") { advanceLine() } else if bytes[position...].starts(with: [13, 10]) {
+        if peek() == UInt8(ascii: "\n") {
+            advanceLine()
+        } else if bytes[position...].starts(with: [13, 10]) {
             position += 1
             advanceLine()
         }
@@ -497,7 +505,9 @@ public struct TOMLParser {
 
     mutating func parseMultilineLiteralString() throws(TOMLError) -> String {
         position += 3
-        if peek() == UInt8(ascii: "\n") { advanceLine() } else if bytes[position...].starts(with: [13, 10]) {
+        if peek() == UInt8(ascii: "\n") {
+            advanceLine()
+        } else if bytes[position...].starts(with: [13, 10]) {
             position += 1
             advanceLine()
         }
@@ -580,7 +590,9 @@ public struct TOMLParser {
     }
 
     mutating func expectNewline() throws(TOMLError) {
-        guard bytes[position...].starts(with: [13, 10]) else { throw error("a carriage return must be followed by a newline") }
+        guard bytes[position...].starts(with: [13, 10]) else {
+            throw error("a carriage return must be followed by a newline")
+        }
         position += 2
         line += 1
     }

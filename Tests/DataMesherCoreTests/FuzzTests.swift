@@ -25,14 +25,16 @@ struct SplitMix64: RandomNumberGenerator {
         "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOVEILHS22TJPnkVp2i5z/NbMtoD+fEzksAqiXByDppc\n-----END PRIVATE KEY-----\n",
         "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA3g7CXt9PwvaYSqqNvpJt+vUH+l3uFMCIfxV4Dq89TrY=\n-----END PUBLIC KEY-----\n",
         "30s", "1h30m", "4GiB", "[::1]:7946", "host:1", "[cluster.encryption]\nenable = true\nkeyring = ['/k']\n",
-        "a = { b = 1, c = [1, 2.5, \"x\"] }\n[[t]]\nd = 1979-05-27T07:32:00Z\n", "x = \"\"\"\nmulti\n\"\"\"\ny = 0x1f\n",
+        "a = { b = 1, c = [1, 2.5, \"x\"] }\n[[t]]\nd = 1979-05-27T07:32:00Z\n",
+        "x = \"\"\"\nmulti\n\"\"\"\ny = 0x1f\n",
     ]
 
     static func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
         var bytes = input
         for _ in 0...Int(rng.next() % 4) {
             switch rng.next() % 5 {
-            case 0 where !bytes.isEmpty: bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next())
+            case 0 where !bytes.isEmpty:
+                bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next())
             case 1: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: Int(rng.next() % UInt64(bytes.count + 1)))
             case 2 where !bytes.isEmpty: bytes.remove(at: Int(rng.next() % UInt64(bytes.count)))
             case 3 where !bytes.isEmpty:
@@ -61,7 +63,9 @@ struct SplitMix64: RandomNumberGenerator {
             _ = try? KeyPEM.decodePrivateKey(pem: text)
             _ = try? KeyPEM.decodePublicKey(pem: text)
             if iteration % 5 == 0 {
-                if ProcessInfo.processInfo.environment["DM_FUZZ_TRACE"] != nil { print("TOML", seed, iteration, Array(text.utf8)) }
+                if ProcessInfo.processInfo.environment["DM_FUZZ_TRACE"] != nil {
+                    print("TOML", seed, iteration, Array(text.utf8))
+                }
                 _ = try? ConfigLoader.parse(text)
             }
         }

@@ -84,8 +84,10 @@ struct Signer {
     @Test func refusesEachBrokenRule() throws {
         let other = Signer()
         let held = try signer.version("a", at: now)
-        #expect(policy.evaluate(try signer.version("b", at: now), current: nil, now: now)?.reason == "name_not_configured")
-        #expect(policy.evaluate(try other.version("a", at: now), current: nil, now: now)?.reason == "signer_not_allowed")
+        #expect(
+            policy.evaluate(try signer.version("b", at: now), current: nil, now: now)?.reason == "name_not_configured")
+        #expect(
+            policy.evaluate(try other.version("a", at: now), current: nil, now: now)?.reason == "signer_not_allowed")
         var forged = try other.version("a", at: now)
         forged.signer = signer.public_
         #expect(policy.evaluate(forged, current: nil, now: now)?.reason == "bad_signature")
@@ -99,7 +101,8 @@ struct Signer {
                 == "in_future")
         #expect(policy.evaluate(try signer.version("a", at: now + 599 * second), current: nil, now: now) == nil)
         #expect(
-            policy.evaluate(try signer.version("a", at: now - 10 * second, validFor: 5 * 1_000_000_000), current: nil, now: now)?
+            policy.evaluate(
+                try signer.version("a", at: now - 10 * second, validFor: 5 * 1_000_000_000), current: nil, now: now)?
                 .reason == "expired")
         var bigPolicy = policy
         bigPolicy.maxFileSize = 0
@@ -127,10 +130,12 @@ struct Signer {
 }
 
 @Suite struct UnitTests {
-    @Test(arguments: [
-        ("30s", 30_000_000_000), ("500ms", 500_000_000), ("10m", 600_000_000_000), ("2160h", 7_776_000_000_000_000),
-        ("1h30m", 5_400_000_000_000), ("0", 0), ("1.5s", 1_500_000_000), ("250us", 250_000), ("7d", 604_800_000_000_000),
-    ] as [(String, UInt64)])
+    @Test(
+        arguments: [
+            ("30s", 30_000_000_000), ("500ms", 500_000_000), ("10m", 600_000_000_000), ("2160h", 7_776_000_000_000_000),
+            ("1h30m", 5_400_000_000_000), ("0", 0), ("1.5s", 1_500_000_000), ("250us", 250_000),
+            ("7d", 604_800_000_000_000),
+        ] as [(String, UInt64)])
     func durations(text: String, nanoseconds: UInt64) throws {
         #expect(try DurationFormat.parse(text) == nanoseconds)
     }
@@ -140,10 +145,12 @@ struct Signer {
         #expect(throws: UnitError.self) { try DurationFormat.parse(text) }
     }
 
-    @Test(arguments: [
-        ("4GiB", 4 << 30), ("512MiB", 512 << 20), ("64KiB", 64 << 10), ("100B", 100), ("100", 100), ("1 MiB", 1 << 20),
-        ("2MB", 2_000_000),
-    ] as [(String, UInt64)])
+    @Test(
+        arguments: [
+            ("4GiB", 4 << 30), ("512MiB", 512 << 20), ("64KiB", 64 << 10), ("100B", 100), ("100", 100),
+            ("1 MiB", 1 << 20),
+            ("2MB", 2_000_000),
+        ] as [(String, UInt64)])
     func sizes(text: String, bytes: UInt64) throws {
         #expect(try ByteSize.parse(text) == bytes)
     }

@@ -106,7 +106,9 @@ struct VectorFile: Decodable {
 }
 
 @Suite struct OpenSSLInteropTests {
-    static let openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
 
     @Test func opensslReadsOurKeysAndVerifiesOurSignatures() throws {
         let openssl = try #require(Self.openssl, "openssl binary is required (.ci/run installs it)")
@@ -127,8 +129,10 @@ struct VectorFile: Decodable {
         try Data(version.signature).write(to: URL(fileURLWithPath: dir.path + "/sig"))
         let verify = try run(
             openssl,
-            ["pkeyutl", "-verify", "-pubin", "-inkey", dir.path + "/k.pub", "-rawin", "-in", dir.path + "/msg",
-             "-sigfile", dir.path + "/sig"])
+            [
+                "pkeyutl", "-verify", "-pubin", "-inkey", dir.path + "/k.pub", "-rawin", "-in", dir.path + "/msg",
+                "-sigfile", dir.path + "/sig",
+            ])
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
     }
 
@@ -151,8 +155,10 @@ struct VectorFile: Decodable {
         try Data(message).write(to: URL(fileURLWithPath: dir.path + "/msg"))
         let signed = try run(
             openssl,
-            ["pkeyutl", "-sign", "-inkey", dir.path + "/k.pem", "-rawin", "-in", dir.path + "/msg", "-out",
-             dir.path + "/sig"])
+            [
+                "pkeyutl", "-sign", "-inkey", dir.path + "/k.pem", "-rawin", "-in", dir.path + "/msg", "-out",
+                dir.path + "/sig",
+            ])
         #expect(signed.status == 0, "\(signed.stderr)")
         let signature = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/sig"))
         #expect(pub.isValidSignature(signature, for: message))

@@ -66,7 +66,8 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body) == "zone")
                 #expect(response.headers[HTTPField.Name("DM-Timestamp")!] == String(now))
-                #expect(response.headers[HTTPField.Name("DM-SHA256")!] == Hex.encode(SHA256.hash(data: Data("zone".utf8))))
+                #expect(
+                    response.headers[HTTPField.Name("DM-SHA256")!] == Hex.encode(SHA256.hash(data: Data("zone".utf8))))
             }
             try await client.execute(
                 uri: "/v1/files/dns/cnames", method: .delete,
@@ -112,7 +113,8 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
                 #expect(response.status == .contentTooLarge)
             }
             try await client.execute(
-                uri: "/v1/files/%2e%2e%2fsecret", method: .put, headers: try fixture.headers("dns/cnames", "z", at: now),
+                uri: "/v1/files/%2e%2e%2fsecret", method: .put,
+                headers: try fixture.headers("dns/cnames", "z", at: now),
                 body: ByteBuffer(string: "z")
             ) { response in
                 #expect(response.status == .badRequest)

@@ -37,32 +37,102 @@ import Testing
         let path = "/v1/files/config:app"
 
         var cases: [Case] = [
-            Case(description: "missing DM-Signer", method: "PUT", path: path, headers: without("DM-Signer"), body: content, expected: 400...400),
-            Case(description: "missing DM-Signature", method: "PUT", path: path, headers: without("DM-Signature"), body: content, expected: 400...400),
-            Case(description: "missing DM-Timestamp", method: "PUT", path: path, headers: without("DM-Timestamp"), body: content, expected: 400...400),
-            Case(description: "DM-Signer not base64", method: "PUT", path: path, headers: replacing("DM-Signer", "not*base64"), body: content, expected: 400...400),
-            Case(description: "DM-Signer of 31 bytes", method: "PUT", path: path, headers: replacing("DM-Signer", Base64.encode([UInt8](repeating: 1, count: 31))), body: content, expected: 400...400),
-            Case(description: "DM-Signature of 63 bytes", method: "PUT", path: path, headers: replacing("DM-Signature", Base64.encode([UInt8](repeating: 1, count: 63))), body: content, expected: 400...400),
-            Case(description: "DM-Timestamp not a number", method: "PUT", path: path, headers: replacing("DM-Timestamp", "yesterday"), body: content, expected: 400...400),
-            Case(description: "DM-Timestamp negative", method: "PUT", path: path, headers: replacing("DM-Timestamp", "-5"), body: content, expected: 400...400),
-            Case(description: "DM-Timestamp overflows i64", method: "PUT", path: path, headers: replacing("DM-Timestamp", "99999999999999999999"), body: content, expected: 400...400),
-            Case(description: "DM-Valid-For not a number", method: "PUT", path: path, headers: replacing("DM-Valid-For", "10m"), body: content, expected: 400...400),
-            Case(description: "DM-Signer given twice", method: "PUT", path: path, headers: goodHeaders + [("DM-Signer", stranger.base64)], body: content, expected: 400...400),
-            Case(description: "signer not allowed for the name", method: "PUT", path: path, headers: HTTP.signed(try stranger.sign("config:app", content, at: now)), body: content, expected: 403...403),
-            Case(description: "allowed signer header, stranger's signature", method: "PUT", path: path, headers: replacing("DM-Signature", Base64.encode(try stranger.sign("config:app", content, at: now).signature)), body: content, expected: 403...403),
-            Case(description: "name not configured", method: "PUT", path: "/v1/files/other", headers: HTTP.signed(try owner.sign("other", content, at: now)), body: content, expected: 403...403),
-            Case(description: "tampered body", method: "PUT", path: path, headers: goodHeaders, body: Array("new contenT".utf8), expected: 403...403),
-            Case(description: "signature for another name", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("dns/cnames", content, at: now)), body: content, expected: 403...403),
-            Case(description: "signed for another network", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now, network: "other")), body: content, expected: 403...403),
-            Case(description: "stale version", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now - 5_000_000_000)), body: content, expected: 409...409),
-            Case(description: "replay of the accepted version", method: "PUT", path: path, headers: HTTP.signed(accepted), body: Array("v1".utf8), expected: 409...409),
-            Case(description: "timestamp an hour in the future", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now + 3_600_000_000_000)), body: content, expected: 409...409),
-            Case(description: "already expired valid_for", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", content, at: now - 60_000_000_000, validFor: 1_000_000_000)), body: content, expected: 409...409),
-            Case(description: "body larger than max_file_size", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 2048), at: now)), body: [UInt8](repeating: 7, count: 2048), expected: 413...413),
-            Case(description: "chunked body larger than max_file_size", method: "PUT", path: path, headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 4096), at: now)) + [("Transfer-Encoding", "chunked")], body: Array("1000\r\n".utf8) + [UInt8](repeating: 7, count: 4096) + Array("\r\n0\r\n\r\n".utf8), expected: 413...413, contentLength: false),
-            Case(description: "tombstone with a bad signature", method: "DELETE", path: path, headers: HTTP.signed(try stranger.sign("config:app", [], at: now, tombstone: true)), body: [], expected: 403...403),
-            Case(description: "tombstone with a body", method: "DELETE", path: path, headers: HTTP.signed(try owner.sign("config:app", [], at: now, tombstone: true)), body: Array("x".utf8), expected: 400...400),
-            Case(description: "stale tombstone", method: "DELETE", path: path, headers: HTTP.signed(try owner.sign("config:app", [], at: now - 5_000_000_000, tombstone: true)), body: [], expected: 409...409),
+            Case(
+                description: "missing DM-Signer", method: "PUT", path: path, headers: without("DM-Signer"),
+                body: content, expected: 400...400),
+            Case(
+                description: "missing DM-Signature", method: "PUT", path: path, headers: without("DM-Signature"),
+                body: content, expected: 400...400),
+            Case(
+                description: "missing DM-Timestamp", method: "PUT", path: path, headers: without("DM-Timestamp"),
+                body: content, expected: 400...400),
+            Case(
+                description: "DM-Signer not base64", method: "PUT", path: path,
+                headers: replacing("DM-Signer", "not*base64"), body: content, expected: 400...400),
+            Case(
+                description: "DM-Signer of 31 bytes", method: "PUT", path: path,
+                headers: replacing("DM-Signer", Base64.encode([UInt8](repeating: 1, count: 31))), body: content,
+                expected: 400...400),
+            Case(
+                description: "DM-Signature of 63 bytes", method: "PUT", path: path,
+                headers: replacing("DM-Signature", Base64.encode([UInt8](repeating: 1, count: 63))), body: content,
+                expected: 400...400),
+            Case(
+                description: "DM-Timestamp not a number", method: "PUT", path: path,
+                headers: replacing("DM-Timestamp", "yesterday"), body: content, expected: 400...400),
+            Case(
+                description: "DM-Timestamp negative", method: "PUT", path: path,
+                headers: replacing("DM-Timestamp", "-5"), body: content, expected: 400...400),
+            Case(
+                description: "DM-Timestamp overflows i64", method: "PUT", path: path,
+                headers: replacing("DM-Timestamp", "99999999999999999999"), body: content, expected: 400...400),
+            Case(
+                description: "DM-Valid-For not a number", method: "PUT", path: path,
+                headers: replacing("DM-Valid-For", "10m"), body: content, expected: 400...400),
+            Case(
+                description: "DM-Signer given twice", method: "PUT", path: path,
+                headers: goodHeaders + [("DM-Signer", stranger.base64)], body: content, expected: 400...400),
+            Case(
+                description: "signer not allowed for the name", method: "PUT", path: path,
+                headers: HTTP.signed(try stranger.sign("config:app", content, at: now)), body: content,
+                expected: 403...403),
+            Case(
+                description: "allowed signer header, stranger's signature", method: "PUT", path: path,
+                headers: replacing(
+                    "DM-Signature", Base64.encode(try stranger.sign("config:app", content, at: now).signature)),
+                body: content, expected: 403...403),
+            Case(
+                description: "name not configured", method: "PUT", path: "/v1/files/other",
+                headers: HTTP.signed(try owner.sign("other", content, at: now)), body: content, expected: 403...403),
+            Case(
+                description: "tampered body", method: "PUT", path: path, headers: goodHeaders,
+                body: Array("new contenT".utf8), expected: 403...403),
+            Case(
+                description: "signature for another name", method: "PUT", path: path,
+                headers: HTTP.signed(try owner.sign("dns/cnames", content, at: now)), body: content, expected: 403...403
+            ),
+            Case(
+                description: "signed for another network", method: "PUT", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", content, at: now, network: "other")), body: content,
+                expected: 403...403),
+            Case(
+                description: "stale version", method: "PUT", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", content, at: now - 5_000_000_000)), body: content,
+                expected: 409...409),
+            Case(
+                description: "replay of the accepted version", method: "PUT", path: path,
+                headers: HTTP.signed(accepted), body: Array("v1".utf8), expected: 409...409),
+            Case(
+                description: "timestamp an hour in the future", method: "PUT", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", content, at: now + 3_600_000_000_000)), body: content,
+                expected: 409...409),
+            Case(
+                description: "already expired valid_for", method: "PUT", path: path,
+                headers: HTTP.signed(
+                    try owner.sign("config:app", content, at: now - 60_000_000_000, validFor: 1_000_000_000)),
+                body: content, expected: 409...409),
+            Case(
+                description: "body larger than max_file_size", method: "PUT", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 2048), at: now)),
+                body: [UInt8](repeating: 7, count: 2048), expected: 413...413),
+            Case(
+                description: "chunked body larger than max_file_size", method: "PUT", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 4096), at: now)) + [
+                    ("Transfer-Encoding", "chunked")
+                ], body: Array("1000\r\n".utf8) + [UInt8](repeating: 7, count: 4096) + Array("\r\n0\r\n\r\n".utf8),
+                expected: 413...413, contentLength: false),
+            Case(
+                description: "tombstone with a bad signature", method: "DELETE", path: path,
+                headers: HTTP.signed(try stranger.sign("config:app", [], at: now, tombstone: true)), body: [],
+                expected: 403...403),
+            Case(
+                description: "tombstone with a body", method: "DELETE", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", [], at: now, tombstone: true)), body: Array("x".utf8),
+                expected: 400...400),
+            Case(
+                description: "stale tombstone", method: "DELETE", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", [], at: now - 5_000_000_000, tombstone: true)),
+                body: [], expected: 409...409),
         ]
         let traversals = [
             "../../etc/passwd", "..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/etc/passwd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
@@ -114,23 +184,60 @@ import Testing
         try Data([0xff, 0xfe, 0x00, 0x01]).write(to: URL(fileURLWithPath: dir + "/binary.pem"))
         let exported = try runProcess(Binary.path, ["key", "public", owner.path])
         try (exported.stdout).write(toFile: dir + "/owner.b64", atomically: true, encoding: .utf8)
-        try "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA3g7CXt9PwvaYSqqNvpJt+vUH+l3uFMCIfxV4Dq89TrY=\n-----END PUBLIC KEY-----\n"
+        try
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA3g7CXt9PwvaYSqqNvpJt+vUH+l3uFMCIfxV4Dq89TrY=\n-----END PUBLIC KEY-----\n"
             .write(toFile: dir + "/public.pem", atomically: true, encoding: .utf8)
 
         let before = daemon.snapshot()
         let cases: [(String, [String], String)] = [
-            ("garbage key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/garbage.pem"], "not a PEM"),
-            ("binary key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/binary.pem"], "key file"),
-            ("missing key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/nope.pem"], "no such file"),
-            ("key file is a directory", ["file", "update", payload, "--url", daemon.url, "--key-path", dir], "directory"),
-            ("public key as signing key", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/public.pem"], "PUBLIC KEY"),
-            ("unconfigured name", ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--name", "nope"], "not configured"),
-            ("traversal name", ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--name", "../x"], "starts with '.'"),
-            ("bad --valid-for", ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--valid-for", "soon"], "not a duration"),
-            ("missing payload", ["file", "update", dir + "/absent", "--url", daemon.url, "--key", owner.path], "cannot read"),
-            ("unreachable node", ["file", "update", payload, "--url", "http://127.0.0.1:1", "--key", owner.path], "cannot reach"),
+            (
+                "garbage key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/garbage.pem"],
+                "not a PEM"
+            ),
+            (
+                "binary key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/binary.pem"],
+                "key file"
+            ),
+            (
+                "missing key file", ["file", "update", payload, "--url", daemon.url, "--key", dir + "/nope.pem"],
+                "no such file"
+            ),
+            (
+                "key file is a directory", ["file", "update", payload, "--url", daemon.url, "--key-path", dir],
+                "directory"
+            ),
+            (
+                "public key as signing key",
+                ["file", "update", payload, "--url", daemon.url, "--key", dir + "/public.pem"], "PUBLIC KEY"
+            ),
+            (
+                "unconfigured name",
+                ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--name", "nope"],
+                "not configured"
+            ),
+            (
+                "traversal name",
+                ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--name", "../x"],
+                "starts with '.'"
+            ),
+            (
+                "bad --valid-for",
+                ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--valid-for", "soon"],
+                "not a duration"
+            ),
+            (
+                "missing payload", ["file", "update", dir + "/absent", "--url", daemon.url, "--key", owner.path],
+                "cannot read"
+            ),
+            (
+                "unreachable node", ["file", "update", payload, "--url", "http://127.0.0.1:1", "--key", owner.path],
+                "cannot reach"
+            ),
             ("bad url", ["file", "list", "--url", "ftp://x"], "not an http"),
-            ("delete with garbage key", ["file", "delete", "config:app", "--url", daemon.url, "--key", dir + "/garbage.pem"], "not a PEM"),
+            (
+                "delete with garbage key",
+                ["file", "delete", "config:app", "--url", daemon.url, "--key", dir + "/garbage.pem"], "not a PEM"
+            ),
             ("get a missing file", ["file", "get", "config:app", "--url", daemon.url], "not held"),
             ("key public of garbage", ["key", "public", dir + "/garbage.pem"], "not a PEM"),
         ]
@@ -157,7 +264,10 @@ import Testing
             ("unknown key", "colour = \"blue\"", "config key colour: unknown key"),
             ("bad duration", "max_clock_skew = \"ten minutes\"", "config key max_clock_skew"),
             ("bad base64 key", "[files]\n\"a\" = [\"@@@\"]", "config key files.\"a\"[0]"),
-            ("unknown interface", "state_dir = \"\(dir)/s\"\n[http]\ninterfaces = [\"nosuch0\"]", "interface \"nosuch0\" does not exist"),
+            (
+                "unknown interface", "state_dir = \"\(dir)/s\"\n[http]\ninterfaces = [\"nosuch0\"]",
+                "interface \"nosuch0\" does not exist"
+            ),
             ("bad bootstrap node", "[cluster]\nbootstrap_nodes = [\"nowhere\"]", "cluster.bootstrap_nodes[0]"),
             ("not TOML", "this is = = not toml", "not valid TOML"),
         ]

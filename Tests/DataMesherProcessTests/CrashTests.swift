@@ -17,7 +17,9 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
     func acknowledge(_ name: String, _ index: Int) { locked { acknowledged[name] = index } }
     func stop() { locked { stopped = true } }
     var isStopped: Bool { locked { stopped } }
-    func state(_ name: String) -> (acknowledged: Int?, inFlight: Int?) { locked { (acknowledged[name], inFlight[name]) } }
+    func state(_ name: String) -> (acknowledged: Int?, inFlight: Int?) {
+        locked { (acknowledged[name], inFlight[name]) }
+    }
 
     private func locked<T>(_ body: () -> T) -> T {
         lock.lock()
@@ -105,10 +107,14 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
                 // (its reply may have been lost with the connection).
                 let allowed = Set([acknowledged, inFlight].compactMap { $0 })
                 if let served {
-                    #expect(allowed.contains(served), "cycle \(cycle): \(name) serves \(served); acked \(String(describing: acknowledged)), in flight \(String(describing: inFlight))")
+                    #expect(
+                        allowed.contains(served),
+                        "cycle \(cycle): \(name) serves \(served); acked \(String(describing: acknowledged)), in flight \(String(describing: inFlight))"
+                    )
                     if served != acknowledged { killedMidUpload += 1 }
                 } else {
-                    #expect(acknowledged == nil, "cycle \(cycle): \(name) lost acknowledged version \(acknowledged ?? -1)")
+                    #expect(
+                        acknowledged == nil, "cycle \(cycle): \(name) lost acknowledged version \(acknowledged ?? -1)")
                 }
                 nextIndex[name] = max(inFlight ?? 0, served ?? 0, nextIndex[name]!) + 1
             }
@@ -117,7 +123,9 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
         }
         // The writers did make progress between kills.
         #expect(names.allSatisfy { nextIndex[$0]! > cycles })
-        print("crash test: \(cycles) kills, versions reached \(nextIndex), \(killedMidUpload) kills landed after commit but before the reply")
+        print(
+            "crash test: \(cycles) kills, versions reached \(nextIndex), \(killedMidUpload) kills landed after commit but before the reply"
+        )
     }
 
     @Test func stateSurvivesARestartAndDamageIsNotServed() throws {
@@ -129,8 +137,10 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
         defer { daemon.cleanUp() }
         try daemon.start()
         let now = nowNanoseconds()
-        #expect(try HTTP.put(daemon, try owner.sign("a", Array("alpha".utf8), at: now), Array("alpha".utf8)).status == 201)
-        #expect(try HTTP.put(daemon, try owner.sign("b", Array("bravo".utf8), at: now), Array("bravo".utf8)).status == 201)
+        #expect(
+            try HTTP.put(daemon, try owner.sign("a", Array("alpha".utf8), at: now), Array("alpha".utf8)).status == 201)
+        #expect(
+            try HTTP.put(daemon, try owner.sign("b", Array("bravo".utf8), at: now), Array("bravo".utf8)).status == 201)
         #expect(try HTTP.put(daemon, try owner.sign("gone", Array("x".utf8), at: now), Array("x".utf8)).status == 201)
         let tombstone = try owner.sign("gone", [], at: now + 1, tombstone: true)
         let deleted = try HTTP.request(
@@ -153,14 +163,21 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
         #expect(gone.status == 404 && gone.text.contains("deleted"))
         // The tombstone still refuses the older content after the restart.
         #expect(try HTTP.put(daemon, try owner.sign("gone", Array("x".utf8), at: now), Array("x".utf8)).status == 409)
-        let list = try JSONSerialization.jsonObject(with: Data(
-            try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files").body)) as? [[String: Any]]
+        let list =
+            try JSONSerialization.jsonObject(
+                with: Data(
+                    try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files").body))
+            as? [[String: Any]]
         #expect(list?.map { $0["name"] as? String } == ["b", "gone"])
         let infoAfter = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/info")
-        let idBefore = (try JSONSerialization.jsonObject(with: Data(info.body)) as? [String: Any])?["node_id"] as? String
-        let idAfter = (try JSONSerialization.jsonObject(with: Data(infoAfter.body)) as? [String: Any])?["node_id"] as? String
+        let idBefore =
+            (try JSONSerialization.jsonObject(with: Data(info.body)) as? [String: Any])?["node_id"] as? String
+        let idAfter =
+            (try JSONSerialization.jsonObject(with: Data(infoAfter.body)) as? [String: Any])?["node_id"] as? String
         #expect(idBefore != nil && idBefore == idAfter, "node ID is kept across restarts")
         // A fresh good upload of the damaged name is accepted again.
-        #expect(try HTTP.put(daemon, try owner.sign("a", Array("again".utf8), at: now + 5), Array("again".utf8)).status == 201)
+        #expect(
+            try HTTP.put(daemon, try owner.sign("a", Array("again".utf8), at: now + 5), Array("again".utf8)).status
+                == 201)
     }
 }

@@ -120,7 +120,9 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if !process.isRunning { throw HarnessError("daemon exited at start: \(tailOfLog())") }
-            if let reply = try? HTTP.request(address, port, method: "GET", path: "/v1/info"), reply.status == 200 { return }
+            if let reply = try? HTTP.request(address, port, method: "GET", path: "/v1/info"), reply.status == 200 {
+                return
+            }
             usleep(50_000)
         }
         throw HarnessError("daemon did not answer within 60 s: \(tailOfLog())")
@@ -193,7 +195,10 @@ func runProcess(_ executable: String, _ arguments: [String]) throws -> (status: 
     let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
     let stderrData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdoutData, as: UTF8.self), String(decoding: stderrData, as: UTF8.self))
+    return (
+        process.terminationStatus, String(decoding: stdoutData, as: UTF8.self),
+        String(decoding: stderrData, as: UTF8.self)
+    )
 }
 
 /// A minimal HTTP/1.1 client over a plain socket, so tests control every byte sent.
@@ -230,7 +235,9 @@ enum HTTP {
         address.sin_port = UInt16(port).bigEndian
         inet_pton(AF_INET, host, &address.sin_addr)
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { throw HarnessError("connect to \(host):\(port) failed: errno \(errno)") }
         var sent = 0
@@ -257,11 +264,14 @@ enum HTTP {
         }
         let head = String(decoding: response[..<end], as: UTF8.self).components(separatedBy: "\r\n")
         let statusParts = head[0].split(separator: " ")
-        guard statusParts.count >= 2, let status = Int(statusParts[1]) else { throw HarnessError("bad status line \(head[0])") }
+        guard statusParts.count >= 2, let status = Int(statusParts[1]) else {
+            throw HarnessError("bad status line \(head[0])")
+        }
         var headers = [(String, String)]()
         for line in head.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+            headers.append(
+                (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
         var body = Array(response[(end + 4)...])
         if let length = headers.first(where: { $0.0.lowercased() == "content-length" }).flatMap({ Int($0.1) }) {
@@ -296,7 +306,8 @@ enum HTTP {
 
     static func put(_ daemon: Daemon, _ version: FileVersion, _ content: [UInt8]) throws -> Reply {
         try request(
-            daemon.address, daemon.port, method: "PUT", path: "/v1/files/" + version.name.value, headers: signed(version),
+            daemon.address, daemon.port, method: "PUT", path: "/v1/files/" + version.name.value,
+            headers: signed(version),
             body: content)
     }
 }

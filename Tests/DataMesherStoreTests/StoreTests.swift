@@ -17,7 +17,9 @@ struct StoreFixture {
         dir = NSTemporaryDirectory() + "dm-store-" + UUID().uuidString
         let signer = try SignerKey(bytes: Array(key.publicKey.rawRepresentation))
         policy = FilePolicy(
-            allowedSigners: [try FileName("a"): [signer], try FileName("dns/zone"): [signer], try FileName("b"): [signer]])
+            allowedSigners: [
+                try FileName("a"): [signer], try FileName("dns/zone"): [signer], try FileName("b"): [signer],
+            ])
     }
 
     func open(at time: Int64? = nil) throws -> FileStore {

@@ -1,0 +1,103 @@
+import Crypto
+
+/// What a node holds, in the form anti-entropy needs: the newest version per name, and
+/// digests over them that cost O(1) to keep current.
+///
+/// Each held version hashes to a 16-byte entry hash; a name falls into one of 256 buckets by
+/// the first byte of SHA-256(name); a bucket's digest is the XOR of its entry hashes and the
+/// root digest is the hash of all bucket digests. Two nodes that agree compare 16 bytes; when
+/// they differ they compare buckets, then only the entries of differing buckets.
+public struct FileIndex: Sendable {
+    public static let bucketCount = 256
+
+    public private(set) var versions: [FileName: FileVersion] = [:]
+    var buckets = [[UInt8]](repeating: [UInt8](repeating: 0, count: 16), count: FileIndex.bucketCount)
+
+    public init() {}
+
+    public subscript(name: FileName) -> FileVersion? { versions[name] }
+
+    public static func bucket(of name: FileName) -> Int {
+        Int(SHA256.hash(data: Array(name.value.utf8)).first { _ in true } ?? 0)
+    }
+
+    static func entryHash(_ version: FileVersion) -> [UInt8] {
+        var message = Array(version.name.value.utf8)
+        message.append(0)
+        message.appendBigEndian(version.timestamp)
+        message += version.signature
+        return Array(SHA256.hash(data: message).prefix(16))
+    }
+
+    public mutating func set(_ version: FileVersion) {
+        let bucket = FileIndex.bucket(of: version.name)
+        if let old = versions[version.name] { xor(bucket, FileIndex.entryHash(old)) }
+        versions[version.name] = version
+        xor(bucket, FileIndex.entryHash(version))
+    }
+
+    public mutating func remove(_ name: FileName) {
+        guard let old = versions.removeValue(forKey: name) else { return }
+        xor(FileIndex.bucket(of: name), FileIndex.entryHash(old))
+    }
+
+    mutating func xor(_ bucket: Int, _ hash: [UInt8]) {
+        for index in 0..<16 { buckets[bucket][index] ^= hash[index] }
+    }
+
+    /// 16 bytes that are equal on two nodes holding the same versions.
+    public var rootDigest: [UInt8] { Array(SHA256.hash(data: buckets.flatMap { $0 }).prefix(16)) }
+
+    /// The first 8 bytes of every bucket digest.
+    public var bucketDigests: [[UInt8]] { buckets.map { Array($0.prefix(8)) } }
+
+    /// Buckets whose digests differ from `theirs`.
+    public func differingBuckets(_ theirs: [[UInt8]]) -> [Int] {
+        guard theirs.count == FileIndex.bucketCount else { return Array(0..<FileIndex.bucketCount) }
+        return (0..<FileIndex.bucketCount).filter { Array(buckets[$0].prefix(8)) != theirs[$0] }
+    }
+
+    /// Summaries of the versions in `bucketIndexes`, sorted by name.
+    public func summaries(inBuckets bucketIndexes: [Int]) -> [VersionSummary] {
+        let wanted = Set(bucketIndexes)
+        return versions.values.filter { wanted.contains(FileIndex.bucket(of: $0.name)) }
+            .map(VersionSummary.init).sorted { $0.name < $1.name }
+    }
+
+    /// Names for which `theirs` lists a version newer than the one held here.
+    public func newerElsewhere(_ theirs: [VersionSummary]) -> [VersionSummary] {
+        theirs.filter { summary in
+            guard let mine = versions[summary.name] else { return true }
+            return VersionOrder.isNewer(
+                timestamp: summary.timestamp, signaturePrefix: summary.signaturePrefix, than: mine)
+        }
+    }
+}
+
+/// Enough of a version to tell which of two is newer: name, timestamp, signature prefix.
+public struct VersionSummary: Sendable, Equatable {
+    public static let signaturePrefixLength = 16
+    public var name: FileName
+    public var timestamp: Int64
+    public var signaturePrefix: [UInt8]
+
+    public init(name: FileName, timestamp: Int64, signaturePrefix: [UInt8]) {
+        self.name = name
+        self.timestamp = timestamp
+        self.signaturePrefix = signaturePrefix
+    }
+
+    public init(_ version: FileVersion) {
+        self.init(
+            name: version.name, timestamp: version.timestamp,
+            signaturePrefix: Array(version.signature.prefix(VersionSummary.signaturePrefixLength)))
+    }
+}
+
+extension VersionOrder {
+    /// Ordering against a summary: equal prefixes count as the same version.
+    public static func isNewer(timestamp: Int64, signaturePrefix: [UInt8], than current: FileVersion) -> Bool {
+        if timestamp != current.timestamp { return timestamp > current.timestamp }
+        return Array(current.signature.prefix(signaturePrefix.count)).lexicographicallyPrecedes(signaturePrefix)
+    }
+}

@@ -1,0 +1,536 @@
+import Foundation
+
+/// How a member looks from here.
+public enum MemberState: UInt8, Sendable, Equatable {
+    case alive = 0, suspect = 1, dead = 2, left = 3
+
+    public var name: String {
+        switch self {
+        case .alive: return "alive"
+        case .suspect: return "suspect"
+        case .dead: return "dead"
+        case .left: return "left"
+        }
+    }
+}
+
+public struct MemberRecord: Sendable, Equatable {
+    public var announcement: MemberAnnouncement
+    public var state: MemberState
+    /// When the state last changed (ns, the node's clock).
+    public var since: Int64
+    /// Where packets from it last came from; used when it announced no reachable address.
+    public var lastSource: PeerAddress?
+
+    public var id: NodeID { announcement.id }
+    public var address: PeerAddress? { announcement.addresses.first ?? lastSource }
+}
+
+/// What the shell feeds the core. Time always comes with it, as `now` to `handle`.
+public enum MeshInput: Sendable {
+    /// Timers: call at `nextDeadline` (or earlier; nothing happens before a deadline).
+    case tick
+    case packet(Packet, from: PeerAddress)
+    /// A version accepted through the local API and stored: spread it.
+    case localVersion(FileVersion, inline: [UInt8]?)
+    /// A version from a peer that the shell stored after `.store`: relay it.
+    case stored(FileVersion, inline: [UInt8]?)
+    /// The shell could not store a version it was told to (fetch failed, refused).
+    case storeFailed(FileVersion)
+    /// The store forgot a name (tombstone retention passed).
+    case forgotten(FileName)
+    /// A member list received through a push/pull exchange.
+    case remoteState([MemberRecord])
+    /// Graceful leave: tell the others, then stop probing.
+    case leave
+}
+
+/// What the core asks the shell to do.
+public enum MeshDirective: Sendable, Equatable {
+    case send(Packet, to: PeerAddress)
+    /// Store this version: with `inline` content directly, otherwise fetch it over TCP from `from`.
+    case store(FileVersion, inline: [UInt8]?, from: PeerAddress)
+    /// Run a push/pull exchange over TCP (`join`: with a bootstrap address).
+    case sync(with: PeerAddress, join: Bool)
+    case memberChanged(MemberRecord, previous: MemberState?)
+    /// A version from the wire was refused; logged by the shell.
+    case refused(FileName, Refusal, from: NodeID)
+}
+
+/// The cluster protocol as a pure state machine: SWIM membership with the Lifeguard
+/// refinements (local health awareness, nacks, suspicion that shortens with independent
+/// confirmations), piggybacked and eagerly pushed broadcasts, and the file index that
+/// anti-entropy compares. No sockets, no clocks, no global randomness: time and a random
+/// generator come with every call.
+public struct Mesh: Sendable {
+    public let settings: MeshSettings
+    public let policy: FilePolicy
+    public private(set) var me: MemberAnnouncement
+    public private(set) var members: [NodeID: MemberRecord] = [:]
+    public private(set) var files = FileIndex()
+    public let bootstrap: [PeerAddress]
+
+    var queue = BroadcastQueue()
+    var sequence: UInt32 = 0
+    /// Lifeguard's local health score: 0 is healthy; each point stretches probe timing.
+    public private(set) var awareness = 0
+    var probe: Probe?
+    var probeOrder: [NodeID] = []
+    var relays: [UInt32: Relay] = [:]
+    var suspicions: [NodeID: Suspicion] = [:]
+    /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
+    var storing: [FileName: FileVersion] = [:]
+    var nextProbe: Int64
+    var nextGossip: Int64
+    var nextPushPull: Int64
+    var nextJoin: Int64
+    var nextReap: Int64
+    public private(set) var leaving = false
+
+    struct Probe: Sendable {
+        var sequence: UInt32
+        var target: NodeID
+        var timeoutAt: Int64
+        var endAt: Int64
+        var indirectSent = false
+        var expectedNacks = 0
+        var nacks = 0
+    }
+
+    struct Relay: Sendable {
+        var requester: PeerAddress
+        var requesterSequence: UInt32
+        var deadline: Int64
+    }
+
+    struct Suspicion: Sendable {
+        var incarnation: UInt64
+        var start: Int64
+        var confirmations: Set<NodeID>
+        var minimum: Int64
+        var maximum: Int64
+
+        /// memberlist's remainingSuspicionTime: from `maximum` down to `minimum` as
+        /// independent confirmations arrive, on a log scale.
+        func deadline(expected: Int) -> Int64 {
+            start
+                + Mesh.suspicionTimeout(
+                    confirmations: confirmations.count - 1, expected: expected, minimum: minimum, maximum: maximum)
+        }
+    }
+
+    /// memberlist's remainingSuspicionTime: the timeout falls from `maximum` to `minimum` on a
+    /// log scale as independent confirmations arrive (the first suspector is not counted).
+    public static func suspicionTimeout(confirmations: Int, expected: Int, minimum: Int64, maximum: Int64) -> Int64 {
+        let fraction = expected > 0 ? log(Double(max(0, confirmations)) + 1) / log(Double(expected) + 1) : 1
+        return Int64(max(Double(minimum), Double(maximum) - Double(maximum - minimum) * min(1, fraction)))
+    }
+
+    public init(
+        me: MemberAnnouncement, settings: MeshSettings, policy: FilePolicy, bootstrap: [PeerAddress], now: Int64
+    ) {
+        self.me = me
+        self.settings = settings
+        self.policy = policy
+        self.bootstrap = bootstrap.filter { !me.addresses.contains($0) }
+        nextProbe = now + settings.probeInterval
+        nextGossip = now + settings.gossipInterval
+        nextPushPull = now + settings.pushPullInterval
+        nextJoin = now
+        nextReap = now + settings.probeInterval
+    }
+
+    // MARK: Queries
+
+    /// Members other than this node that are alive or suspect.
+    public var liveMembers: [MemberRecord] {
+        members.values.filter { $0.state == .alive || $0.state == .suspect }.sorted { $0.id < $1.id }
+    }
+
+    /// The earliest time at which `tick` has work to do.
+    public var nextDeadline: Int64 {
+        var deadline = min(nextProbe, nextGossip, nextPushPull, nextReap)
+        if liveMembers.isEmpty && !bootstrap.isEmpty { deadline = min(deadline, nextJoin) }
+        if let probe { deadline = min(deadline, probe.indirectSent ? probe.endAt : probe.timeoutAt) }
+        for relay in relays.values { deadline = min(deadline, relay.deadline) }
+        for suspicion in suspicions.values {
+            deadline = min(deadline, suspicion.deadline(expected: settings.indirectChecks))
+        }
+        return deadline
+    }
+
+    /// Seeds the index with what the store holds at start.
+    public mutating func load(_ versions: [FileVersion]) {
+        for version in versions { files.set(version) }
+    }
+
+    /// This node as others should see it, for push/pull.
+    public var localState: [MemberRecord] {
+        [MemberRecord(announcement: me, state: leaving ? .left : .alive, since: 0, lastSource: nil)]
+            + members.values.sorted { $0.id < $1.id }
+    }
+
+    // MARK: Input
+
+    public mutating func handle(_ input: MeshInput, now: Int64, rng: inout some RandomNumberGenerator)
+        -> [MeshDirective]
+    {
+        var out: [MeshDirective] = []
+        switch input {
+        case .tick:
+            tick(now: now, rng: &rng, into: &out)
+        case .packet(let packet, let source):
+            receive(packet, from: source, now: now, rng: &rng, into: &out)
+        case .localVersion(let version, let inline):
+            files.set(version)
+            let item = GossipItem.file(version, inline: inline)
+            queue.enqueue(item)
+            // Eager push: do not wait for the next gossip round.
+            for member in pick(settings.gossipNodes, from: liveMembers, rng: &rng) {
+                guard let address = member.address else { continue }
+                out.append(
+                    .send(Packet(sender: me.id, message: .gossip, items: [item] + gossip(now: now)), to: address))
+            }
+        case .stored(let version, let inline):
+            storing[version.name] = nil
+            if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { break }
+            files.set(version)
+            queue.enqueue(.file(version, inline: inline))
+        case .storeFailed(let version):
+            if storing[version.name] == version { storing[version.name] = nil }
+        case .forgotten(let name):
+            files.remove(name)
+        case .remoteState(let records):
+            for record in records { merge(record, now: now, into: &out) }
+        case .leave:
+            leaving = true
+            let item = GossipItem.dead(me.id, incarnation: me.incarnation, from: me.id)
+            queue.enqueue(item)
+            for member in pick(settings.gossipNodes + 2, from: liveMembers, rng: &rng) {
+                guard let address = member.address else { continue }
+                out.append(.send(Packet(sender: me.id, message: .gossip, items: [item]), to: address))
+            }
+        }
+        return out
+    }
+
+    // MARK: Timers
+
+    mutating func tick(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
+        let scale = Int64(awareness + 1)
+        // Relays that saw no ack answer their requester with a nack.
+        for (sequence, relay) in relays where relay.deadline <= now {
+            relays[sequence] = nil
+            out.append(
+                .send(Packet(sender: me.id, message: .nack(sequence: relay.requesterSequence)), to: relay.requester))
+        }
+        // The running probe: indirect checks after the timeout, suspicion at the end.
+        if var current = probe {
+            if !current.indirectSent && current.timeoutAt <= now {
+                current.indirectSent = true
+                if let target = members[current.target], let address = target.address {
+                    let helpers = pick(
+                        settings.indirectChecks, from: liveMembers.filter { $0.id != current.target }, rng: &rng)
+                    for helper in helpers {
+                        guard let helperAddress = helper.address else { continue }
+                        out.append(
+                            .send(
+                                Packet(
+                                    sender: me.id,
+                                    message: .pingRequest(
+                                        sequence: current.sequence, target: current.target, address: address)),
+                                to: helperAddress))
+                    }
+                    current.expectedNacks = helpers.count
+                }
+                probe = current
+            }
+            if current.indirectSent && current.endAt <= now {
+                probe = nil
+                // Lifeguard: missing nacks mean our own network may be the problem.
+                let delta = current.expectedNacks > 0 ? max(0, current.expectedNacks - current.nacks) : 1
+                adjustAwareness(delta)
+                if let target = members[current.target], target.state == .alive {
+                    suspect(
+                        current.target, incarnation: target.announcement.incarnation, from: me.id, now: now, into: &out)
+                }
+            }
+        }
+        // Suspicions that ran out: the member is dead.
+        for (id, suspicion) in suspicions where suspicion.deadline(expected: settings.indirectChecks) <= now {
+            suspicions[id] = nil
+            guard var record = members[id], record.state == .suspect,
+                record.announcement.incarnation == suspicion.incarnation
+            else { continue }
+            let previous = record.state
+            record.state = .dead
+            record.since = now
+            members[id] = record
+            queue.enqueue(.dead(id, incarnation: suspicion.incarnation, from: me.id))
+            out.append(.memberChanged(record, previous: previous))
+        }
+        if probe == nil && nextProbe <= now && !leaving {
+            startProbe(now: now, rng: &rng, into: &out)
+            nextProbe = now + settings.probeInterval * scale
+        }
+        if nextGossip <= now {
+            nextGossip = now + settings.gossipInterval
+            let targets = pick(settings.gossipNodes, from: gossipTargets(now: now), rng: &rng)
+            for target in targets {
+                let items = gossip(now: now)
+                guard !items.isEmpty else { break }
+                guard let address = target.address else { continue }
+                out.append(.send(Packet(sender: me.id, message: .gossip, items: items), to: address))
+            }
+        }
+        if nextPushPull <= now {
+            nextPushPull = now + settings.pushPullInterval
+            if let peer = pick(1, from: liveMembers, rng: &rng).first, let address = peer.address {
+                out.append(.sync(with: address, join: false))
+            }
+        }
+        if liveMembers.isEmpty && !bootstrap.isEmpty && nextJoin <= now && !leaving {
+            nextJoin = now + settings.joinInterval
+            for address in bootstrap { out.append(.sync(with: address, join: true)) }
+        }
+        if nextReap <= now {
+            nextReap = now + settings.probeInterval
+            for (id, record) in members where record.state == .dead || record.state == .left {
+                if now - record.since > settings.deadReap { members[id] = nil }
+            }
+        }
+    }
+
+    mutating func startProbe(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
+        let candidates = liveMembers
+        guard !candidates.isEmpty else { return }
+        // Round-robin over a shuffled order, reshuffled each pass (SWIM's time-bounded completeness).
+        probeOrder.removeAll { members[$0] == nil || !(members[$0]!.state == .alive || members[$0]!.state == .suspect) }
+        if probeOrder.isEmpty { probeOrder = candidates.map(\.id).shuffled(using: &rng) }
+        let target = probeOrder.removeFirst()
+        guard let record = members[target], let address = record.address else { return }
+        sequence &+= 1
+        let scale = Int64(awareness + 1)
+        probe = Probe(
+            sequence: sequence, target: target, timeoutAt: now + settings.probeTimeout * scale,
+            endAt: now + settings.probeInterval * scale)
+        out.append(
+            .send(
+                Packet(sender: me.id, message: .ping(sequence: sequence, target: target), items: gossip(now: now)),
+                to: address))
+    }
+
+    /// Alive and suspect members, plus the recently dead (so they can learn it and refute).
+    func gossipTargets(now: Int64) -> [MemberRecord] {
+        members.values.filter { record in
+            record.state == .alive || record.state == .suspect
+                || (record.state == .dead && now - record.since < settings.gossipToTheDead)
+        }.sorted { $0.id < $1.id }
+    }
+
+    mutating func gossip(now: Int64) -> [GossipItem] {
+        let size = members.count + 1
+        var digits = 0
+        var n = size
+        while n > 0 {
+            digits += 1
+            n /= 10
+        }
+        let limit = settings.retransmitMult * max(1, digits)
+        return queue.take(budget: settings.udpPayload - 64, limit: limit)
+    }
+
+    mutating func adjustAwareness(_ delta: Int) {
+        awareness = min(max(0, awareness + delta), settings.awarenessMaxMultiplier - 1)
+    }
+
+    // MARK: Packets
+
+    mutating func receive(
+        _ packet: Packet, from source: PeerAddress, now: Int64, rng: inout some RandomNumberGenerator,
+        into out: inout [MeshDirective]
+    ) {
+        guard packet.sender != me.id else { return }
+        if var record = members[packet.sender] { record.lastSource = source; members[packet.sender] = record }
+        switch packet.message {
+        case .ping(let sequence, let target):
+            // A ping for another ID is for a node that used to live at this address: stay silent.
+            if target == me.id {
+                out.append(
+                    .send(Packet(sender: me.id, message: .ack(sequence: sequence), items: gossip(now: now)), to: source)
+                )
+            }
+        case .pingRequest(let requesterSequence, let target, let address):
+            sequence &+= 1
+            relays[sequence] = Relay(
+                requester: source, requesterSequence: requesterSequence, deadline: now + settings.probeTimeout)
+            out.append(.send(Packet(sender: me.id, message: .ping(sequence: sequence, target: target)), to: address))
+        case .ack(let sequence):
+            if let relay = relays.removeValue(forKey: sequence) {
+                out.append(
+                    .send(Packet(sender: me.id, message: .ack(sequence: relay.requesterSequence)), to: relay.requester))
+            } else if let current = probe, current.sequence == sequence {
+                probe = nil
+                adjustAwareness(-1)
+            }
+        case .nack(let sequence):
+            if var current = probe, current.sequence == sequence {
+                current.nacks += 1
+                probe = current
+            }
+        case .gossip:
+            break
+        }
+        for item in packet.items { apply(item, from: packet.sender, source: source, now: now, into: &out) }
+    }
+
+    mutating func apply(
+        _ item: GossipItem, from sender: NodeID, source: PeerAddress, now: Int64, into out: inout [MeshDirective]
+    ) {
+        switch item {
+        case .alive(let announcement):
+            alive(announcement, now: now, into: &out)
+        case .suspect(let id, let incarnation, let from):
+            suspect(id, incarnation: incarnation, from: from, now: now, into: &out)
+        case .dead(let id, let incarnation, let from):
+            dead(id, incarnation: incarnation, from: from, now: now, into: &out)
+        case .file(let version, let inline):
+            offer(version, inline: inline, from: sender, source: source, now: now, into: &out)
+        }
+    }
+
+    /// A version heard from a peer: store it if this node is configured for it and it wins.
+    mutating func offer(
+        _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, source: PeerAddress, now: Int64,
+        into out: inout [MeshDirective]
+    ) {
+        guard policy.allowedSigners[version.name] != nil else { return }  // neither stored nor relayed
+        if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) { return }
+        if let refusal = policy.evaluate(version, current: files[version.name], now: now) {
+            if case .stale = refusal { return }
+            out.append(.refused(version.name, refusal, from: sender))
+            return
+        }
+        if let inline, inline.count != Int(clamping: version.contentLength) {
+            out.append(.refused(version.name, .contentMismatch(version.name), from: sender))
+            return
+        }
+        storing[version.name] = version
+        out.append(.store(version, inline: inline, from: source))
+    }
+
+    // MARK: Membership rules
+
+    mutating func alive(_ announcement: MemberAnnouncement, now: Int64, into out: inout [MeshDirective]) {
+        if announcement.id == me.id {
+            // Someone claims our ID with a newer incarnation (we restarted): outbid it.
+            if announcement.incarnation >= me.incarnation && announcement != me && !leaving {
+                refute(announcement.incarnation)
+            }
+            return
+        }
+        if var record = members[announcement.id] {
+            let newer = announcement.incarnation > record.announcement.incarnation
+            guard newer else { return }
+            let previous = record.state
+            record.announcement = announcement
+            record.state = .alive
+            if previous != .alive { record.since = now }
+            members[announcement.id] = record
+            suspicions[announcement.id] = nil
+            queue.enqueue(.alive(announcement))
+            if previous != .alive { out.append(.memberChanged(record, previous: previous)) }
+        } else {
+            let record = MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil)
+            members[announcement.id] = record
+            probeOrder.insert(
+                announcement.id,
+                at: probeOrder.isEmpty
+                    ? 0 : Int(UInt(bitPattern: announcement.id.hashValue) % UInt(probeOrder.count + 1)))
+            queue.enqueue(.alive(announcement))
+            out.append(.memberChanged(record, previous: nil))
+        }
+    }
+
+    mutating func suspect(_ id: NodeID, incarnation: UInt64, from: NodeID, now: Int64, into out: inout [MeshDirective])
+    {
+        if id == me.id {
+            if !leaving && incarnation >= me.incarnation { refute(incarnation) }
+            return
+        }
+        guard var record = members[id], incarnation >= record.announcement.incarnation else { return }
+        switch record.state {
+        case .suspect:
+            guard var suspicion = suspicions[id], suspicion.incarnation == incarnation else { return }
+            if suspicion.confirmations.insert(from).inserted {
+                suspicions[id] = suspicion
+                queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
+            }
+        case .alive:
+            let previous = record.state
+            record.state = .suspect
+            record.since = now
+            record.announcement.incarnation = incarnation
+            members[id] = record
+            let live = Double(liveMembers.count + 1)
+            let minimum = Int64(Double(settings.suspicionMult) * max(1, log10(live)) * Double(settings.probeInterval))
+            suspicions[id] = Suspicion(
+                incarnation: incarnation, start: now, confirmations: [from], minimum: minimum,
+                maximum: minimum * Int64(settings.suspicionMaxTimeoutMult))
+            queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
+            out.append(.memberChanged(record, previous: previous))
+        case .dead, .left:
+            return
+        }
+    }
+
+    mutating func dead(_ id: NodeID, incarnation: UInt64, from: NodeID, now: Int64, into out: inout [MeshDirective]) {
+        if id == me.id {
+            if !leaving && incarnation >= me.incarnation { refute(incarnation) }
+            return
+        }
+        guard var record = members[id], incarnation >= record.announcement.incarnation,
+            record.state != .dead && record.state != .left
+        else { return }
+        let previous = record.state
+        record.state = from == id ? .left : .dead
+        record.since = now
+        record.announcement.incarnation = incarnation
+        members[id] = record
+        suspicions[id] = nil
+        queue.enqueue(.dead(id, incarnation: incarnation, from: from))
+        out.append(.memberChanged(record, previous: previous))
+    }
+
+    /// Refutation: a higher incarnation than anything said about us, told to everyone.
+    mutating func refute(_ heard: UInt64) {
+        me.incarnation = max(me.incarnation, heard) + 1
+        queue.enqueue(.alive(me))
+        adjustAwareness(1)
+    }
+
+    /// Merges one record of a peer's member list (push/pull) like the gossip it stands for.
+    mutating func merge(_ record: MemberRecord, now: Int64, into out: inout [MeshDirective]) {
+        let announcement = record.announcement
+        switch record.state {
+        case .alive:
+            alive(announcement, now: now, into: &out)
+        case .suspect:
+            if members[announcement.id] == nil && announcement.id != me.id { alive(announcement, now: now, into: &out) }
+            suspect(announcement.id, incarnation: announcement.incarnation, from: me.id, now: now, into: &out)
+        case .dead, .left:
+            if announcement.id == me.id {
+                if !leaving && announcement.incarnation >= me.incarnation { refute(announcement.incarnation) }
+            } else if members[announcement.id] == nil {
+                return  // nothing to learn about a member we never saw
+            } else {
+                // Push/pull is not an independent observation: treat a remote death as suspicion.
+                suspect(announcement.id, incarnation: announcement.incarnation, from: me.id, now: now, into: &out)
+            }
+        }
+    }
+
+    func pick(_ count: Int, from candidates: [MemberRecord], rng: inout some RandomNumberGenerator) -> [MemberRecord] {
+        Array(candidates.shuffled(using: &rng).prefix(count))
+    }
+}

@@ -1,0 +1,33 @@
+/// Cluster timing and fan-out. Defaults follow memberlist's LAN profile.
+public struct MeshSettings: Sendable, Equatable {
+    /// Time between failure probes of one member; default 1 s (ns).
+    public var probeInterval: Int64 = 1_000_000_000
+    /// How long to wait for a direct ack before asking others; default 500 ms (ns).
+    public var probeTimeout: Int64 = 500_000_000
+    /// Time between gossip rounds; default 200 ms (ns).
+    public var gossipInterval: Int64 = 200_000_000
+    /// Members each gossip round (and each eager push) is sent to; default 3.
+    public var gossipNodes = 3
+    /// Members asked to probe indirectly; default 3.
+    public var indirectChecks = 3
+    /// Broadcasts are sent retransmitMult · ceil(log10(N+1)) times; default 4.
+    public var retransmitMult = 4
+    /// Suspicion timeout = suspicionMult · log10(N) · probeInterval at the least; default 4.
+    public var suspicionMult = 4
+    /// The suspicion timeout starts at this multiple of its minimum; default 6.
+    public var suspicionMaxTimeoutMult = 6
+    /// Poor local health stretches probe interval and timeout up to this factor; default 8.
+    public var awarenessMaxMultiplier = 8
+    /// Anti-entropy with one random member this often; default 30 s (ns).
+    public var pushPullInterval: Int64 = 30_000_000_000
+    /// Retry joining this often while no member is known; default 30 s (ns).
+    public var joinInterval: Int64 = 30_000_000_000
+    /// Bytes of gossip per UDP packet; default 1400.
+    public var udpPayload = 1400
+    /// Dead members still receive gossip this long, so they can refute; default 30 s (ns).
+    public var gossipToTheDead: Int64 = 30_000_000_000
+    /// Dead and departed members are forgotten after this long; default 1 h (ns).
+    public var deadReap: Int64 = 3_600_000_000_000
+
+    public init() {}
+}

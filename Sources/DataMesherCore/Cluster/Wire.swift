@@ -1,0 +1,383 @@
+/// The gossip wire format, version 1 (docs/PROTOCOL.md). Hand-written, big-endian, and every
+/// length is checked against a fixed limit before anything is allocated.
+
+/// A member's identity: 16 random bytes made on first start and kept in the state dir.
+public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public static let length = 16
+    public let bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == NodeID.length else { return nil }
+        self.bytes = bytes
+    }
+
+    public init?(hex: String) {
+        guard let bytes = Hex.decode(hex) else { return nil }
+        self.init(bytes: bytes)
+    }
+
+    public var hex: String { Hex.encode(bytes) }
+    public var description: String { String(hex.prefix(8)) }
+    public static func < (lhs: NodeID, rhs: NodeID) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
+}
+
+/// What a member says about itself: how to reach it and what it is called.
+public struct MemberAnnouncement: Sendable, Equatable {
+    public var id: NodeID
+    public var name: String
+    public var incarnation: UInt64
+    public var addresses: [PeerAddress]
+
+    public init(id: NodeID, name: String, incarnation: UInt64, addresses: [PeerAddress]) {
+        self.id = id
+        self.name = name
+        self.incarnation = incarnation
+        self.addresses = addresses
+    }
+}
+
+/// Piggybacked news: membership changes and file versions.
+public enum GossipItem: Sendable, Equatable {
+    case alive(MemberAnnouncement)
+    case suspect(NodeID, incarnation: UInt64, from: NodeID)
+    /// `from == id` means the member left on purpose.
+    case dead(NodeID, incarnation: UInt64, from: NodeID)
+    /// A signed version; small contents travel inline.
+    case file(FileVersion, inline: [UInt8]?)
+
+    /// Items about the same subject replace each other in the broadcast queue.
+    public var subject: String {
+        switch self {
+        case .alive(let member): return "m:" + member.id.hex
+        case .suspect(let id, _, _), .dead(let id, _, _): return "m:" + id.hex
+        case .file(let version, _): return "f:" + version.name.value
+        }
+    }
+}
+
+public enum MessageKind: UInt8, Sendable {
+    case ping = 1, pingRequest = 2, ack = 3, nack = 4, gossip = 5
+}
+
+/// One UDP datagram: a message and the gossip riding on it.
+public struct Packet: Sendable, Equatable {
+    public enum Message: Sendable, Equatable {
+        /// Are you alive? `target` lets a restarted node at the same address answer honestly.
+        case ping(sequence: UInt32, target: NodeID)
+        /// Please ping `target` at `address` for me and relay the answer.
+        case pingRequest(sequence: UInt32, target: NodeID, address: PeerAddress)
+        case ack(sequence: UInt32)
+        /// Sent by an intermediary that could not reach the target (Lifeguard).
+        case nack(sequence: UInt32)
+        case gossip
+    }
+
+    public var sender: NodeID
+    public var message: Message
+    public var items: [GossipItem]
+
+    public init(sender: NodeID, message: Message, items: [GossipItem] = []) {
+        self.sender = sender
+        self.message = message
+        self.items = items
+    }
+}
+
+public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
+    case truncated
+    case badMagic
+    case unsupportedVersion(UInt8)
+    case unknownMessage(UInt8)
+    case unknownItem(UInt8)
+    case tooLong(field: String, length: Int, limit: Int)
+    case invalid(String)
+    case trailingBytes(Int)
+
+    public var description: String {
+        switch self {
+        case .truncated: return "packet is truncated"
+        case .badMagic: return "not a data-mesher packet"
+        case .unsupportedVersion(let version): return "wire version \(version) is not supported (this node speaks 1)"
+        case .unknownMessage(let type): return "unknown message type \(type)"
+        case .unknownItem(let type): return "unknown gossip item type \(type)"
+        case .tooLong(let field, let length, let limit): return "\(field) is \(length) long, limit \(limit)"
+        case .invalid(let what): return "invalid \(what)"
+        case .trailingBytes(let count): return "\(count) unexpected bytes after the packet"
+        }
+    }
+
+    /// A short reason for counters.
+    public var reason: String {
+        switch self {
+        case .truncated: return "truncated"
+        case .badMagic: return "bad_magic"
+        case .unsupportedVersion: return "version"
+        case .unknownMessage, .unknownItem: return "unknown_type"
+        case .tooLong: return "too_long"
+        case .invalid: return "invalid"
+        case .trailingBytes: return "trailing"
+        }
+    }
+}
+
+public enum WireCodec {
+    public static let magic: [UInt8] = [0x44, 0x4D]  // "DM"
+    public static let version: UInt8 = 1
+    /// Limits that bound every allocation while decoding.
+    public static let maxPacketSize = 65_507
+    public static let maxItems = 64
+    public static let maxAddresses = 8
+    public static let maxHostLength = 64
+    public static let maxNodeNameLength = 255
+    public static let maxNetworkIDLength = 255
+    /// Content up to this size rides inline in a gossip item; larger is fetched over TCP.
+    public static let maxInlineContent = 512
+
+    // MARK: Encoding
+
+    public static func encode(_ packet: Packet) -> [UInt8] {
+        var out = WireWriter()
+        out.bytes(magic)
+        out.u8(version)
+        switch packet.message {
+        case .ping(let sequence, let target):
+            out.u8(MessageKind.ping.rawValue)
+            out.bytes(packet.sender.bytes)
+            out.u32(sequence)
+            out.bytes(target.bytes)
+        case .pingRequest(let sequence, let target, let address):
+            out.u8(MessageKind.pingRequest.rawValue)
+            out.bytes(packet.sender.bytes)
+            out.u32(sequence)
+            out.bytes(target.bytes)
+            out.address(address)
+        case .ack(let sequence):
+            out.u8(MessageKind.ack.rawValue)
+            out.bytes(packet.sender.bytes)
+            out.u32(sequence)
+        case .nack(let sequence):
+            out.u8(MessageKind.nack.rawValue)
+            out.bytes(packet.sender.bytes)
+            out.u32(sequence)
+        case .gossip:
+            out.u8(MessageKind.gossip.rawValue)
+            out.bytes(packet.sender.bytes)
+        }
+        out.u8(UInt8(min(packet.items.count, maxItems)))
+        for item in packet.items.prefix(maxItems) { encode(item, into: &out) }
+        return out.buffer
+    }
+
+    public static func encode(_ item: GossipItem) -> [UInt8] {
+        var out = WireWriter()
+        encode(item, into: &out)
+        return out.buffer
+    }
+
+    static func encode(_ item: GossipItem, into out: inout WireWriter) {
+        switch item {
+        case .alive(let member):
+            out.u8(1)
+            out.bytes(member.id.bytes)
+            out.u64(member.incarnation)
+            out.shortString(String(member.name.utf8.prefix(maxNodeNameLength)) ?? "")
+            let addresses = member.addresses.prefix(maxAddresses)
+            out.u8(UInt8(addresses.count))
+            for address in addresses { out.address(address) }
+        case .suspect(let id, let incarnation, let from):
+            out.u8(2)
+            out.bytes(id.bytes)
+            out.u64(incarnation)
+            out.bytes(from.bytes)
+        case .dead(let id, let incarnation, let from):
+            out.u8(3)
+            out.bytes(id.bytes)
+            out.u64(incarnation)
+            out.bytes(from.bytes)
+        case .file(let version, let inline):
+            out.u8(4)
+            encode(version, into: &out)
+            if let inline {
+                out.u8(1)
+                out.u16(UInt16(inline.count))
+                out.bytes(inline)
+            } else {
+                out.u8(0)
+            }
+        }
+    }
+
+    public static func encode(_ version: FileVersion, into out: inout WireWriter) {
+        out.u8(version.kind.rawValue)
+        out.shortString(version.networkID)
+        let name = Array(version.name.value.utf8)
+        out.u16(UInt16(name.count))
+        out.bytes(name)
+        out.i64(version.timestamp)
+        out.u64(version.validFor)
+        out.bytes(version.contentSHA256)
+        out.u64(version.contentLength)
+        out.bytes(version.signer.bytes)
+        out.bytes(version.signature)
+    }
+
+    // MARK: Decoding
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> Packet {
+        guard bytes.count <= maxPacketSize else {
+            throw .tooLong(field: "packet", length: bytes.count, limit: maxPacketSize)
+        }
+        var reader = WireReader(bytes)
+        guard try reader.bytes(2) == magic else { throw .badMagic }
+        let wireVersion = try reader.u8()
+        guard wireVersion == version else { throw .unsupportedVersion(wireVersion) }
+        let type = try reader.u8()
+        guard let kind = MessageKind(rawValue: type) else { throw .unknownMessage(type) }
+        let sender = try reader.nodeID()
+        let message: Packet.Message
+        switch kind {
+        case .ping: message = .ping(sequence: try reader.u32(), target: try reader.nodeID())
+        case .pingRequest:
+            message = .pingRequest(
+                sequence: try reader.u32(), target: try reader.nodeID(), address: try reader.address())
+        case .ack: message = .ack(sequence: try reader.u32())
+        case .nack: message = .nack(sequence: try reader.u32())
+        case .gossip: message = .gossip
+        }
+        let count = Int(try reader.u8())
+        guard count <= maxItems else { throw .tooLong(field: "items", length: count, limit: maxItems) }
+        var items: [GossipItem] = []
+        items.reserveCapacity(count)
+        for _ in 0..<count { items.append(try decodeItem(&reader)) }
+        guard reader.remaining == 0 else { throw .trailingBytes(reader.remaining) }
+        return Packet(sender: sender, message: message, items: items)
+    }
+
+    static func decodeItem(_ reader: inout WireReader) throws(WireError) -> GossipItem {
+        let type = try reader.u8()
+        switch type {
+        case 1:
+            let id = try reader.nodeID()
+            let incarnation = try reader.u64()
+            let name = try reader.shortString(limit: maxNodeNameLength, field: "node name")
+            let count = Int(try reader.u8())
+            guard count <= maxAddresses else { throw .tooLong(field: "addresses", length: count, limit: maxAddresses) }
+            var addresses: [PeerAddress] = []
+            for _ in 0..<count { addresses.append(try reader.address()) }
+            return .alive(MemberAnnouncement(id: id, name: name, incarnation: incarnation, addresses: addresses))
+        case 2: return .suspect(try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID())
+        case 3: return .dead(try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID())
+        case 4:
+            let version = try decodeVersion(&reader)
+            let hasInline = try reader.u8()
+            guard hasInline <= 1 else { throw .invalid("inline flag") }
+            var inline: [UInt8]? = nil
+            if hasInline == 1 {
+                let length = Int(try reader.u16())
+                guard length <= maxInlineContent else {
+                    throw .tooLong(field: "inline content", length: length, limit: maxInlineContent)
+                }
+                inline = try reader.bytes(length)
+            }
+            return .file(version, inline: inline)
+        default:
+            throw .unknownItem(type)
+        }
+    }
+
+    public static func decodeVersion(_ reader: inout WireReader) throws(WireError) -> FileVersion {
+        let kindByte = try reader.u8()
+        guard let kind = FileKind(rawValue: kindByte) else { throw .invalid("file kind \(kindByte)") }
+        let network = try reader.shortString(limit: maxNetworkIDLength, field: "network id")
+        let nameLength = Int(try reader.u16())
+        guard nameLength <= FileName.maxLength else {
+            throw .tooLong(field: "file name", length: nameLength, limit: FileName.maxLength)
+        }
+        guard let nameText = String(validating: try reader.bytes(nameLength), as: UTF8.self),
+            let name = try? FileName(nameText)
+        else { throw .invalid("file name") }
+        let timestamp = try reader.i64()
+        let validFor = try reader.u64()
+        let sha = try reader.bytes(32)
+        let length = try reader.u64()
+        guard let signer = try? SignerKey(bytes: try reader.bytes(32)) else { throw .invalid("signer") }
+        let signature = try reader.bytes(FileVersion.signatureLength)
+        return FileVersion(
+            kind: kind, networkID: network, name: name, timestamp: timestamp, validFor: validFor, contentSHA256: sha,
+            contentLength: length, signer: signer, signature: signature)
+    }
+}
+
+public struct WireWriter: Sendable {
+    public private(set) var buffer: [UInt8] = []
+    public init() {}
+    public mutating func u8(_ value: UInt8) { buffer.append(value) }
+    public mutating func u16(_ value: UInt16) { buffer.appendBigEndian(value) }
+    public mutating func u32(_ value: UInt32) { buffer.appendBigEndian(value) }
+    public mutating func u64(_ value: UInt64) { buffer.appendBigEndian(value) }
+    public mutating func i64(_ value: Int64) { buffer.appendBigEndian(value) }
+    public mutating func bytes(_ value: [UInt8]) { buffer += value }
+
+    /// A string of at most 255 bytes, prefixed with its length.
+    public mutating func shortString(_ value: String) {
+        let bytes = Array(value.utf8.prefix(255))
+        u8(UInt8(bytes.count))
+        buffer += bytes
+    }
+
+    mutating func address(_ address: PeerAddress) {
+        shortString(String(address.host.utf8.prefix(WireCodec.maxHostLength)) ?? "")
+        u16(address.port)
+    }
+}
+
+public struct WireReader: Sendable {
+    let data: [UInt8]
+    var offset = 0
+
+    public init(_ data: [UInt8]) { self.data = data }
+
+    public var remaining: Int { data.count - offset }
+
+    public mutating func bytes(_ count: Int) throws(WireError) -> [UInt8] {
+        guard count >= 0, count <= remaining else { throw .truncated }
+        defer { offset += count }
+        return Array(data[offset..<offset + count])
+    }
+
+    mutating func integer<T: FixedWidthInteger>(_: T.Type) throws(WireError) -> T {
+        let size = MemoryLayout<T>.size
+        guard size <= remaining else { throw .truncated }
+        var value: T = 0
+        for index in 0..<size { value = value << 8 | T(data[offset + index]) }
+        offset += size
+        return value
+    }
+
+    public mutating func u8() throws(WireError) -> UInt8 { try integer(UInt8.self) }
+    public mutating func u16() throws(WireError) -> UInt16 { try integer(UInt16.self) }
+    public mutating func u32() throws(WireError) -> UInt32 { try integer(UInt32.self) }
+    public mutating func u64() throws(WireError) -> UInt64 { try integer(UInt64.self) }
+    public mutating func i64() throws(WireError) -> Int64 { Int64(bitPattern: try integer(UInt64.self)) }
+
+    public mutating func nodeID() throws(WireError) -> NodeID {
+        guard let id = NodeID(bytes: try bytes(NodeID.length)) else { throw .truncated }
+        return id
+    }
+
+    public mutating func shortString(limit: Int, field: String) throws(WireError) -> String {
+        let length = Int(try u8())
+        guard length <= limit else { throw .tooLong(field: field, length: length, limit: limit) }
+        guard let text = String(validating: try bytes(length), as: UTF8.self) else {
+            throw .invalid("\(field) (not UTF-8)")
+        }
+        return text
+    }
+
+    mutating func address() throws(WireError) -> PeerAddress {
+        let host = try shortString(limit: WireCodec.maxHostLength, field: "host")
+        let port = try u16()
+        guard !host.isEmpty, port > 0 else { throw .invalid("address") }
+        return PeerAddress(host: host, port: port)
+    }
+}
