@@ -88,7 +88,8 @@ public struct API: Sendable {
             counts: .init(
                 files: served.count, bytes: served.reduce(0) { $0 + $1.version.contentLength },
                 tombstones: all.filter { $0.state == .tombstone }.count,
-                expired: all.filter { $0.state == .expired }.count, members: node.members().count))
+                expired: all.filter { $0.state == .expired }.count, members: node.members().count),
+            cluster: node.clusterCounters)
     }
 
     // MARK: Reading a file

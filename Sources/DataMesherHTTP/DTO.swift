@@ -41,6 +41,8 @@ public struct InfoJSON: Codable, Sendable, Equatable {
     public var node_id: String
     public var network_id: String
     public var counts: Counts
+    /// Gossip and transfer counters (packets in/out/dropped, syncs, fetches).
+    public var cluster: ClusterCounters
 }
 
 public struct ErrorJSON: Codable, Sendable, Equatable {

@@ -1,6 +1,7 @@
 import DataMesherCore
 import DataMesherStore
 import Logging
+import NIOConcurrencyHelpers
 import NIOPosix
 
 /// One member as shown by `/v1/members`.
@@ -26,6 +27,10 @@ public final class MeshNode: Sendable {
     public let clusterAddresses: [String]
     let wallClock: @Sendable () -> Int64
     let logger: Logger
+    /// Members and network counters, published by the cluster layer when it runs.
+    let clusterSnapshot = NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>(([], ClusterCounters()))
+    /// Called with every version accepted through the local API, and every forgotten name.
+    let listeners = NIOLockedValueBox<[any VersionListener]>([])
 
     public init(
         config: NodeConfig, store: FileStore, nodeName: String, clusterAddresses: [String], logger: Logger,
@@ -60,30 +65,43 @@ public final class MeshNode: Sendable {
         return nil
     }
 
+    public func addListener(_ listener: any VersionListener) { listeners.withLockedValue { $0.append(listener) } }
+
     /// Checks every rule against the version held now and stores the version if it passes.
-    public func submit(_ version: FileVersion, content: Upload?) async throws -> CommitResult {
+    /// `origin` is nil for the local API and names the peer for versions from the cluster.
+    public func submit(_ version: FileVersion, content: Upload?, origin: String? = nil) async throws -> CommitResult {
         let policy = self.policy
         let now = self.now
         let store = self.store
         let result = try await Blocking.run {
             try store.commit(version, content: content) { held in policy.evaluate(version, current: held, now: now) }
         }
-        let metadata: Logger.Metadata = ["dm.file": "\(version.name)", "dm.timestamp": "\(version.timestamp)"]
+        var metadata: Logger.Metadata = ["dm.file": "\(version.name)", "dm.timestamp": "\(version.timestamp)"]
+        if let origin { metadata["dm.peer"] = "\(origin)" }
         switch result {
         case .stored(let stored):
             logger.info(
                 stored.state == .tombstone ? "deleted" : "stored version",
                 metadata: metadata.merging(["dm.bytes": "\(version.contentLength)"]) { $1 })
+            if origin == nil {
+                for listener in listeners.withLockedValue({ $0 }) { await listener.accepted(version) }
+            }
         case .refused(let refusal):
             logger.info("refused version", metadata: metadata.merging(["dm.reason": "\(refusal.reason)"]) { $1 })
         }
         return result
     }
 
-    /// The members this node knows: only itself until the gossip layer joins a cluster.
+    /// The members this node knows (itself first); only itself when the cluster layer is not running.
     public func members() -> [MemberInfo] {
-        [MemberInfo(id: store.nodeID, name: nodeName, addresses: clusterAddresses, state: .alive, incarnation: 0)]
+        let published = clusterSnapshot.withLockedValue { $0.members }
+        if !published.isEmpty { return published }
+        return [
+            MemberInfo(id: store.nodeID, name: nodeName, addresses: clusterAddresses, state: .alive, incarnation: 0)
+        ]
     }
+
+    public var clusterCounters: ClusterCounters { clusterSnapshot.withLockedValue { $0.counters } }
 
     /// Expires `valid_for` versions and forgets old tombstones when one is due.
     public func sweepIfDue() async {
@@ -93,12 +111,25 @@ public final class MeshNode: Sendable {
         let now = self.now
         do {
             let events = try await Blocking.run { try store.sweep(policy: policy, now: now) }
-            for event in events { logger.info("\(event.description)") }
+            for event in events {
+                logger.info("\(event.description)")
+                if case .forgot(let name) = event {
+                    for listener in listeners.withLockedValue({ $0 }) { await listener.forgotten(name) }
+                }
+            }
         } catch {
             logger.error("expiry sweep failed: \(error)")
         }
     }
 }
+
+/// Hears about versions accepted through the local API (the cluster layer spreads them).
+public protocol VersionListener: Sendable {
+    func accepted(_ version: FileVersion) async
+    func forgotten(_ name: FileName) async
+}
+
+extension ClusterNode: VersionListener {}
 
 /// Real time in nanoseconds since the Unix epoch, for signatures and expiry.
 public enum WallClock {

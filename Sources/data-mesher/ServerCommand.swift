@@ -51,8 +51,14 @@ struct Server {
             clusterAddresses: clusterAddresses.map { PeerAddress(host: $0, port: config.cluster.port).description },
             logger: logger)
 
+        var settings = MeshSettings()
+        settings.joinInterval = Int64(clamping: config.cluster.joinInterval)
+        settings.pushPullInterval = Int64(clamping: config.cluster.pushPullInterval)
+        let cluster = ClusterNode(node: node, bindAddresses: clusterAddresses, settings: settings, logger: logger)
+        node.addListener(cluster)
+
         let api = API(node: node)
-        var services: [any Service] = [ExpiryService(node: node)]
+        var services: [any Service] = [ExpiryService(node: node), cluster]
         for address in httpAddresses {
             let appLogger = logger
             let app = Application(

@@ -80,20 +80,21 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
     var stateDir: String { dir + "/state" }
     var url: String { "http://\(address):\(port)" }
 
-    init(files: [String: [String]], extra: String = "") throws {
+    init(files: [String: [String]], extra: String = "", cluster: String = "", name: String = "test") throws {
         dir = NSTemporaryDirectory() + "dm-proc-" + UUID().uuidString
         address = LoopbackAddress.next()
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var toml = """
             state_dir = "\(dir)/state"
-            node_name = "test"
+            node_name = "\(name)"
             log_level = "debug"
             \(extra)
             [http]
             port = \(port)
-            interfaces = ["\(address)"]
+            interfaces = ["\(self.address)"]
             [cluster]
-            interfaces = ["\(address)"]
+            interfaces = ["\(self.address)"]
+            \(cluster)
             [files]
 
             """
@@ -152,6 +153,17 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
 
     deinit { if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
+    /// GETs a path and returns the reply (nil when the daemon does not answer).
+    func get(_ path: String) -> HTTP.Reply? { try? HTTP.request(address, port, method: "GET", path: path) }
+
+    /// The state of the member called `name` as this node sees it.
+    func memberState(_ name: String) -> String? {
+        guard let reply = get("/v1/members"),
+            let list = try? JSONSerialization.jsonObject(with: Data(reply.body)) as? [[String: Any]]
+        else { return nil }
+        return list.first { $0["name"] as? String == name }?["state"] as? String
+    }
+
     /// Runs the CLI against this daemon.
     func cli(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         try runProcess(Binary.path, arguments)
@@ -174,6 +186,16 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
         }
         return out
     }
+}
+
+/// Polls `condition` every 100 ms until it holds or `seconds` pass.
+func eventually(_ seconds: Double = 60, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(100_000)
+    }
+    return condition()
 }
 
 struct HarnessError: Error, CustomStringConvertible {

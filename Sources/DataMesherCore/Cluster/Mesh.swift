@@ -109,10 +109,10 @@ public struct Mesh: Sendable {
         var confirmations: Set<NodeID>
         var minimum: Int64
         var maximum: Int64
+        /// Independent confirmations that bring the timeout down to `minimum`.
+        var expected: Int
 
-        /// memberlist's remainingSuspicionTime: from `maximum` down to `minimum` as
-        /// independent confirmations arrive, on a log scale.
-        func deadline(expected: Int) -> Int64 {
+        var deadline: Int64 {
             start
                 + Mesh.suspicionTimeout(
                     confirmations: confirmations.count - 1, expected: expected, minimum: minimum, maximum: maximum)
@@ -154,7 +154,7 @@ public struct Mesh: Sendable {
         if let probe { deadline = min(deadline, probe.indirectSent ? probe.endAt : probe.timeoutAt) }
         for relay in relays.values { deadline = min(deadline, relay.deadline) }
         for suspicion in suspicions.values {
-            deadline = min(deadline, suspicion.deadline(expected: settings.indirectChecks))
+            deadline = min(deadline, suspicion.deadline)
         }
         return deadline
     }
@@ -257,7 +257,7 @@ public struct Mesh: Sendable {
             }
         }
         // Suspicions that ran out: the member is dead.
-        for (id, suspicion) in suspicions where suspicion.deadline(expected: settings.indirectChecks) <= now {
+        for (id, suspicion) in suspicions where suspicion.deadline <= now {
             suspicions[id] = nil
             guard var record = members[id], record.state == .suspect,
                 record.announcement.incarnation == suspicion.incarnation
@@ -472,11 +472,14 @@ public struct Mesh: Sendable {
             record.since = now
             record.announcement.incarnation = incarnation
             members[id] = record
-            let live = Double(liveMembers.count + 1)
-            let minimum = Int64(Double(settings.suspicionMult) * max(1, log10(live)) * Double(settings.probeInterval))
+            let live = liveMembers.count + 1
+            let minimum = Int64(
+                Double(settings.suspicionMult) * max(1, log10(Double(live))) * Double(settings.probeInterval))
+            // As memberlist: expect suspicionMult - 2 confirmations, none where too few members could give them.
+            let expected = live - 2 < settings.suspicionMult - 2 ? 0 : settings.suspicionMult - 2
             suspicions[id] = Suspicion(
                 incarnation: incarnation, start: now, confirmations: [from], minimum: minimum,
-                maximum: minimum * Int64(settings.suspicionMaxTimeoutMult))
+                maximum: minimum * Int64(settings.suspicionMaxTimeoutMult), expected: expected)
             queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
             out.append(.memberChanged(record, previous: previous))
         case .dead, .left:

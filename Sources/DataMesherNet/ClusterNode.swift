@@ -1,0 +1,485 @@
+import DataMesherCore
+import DataMesherStore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Counters of what arrived from the network and was dropped.
+public struct ClusterCounters: Sendable, Equatable, Codable {
+    public var packetsIn = 0
+    public var packetsOut = 0
+    public var bytesIn = 0
+    public var bytesOut = 0
+    public var packetsDropped = 0
+    public var syncs = 0
+    public var fetches = 0
+}
+
+extension ClusterNode: Service {}
+
+/// The SwiftNIO shell around the pure `Mesh`: it owns the sockets and the timer, feeds the
+/// core packets and ticks, and carries out its directives (send, store/fetch, sync).
+public actor ClusterNode {
+    let node: MeshNode
+    var mesh: Mesh
+    var rng = SystemRandomNumberGenerator()
+    let logger: Logger
+    let port: Int
+    let bindAddresses: [String]
+    var udpWriters: [(isIPv6: Bool, writer: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>)] = []
+    let snapshot: NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>
+    var counters = ClusterCounters()
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    public init(node: MeshNode, bindAddresses: [String], settings: MeshSettings, logger: Logger) {
+        self.node = node
+        self.logger = logger
+        self.port = Int(node.config.cluster.port)
+        self.bindAddresses = bindAddresses
+        let now = WallClock.now()
+        let addresses = bindAddresses.map { PeerAddress(host: $0, port: node.config.cluster.port) }
+        let me = MemberAnnouncement(
+            id: NodeID(hex: node.store.nodeID) ?? NodeID(bytes: [UInt8](repeating: 0, count: 16))!,
+            name: node.nodeName,
+            // Seconds since the epoch: a restarted node always outbids what others remember.
+            incarnation: UInt64(max(0, now / 1_000_000_000)), addresses: addresses)
+        var mesh = Mesh(
+            me: me, settings: settings, policy: node.policy, bootstrap: node.config.cluster.bootstrapNodes, now: now)
+        mesh.load(node.store.list().map(\.version))
+        self.mesh = mesh
+        snapshot = node.clusterSnapshot
+    }
+
+    // MARK: Running
+
+    /// Binds UDP and TCP on every address, then runs until cancelled or shut down gracefully.
+    public func run() async throws {
+        var udpChannels: [NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>] = []
+        var tcpServers: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
+        for address in bindAddresses {
+            let udp = try await DatagramBootstrap(group: group)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                // Room for bursts: a datagram the kernel drops is never seen, let alone counted.
+                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+                .bind(host: address, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
+                            wrappingChannelSynchronously: channel)
+                    }
+                }
+            udpChannels.append(udp)
+            let tcp = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: address, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            tcpServers.append(tcp)
+            logger.info("cluster listening on \(PeerAddress(host: address, port: UInt16(port))) (UDP and TCP)")
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for udp in udpChannels {
+                group.addTask {
+                    try await udp.executeThenClose { inbound, outbound in
+                        await self.addWriter(outbound, isIPv6: udp.channel.localAddress?.protocol == .inet6)
+                        for try await envelope in inbound { await self.receive(envelope) }
+                    }
+                }
+            }
+            for server in tcpServers {
+                group.addTask {
+                    try await server.executeThenClose { connections in
+                        try await withThrowingDiscardingTaskGroup { connectionGroup in
+                            for try await connection in connections {
+                                connectionGroup.addTask { await self.serve(connection) }
+                            }
+                        }
+                    }
+                }
+            }
+            group.addTask { try await self.timerLoop() }
+            // Ends on graceful shutdown or cancellation; the sockets close with the group.
+            try await gracefulShutdown()
+            await self.leave()
+            group.cancelAll()
+        }
+    }
+
+    func addWriter(_ writer: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>, isIPv6: Bool) {
+        udpWriters.append((isIPv6, writer))
+    }
+
+    func timerLoop() async throws {
+        while !Task.isCancelled {
+            let wait = max(2_000_000, min(mesh.nextDeadline - WallClock.now(), 1_000_000_000))
+            try await Task.sleep(for: .nanoseconds(wait))
+            handle(.tick)
+        }
+    }
+
+    func leave() async {
+        handle(.leave)
+        try? await Task.sleep(for: .milliseconds(200))
+        logger.info("left the cluster")
+    }
+
+    // MARK: The core
+
+    /// Feeds the core and carries out what it asks.
+    func handle(_ input: MeshInput) {
+        let directives = mesh.handle(input, now: WallClock.now(), rng: &rng)
+        for directive in directives { execute(directive) }
+        publish()
+    }
+
+    func execute(_ directive: MeshDirective) {
+        switch directive {
+        case .send(let packet, let address):
+            send(WireCodec.encode(packet), to: address)
+        case .store(let version, let inline, let source):
+            Task { await self.store(version, inline: inline, from: source) }
+        case .sync(let address, let join):
+            Task { await self.sync(with: address, join: join) }
+        case .memberChanged(let record, let previous):
+            let metadata: Logger.Metadata = [
+                "dm.peer": "\(record.announcement.name)", "dm.peer_id": "\(record.id)",
+                "dm.incarnation": "\(record.announcement.incarnation)",
+            ]
+            switch record.state {
+            case .alive: logger.info(previous == nil ? "member joined" : "member alive again", metadata: metadata)
+            case .suspect: logger.info("member suspected", metadata: metadata)
+            case .dead: logger.warning("member declared dead", metadata: metadata)
+            case .left: logger.info("member left", metadata: metadata)
+            }
+        case .refused(let name, let refusal, let from):
+            logger.info(
+                "refused version from peer",
+                metadata: ["dm.file": "\(name)", "dm.reason": "\(refusal.reason)", "dm.peer_id": "\(from)"])
+        }
+    }
+
+    /// Makes members and counters visible to the HTTP API.
+    func publish() {
+        let members = mesh.localState.map { record in
+            MemberInfo(
+                id: record.id.hex, name: record.announcement.name,
+                addresses: record.announcement.addresses.map(\.description),
+                state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
+                incarnation: record.announcement.incarnation)
+        }
+        let counters = self.counters
+        snapshot.withLockedValue { $0 = (members, counters) }
+    }
+
+    /// A version accepted through the local API.
+    public func accepted(_ version: FileVersion) {
+        handle(.localVersion(version, inline: inlineContent(version)))
+    }
+
+    public func forgotten(_ name: FileName) { handle(.forgotten(name)) }
+
+    nonisolated func inlineContent(_ version: FileVersion) -> [UInt8]? {
+        if version.isTombstone { return [] }
+        guard version.contentLength <= UInt64(WireCodec.maxInlineContent) else { return nil }
+        guard let bytes = try? DiskIO.readFile(node.store.contentPath(version.name), limit: WireCodec.maxInlineContent),
+            bytes.count == Int(version.contentLength)
+        else { return nil }
+        return bytes
+    }
+
+    // MARK: UDP
+
+    func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        counters.packetsIn += 1
+        counters.bytesIn += envelope.data.readableBytes
+        guard let source = PeerAddress(envelope.remoteAddress) else { return }
+        do {
+            let packet = try WireCodec.decode(Array(envelope.data.readableBytesView))
+            handle(.packet(packet, from: source))
+        } catch {
+            counters.packetsDropped += 1
+            logger.debug("dropped packet", metadata: ["dm.peer": "\(source)", "dm.reason": "\(error.reason)"])
+            publish()
+        }
+    }
+
+    func send(_ bytes: [UInt8], to address: PeerAddress) {
+        guard let remote = try? SocketAddress(ipAddress: address.host, port: Int(address.port)) else {
+            logger.debug("cannot send to \(address): not an IP address")
+            return
+        }
+        let isIPv6 = remote.protocol == .inet6
+        guard let writer = udpWriters.first(where: { $0.isIPv6 == isIPv6 })?.writer else { return }
+        counters.packetsOut += 1
+        counters.bytesOut += bytes.count
+        let envelope = AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes))
+        Task { try? await writer.write(envelope) }
+    }
+
+    // MARK: TCP: serving
+
+    nonisolated func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        do {
+            try await withTimeout(seconds: 300) {
+                try await connection.executeThenClose { inbound, outbound in
+                    var reader = FrameReader(inbound)
+                    guard let first = try await reader.frame() else { return }
+                    switch first {
+                    case .hello(let join, let members, let root):
+                        try await self.answerSync(
+                            join: join, members: members, root: root, reader: &reader, outbound: outbound)
+                    case .fetch(let name):
+                        try await self.answerFetch(name, outbound: outbound)
+                    default:
+                        throw WireError.invalid("first message")
+                    }
+                }
+            }
+        } catch {
+            logger.debug("TCP session ended: \(error)")
+        }
+    }
+
+    nonisolated func answerSync(
+        join: Bool, members: [MemberRecord], root: [UInt8], reader: inout FrameReader,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    ) async throws {
+        let reply = await syncReply(members: members, root: root)
+        try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(reply)))
+        guard case .reply(_, _, .some) = reply, case .summaries(let buckets, let theirs)? = try await reader.frame()
+        else {
+            return
+        }
+        let mine = await mesh.files.summaries(inBuckets: buckets)
+        try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(.summaries(buckets: buckets, versions: mine))))
+        // Fetch what the caller has newer, from the caller's own listener.
+        if let caller = members.first?.announcement.addresses.first {
+            await fetchAll(await mesh.files.newerElsewhere(theirs), from: caller)
+        }
+    }
+
+    /// Merges the caller's member list and answers with ours (and bucket digests if the roots differ).
+    func syncReply(members: [MemberRecord], root: [UInt8]) -> SyncMessage {
+        counters.syncs += 1
+        handle(.remoteState(members))
+        let differs = root != mesh.files.rootDigest
+        return .reply(
+            members: mesh.localState, root: mesh.files.rootDigest, buckets: differs ? mesh.files.bucketDigests : nil)
+    }
+
+    func countSync() { counters.syncs += 1 }
+    func countFetch() { counters.fetches += 1 }
+
+    nonisolated func answerFetch(_ name: FileName, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
+        let store = node.store
+        guard let (stored, fd) = try await Blocking.run({ try store.openContent(name) }) else {
+            // Tombstones and expired versions travel without content.
+            let held = store.current(name)?.version
+            try await outbound.write(
+                ByteBuffer(bytes: SyncCodec.encode(.fetchReply(held?.isTombstone == true ? held : nil))))
+            return
+        }
+        let file = OpenFileReader(fd: fd)
+        try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(.fetchReply(stored.version))))
+        var offset = 0
+        let length = Int(stored.version.contentLength)
+        while offset < length {
+            let start = offset
+            let chunk = try await Blocking.run { file.read(at: start, upTo: min(1 << 18, length - start)) }
+            guard chunk.readableBytes > 0 else { throw WireError.truncated }
+            offset += chunk.readableBytes
+            try await outbound.write(chunk)
+        }
+    }
+
+    // MARK: TCP: calling
+
+    nonisolated func connect(_ address: PeerAddress) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: group)
+            .connectTimeout(.seconds(5))
+            .connect(host: address.host, port: Int(address.port)) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+
+    /// Push/pull: exchange member lists, then (when the root digests differ) the summaries of
+    /// differing buckets, and fetch what the peer has newer.
+    nonisolated func sync(with address: PeerAddress, join: Bool) async {
+        do {
+            await countSync()
+            let hello = SyncMessage.hello(join: join, members: await mesh.localState, root: await mesh.files.rootDigest)
+            let channel = try await connect(address)
+            let (wanted, peerAddress) = try await withTimeout(seconds: 30) {
+                try await channel.executeThenClose { inbound, outbound -> ([VersionSummary], PeerAddress) in
+                    var reader = FrameReader(inbound)
+                    try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(hello)))
+                    guard case .reply(let members, _, let buckets)? = try await reader.frame() else {
+                        throw WireError.invalid("sync reply")
+                    }
+                    let peerAddress = members.first?.announcement.addresses.first ?? address
+                    await self.handle(.remoteState(members))
+                    guard let buckets else { return ([], peerAddress) }
+                    let differing = await self.mesh.files.differingBuckets(buckets)
+                    let mine = await self.mesh.files.summaries(inBuckets: differing)
+                    try await outbound.write(
+                        ByteBuffer(bytes: SyncCodec.encode(.summaries(buckets: differing, versions: mine))))
+                    guard case .summaries(_, let theirs)? = try await reader.frame() else {
+                        throw WireError.invalid("summaries")
+                    }
+                    return (await self.mesh.files.newerElsewhere(theirs), peerAddress)
+                }
+            }
+            if join { logger.info("joined through \(address)") }
+            await fetchAll(wanted, from: peerAddress)
+        } catch {
+            logger.debug("sync with \(address) failed: \(error)")
+        }
+    }
+
+    func fetchAll(_ summaries: [VersionSummary], from address: PeerAddress) {
+        let configured = summaries.filter { node.policy.allowedSigners[$0.name] != nil }
+        guard !configured.isEmpty else { return }
+        Task {
+            for summary in configured { await self.fetchAndStore(summary.name, from: address) }
+        }
+    }
+
+    /// Stores a version announced by gossip: inline content directly, or fetched over TCP.
+    nonisolated func store(_ version: FileVersion, inline: [UInt8]?, from source: PeerAddress) async {
+        if version.isTombstone || inline != nil {
+            await commit(version, content: inline ?? [], peer: source)
+        } else {
+            await fetchAndStore(version.name, from: source, expected: version)
+        }
+    }
+
+    nonisolated func fetchAndStore(_ name: FileName, from address: PeerAddress, expected: FileVersion? = nil) async {
+        await countFetch()
+        do {
+            let channel = try await connect(address)
+            try await withTimeout(seconds: 600) {
+                try await channel.executeThenClose { inbound, outbound in
+                    var reader = FrameReader(inbound)
+                    try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(.fetch(name))))
+                    guard case .fetchReply(let offered)? = try await reader.frame() else {
+                        throw WireError.invalid("fetch reply")
+                    }
+                    guard let version = offered, version.name == name else {
+                        if let expected { await self.handle(.storeFailed(expected)) }
+                        return
+                    }
+                    if version.isTombstone {
+                        await self.commit(version, content: [], peer: address)
+                        return
+                    }
+                    if let refusal = self.node.precheck(
+                        name: name, signer: version.signer, contentLength: version.contentLength,
+                        timestamp: version.timestamp, validFor: version.validFor, signature: version.signature)
+                    {
+                        if case .stale = refusal {} else { self.logRefusal(name, refusal, peer: address) }
+                        if let expected { await self.handle(.storeFailed(expected)) }
+                        return
+                    }
+                    let store = self.node.store
+                    let upload = try await Blocking.run { try store.makeUpload() }
+                    defer { upload.discard() }
+                    try await reader.stream(version.contentLength) { chunk in
+                        try await Blocking.run { try chunk.withUnsafeReadableBytes { try upload.write($0) } }
+                    }
+                    _ = try await Blocking.run { try upload.finish() }
+                    await self.submit(version, upload: upload, peer: address)
+                }
+            }
+        } catch {
+            logger.info("fetch of \(name) from \(address) failed: \(error)")
+            if let expected { await handle(.storeFailed(expected)) }
+        }
+    }
+
+    nonisolated func commit(_ version: FileVersion, content: [UInt8], peer: PeerAddress) async {
+        do {
+            let store = node.store
+            let upload = try await Blocking.run { () throws -> Upload? in
+                if version.isTombstone { return nil }
+                let upload = try store.makeUpload()
+                try content.withUnsafeBytes { try upload.write($0) }
+                try upload.finish()
+                return upload
+            }
+            defer { upload?.discard() }
+            await submit(version, upload: upload, peer: peer)
+        } catch {
+            logger.error("storing \(version.name) failed: \(error)")
+            await handle(.storeFailed(version))
+        }
+    }
+
+    /// The same acceptance path as a local upload: every signature is checked here again.
+    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: PeerAddress) async {
+        do {
+            switch try await node.submit(version, content: upload, origin: "\(peer)") {
+            case .stored:
+                await handle(.stored(version, inline: inlineContent(version)))
+            case .refused:
+                await handle(.storeFailed(version))
+            }
+        } catch {
+            logger.error("storing \(version.name) failed: \(error)")
+            await handle(.storeFailed(version))
+        }
+    }
+
+    nonisolated func logRefusal(_ name: FileName, _ refusal: Refusal, peer: PeerAddress) {
+        logger.info(
+            "refused version from peer",
+            metadata: ["dm.file": "\(name)", "dm.reason": "\(refusal.reason)", "dm.peer": "\(peer)"])
+    }
+}
+
+extension PeerAddress {
+    init?(_ address: SocketAddress) {
+        guard let ip = address.ipAddress, let port = address.port, let port16 = UInt16(exactly: port) else {
+            return nil
+        }
+        self.init(host: ip, port: port16)
+    }
+}
+
+/// Reads a descriptor at offsets; closed when released.
+final class OpenFileReader: Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+
+    func read(at offset: Int, upTo count: Int) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: count)
+        _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
+            Swift.max(pread(fd, pointer.baseAddress, count, off_t(offset)), 0)
+        }
+        return buffer
+    }
+}
+
+struct TimeoutError: Error, CustomStringConvertible {
+    var description: String { "timed out" }
+}
+
+/// Runs `body`, cancelling it after `seconds`.
+func withTimeout<T: Sendable>(seconds: Int64, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            throw TimeoutError()
+        }
+        guard let result = try await group.next() else { throw TimeoutError() }
+        group.cancelAll()
+        return result
+    }
+}
