@@ -72,6 +72,12 @@ public struct API: Sendable {
         router.delete("/v1/files/**") { request, _ in try await deleteFile(request) }
         router.get("/v1/members") { _, _ in jsonResponse(.ok, node.members()) }
         router.get("/v1/info") { _, _ in jsonResponse(.ok, info()) }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(
+                    byteBuffer: ByteBuffer(bytes: node.metrics.render(store: node.store, members: node.members()))))
+        }
         return router
     }
 
@@ -163,7 +169,9 @@ public struct API: Sendable {
         for try await chunk in request.body {
             received += UInt64(chunk.readableBytes)
             guard received <= limit else {
-                throw APIError(.tooLarge(name, received, limit: limit))
+                let refusal = Refusal.tooLarge(name, received, limit: limit)
+                node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
+                throw APIError(refusal)
             }
             var chunk = chunk
             pending.writeBuffer(&chunk)

@@ -156,6 +156,7 @@ public actor ClusterNode {
             case .left: logger.info("member left", metadata: metadata)
             }
         case .refused(let name, let refusal, let from):
+            node.metrics.refused(refusal)
             logger.info(
                 "refused version from peer",
                 metadata: ["dm.file": "\(name)", "dm.reason": "\(refusal.reason)", "dm.peer_id": "\(from)"])
@@ -196,12 +197,15 @@ public actor ClusterNode {
     func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
         counters.packetsIn += 1
         counters.bytesIn += envelope.data.readableBytes
+        node.metrics.packetsIn.increment()
+        node.metrics.bytesIn.increment(by: envelope.data.readableBytes)
         guard let source = PeerAddress(envelope.remoteAddress) else { return }
         do {
             let packet = try WireCodec.decode(Array(envelope.data.readableBytesView))
             handle(.packet(packet, from: source))
         } catch {
             counters.packetsDropped += 1
+            node.metrics.droppedPacket(error.reason)
             logger.debug("dropped packet", metadata: ["dm.peer": "\(source)", "dm.reason": "\(error.reason)"])
             publish()
         }
@@ -216,6 +220,8 @@ public actor ClusterNode {
         guard let writer = udpWriters.first(where: { $0.isIPv6 == isIPv6 })?.writer else { return }
         counters.packetsOut += 1
         counters.bytesOut += bytes.count
+        node.metrics.packetsOut.increment()
+        node.metrics.bytesOut.increment(by: bytes.count)
         let envelope = AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes))
         Task { try? await writer.write(envelope) }
     }
@@ -264,15 +270,22 @@ public actor ClusterNode {
 
     /// Merges the caller's member list and answers with ours (and bucket digests if the roots differ).
     func syncReply(members: [MemberRecord], root: [UInt8]) -> SyncMessage {
-        counters.syncs += 1
+        countSync()
         handle(.remoteState(members))
         let differs = root != mesh.files.rootDigest
         return .reply(
             members: mesh.localState, root: mesh.files.rootDigest, buckets: differs ? mesh.files.bucketDigests : nil)
     }
 
-    func countSync() { counters.syncs += 1 }
-    func countFetch() { counters.fetches += 1 }
+    func countSync() {
+        counters.syncs += 1
+        node.metrics.syncs.increment()
+    }
+
+    func countFetch() {
+        counters.fetches += 1
+        node.metrics.fetches.increment()
+    }
 
     nonisolated func answerFetch(_ name: FileName, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
         let store = node.store
@@ -378,11 +391,11 @@ public actor ClusterNode {
                         await self.commit(version, content: [], peer: address)
                         return
                     }
-                    if let refusal = self.node.precheck(
+                    // Refused (and logged) before any content is transferred.
+                    if self.node.precheck(
                         name: name, signer: version.signer, contentLength: version.contentLength,
-                        timestamp: version.timestamp, validFor: version.validFor, signature: version.signature)
+                        timestamp: version.timestamp, validFor: version.validFor, signature: version.signature) != nil
                     {
-                        if case .stale = refusal {} else { self.logRefusal(name, refusal, peer: address) }
                         if let expected { await self.handle(.storeFailed(expected)) }
                         return
                     }
@@ -433,12 +446,6 @@ public actor ClusterNode {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))
         }
-    }
-
-    nonisolated func logRefusal(_ name: FileName, _ refusal: Refusal, peer: PeerAddress) {
-        logger.info(
-            "refused version from peer",
-            metadata: ["dm.file": "\(name)", "dm.reason": "\(refusal.reason)", "dm.peer": "\(peer)"])
     }
 }
 

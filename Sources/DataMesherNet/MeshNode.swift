@@ -31,6 +31,7 @@ public final class MeshNode: Sendable {
     let clusterSnapshot = NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>(([], ClusterCounters()))
     /// Called with every version accepted through the local API, and every forgotten name.
     let listeners = NIOLockedValueBox<[any VersionListener]>([])
+    public let metrics = NodeMetrics()
 
     public init(
         config: NodeConfig, store: FileStore, nodeName: String, clusterAddresses: [String], logger: Logger,
@@ -48,21 +49,30 @@ public final class MeshNode: Sendable {
     public var now: Int64 { wallClock() }
 
     /// The checks that can run on an upload's headers alone, before its body is read.
+    /// A refusal is counted and logged here, like every refusal.
     public func precheck(
         name: FileName, signer: SignerKey, contentLength: UInt64?, timestamp: Int64, validFor: UInt64,
         signature: [UInt8]
     ) -> Refusal? {
-        if let refusal = policy.precheck(
+        var refusal = policy.precheck(
             name: name, signer: signer, contentLength: contentLength, timestamp: timestamp, validFor: validFor, now: now
-        ) {
-            return refusal
-        }
-        if let held = store.current(name)?.version,
+        )
+        if refusal == nil, let held = store.current(name)?.version,
             !VersionOrder.isNewer(timestamp: timestamp, signature: signature, than: held)
         {
-            return .stale(name, held: held.timestamp)
+            refusal = .stale(name, held: held.timestamp)
         }
-        return nil
+        if let refusal { noteRefusal(refusal, name: name, timestamp: timestamp, origin: nil) }
+        return refusal
+    }
+
+    public func noteRefusal(_ refusal: Refusal, name: FileName, timestamp: Int64, origin: String?) {
+        metrics.refused(refusal)
+        var metadata: Logger.Metadata = [
+            "dm.file": "\(name)", "dm.timestamp": "\(timestamp)", "dm.reason": "\(refusal.reason)",
+        ]
+        if let origin { metadata["dm.peer"] = "\(origin)" }
+        logger.info("refused version", metadata: metadata)
     }
 
     public func addListener(_ listener: any VersionListener) { listeners.withLockedValue { $0.append(listener) } }
@@ -80,6 +90,7 @@ public final class MeshNode: Sendable {
         if let origin { metadata["dm.peer"] = "\(origin)" }
         switch result {
         case .stored(let stored):
+            metrics.accepted.increment()
             logger.info(
                 stored.state == .tombstone ? "deleted" : "stored version",
                 metadata: metadata.merging(["dm.bytes": "\(version.contentLength)"]) { $1 })
@@ -87,7 +98,7 @@ public final class MeshNode: Sendable {
                 for listener in listeners.withLockedValue({ $0 }) { await listener.accepted(version) }
             }
         case .refused(let refusal):
-            logger.info("refused version", metadata: metadata.merging(["dm.reason": "\(refusal.reason)"]) { $1 })
+            noteRefusal(refusal, name: version.name, timestamp: version.timestamp, origin: origin)
         }
         return result
     }

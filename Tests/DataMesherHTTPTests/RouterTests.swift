@@ -87,6 +87,13 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
                 let info = try JSONDecoder().decode(InfoJSON.self, from: Data(buffer: response.body))
                 #expect(info.counts.tombstones == 1 && info.counts.files == 0)
             }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(response.status == .ok)
+                #expect(text.contains("dm_versions_accepted_total 2"), "\(text)")
+                #expect(text.contains("dm_tombstones 1") && text.contains("dm_files 0"), "\(text)")
+                #expect(text.contains("dm_members{state=\"alive\"} 1"), "\(text)")
+            }
         }
     }
 
@@ -121,5 +128,13 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
             }
         }
         #expect(fixture.node.store.list().isEmpty)
+        try await fixture.app().test(.router) { client in
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains("dm_versions_refused_total{reason=\"bad_signature\"} 1"), "\(text)")
+                #expect(text.contains("dm_versions_refused_total{reason=\"too_large\"} 1"), "\(text)")
+                #expect(!text.contains("dm_versions_accepted_total 1"))
+            }
+        }
     }
 }

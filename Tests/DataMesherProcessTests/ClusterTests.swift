@@ -65,6 +65,10 @@ import Testing
             #expect(eventually(30) { node.get("/v1/files/config:app")?.status == 404 }, "\(node.address)")
             #expect(!FileManager.default.fileExists(atPath: node.stateDir + "/files/config:app"))
         }
+        // A graceful stop is a departure, not a failure.
+        nodes[2].stop(signal: SIGTERM)
+        #expect(nodes[2].process?.terminationStatus == 0)
+        #expect(eventually(30) { nodes[0].memberState("node2") == "left" && nodes[1].memberState("node2") == "left" })
     }
 
     @Test func aNodeNotConfiguredForANameNeverStoresIt() throws {

@@ -22,6 +22,13 @@ public struct MemberRecord: Sendable, Equatable {
     /// Where packets from it last came from; used when it announced no reachable address.
     public var lastSource: PeerAddress?
 
+    public init(announcement: MemberAnnouncement, state: MemberState, since: Int64, lastSource: PeerAddress?) {
+        self.announcement = announcement
+        self.state = state
+        self.since = since
+        self.lastSource = lastSource
+    }
+
     public var id: NodeID { announcement.id }
     public var address: PeerAddress? { announcement.addresses.first ?? lastSource }
 }
