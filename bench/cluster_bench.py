@@ -344,7 +344,10 @@ def preflight(binary, workdir, args, pubkey):
 
 
 def fmt(x, nd=1):
-    return "NA" if x is None or x != x else f"{x:.{nd}f}"
+    if x is None or x != x:
+        return "NA"
+    s = f"{x:.{nd}f}"
+    return s.lstrip("-") if float(s) == 0 else s  # no "-0.0"
 
 
 def median(xs):
@@ -450,6 +453,7 @@ def propagate_once(cluster, binary, key_path, workdir, size, label, run, prop_ti
         "prop_ms": None,
         "from_start_ms": None,
         "origin_ms": (seen[0] - t_start) * 1000 if seen[0] else None,
+        "from_origin_ms": None,
         "before_exit": False,
     }
     if cli_error is None and not pending:
@@ -457,6 +461,7 @@ def propagate_once(cluster, binary, key_path, workdir, size, label, run, prop_ti
         res["prop_ms"] = (last - t_exit) * 1000
         res["from_start_ms"] = (last - t_start) * 1000
         res["before_exit"] = last < t_exit
+        res["from_origin_ms"] = (last - seen[0]) * 1000
         # the slowest node, for the log
         res["last_node"] = nodes[seen.index(last)].name
     os.unlink(src)
@@ -464,7 +469,7 @@ def propagate_once(cluster, binary, key_path, workdir, size, label, run, prop_ti
 
 
 def propagation_series(cluster, binary, key_path, workdir, size, label, runs, args, clis):
-    prop, from_start, cli, origin = [], [], [], []
+    prop, from_start, cli, origin, from_origin = [], [], [], [], []
     fails = 0
     before_exit = 0
     for r in range(1, runs + 1):
@@ -473,12 +478,13 @@ def propagation_series(cluster, binary, key_path, workdir, size, label, runs, ar
             prop.append(res["prop_ms"])
             from_start.append(res["from_start_ms"])
             cli.append(res["cli_ms"])
-            if res["origin_ms"] is not None:
-                origin.append(res["origin_ms"])
+            origin.append(res["origin_ms"])
+            from_origin.append(res["from_origin_ms"])
             before_exit += res["before_exit"]
-            log(f"{label} run {r}: all {cluster.n} nodes {res['prop_ms']:.1f} ms after the CLI exited, "
-                f"{res['from_start_ms']:.1f} ms after CLI start (CLI took {res['cli_ms']:.1f} ms, origin file "
-                f"after {fmt(res['origin_ms'])} ms, last node {res['last_node']}, {res['polls']} polls)")
+            log(f"{label} run {r}: all {cluster.n} nodes {fmt(res['prop_ms'])} ms after the CLI exited, "
+                f"{fmt(res['from_start_ms'])} ms after CLI start (CLI took {fmt(res['cli_ms'])} ms, origin file "
+                f"after {fmt(res['origin_ms'])} ms, last node {res['last_node']} {fmt(res['from_origin_ms'])} ms after the origin, "
+                f"{res['polls']} polls)")
         else:
             fails += 1
             why = res["error"] or f"only {res['got']}/{cluster.n} nodes held the content after {args.prop_timeout:.0f}s"
@@ -491,6 +497,7 @@ def propagation_series(cluster, binary, key_path, workdir, size, label, runs, ar
         "p50": median(prop), "max": max(prop) if prop else None,
         "start_p50": median(from_start), "start_max": max(from_start) if from_start else None,
         "cli_p50": median(cli), "origin_p50": median(origin), "fails": fails, "before_exit": before_exit,
+        "from_origin_p50": median(from_origin), "from_origin_max": max(from_origin) if from_origin else None,
     }
 
 
@@ -629,8 +636,13 @@ def ports_free(ips, cluster_port, http_port):
     for ip in ips:
         for port, kind in ((cluster_port, socket.SOCK_STREAM), (cluster_port, socket.SOCK_DGRAM), (http_port, socket.SOCK_STREAM)):
             s = socket.socket(socket.AF_INET, kind)
+            if kind == socket.SOCK_STREAM:
+                # as the daemon's listeners: TIME_WAIT leftovers of an earlier run are no conflict
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((ip, port))
+                if kind == socket.SOCK_STREAM:
+                    s.listen(1)
             except OSError as e:
                 return f"{ip}:{port}/{'tcp' if kind == socket.SOCK_STREAM else 'udp'}: {e.strerror}"
             finally:
@@ -664,9 +676,10 @@ def main():
     ok = False
     try:
         key_path = os.path.join(workdir, "signer.key")
-        gen_bin = binary if os.path.isfile(binary) else default_binary()[0]
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise RuntimeError(f"data-mesher binary not found or not executable: {binary} (set DM_BIN)")
         out = subprocess.run(
-            [gen_bin, "generate", "keypair", "--private-key-path", key_path, "--public-key-path", key_path + ".pub"],
+            [binary, "generate", "keypair", "--private-key-path", key_path, "--public-key-path", key_path + ".pub"],
             capture_output=True, text=True, timeout=60,
         )
         if out.returncode != 0 or not out.stdout.strip():
@@ -678,7 +691,7 @@ def main():
             if why and kind == "release":
                 debug = os.path.join(REPO_ROOT, ".build", "debug", "data-mesher")
                 log(f"NOTE: release binary {binary} failed the 2-node cluster check ({why}); "
-                    f"it predates the cluster feature. Using the DEBUG binary {debug} instead.")
+                    f"it was probably built before the cluster feature. Using the DEBUG binary {debug} instead.")
                 binary, kind = debug, "debug-fallback"
                 why = preflight(binary, workdir, args, pubkey)
             if why:
@@ -732,7 +745,12 @@ def main():
     except RuntimeError as e:
         log(f"ERROR: {e}")
         return 1
+    except (KeyboardInterrupt, SystemExit):
+        log("interrupted: stopping every process this script started")
+        raise
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # cleanup is bounded; do not interrupt it
         stop_processes(clis.procs, timeout=2)
         if cluster is not None:
             cluster.stop()
@@ -773,6 +791,10 @@ def print_final(args, r, kind, load_start):
         f"prop_from_cli_start_ms_max={fmt(s.get('start_max'))}",
         f"prop64k_from_cli_start_ms_p50={fmt(g.get('start_p50'))}",
         f"prop64k_from_cli_start_ms_max={fmt(g.get('start_max'))}",
+        f"prop_from_origin_ms_p50={fmt(s.get('from_origin_p50'))}",
+        f"prop_from_origin_ms_max={fmt(s.get('from_origin_max'))}",
+        f"prop64k_from_origin_ms_p50={fmt(g.get('from_origin_p50'))}",
+        f"prop64k_from_origin_ms_max={fmt(g.get('from_origin_max'))}",
         f"cli_ms_p50={fmt(s.get('cli_p50'))}",
         f"cli64k_ms_p50={fmt(g.get('cli_p50'))}",
         f"origin_local_ms_p50={fmt(s.get('origin_p50'))}",

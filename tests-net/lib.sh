@@ -44,6 +44,7 @@ preflight() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     trap 'exit 129' HUP
+    trap 'exit 141' PIPE # stdout closed (e.g. piped into head): still clean up
 }
 
 # --- cleanup -------------------------------------------------------------------------
@@ -71,6 +72,8 @@ cleanup() {
     [ "$CLEANED" = 1 ] && return
     CLEANED=1
     trap - EXIT INT TERM HUP
+    trap '' PIPE # the cleanup must finish even when nobody reads our output any more
+    [ "$status" -gt 128 ] && echo "$TEST: interrupted at step: $STEP (signal $((status - 128))); cleaning up"
     local i ns pid
     for i in "${!PIDS[@]}"; do stop_daemon "$i"; done
     # Anything else still running inside our namespaces was started by this script
@@ -95,8 +98,12 @@ fail() {
     local i
     for i in "${!NODES[@]}"; do
         [ -n "${NODES[$i]}" ] || continue
-        echo "----- n$i (${NODES[$i]}) members, as it sees them -----"
-        member_json "$i" 2>&1 | head -c 4000
+        # curl rather than the CLI here: the CLI takes 10 s to report a refused connection.
+        echo "----- n$i (${NODES[$i]}, daemon PID ${PIDS[$i]:-none}) GET /v1/members -----"
+        in_ns "$i" curl -sS -g --max-time 3 "$API_URL/v1/members" 2>&1 | head -c 4000
+        echo
+        echo "----- n$i GET /v1/files -----"
+        in_ns "$i" curl -sS -g --max-time 3 "$API_URL/v1/files" 2>&1 | head -c 4000
         echo
         echo "----- n$i log (last ${DM_LOG_LINES:-40} lines) -----"
         tail -n "${DM_LOG_LINES:-40}" "$WORK/n$i/log" 2>/dev/null

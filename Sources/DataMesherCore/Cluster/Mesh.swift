@@ -91,6 +91,7 @@ public struct Mesh: Sendable {
     var nextGossip: Int64
     var nextPushPull: Int64
     var nextJoin: Int64
+    var nextReconnect: Int64
     var nextReap: Int64
     public private(set) var leaving = false
 
@@ -144,6 +145,7 @@ public struct Mesh: Sendable {
         nextGossip = now + settings.gossipInterval
         nextPushPull = now + settings.pushPullInterval
         nextJoin = now
+        nextReconnect = now + settings.joinInterval
         nextReap = now + settings.probeInterval
     }
 
@@ -156,7 +158,9 @@ public struct Mesh: Sendable {
 
     /// The earliest time at which `tick` has work to do.
     public var nextDeadline: Int64 {
-        var deadline = min(nextProbe, nextGossip, nextPushPull, nextReap)
+        var deadline = min(nextGossip, nextPushPull, nextReap, nextReconnect)
+        // The next probe starts only once the current one is over.
+        if probe == nil && !leaving { deadline = min(deadline, nextProbe) }
         if liveMembers.isEmpty && !bootstrap.isEmpty { deadline = min(deadline, nextJoin) }
         if let probe { deadline = min(deadline, probe.indirectSent ? probe.endAt : probe.timeoutAt) }
         for relay in relays.values { deadline = min(deadline, relay.deadline) }
@@ -299,6 +303,14 @@ public struct Mesh: Sendable {
         if liveMembers.isEmpty && !bootstrap.isEmpty && nextJoin <= now && !leaving {
             nextJoin = now + settings.joinInterval
             for address in bootstrap { out.append(.sync(with: address, join: true)) }
+        }
+        // Reconnect: a member declared dead may be alive behind a healed partition.
+        if nextReconnect <= now && !leaving {
+            nextReconnect = now + settings.joinInterval
+            let failed = members.values.filter { $0.state == .dead }.sorted { $0.id < $1.id }
+            if let peer = pick(1, from: failed, rng: &rng).first, let address = peer.address {
+                out.append(.sync(with: address, join: false))
+            }
         }
         if nextReap <= now {
             nextReap = now + settings.probeInterval

@@ -26,8 +26,9 @@ public struct MeshSettings: Sendable, Equatable {
     public var udpPayload = 1400
     /// Dead members still receive gossip this long, so they can refute; default 30 s (ns).
     public var gossipToTheDead: Int64 = 30_000_000_000
-    /// Dead and departed members are forgotten after this long; default 1 h (ns).
-    public var deadReap: Int64 = 3_600_000_000_000
+    /// Dead and departed members are forgotten after this long; until then a dead member is
+    /// retried (push/pull) every `joinInterval`, so a healed partition merges again; default 24 h (ns).
+    public var deadReap: Int64 = 86_400_000_000_000
 
     public init() {}
 }
