@@ -5,7 +5,8 @@ let package = Package(
     name: "data-mesher",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "data-mesher", targets: ["data-mesher"])
+        .executable(name: "data-mesher", targets: ["data-mesher"]),
+        .executable(name: "dm-sim", targets: ["dm-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
@@ -87,9 +88,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Deterministic simulation of many cores on a fake network and clock.
+        .target(
+            name: "DataMesherSim",
+            dependencies: ["DataMesherCore", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .executableTarget(
+            name: "dm-sim",
+            dependencies: [
+                "DataMesherCore", "DataMesherSim",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(
             name: "DataMesherCoreTests",
-            dependencies: ["DataMesherCore", "DataMesherConfig", "DataMesherKeys"]
+            dependencies: ["DataMesherCore", "DataMesherConfig", "DataMesherKeys", "DataMesherSim"]
         ),
         .testTarget(
             name: "DataMesherStoreTests",

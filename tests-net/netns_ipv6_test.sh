@@ -26,8 +26,9 @@ done
 
 STEP="keys and configs"
 key="$WORK/owner.key"
-pub=$("$DM_BIN" generate keypair --private-key-path "$key" --public-key-path "$WORK/owner.pub" 2>&1 | tail -n 1) ||
-    fail "generate keypair: $pub"
+out=$("$DM_BIN" generate keypair --private-key-path "$key" --public-key-path "$WORK/owner.pub" 2>&1) ||
+    fail "generate keypair: $out"
+pub=$(tail -n 1 <<<"$out")
 for i in 1 2 3; do
     write_config "$i" '"[fd00:dd::1]:7946"' '"lo"' "\"config:app\" = [\"$pub\"]"
 done
@@ -38,11 +39,14 @@ for i in 1 2 3; do wait_until 30 api_up "$i"; done
 
 STEP="cluster forms (every node lists 3 alive members)"
 for i in 1 2 3; do wait_until 60 all_states "$i" alive "${NAMES[@]}"; done
-# Each member is known by its eth1 address only (IPv6, no link-local, no IPv4).
+# Each member is known by its eth1 address only (global IPv6; no link-local, no IPv4).
 for i in 1 2 3; do
     for j in 1 2 3; do
-        member_json "$i" | tr '}' '\n' | grep -E "\"name\" *: *\"n$j\"" | grep -q "fd00:dd::$j" ||
-            fail "n$i does not list fd00:dd::$j as the address of n$j"
+        entry=$(member_json "$i" | tr '}' '\n' | grep -E "\"name\" *: *\"n$j\"")
+        grep -q "\"\[fd00:dd::$j\]:7946\"" <<<"$entry" || fail "n$i does not list [fd00:dd::$j]:7946 for n$j: $entry"
+        if grep -Eq 'fe80|[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' <<<"$entry"; then
+            fail "n$i lists a link-local or IPv4 address for n$j: $entry"
+        fi
     done
 done
 say "cluster formed after $(($(date +%s) - START))s"

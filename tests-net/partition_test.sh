@@ -38,8 +38,9 @@ for i in 1 2 3 4; do add_node "$i" br0 "$(addr "$i")/24"; done
 
 STEP="keys and configs"
 key="$WORK/owner.key"
-pub=$("$DM_BIN" generate keypair --private-key-path "$key" --public-key-path "$WORK/owner.pub" 2>&1 | tail -n 1) ||
-    fail "generate keypair: $pub"
+out=$("$DM_BIN" generate keypair --private-key-path "$key" --public-key-path "$WORK/owner.pub" 2>&1) ||
+    fail "generate keypair: $out"
+pub=$(tail -n 1 <<<"$out")
 files=$(printf '"part:a" = ["%s"]\n"part:b" = ["%s"]\n"part:c" = ["%s"]' "$pub" "$pub" "$pub")
 for i in 1 2 3 4; do write_config "$i" "\"$(addr 1):7946\"" '"127.0.0.1"' "$files"; done
 

@@ -394,7 +394,8 @@ public actor ClusterNode {
                     // Refused (and logged) before any content is transferred.
                     if self.node.precheck(
                         name: name, signer: version.signer, contentLength: version.contentLength,
-                        timestamp: version.timestamp, validFor: version.validFor, signature: version.signature) != nil
+                        timestamp: version.timestamp, validFor: version.validFor, signature: version.signature,
+                        origin: "\(address)") != nil
                     {
                         if let expected { await self.handle(.storeFailed(expected)) }
                         return

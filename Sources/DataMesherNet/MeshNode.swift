@@ -52,7 +52,7 @@ public final class MeshNode: Sendable {
     /// A refusal is counted and logged here, like every refusal.
     public func precheck(
         name: FileName, signer: SignerKey, contentLength: UInt64?, timestamp: Int64, validFor: UInt64,
-        signature: [UInt8]
+        signature: [UInt8], origin: String? = nil
     ) -> Refusal? {
         var refusal = policy.precheck(
             name: name, signer: signer, contentLength: contentLength, timestamp: timestamp, validFor: validFor, now: now
@@ -62,7 +62,7 @@ public final class MeshNode: Sendable {
         {
             refusal = .stale(name, held: held.timestamp)
         }
-        if let refusal { noteRefusal(refusal, name: name, timestamp: timestamp, origin: nil) }
+        if let refusal { noteRefusal(refusal, name: name, timestamp: timestamp, origin: origin) }
         return refusal
     }
 
@@ -72,7 +72,12 @@ public final class MeshNode: Sendable {
             "dm.file": "\(name)", "dm.timestamp": "\(timestamp)", "dm.reason": "\(refusal.reason)",
         ]
         if let origin { metadata["dm.peer"] = "\(origin)" }
-        logger.info("refused version", metadata: metadata)
+        // A peer offering what we already hold is routine gossip, not news.
+        if origin != nil, case .stale = refusal {
+            logger.debug("refused version", metadata: metadata)
+        } else {
+            logger.info("refused version", metadata: metadata)
+        }
     }
 
     public func addListener(_ listener: any VersionListener) { listeners.withLockedValue { $0.append(listener) } }

@@ -53,7 +53,10 @@ struct APIClient {
 
     /// Runs `body` with a client that is shut down afterwards, mapping transport errors to sentences.
     func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        // A node is local or on the LAN: fail fast when nothing listens, instead of retrying.
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(3))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             let result = try await body(client)
             try? await client.shutdown()

@@ -1,20 +1,9 @@
 import DataMesherConfig
 import DataMesherCore
 import DataMesherKeys
+import DataMesherSim
 import Foundation
 import Testing
-
-/// SplitMix64: a seeded generator, so a failing input can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random and mutated inputs through every decoder: each must return a value or an error,
 /// never crash. (Coverage-guided libFuzzer targets come with the security work.)

@@ -1,5 +1,6 @@
 import Crypto
 import DataMesherCore
+import DataMesherSim
 import Foundation
 import Testing
 
@@ -56,107 +57,23 @@ import Testing
     }
 }
 
-/// Many `Mesh` cores on a simulated network with a simulated clock: every packet is
-/// delivered after `latency` unless dropped, and stores complete instantly.
-struct SimulatedCluster {
-    var nodes: [NodeID: Mesh] = [:]
-    var order: [NodeID] = []
-    var addressOf: [NodeID: PeerAddress] = [:]
-    var idAt: [PeerAddress: NodeID] = [:]
-    var now: Int64 = 1_800_000_000_000_000_000
-    var rng = SplitMix64(state: 7)
-    var inFlight: [(at: Int64, to: PeerAddress, packet: Packet, from: PeerAddress)] = []
-    var down: Set<NodeID> = []
-    /// Pairs that cannot reach each other (a partition), in both directions.
-    var cut: Set<[NodeID]> = []
-
-    func blocked(_ a: NodeID, _ b: NodeID) -> Bool { cut.contains([a, b]) || cut.contains([b, a]) }
-    var events: [(NodeID, MeshDirective)] = []
-    let latency: Int64 = 1_000_000
-
-    init(size: Int, policy: FilePolicy, settings: MeshSettings = MeshSettings()) {
-        for index in 0..<size {
-            let id = NodeID(bytes: [UInt8](repeating: UInt8(index + 1), count: 16))!
-            let address = PeerAddress(host: "10.0.0.\(index + 1)", port: 7946)
-            let bootstrap = index == 0 ? [] : [PeerAddress(host: "10.0.0.1", port: 7946)]
-            let me = MemberAnnouncement(id: id, name: "n\(index)", incarnation: 1, addresses: [address])
-            nodes[id] = Mesh(me: me, settings: settings, policy: policy, bootstrap: bootstrap, now: now)
-            order.append(id)
-            addressOf[id] = address
-            idAt[address] = id
-        }
-    }
-
-    mutating func feed(_ id: NodeID, _ input: MeshInput) {
-        guard !down.contains(id), var mesh = nodes[id] else { return }
-        let directives = mesh.handle(input, now: now, rng: &rng)
-        nodes[id] = mesh
-        for directive in directives { execute(directive, by: id) }
-    }
-
-    mutating func execute(_ directive: MeshDirective, by id: NodeID) {
-        events.append((id, directive))
-        switch directive {
-        case .send(let packet, let to):
-            // Through the real codec, as on the wire.
-            let decoded = try! WireCodec.decode(WireCodec.encode(packet))
-            inFlight.append((now + latency, to, decoded, addressOf[id]!))
-        case .store(let version, let inline, _):
-            feed(id, .stored(version, inline: inline))
-        case .sync(let address, _):
-            // A push/pull exchange: both sides learn the other's member list.
-            guard let peer = idAt[address], !down.contains(peer), !blocked(id, peer), let mine = nodes[id]?.localState,
-                let theirs = nodes[peer]?.localState
-            else { return }
-            feed(peer, .remoteState(mine))
-            feed(id, .remoteState(theirs))
-            // The digest exchange of docs/PROTOCOL.md, then each side takes what the other has newer.
-            guard let a = nodes[id]?.files, let b = nodes[peer]?.files, a.rootDigest != b.rootDigest else { return }
-            let buckets = a.differingBuckets(b.bucketDigests)
-            for summary in a.newerElsewhere(b.summaries(inBuckets: buckets)) {
-                if let version = b[summary.name] { feed(id, .stored(version, inline: nil)) }
-            }
-            for summary in b.newerElsewhere(a.summaries(inBuckets: buckets)) {
-                if let version = a[summary.name] { feed(peer, .stored(version, inline: nil)) }
-            }
-        case .memberChanged, .refused:
-            break
-        }
-    }
-
-    /// Runs the cluster for `duration` of simulated time.
-    mutating func run(for duration: Int64) {
-        let end = now + duration
-        var steps = 0
-        while now < end {
-            steps += 1
-            // A core whose deadline never moves past `now` would spin here forever.
-            precondition(steps < 2_000_000, "simulation stalled at \(now): a deadline does not advance")
-            let nextPacket = inFlight.map(\.at).min() ?? Int64.max
-            let nextTimer =
-                order.filter { !down.contains($0) }.compactMap { nodes[$0]?.nextDeadline }.min() ?? Int64.max
-            let next = min(nextPacket, nextTimer, end)
-            now = max(now, next)
-            let due = inFlight.filter { $0.at <= now }
-            inFlight.removeAll { $0.at <= now }
-            for delivery in due {
-                guard let target = idAt[delivery.to], let source = idAt[delivery.from], !down.contains(target),
-                    !down.contains(source), !blocked(source, target)
-                else { continue }
-                feed(target, .packet(delivery.packet, from: delivery.from))
-            }
-            for id in order where (nodes[id]?.nextDeadline ?? .max) <= now { feed(id, .tick) }
-        }
-    }
-
-    func state(of id: NodeID, seenBy observer: NodeID) -> MemberState? { nodes[observer]?.members[id]?.state }
+/// A simulated cluster of `size` cores (DataMesherSim), 1 ms latency, no loss.
+func simulatedCluster(size: Int, policy: FilePolicy, settings: MeshSettings = MeshSettings()) -> Simulation {
+    var options = Simulation.Options()
+    options.nodes = size
+    options.policy = policy
+    options.settings = settings
+    options.latencyMin = 1_000_000
+    options.latencyMax = 1_000_000
+    options.seed = 7
+    return Simulation(options)
 }
 
 @Suite struct MeshTests {
     static let second: Int64 = 1_000_000_000
 
     @Test func nodesJoinAndSeeEachOtherAlive() {
-        var cluster = SimulatedCluster(size: 5, policy: FilePolicy(allowedSigners: [:]))
+        var cluster = simulatedCluster(size: 5, policy: FilePolicy(allowedSigners: [:]))
         cluster.run(for: 5 * Self.second)
         for observer in cluster.order {
             for other in cluster.order where other != observer {
@@ -166,10 +83,10 @@ struct SimulatedCluster {
     }
 
     @Test func aSilentNodeIsSuspectedThenDeclaredDeadByAll() {
-        var cluster = SimulatedCluster(size: 5, policy: FilePolicy(allowedSigners: [:]))
+        var cluster = simulatedCluster(size: 5, policy: FilePolicy(allowedSigners: [:]))
         cluster.run(for: 5 * Self.second)
         let victim = cluster.order[4]
-        cluster.down.insert(victim)
+        cluster.crash(victim)
         cluster.run(for: 40 * Self.second)
         for observer in cluster.order where observer != victim {
             #expect(cluster.state(of: victim, seenBy: observer) == .dead, "\(observer)")
@@ -183,15 +100,15 @@ struct SimulatedCluster {
     }
 
     @Test func aFalseSuspicionIsRefuted() {
-        var cluster = SimulatedCluster(size: 4, policy: FilePolicy(allowedSigners: [:]))
+        var cluster = simulatedCluster(size: 4, policy: FilePolicy(allowedSigners: [:]))
         cluster.run(for: 5 * Self.second)
         let accused = cluster.order[2]
         let incarnation = cluster.nodes[accused]!.me.incarnation
         let accuser = cluster.order[0]
         let packet = Packet(
             sender: accuser, message: .gossip, items: [.suspect(accused, incarnation: incarnation, from: accuser)])
-        cluster.feed(accused, .packet(packet, from: cluster.addressOf[accuser]!))
-        cluster.feed(cluster.order[1], .packet(packet, from: cluster.addressOf[accuser]!))
+        cluster.feed(accused, .packet(packet, from: cluster.address(of: accuser)))
+        cluster.feed(cluster.order[1], .packet(packet, from: cluster.address(of: accuser)))
         cluster.run(for: 10 * Self.second)
         #expect(cluster.nodes[accused]!.me.incarnation > incarnation)
         for observer in cluster.order where observer != accused {
@@ -205,12 +122,12 @@ struct SimulatedCluster {
         var settings = MeshSettings()
         settings.joinInterval = 2 * Self.second
         settings.pushPullInterval = 5 * Self.second
-        var cluster = SimulatedCluster(
+        var cluster = simulatedCluster(
             size: 6, policy: FilePolicy(allowedSigners: [name: [signer.public_]]), settings: settings)
         cluster.run(for: 5 * Self.second)
         let left = Array(cluster.order.prefix(3))
         let right = Array(cluster.order.suffix(3))
-        for a in left { for b in right { cluster.cut.insert([a, b]) } }
+        for b in right { cluster.side[b] = 1 }
         cluster.run(for: 60 * Self.second)
         for a in left { for b in right { #expect(cluster.state(of: b, seenBy: a) == .dead) } }
         // Both sides write; the right side writes later, so its version is the newest.
@@ -221,7 +138,7 @@ struct SimulatedCluster {
         cluster.feed(right[0], .localVersion(newer, inline: Array("right side".utf8)))
         cluster.run(for: 5 * Self.second)
         #expect(cluster.nodes[left[1]]!.files[name] == older)
-        cluster.cut.removeAll()
+        cluster.side.removeAll()
         cluster.run(for: 30 * Self.second)
         for observer in cluster.order {
             for other in cluster.order where other != observer {
@@ -237,7 +154,7 @@ struct SimulatedCluster {
         let signer = Signer()
         let name = try FileName("config:app")
         let policy = FilePolicy(allowedSigners: [name: [signer.public_]])
-        var cluster = SimulatedCluster(size: 6, policy: policy)
+        var cluster = simulatedCluster(size: 6, policy: policy)
         cluster.run(for: 5 * Self.second)
         let version = try signer.version("config:app", at: cluster.now, content: "hello")
         cluster.feed(cluster.order[3], .localVersion(version, inline: Array("hello".utf8)))

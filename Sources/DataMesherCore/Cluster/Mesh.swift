@@ -74,6 +74,8 @@ public struct Mesh: Sendable {
     public let policy: FilePolicy
     public private(set) var me: MemberAnnouncement
     public private(set) var members: [NodeID: MemberRecord] = [:]
+    /// IDs of alive and suspect members, sorted; kept current by `setRecord`/`removeRecord`.
+    var liveIDs: [NodeID] = []
     public private(set) var files = FileIndex()
     public let bootstrap: [PeerAddress]
 
@@ -151,9 +153,28 @@ public struct Mesh: Sendable {
 
     // MARK: Queries
 
-    /// Members other than this node that are alive or suspect.
-    public var liveMembers: [MemberRecord] {
-        members.values.filter { $0.state == .alive || $0.state == .suspect }.sorted { $0.id < $1.id }
+    /// Members other than this node that are alive or suspect, by ID.
+    public var liveMembers: [MemberRecord] { liveIDs.compactMap { members[$0] } }
+
+    /// Every change of a member goes through here, so `liveIDs` stays exact.
+    mutating func setRecord(_ record: MemberRecord) {
+        let isLive = record.state == .alive || record.state == .suspect
+        var low = 0
+        var high = liveIDs.count
+        while low < high {
+            let middle = (low + high) / 2
+            if liveIDs[middle] < record.id { low = middle + 1 } else { high = middle }
+        }
+        let index = low
+        let present = index < liveIDs.count && liveIDs[index] == record.id
+        if isLive && !present { liveIDs.insert(record.id, at: index) }
+        if !isLive && present { liveIDs.remove(at: index) }
+        members[record.id] = record
+    }
+
+    mutating func removeRecord(_ id: NodeID) {
+        members[id] = nil
+        liveIDs.removeAll { $0 == id }
     }
 
     /// The earliest time at which `tick` has work to do.
@@ -194,19 +215,13 @@ public struct Mesh: Sendable {
             receive(packet, from: source, now: now, rng: &rng, into: &out)
         case .localVersion(let version, let inline):
             files.set(version)
-            let item = GossipItem.file(version, inline: inline)
-            queue.enqueue(item)
-            // Eager push: do not wait for the next gossip round.
-            for member in pick(settings.gossipNodes, from: liveMembers, rng: &rng) {
-                guard let address = member.address else { continue }
-                out.append(
-                    .send(Packet(sender: me.id, message: .gossip, items: [item] + gossip(now: now)), to: address))
-            }
+            spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
         case .stored(let version, let inline):
             storing[version.name] = nil
             if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { break }
             files.set(version)
-            queue.enqueue(.file(version, inline: inline))
+            // Relay at once as well: spread takes hops × latency, not hops × gossip rounds.
+            spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
         case .storeFailed(let version):
             if storing[version.name] == version { storing[version.name] = nil }
         case .forgotten(let name):
@@ -223,6 +238,21 @@ public struct Mesh: Sendable {
             }
         }
         return out
+    }
+
+    /// Queues an item for piggybacking and pushes it to `gossipNodes` random members now.
+    mutating func spread(
+        _ item: GossipItem, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]
+    ) {
+        let reserve = WireCodec.encode(item).count
+        for member in pick(settings.gossipNodes, from: liveMembers, rng: &rng) {
+            guard let address = member.address else { continue }
+            out.append(
+                .send(
+                    Packet(sender: me.id, message: .gossip, items: [item] + gossip(now: now, reserve: reserve)),
+                    to: address))
+        }
+        queue.enqueue(item)
     }
 
     // MARK: Timers
@@ -276,7 +306,7 @@ public struct Mesh: Sendable {
             let previous = record.state
             record.state = .dead
             record.since = now
-            members[id] = record
+            setRecord(record)
             queue.enqueue(.dead(id, incarnation: suspicion.incarnation, from: me.id))
             out.append(.memberChanged(record, previous: previous))
         }
@@ -315,7 +345,7 @@ public struct Mesh: Sendable {
         if nextReap <= now {
             nextReap = now + settings.probeInterval
             for (id, record) in members where record.state == .dead || record.state == .left {
-                if now - record.since > settings.deadReap { members[id] = nil }
+                if now - record.since > settings.deadReap { removeRecord(id) }
             }
         }
     }
@@ -347,7 +377,8 @@ public struct Mesh: Sendable {
         }.sorted { $0.id < $1.id }
     }
 
-    mutating func gossip(now: Int64) -> [GossipItem] {
+    /// Queued items for one packet; `reserve` bytes are kept free for what else it carries.
+    mutating func gossip(now: Int64, reserve: Int = 0) -> [GossipItem] {
         let size = members.count + 1
         var digits = 0
         var n = size
@@ -356,7 +387,7 @@ public struct Mesh: Sendable {
             n /= 10
         }
         let limit = settings.retransmitMult * max(1, digits)
-        return queue.take(budget: settings.udpPayload - 64, limit: limit)
+        return queue.take(budget: settings.udpPayload - 64 - reserve, limit: limit)
     }
 
     mutating func adjustAwareness(_ delta: Int) {
@@ -425,6 +456,8 @@ public struct Mesh: Sendable {
     ) {
         guard policy.allowedSigners[version.name] != nil else { return }  // neither stored nor relayed
         if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) { return }
+        // Duplicates are the common case: refuse them before paying for a signature check.
+        if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { return }
         if let refusal = policy.evaluate(version, current: files[version.name], now: now) {
             if case .stale = refusal { return }
             out.append(.refused(version.name, refusal, from: sender))
@@ -455,13 +488,13 @@ public struct Mesh: Sendable {
             record.announcement = announcement
             record.state = .alive
             if previous != .alive { record.since = now }
-            members[announcement.id] = record
+            setRecord(record)
             suspicions[announcement.id] = nil
             queue.enqueue(.alive(announcement))
             if previous != .alive { out.append(.memberChanged(record, previous: previous)) }
         } else {
             let record = MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil)
-            members[announcement.id] = record
+            setRecord(record)
             probeOrder.insert(
                 announcement.id,
                 at: probeOrder.isEmpty
@@ -490,7 +523,7 @@ public struct Mesh: Sendable {
             record.state = .suspect
             record.since = now
             record.announcement.incarnation = incarnation
-            members[id] = record
+            setRecord(record)
             let live = liveMembers.count + 1
             let minimum = Int64(
                 Double(settings.suspicionMult) * max(1, log10(Double(live))) * Double(settings.probeInterval))
@@ -518,7 +551,7 @@ public struct Mesh: Sendable {
         record.state = from == id ? .left : .dead
         record.since = now
         record.announcement.incarnation = incarnation
-        members[id] = record
+        setRecord(record)
         suspicions[id] = nil
         queue.enqueue(.dead(id, incarnation: incarnation, from: from))
         out.append(.memberChanged(record, previous: previous))
@@ -552,7 +585,11 @@ public struct Mesh: Sendable {
         }
     }
 
+    /// Up to `count` distinct random members (a partial Fisher-Yates over the candidates).
     func pick(_ count: Int, from candidates: [MemberRecord], rng: inout some RandomNumberGenerator) -> [MemberRecord] {
-        Array(candidates.shuffled(using: &rng).prefix(count))
+        var pool = candidates
+        let take = min(count, pool.count)
+        for index in 0..<take { pool.swapAt(index, Int.random(in: index..<pool.count, using: &rng)) }
+        return Array(pool.prefix(take))
     }
 }

@@ -1,0 +1,86 @@
+import ArgumentParser
+import DataMesherCore
+import DataMesherSim
+import Foundation
+
+@main
+struct DMSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dm-sim",
+        abstract: "Run N copies of the data-mesher protocol core on a simulated network and clock.",
+        discussion: """
+            Everything random comes from --seed, so a run replays bit for bit. The last line is
+            machine-readable; the exit status is 1 when an invariant broke (the seed is printed).
+            See docs/SIMULATION.md.
+            """)
+
+    @Option(help: "Number of nodes.") var nodes = 50
+    @Option(help: "Probability that a UDP packet is lost (0..1).") var loss = 0.0
+    @Option(help: "One-way latency range, e.g. 1ms..10ms.") var latency = "1ms..10ms"
+    @Flag(help: "Split the cluster in two for a while, then heal it.") var partition = false
+    @Option(help: "Crash and restart this many random nodes during the run.") var crash = 0
+    @Option(help: "Initial files to spread.") var files = 5
+    @Option(help: "Updates (10% of them deletions) during the run.") var updates = 20
+    @Option(help: "Forged versions injected (must never be stored).") var forgeries = 3
+    @Option(help: "Anti-entropy interval of every node (shorter runs settle sooner).") var pushPull = "30s"
+    @Option(help: "Seed of every random choice.") var seed: UInt64 = 1
+    @Option(help: "Run this many consecutive seeds starting at --seed (a sweep).") var seeds = 1
+
+    func validate() throws {
+        guard (1...5000).contains(nodes) else { throw ValidationError("--nodes must be 1...5000") }
+        guard (0.0..<1.0).contains(loss) else { throw ValidationError("--loss must be in 0..<1") }
+        guard parsedLatency() != nil else { throw ValidationError("--latency must look like 1ms..10ms") }
+        guard let interval = try? DurationFormat.parse(pushPull), interval >= 1_000_000_000 else {
+            throw ValidationError("--push-pull must be a duration of at least 1s")
+        }
+        guard crash >= 0, files >= 1, updates >= 0, forgeries >= 0, seeds >= 1 else {
+            throw ValidationError("counts must not be negative (and --files at least 1)")
+        }
+    }
+
+    func parsedLatency() -> (Int64, Int64)? {
+        let parts = latency.components(separatedBy: "..")
+        guard parts.count == 2, let low = try? DurationFormat.parse(parts[0]),
+            let high = try? DurationFormat.parse(parts[1]),
+            low <= high
+        else { return nil }
+        return (Int64(low), Int64(high))
+    }
+
+    func run() throws {
+        var failed: [UInt64] = []
+        for offset in 0..<UInt64(seeds) {
+            var options = Scenario.Options()
+            options.nodes = nodes
+            options.loss = loss
+            (options.latencyMin, options.latencyMax) = parsedLatency()!
+            options.partition = partition
+            options.crashes = crash
+            options.files = files
+            options.updates = updates
+            options.forgeries = forgeries
+            options.seed = seed &+ offset
+            options.settings.pushPullInterval = Int64((try? DurationFormat.parse(pushPull)) ?? 30_000_000_000)
+            let started = Date()
+            let report = Scenario(options).run()
+            let wall = Date().timeIntervalSince(started)
+            for violation in report.violations.prefix(20) { print("seed \(options.seed): violation: \(violation)") }
+            let ok = report.violations.isEmpty && report.converged
+            if !ok { failed.append(options.seed) }
+            let line = [
+                "nodes=\(nodes)", String(format: "loss=%.2f", loss), "seed=\(options.seed)", "converged=\(ok)",
+                String(format: "rounds_p50=%.1f", report.percentile(0.5)),
+                String(format: "rounds_p99=%.1f", report.percentile(0.99)),
+                String(format: "rounds_max=%.1f", report.rounds.max() ?? .nan), "false_dead=\(report.falseDead)",
+                String(format: "bytes_per_node_per_s=%.0f", report.bytesPerNodePerSecond),
+                String(format: "wall_s=%.2f", wall), String(format: "sim_s=%.0f", report.simulatedSeconds),
+            ].joined(separator: " ")
+            if seeds == 1 || !ok { print(line) }
+        }
+        if seeds > 1 {
+            print("sweep: \(seeds) seeds from \(seed), \(seeds - failed.count) passed, \(failed.count) failed")
+            if !failed.isEmpty { print("replay a failing seed: dm-sim --seed \(failed[0]) (same other options)") }
+        }
+        if !failed.isEmpty { throw ExitCode.failure }
+    }
+}
