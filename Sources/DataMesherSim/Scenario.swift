@@ -203,7 +203,7 @@ public struct Scenario {
             guard let first = versions.first else { continue }
             let newest = versions.dropFirst().reduce(first) { VersionOrder.isNewer($1, than: $0) ? $1 : $0 }
             for id in live {
-                let held = sim.nodes[id]!.files[name]
+                let held = sim.mesh(id)!.files[name]
                 if name == restricted && unconfigured.contains(id) {
                     if held != nil { report.violations.append("\(id) holds \(name) without being configured for it") }
                     continue
@@ -229,7 +229,7 @@ public struct Scenario {
             }
         }
         for id in live {
-            for version in sim.nodes[id]!.files.versions.values where !version.hasValidSignature {
+            for version in sim.mesh(id)!.files.versions.values where !version.hasValidSignature {
                 report.violations.append("\(id) holds an unsigned version of \(version.name)")
             }
             for other in live where other != id && sim.state(of: other, seenBy: id) != .alive {
@@ -267,7 +267,7 @@ struct ReachabilityBox {
 extension Simulation {
     /// A version accepted through a node's local API.
     public mutating func accept(_ version: FileVersion, at id: NodeID, inline: [UInt8]?) {
-        guard !down.contains(id), let mesh = nodes[id], mesh.policy.allowedSigners[version.name] != nil else { return }
+        guard !down.contains(id), let mesh = mesh(id), mesh.policy.allowedSigners[version.name] != nil else { return }
         onStored?(id, version, now)
         feed(id, .localVersion(version, inline: inline))
     }
@@ -275,6 +275,6 @@ extension Simulation {
     /// Gives one node a different `[files]` (for "not configured" checks), kept across restarts.
     public mutating func reconfigure(_ id: NodeID, policy: FilePolicy) {
         policies[id] = policy
-        boot(id, files: nodes[id].map { Array($0.files.versions.values) } ?? [])
+        boot(id, files: mesh(id).map { Array($0.files.versions.values) } ?? [])
     }
 }

@@ -29,7 +29,10 @@ public struct Simulation {
     }
 
     public let options: Options
-    public private(set) var nodes: [NodeID: Mesh] = [:]
+    /// The cores, by node index; mutated in place (copying a core out and back would copy its
+    /// member table on every event).
+    var cores: [Mesh] = []
+    var indexOf: [NodeID: Int] = [:]
     public let order: [NodeID]
     public private(set) var now: Int64 = 1_800_000_000_000_000_000
     public let start: Int64
@@ -69,8 +72,16 @@ public struct Simulation {
             idAt[address] = id
         }
         self.order = order
+        for (index, id) in order.enumerated() { indexOf[id] = index }
         for id in order { boot(id) }
     }
+
+    /// Every core by ID (a copy; for inspection, not for hot loops).
+    public var nodes: [NodeID: Mesh] {
+        Dictionary(uniqueKeysWithValues: zip(order, cores))
+    }
+
+    public func mesh(_ id: NodeID) -> Mesh? { indexOf[id].map { cores[$0] } }
 
     /// Starts (or restarts) the core of `id`: fresh membership, files kept (they are on disk).
     public mutating func boot(_ id: NodeID, files: [FileVersion] = []) {
@@ -81,13 +92,13 @@ public struct Simulation {
         var mesh = Mesh(
             me: me, settings: options.settings, policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
         mesh.load(files)
-        nodes[id] = mesh
+        if index < cores.count { cores[index] = mesh } else { cores.append(mesh) }
         scheduledTick[id] = nil
         schedule(tickOf: id)
     }
 
     public func address(of id: NodeID) -> PeerAddress { addressOf[id]! }
-    public func state(of id: NodeID, seenBy observer: NodeID) -> MemberState? { nodes[observer]?.members[id]?.state }
+    public func state(of id: NodeID, seenBy observer: NodeID) -> MemberState? { mesh(observer)?.members[id]?.state }
 
     public func reachable(_ a: NodeID, _ b: NodeID) -> Bool {
         !down.contains(a) && !down.contains(b) && side[a, default: 0] == side[b, default: 0]
@@ -108,8 +119,8 @@ public struct Simulation {
     }
 
     mutating func schedule(tickOf id: NodeID) {
-        guard let mesh = nodes[id], !down.contains(id) else { return }
-        let deadline = max(now, mesh.nextDeadline)
+        guard let index = indexOf[id], !down.contains(id) else { return }
+        let deadline = max(now, cores[index].nextDeadline)
         if let scheduled = scheduledTick[id], scheduled <= deadline, scheduled >= now { return }
         scheduledTick[id] = deadline
         push(deadline, .tick(id))
@@ -117,10 +128,9 @@ public struct Simulation {
 
     /// Gives `input` to the core of `id` and carries out its directives.
     public mutating func feed(_ id: NodeID, _ input: MeshInput) {
-        guard !down.contains(id), var mesh = nodes[id] else { return }
+        guard !down.contains(id), let index = indexOf[id] else { return }
         var nodeRNG = SplitMix64(state: rng.next())
-        let directives = mesh.handle(input, now: now, rng: &nodeRNG)
-        nodes[id] = mesh
+        let directives = cores[index].handle(input, now: now, rng: &nodeRNG)
         for directive in directives { execute(directive, by: id) }
         schedule(tickOf: id)
     }
@@ -138,8 +148,8 @@ public struct Simulation {
             push(now + latency(), .deliver(decoded, to: target, from: id))
         case .store(let version, let inline, let address):
             // The shell's path: check every rule again (signature included) before storing.
-            guard let mesh = nodes[id] else { return }
-            if mesh.policy.evaluate(version, current: mesh.files[version.name], now: now) != nil {
+            guard let index = indexOf[id] else { return }
+            if cores[index].policy.evaluate(version, current: cores[index].files[version.name], now: now) != nil {
                 feed(id, .storeFailed(version))
                 return
             }
@@ -160,9 +170,11 @@ public struct Simulation {
 
     /// A TCP push/pull (docs/PROTOCOL.md): member lists both ways, then what differs.
     mutating func pushPull(_ a: NodeID, _ b: NodeID) {
-        guard let mine = nodes[a]?.localState, let theirs = nodes[b]?.localState,
-            let filesA = nodes[a]?.files, let filesB = nodes[b]?.files
-        else { return }
+        guard let indexA = indexOf[a], let indexB = indexOf[b] else { return }
+        let mine = cores[indexA].localState
+        let theirs = cores[indexB].localState
+        let filesA = cores[indexA].files
+        let filesB = cores[indexB].files
         bytesSent += SyncCodec.encode(.hello(join: false, members: mine, root: filesA.rootDigest)).count
         let differs = filesA.rootDigest != filesB.rootDigest
         bytesSent +=
@@ -186,8 +198,8 @@ public struct Simulation {
     }
 
     mutating func fetch(_ version: FileVersion, into id: NodeID) {
-        guard let mesh = nodes[id], mesh.policy.allowedSigners[version.name] != nil,
-            mesh.policy.evaluate(version, current: mesh.files[version.name], now: now) == nil
+        guard let index = indexOf[id], cores[index].policy.allowedSigners[version.name] != nil,
+            cores[index].policy.evaluate(version, current: cores[index].files[version.name], now: now) == nil
         else { return }
         bytesSent += Int(version.contentLength) + 200
         push(now + 2 * latency(), .stored(id, version, inline: nil))
@@ -215,8 +227,8 @@ public struct Simulation {
                 scheduledTick[id] = nil
                 feed(id, .tick)
             case .stored(let id, let version, let inline):
-                guard !down.contains(id), let mesh = nodes[id] else { continue }
-                if let held = mesh.files[version.name], !VersionOrder.isNewer(version, than: held) {
+                guard !down.contains(id), let index = indexOf[id] else { continue }
+                if let held = cores[index].files[version.name], !VersionOrder.isNewer(version, than: held) {
                     feed(id, .storeFailed(version))
                     continue
                 }
@@ -236,7 +248,7 @@ public struct Simulation {
 
     public mutating func restart(_ id: NodeID) {
         down.remove(id)
-        let files = nodes[id].map { Array($0.files.versions.values) } ?? []
+        let files = mesh(id).map { Array($0.files.versions.values) } ?? []
         boot(id, files: files.sorted { $0.name < $1.name })
     }
 }

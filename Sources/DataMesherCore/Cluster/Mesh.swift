@@ -76,6 +76,8 @@ public struct Mesh: Sendable {
     public private(set) var members: [NodeID: MemberRecord] = [:]
     /// IDs of alive and suspect members, sorted; kept current by `setRecord`/`removeRecord`.
     var liveIDs: [NodeID] = []
+    /// Members declared dead lately, who still get gossip for `gossipToTheDead`.
+    var recentlyDead: [NodeID] = []
     public private(set) var files = FileIndex()
     public let bootstrap: [PeerAddress]
 
@@ -169,6 +171,7 @@ public struct Mesh: Sendable {
         let present = index < liveIDs.count && liveIDs[index] == record.id
         if isLive && !present { liveIDs.insert(record.id, at: index) }
         if !isLive && present { liveIDs.remove(at: index) }
+        if record.state == .dead && members[record.id]?.state != .dead { recentlyDead.append(record.id) }
         members[record.id] = record
     }
 
@@ -182,7 +185,7 @@ public struct Mesh: Sendable {
         var deadline = min(nextGossip, nextPushPull, nextReap, nextReconnect)
         // The next probe starts only once the current one is over.
         if probe == nil && !leaving { deadline = min(deadline, nextProbe) }
-        if liveMembers.isEmpty && !bootstrap.isEmpty { deadline = min(deadline, nextJoin) }
+        if liveIDs.isEmpty && !bootstrap.isEmpty { deadline = min(deadline, nextJoin) }
         if let probe { deadline = min(deadline, probe.indirectSent ? probe.endAt : probe.timeoutAt) }
         for relay in relays.values { deadline = min(deadline, relay.deadline) }
         for suspicion in suspicions.values {
@@ -232,7 +235,7 @@ public struct Mesh: Sendable {
             leaving = true
             let item = GossipItem.dead(me.id, incarnation: me.incarnation, from: me.id)
             queue.enqueue(item)
-            for member in pick(settings.gossipNodes + 2, from: liveMembers, rng: &rng) {
+            for member in pickLive(settings.gossipNodes + 2, rng: &rng) {
                 guard let address = member.address else { continue }
                 out.append(.send(Packet(sender: me.id, message: .gossip, items: [item]), to: address))
             }
@@ -245,7 +248,7 @@ public struct Mesh: Sendable {
         _ item: GossipItem, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]
     ) {
         let reserve = WireCodec.encode(item).count
-        for member in pick(settings.gossipNodes, from: liveMembers, rng: &rng) {
+        for member in pickLive(settings.gossipNodes, rng: &rng) {
             guard let address = member.address else { continue }
             out.append(
                 .send(
@@ -270,8 +273,7 @@ public struct Mesh: Sendable {
             if !current.indirectSent && current.timeoutAt <= now {
                 current.indirectSent = true
                 if let target = members[current.target], let address = target.address {
-                    let helpers = pick(
-                        settings.indirectChecks, from: liveMembers.filter { $0.id != current.target }, rng: &rng)
+                    let helpers = pickLive(settings.indirectChecks, excluding: current.target, rng: &rng)
                     for helper in helpers {
                         guard let helperAddress = helper.address else { continue }
                         out.append(
@@ -316,7 +318,7 @@ public struct Mesh: Sendable {
         }
         if nextGossip <= now {
             nextGossip = now + settings.gossipInterval
-            let targets = pick(settings.gossipNodes, from: gossipTargets(now: now), rng: &rng)
+            let targets = gossipTargets(now: now, rng: &rng)
             for target in targets {
                 let items = gossip(now: now)
                 guard !items.isEmpty else { break }
@@ -326,11 +328,11 @@ public struct Mesh: Sendable {
         }
         if nextPushPull <= now {
             nextPushPull = now + settings.pushPullInterval
-            if let peer = pick(1, from: liveMembers, rng: &rng).first, let address = peer.address {
+            if let peer = pickLive(1, rng: &rng).first, let address = peer.address {
                 out.append(.sync(with: address, join: false))
             }
         }
-        if liveMembers.isEmpty && !bootstrap.isEmpty && nextJoin <= now && !leaving {
+        if liveIDs.isEmpty && !bootstrap.isEmpty && nextJoin <= now && !leaving {
             nextJoin = now + settings.joinInterval
             for address in bootstrap { out.append(.sync(with: address, join: true)) }
         }
@@ -351,12 +353,12 @@ public struct Mesh: Sendable {
     }
 
     mutating func startProbe(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
-        let candidates = liveMembers
-        guard !candidates.isEmpty else { return }
+        guard !liveIDs.isEmpty else { return }
         // Round-robin over a shuffled order, reshuffled each pass (SWIM's time-bounded completeness).
-        probeOrder.removeAll { members[$0] == nil || !(members[$0]!.state == .alive || members[$0]!.state == .suspect) }
-        if probeOrder.isEmpty { probeOrder = candidates.map(\.id).shuffled(using: &rng) }
-        let target = probeOrder.removeFirst()
+        func isLive(_ id: NodeID) -> Bool { members[id].map { $0.state == .alive || $0.state == .suspect } ?? false }
+        while let last = probeOrder.last, !isLive(last) { probeOrder.removeLast() }
+        if probeOrder.isEmpty { probeOrder = liveIDs.shuffled(using: &rng) }
+        let target = probeOrder.removeLast()
         guard let record = members[target], let address = record.address else { return }
         sequence &+= 1
         let scale = Int64(awareness + 1)
@@ -369,12 +371,22 @@ public struct Mesh: Sendable {
                 to: address))
     }
 
-    /// Alive and suspect members, plus the recently dead (so they can learn it and refute).
-    func gossipTargets(now: Int64) -> [MemberRecord] {
-        members.values.filter { record in
-            record.state == .alive || record.state == .suspect
-                || (record.state == .dead && now - record.since < settings.gossipToTheDead)
-        }.sorted { $0.id < $1.id }
+    /// `gossipNodes` random live members, and now and then one recently declared dead (so it
+    /// can learn it and refute), in proportion to how many of those there are.
+    mutating func gossipTargets(now: Int64, rng: inout some RandomNumberGenerator) -> [MemberRecord] {
+        recentlyDead.removeAll { id in
+            guard let record = members[id], record.state == .dead else { return true }
+            return now - record.since >= settings.gossipToTheDead
+        }
+        var targets = pickLive(settings.gossipNodes, rng: &rng)
+        if !recentlyDead.isEmpty,
+            Int.random(in: 0..<(liveIDs.count + recentlyDead.count), using: &rng) < recentlyDead.count
+                * settings.gossipNodes,
+            let record = members[recentlyDead[Int.random(in: 0..<recentlyDead.count, using: &rng)]]
+        {
+            targets.append(record)
+        }
+        return targets
     }
 
     /// Queued items for one packet; `reserve` bytes are kept free for what else it carries.
@@ -495,10 +507,8 @@ public struct Mesh: Sendable {
         } else {
             let record = MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil)
             setRecord(record)
-            probeOrder.insert(
-                announcement.id,
-                at: probeOrder.isEmpty
-                    ? 0 : Int(UInt(bitPattern: announcement.id.hashValue) % UInt(probeOrder.count + 1)))
+            // Probed last in the current pass (the order is popped from the end).
+            probeOrder.insert(announcement.id, at: 0)
             queue.enqueue(.alive(announcement))
             out.append(.memberChanged(record, previous: nil))
         }
@@ -524,7 +534,7 @@ public struct Mesh: Sendable {
             record.since = now
             record.announcement.incarnation = incarnation
             setRecord(record)
-            let live = liveMembers.count + 1
+            let live = liveIDs.count + 1
             let minimum = Int64(
                 Double(settings.suspicionMult) * max(1, log10(Double(live))) * Double(settings.probeInterval))
             // As memberlist: expect suspicionMult - 2 confirmations, none where too few members could give them.
@@ -591,5 +601,24 @@ public struct Mesh: Sendable {
         let take = min(count, pool.count)
         for index in 0..<take { pool.swapAt(index, Int.random(in: index..<pool.count, using: &rng)) }
         return Array(pool.prefix(take))
+    }
+
+    /// Up to `count` distinct random live members other than `excluded`, without copying the
+    /// member list (a few draws of random indexes; the lists are long, `count` is small).
+    func pickLive(_ count: Int, excluding excluded: NodeID? = nil, rng: inout some RandomNumberGenerator)
+        -> [MemberRecord]
+    {
+        let available = liveIDs.count - (excluded.map { liveIDs.contains($0) ? 1 : 0 } ?? 0)
+        let wanted = min(count, available)
+        guard wanted > 0 else { return [] }
+        if wanted * 4 > liveIDs.count {
+            return pick(wanted, from: liveIDs.filter { $0 != excluded }.compactMap { members[$0] }, rng: &rng)
+        }
+        var chosen: [Int] = []
+        while chosen.count < wanted {
+            let index = Int.random(in: 0..<liveIDs.count, using: &rng)
+            if liveIDs[index] != excluded && !chosen.contains(index) { chosen.append(index) }
+        }
+        return chosen.compactMap { members[liveIDs[$0]] }
     }
 }
