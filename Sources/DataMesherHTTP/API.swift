@@ -49,7 +49,6 @@ enum DMHeader {
     static let timestamp = HTTPField.Name("DM-Timestamp")!
     static let validFor = HTTPField.Name("DM-Valid-For")!
     static let sha256 = HTTPField.Name("DM-SHA256")!
-    static let deleted = HTTPField.Name("DM-Deleted")!
 }
 
 /// The HTTP API (SPEC §6) over one node.
@@ -103,13 +102,12 @@ public struct API: Sendable {
     func getFile(_ request: Request, headOnly: Bool = false) async throws -> Response {
         let name = try Self.fileName(fromPath: request.uri.path)
         let store = node.store
-        guard let (stored, fd) = try await Blocking.run({ try store.openContent(name) }) else {
+        guard let (stored, file) = try await Blocking.run({ try store.openContent(name) }) else {
             if let held = store.current(name) {
                 throw APIError(.notFound, "\"\(name)\" was \(held.state == .tombstone ? "deleted" : "expired")")
             }
             throw APIError(.notFound, "\"\(name)\" is not held on this node")
         }
-        let file = OpenFile(fd: fd)
         var headers = Self.versionHeaders(stored.version)
         headers[.contentType] = "application/octet-stream"
         let length = Int(stored.version.contentLength)
@@ -295,24 +293,6 @@ public struct API: Sendable {
         guard let text = try single(headers, HTTPField.Name.contentLength, required: false) else { return nil }
         guard let length = UInt64(text) else { throw APIError(.badRequest, "header Content-Length is not a number") }
         return length
-    }
-}
-
-/// A file descriptor that is closed when the last reference goes, whatever happens to the response.
-final class OpenFile: Sendable {
-    let fd: Int32
-
-    init(fd: Int32) { self.fd = fd }
-    deinit { close(fd) }
-
-    func read(at offset: Int, upTo count: Int) throws -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: count)
-        let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
-            let result = pread(fd, pointer.baseAddress, count, off_t(offset))
-            return max(result, 0)
-        }
-        _ = got
-        return buffer
     }
 }
 

@@ -289,14 +289,13 @@ public actor ClusterNode {
 
     nonisolated func answerFetch(_ name: FileName, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
         let store = node.store
-        guard let (stored, fd) = try await Blocking.run({ try store.openContent(name) }) else {
+        guard let (stored, file) = try await Blocking.run({ try store.openContent(name) }) else {
             // Tombstones and expired versions travel without content.
             let held = store.current(name)?.version
             try await outbound.write(
                 ByteBuffer(bytes: SyncCodec.encode(.fetchReply(held?.isTombstone == true ? held : nil))))
             return
         }
-        let file = OpenFileReader(fd: fd)
         try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(.fetchReply(stored.version))))
         var offset = 0
         let length = Int(stored.version.contentLength)
@@ -456,21 +455,6 @@ extension PeerAddress {
             return nil
         }
         self.init(host: ip, port: port16)
-    }
-}
-
-/// Reads a descriptor at offsets; closed when released.
-final class OpenFileReader: Sendable {
-    let fd: Int32
-    init(fd: Int32) { self.fd = fd }
-    deinit { close(fd) }
-
-    func read(at offset: Int, upTo count: Int) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: count)
-        _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
-            Swift.max(pread(fd, pointer.baseAddress, count, off_t(offset)), 0)
-        }
-        return buffer
     }
 }
 

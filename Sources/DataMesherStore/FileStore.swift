@@ -110,12 +110,12 @@ public final class FileStore: Sendable {
 
     /// Opens the current content for reading: the descriptor stays valid even if a newer
     /// version replaces the file meanwhile. Nil when the name holds no content.
-    public func openContent(_ name: FileName) throws -> (StoredFile, Int32)? {
-        try stripe(name).withLock { () throws -> (StoredFile, Int32)? in
+    public func openContent(_ name: FileName) throws -> (StoredFile, ContentReader)? {
+        try stripe(name).withLock { () throws -> (StoredFile, ContentReader)? in
             guard let stored = current(name), stored.isServed else { return nil }
             let fd = open(contentPath(name), O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw DiskError("open", contentPath(name)) }
-            return (stored, fd)
+            return (stored, ContentReader(fd: fd, length: Int(stored.version.contentLength)))
         }
     }
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import DataMesherHTTP
+import DataMesherStore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -96,29 +97,23 @@ struct APIClient {
 /// A file read in chunks off the cooperative pool, as a request body.
 struct FileChunks: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
-    let fd: Int32
-    let length: Int
+    let file: ContentReader
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        let fd: Int32
-        let length: Int
+        let file: ContentReader
         var offset = 0
 
         mutating func next() async throws -> ByteBuffer? {
-            guard offset < length else { return nil }
-            let (fd, start, count) = (self.fd, offset, Swift.min(1 << 20, length - offset))
-            let chunk = try await NIOThreadPool.singleton.runIfActive { () throws -> ByteBuffer in
-                var buffer = ByteBufferAllocator().buffer(capacity: count)
-                let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
-                    Swift.max(pread(fd, pointer.baseAddress, count, off_t(start)), 0)
-                }
-                guard got > 0 else { throw CLIError("the file changed while it was being uploaded") }
-                return buffer
+            guard offset < file.length else { return nil }
+            let (file, start) = (self.file, offset)
+            let chunk = try await NIOThreadPool.singleton.runIfActive {
+                file.read(at: start, upTo: Swift.min(1 << 20, file.length - start))
             }
+            guard chunk.readableBytes > 0 else { throw CLIError("the file changed while it was being uploaded") }
             offset += chunk.readableBytes
             return chunk
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(fd: fd, length: length) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(file: file) }
 }

@@ -85,8 +85,11 @@ struct FileUpdate: AsyncParsableCommand {
             }
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw CLIError("cannot read \(path): \(String(cString: strerror(errno)))") }
-            defer { close(fd) }
-            guard let digest = try DiskIO.hashFile("/proc/self/fd/\(fd)") else { throw CLIError("cannot read \(path)") }
+            guard let digest = try DiskIO.hashFile("/proc/self/fd/\(fd)") else {
+                close(fd)
+                throw CLIError("cannot read \(path)")
+            }
+            let file = ContentReader(fd: fd, length: Int(digest.length))
             let client = try APIClient(url: server.url)
             let version = try FileVersion.sign(
                 kind: .content, networkID: try await signing.networkID(client: client), name: name,
@@ -96,7 +99,7 @@ struct FileUpdate: AsyncParsableCommand {
             let reply = try await client.send(
                 .PUT, "/v1/files/" + name.value,
                 headers: signedHeaders(version) + [("Content-Type", "application/octet-stream")],
-                body: .stream(FileChunks(fd: fd, length: length), length: .known(Int64(length))))
+                body: .stream(FileChunks(file: file), length: .known(Int64(length))))
             guard reply.status == 201 || reply.status == 200 else {
                 throw CLIError("the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
             }
@@ -149,21 +152,15 @@ struct FileList: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let client = try APIClient(url: server.url)
-            let reply = try await client.send(.GET, "/v1/files")
-            let entries = try client.decode([FileEntryJSON].self, reply)
-            if json {
-                print(String(decoding: reply.body, as: UTF8.self))
-                return
-            }
-            var rows = [["NAME", "SIZE", "STATE", "TIMESTAMP", "SIGNER", "SHA256"]]
-            for entry in entries {
-                rows.append([
+            try await printListing(
+                "/v1/files", as: [FileEntryJSON].self, url: server.url, json: json,
+                header: ["NAME", "SIZE", "STATE", "TIMESTAMP", "SIGNER", "SHA256"]
+            ) { entry in
+                [
                     entry.name, String(entry.size), entry.deleted ? "deleted" : entry.expired ? "expired" : "present",
                     isoTime(entry.timestamp), String(entry.signer.prefix(12)) + "…", String(entry.sha256.prefix(16)),
-                ])
+                ]
             }
-            printTable(rows)
         }
     }
 }
@@ -271,23 +268,31 @@ struct MembersCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let client = try APIClient(url: server.url)
-            let reply = try await client.send(.GET, "/v1/members")
-            let members = try client.decode([MemberInfo].self, reply)
-            if json {
-                print(String(decoding: reply.body, as: UTF8.self))
-                return
-            }
-            var rows = [["NAME", "STATE", "INCARNATION", "ADDRESSES", "ID"]]
-            for member in members {
-                rows.append([
+            try await printListing(
+                "/v1/members", as: [MemberInfo].self, url: server.url, json: json,
+                header: ["NAME", "STATE", "INCARNATION", "ADDRESSES", "ID"]
+            ) { member in
+                [
                     member.name, member.state.rawValue, String(member.incarnation),
                     member.addresses.joined(separator: ","), member.id,
-                ])
+                ]
             }
-            printTable(rows)
         }
     }
+}
+
+/// GETs a JSON list and prints it as it came (`--json`) or as a table.
+func printListing<Item: Decodable>(
+    _ path: String, as type: [Item].Type, url: String, json: Bool, header: [String], row: (Item) -> [String]
+) async throws {
+    let client = try APIClient(url: url)
+    let reply = try await client.send(.GET, path)
+    let items = try client.decode(type, reply)
+    if json {
+        print(String(decoding: reply.body, as: UTF8.self))
+        return
+    }
+    printTable([header] + items.map(row))
 }
 
 func printTable(_ rows: [[String]]) {

@@ -230,6 +230,8 @@ public struct Mesh: Sendable {
         case .forgotten(let name):
             files.remove(name)
         case .remoteState(let records):
+            // Like memberlist, what is new to us is re-broadcast, also when learned by push/pull:
+            // nodes that joined earlier may not know it yet, and gossip alone can miss them.
             for record in records { merge(record, now: now, into: &out) }
         case .leave:
             leaving = true
