@@ -12,7 +12,6 @@ public struct FileName: Sendable, Hashable, Comparable, CustomStringConvertible 
     }
 
     public var description: String { value }
-    public var segments: [Substring] { value.split(separator: "/", omittingEmptySubsequences: false) }
 
     public static func < (lhs: FileName, rhs: FileName) -> Bool {
         lhs.value.utf8.lexicographicallyPrecedes(rhs.value.utf8)

@@ -62,8 +62,9 @@ public struct Simulation {
         start = now
         var order: [NodeID] = []
         for index in 0..<options.nodes {
+            // Readable IDs: the first 4 bytes (the 8 hex digits a NodeID prints) are the index.
             var bytes = [UInt8](repeating: 0, count: 16)
-            for byte in 0..<8 { bytes[byte] = UInt8(truncatingIfNeeded: (index + 1) >> (8 * (7 - byte))) }
+            for byte in 0..<4 { bytes[byte] = UInt8(truncatingIfNeeded: index >> (8 * (3 - byte))) }
             bytes[15] = 1
             let id = NodeID(bytes: bytes)!
             order.append(id)

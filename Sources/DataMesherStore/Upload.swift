@@ -37,8 +37,6 @@ public final class Upload: Sendable {
         state = NIOLockedValueBox(State(fd: fd))
     }
 
-    /// Bytes written so far.
-    public var length: UInt64 { state.withLockedValue { $0.length } }
     /// Hash and length, once `finish()` has run.
     public var digest: Digest? { state.withLockedValue { $0.digest } }
 

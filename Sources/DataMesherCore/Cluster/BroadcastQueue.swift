@@ -24,8 +24,6 @@ public struct BroadcastQueue: Sendable {
 
     public init() {}
 
-    public var count: Int { entries.count }
-
     public mutating func enqueue(_ item: GossipItem) {
         counter += 1
         let subject = item.subject
