@@ -28,7 +28,10 @@ public enum InterfaceResolver {
     public static func addresses(for targets: [BindTarget], key: String) throws -> [String] {
         let devices = (try? System.enumerateDevices()) ?? []
         if targets.isEmpty {
-            return addresses(of: devices)
+            // Every address, loopback last: peers reach a node at the first address it announces.
+            let all = addresses(of: devices)
+            let isLoopback = { (address: String) in address.hasPrefix("127.") || address == "::1" }
+            return all.filter { !isLoopback($0) } + all.filter(isLoopback)
         }
         var out = [String]()
         for target in targets {

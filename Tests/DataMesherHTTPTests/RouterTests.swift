@@ -138,3 +138,22 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
         }
     }
 }
+
+@Suite struct InterfaceResolverTests {
+    @Test func allAddressesPutLoopbackLast() throws {
+        let all = try InterfaceResolver.addresses(for: [], key: "cluster.interfaces")
+        let isLoopback = { (address: String) in address.hasPrefix("127.") || address == "::1" }
+        #expect(all.contains(where: isLoopback))
+        if let first = all.first, all.contains(where: { !isLoopback($0) }) {
+            #expect(!isLoopback(first), "\(all)")
+        }
+    }
+
+    @Test func namesAndLiteralsResolve() throws {
+        #expect(try InterfaceResolver.addresses(for: [.address("127.0.0.9")], key: "k") == ["127.0.0.9"])
+        #expect(try InterfaceResolver.addresses(for: [.interface("lo")], key: "k").contains("127.0.0.1"))
+        #expect(throws: InterfaceResolver.ResolveError.self) {
+            try InterfaceResolver.addresses(for: [.interface("nosuch0")], key: "k")
+        }
+    }
+}

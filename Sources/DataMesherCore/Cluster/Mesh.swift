@@ -367,10 +367,14 @@ public struct Mesh: Sendable {
         probe = Probe(
             sequence: sequence, target: target, timeoutAt: now + settings.probeTimeout * scale,
             endAt: now + settings.probeInterval * scale)
+        // Lifeguard's buddy system: a suspect learns of its suspicion from the ping itself and
+        // can refute at once, instead of waiting for the gossip to reach it.
+        var items = gossip(now: now)
+        if record.state == .suspect {
+            items.insert(.suspect(target, incarnation: record.announcement.incarnation, from: me.id), at: 0)
+        }
         out.append(
-            .send(
-                Packet(sender: me.id, message: .ping(sequence: sequence, target: target), items: gossip(now: now)),
-                to: address))
+            .send(Packet(sender: me.id, message: .ping(sequence: sequence, target: target), items: items), to: address))
     }
 
     /// `gossipNodes` random live members, and now and then one recently declared dead (so it
