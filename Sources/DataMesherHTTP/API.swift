@@ -44,11 +44,16 @@ func jsonResponse<T: Encodable>(_ status: HTTPResponse.Status, _ value: T, heade
 
 /// Header names of the signed-upload protocol.
 enum DMHeader {
-    static let signer = HTTPField.Name("DM-Signer")!
-    static let signature = HTTPField.Name("DM-Signature")!
-    static let timestamp = HTTPField.Name("DM-Timestamp")!
-    static let validFor = HTTPField.Name("DM-Valid-For")!
-    static let sha256 = HTTPField.Name("DM-SHA256")!
+    static let signer = named("DM-Signer")
+    static let signature = named("DM-Signature")
+    static let timestamp = named("DM-Timestamp")
+    static let validFor = named("DM-Valid-For")
+    static let sha256 = named("DM-SHA256")
+
+    static func named(_ text: String) -> HTTPField.Name {
+        guard let name = HTTPField.Name(text) else { preconditionFailure("invalid header name \(text)") }
+        return name
+    }
 }
 
 /// The HTTP API (SPEC §6) over one node.

@@ -28,6 +28,8 @@ public struct Scenario {
         public var violations: [String] = []
         public var rounds: [Double] = []
         public var falseDead = 0
+        /// (simulated seconds since the start, observer, declared dead) for each false death.
+        public var falseDeaths: [(Double, NodeID, NodeID)] = []
         public var bytesPerNodePerSecond = 0.0
         public var simulatedSeconds = 0.0
         public var updatesMeasured = 0
@@ -53,16 +55,23 @@ public struct Scenario {
         var rng = SplitMix64(state: options.seed ^ 0x5EED_5EED)
         let raw = (0..<32).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         key = (try? Curve25519.Signing.PrivateKey(rawRepresentation: raw)) ?? Curve25519.Signing.PrivateKey()
-        signer = try! SignerKey(bytes: Array(key.publicKey.rawRepresentation))
-        names = (0..<max(1, options.files)).map { try! FileName("files/\($0)") }
-        restricted = try! FileName("restricted")
+        guard let signer = try? SignerKey(bytes: Array(key.publicKey.rawRepresentation)),
+            let restricted = try? FileName("restricted")
+        else { preconditionFailure("a generated key and a literal name are always valid") }
+        self.signer = signer
+        self.restricted = restricted
+        names = (0..<max(1, options.files)).compactMap { try? FileName("files/\($0)") }
     }
 
     func sign(_ name: FileName, content: [UInt8], at time: Int64, tombstone: Bool) -> FileVersion {
-        try! FileVersion.sign(
-            kind: tombstone ? .tombstone : .content, networkID: "", name: name, timestamp: time, validFor: 0,
-            contentSHA256: Array(SHA256.hash(data: tombstone ? [] : content)),
-            contentLength: tombstone ? 0 : UInt64(content.count), key: key)
+        do {
+            return try FileVersion.sign(
+                kind: tombstone ? .tombstone : .content, networkID: "", name: name, timestamp: time, validFor: 0,
+                contentSHA256: Array(SHA256.hash(data: tombstone ? [] : content)),
+                contentLength: tombstone ? 0 : UInt64(content.count), key: key)
+        } catch {
+            preconditionFailure("signing with a valid key cannot fail: \(error)")
+        }
     }
 
     public func run() -> Report {
@@ -119,6 +128,7 @@ public struct Scenario {
                 reachability.undisturbed(record.id, id, since: time - window)
             {
                 report.falseDead += 1
+                report.falseDeaths.append((Double(time - begin) / 1e9, id, record.id))
             }
         }
 
@@ -158,7 +168,7 @@ public struct Scenario {
                 var forged = sign(name, content: Array("forged".utf8), at: sim.now + 1, tombstone: false)
                 forged.signature[0] ^= 0xFF
                 let target = order[Int(sim.rng.next() % UInt64(order.count))]
-                let liar = NodeID(bytes: [UInt8](repeating: 0xEE, count: 16))!
+                guard let liar = NodeID(bytes: [UInt8](repeating: 0xEE, count: 16)) else { return }
                 sim.feed(
                     target,
                     .packet(

@@ -66,7 +66,7 @@ public struct Simulation {
             var bytes = [UInt8](repeating: 0, count: 16)
             for byte in 0..<4 { bytes[byte] = UInt8(truncatingIfNeeded: index >> (8 * (3 - byte))) }
             bytes[15] = 1
-            let id = NodeID(bytes: bytes)!
+            guard let id = NodeID(bytes: bytes) else { preconditionFailure("16 bytes make a node ID") }
             order.append(id)
             let address = PeerAddress(host: "10.\(index / 65536 % 256).\(index / 256 % 256).\(index % 256)", port: 7946)
             addressOf[id] = address

@@ -25,6 +25,7 @@ struct DMSim: ParsableCommand {
     @Option(help: "Anti-entropy interval of every node (shorter runs settle sooner).") var pushPull = "30s"
     @Option(help: "Seed of every random choice.") var seed: UInt64 = 1
     @Option(help: "Run this many consecutive seeds starting at --seed (a sweep).") var seeds = 1
+    @Flag(help: "Print every false death (time, observer, node).") var verbose = false
 
     func validate() throws {
         guard (1...5000).contains(nodes) else { throw ValidationError("--nodes must be 1...5000") }
@@ -65,6 +66,11 @@ struct DMSim: ParsableCommand {
             let report = Scenario(options).run()
             let wall = Date().timeIntervalSince(started)
             for violation in report.violations.prefix(20) { print("seed \(options.seed): violation: \(violation)") }
+            if verbose {
+                for (time, observer, node) in report.falseDeaths {
+                    print(String(format: "false death at %.1fs: ", time) + "\(observer) declared \(node) dead")
+                }
+            }
             let ok = report.violations.isEmpty && report.converged
             if !ok { failed.append(options.seed) }
             let line = [

@@ -52,6 +52,8 @@ import Testing
             _ = try? KeyPEM.decodePrivateKey(pem: text)
             _ = try? KeyPEM.decodePublicKey(pem: text)
             if iteration % 5 == 0 {
+                // DM_FUZZ_TRACE=1 prints each config before it is parsed: if a parser crashes the
+                // process, the last line is the input that did it.
                 if ProcessInfo.processInfo.environment["DM_FUZZ_TRACE"] != nil {
                     print("TOML", seed, iteration, Array(text.utf8))
                 }

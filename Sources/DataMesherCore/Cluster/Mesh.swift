@@ -513,8 +513,9 @@ public struct Mesh: Sendable {
         } else {
             let record = MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil)
             setRecord(record)
-            // Probed last in the current pass (the order is popped from the end).
-            probeOrder.insert(announcement.id, at: 0)
+            // Not put into the current probe pass: it joins the next shuffled one. Inserting
+            // newcomers in a fixed place made every joiner probe the same few nodes first (a
+            // herd that, under loss, got them declared dead).
             queue.enqueue(.alive(announcement))
             out.append(.memberChanged(record, previous: nil))
         }
