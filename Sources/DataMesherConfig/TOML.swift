@@ -414,7 +414,8 @@ public struct TOMLParser {
         }
     }
 
-    mutating func parseMultilineBasicString() throws(TOMLError) -> String {
+    /// Skips the opening delimiter and a newline right after it (which is not content).
+    mutating func openMultiline() {
         position += 3
         if peek() == UInt8(ascii: "\n") {
             advanceLine()
@@ -422,20 +423,27 @@ public struct TOMLParser {
             position += 1
             advanceLine()
         }
+    }
+
+    /// At three `quote`s: consumes them, plus up to two more, which belong to the content.
+    mutating func closeMultiline(_ quote: UInt8, into out: inout [UInt8]) -> Bool {
+        guard bytes[position...].starts(with: [quote, quote, quote]) else { return false }
+        position += 3
+        var extra = 0
+        while peek() == quote, extra < 2 {
+            out.append(quote)
+            position += 1
+            extra += 1
+        }
+        return true
+    }
+
+    mutating func parseMultilineBasicString() throws(TOMLError) -> String {
+        openMultiline()
         var out = [UInt8]()
         while true {
             guard let byte = peek() else { throw error("unterminated multi-line string") }
-            if bytes[position...].starts(with: Array("\"\"\"".utf8)) {
-                position += 3
-                // Up to two more quotes belong to the content.
-                var extra = 0
-                while peek() == UInt8(ascii: "\""), extra < 2 {
-                    out.append(UInt8(ascii: "\""))
-                    position += 1
-                    extra += 1
-                }
-                return try text(out)
-            }
+            if closeMultiline(UInt8(ascii: "\""), into: &out) { return try text(out) }
             position += 1
             if byte == UInt8(ascii: "\\") {
                 // A line-ending backslash trims the newline and following whitespace.
@@ -504,26 +512,11 @@ public struct TOMLParser {
     }
 
     mutating func parseMultilineLiteralString() throws(TOMLError) -> String {
-        position += 3
-        if peek() == UInt8(ascii: "\n") {
-            advanceLine()
-        } else if bytes[position...].starts(with: [13, 10]) {
-            position += 1
-            advanceLine()
-        }
+        openMultiline()
         var out = [UInt8]()
         while true {
             guard let byte = peek() else { throw error("unterminated multi-line string") }
-            if bytes[position...].starts(with: Array("'''".utf8)) {
-                position += 3
-                var extra = 0
-                while peek() == UInt8(ascii: "'"), extra < 2 {
-                    out.append(UInt8(ascii: "'"))
-                    position += 1
-                    extra += 1
-                }
-                return try text(out)
-            }
+            if closeMultiline(UInt8(ascii: "'"), into: &out) { return try text(out) }
             if byte == 10 { line += 1 }
             guard byte >= 0x20 || byte == 9 || byte == 10 || byte == 13, byte != 0x7f else {
                 throw error("control character \(describeByte(byte)) inside a string")
