@@ -44,6 +44,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import die_with_parent, loadavg1, proc_status, proc_ticks
+
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(SCRIPT_DIR)
 
@@ -64,48 +67,6 @@ def log(msg):
 def env_float(name, default):
     v = os.environ.get(name)
     return float(v) if v not in (None, "") else default
-
-
-# --------------------------------------------------------------------------- /proc
-
-
-def loadavg1():
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-
-
-def proc_ticks(pid):
-    """utime + stime of a process in clock ticks, or None (same fields as serf_bench.sh)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def proc_status(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _die_with_parent():
-    """In the child: get SIGTERM if this script dies without running its cleanup."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def stop_processes(procs, timeout=STOP_TIMEOUT_S):
@@ -226,7 +187,7 @@ class Cluster:
             stdin=subprocess.DEVNULL,
             stdout=node.log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def wait_http(self, node, timeout):
@@ -399,7 +360,7 @@ def propagate_once(cluster, binary, key_path, workdir, size, label, run, prop_ti
     cmd = [binary, "file", "update", src, "--url", cluster.url(nodes[0]), "--key", key_path, "--name", FILE_NAME]
     t_start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
     clis.procs.append(proc)
     t_exit = None
     cli_error = None

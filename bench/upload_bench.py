@@ -31,6 +31,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import die_with_parent, loadavg1, proc_status, proc_cpu_seconds
+
 from cryptography.hazmat.primitives import serialization
 
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -172,48 +175,6 @@ def port_in_use(port):
             return False
 
 
-def proc_status(pid, field):
-    """A kB value (e.g. VmRSS, VmHWM) from /proc/PID/status, or None."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def loadavg1():
-    """1-minute load average: other work on the machine skews every number here."""
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-
-
-def proc_cpu_seconds(pid):
-    """utime + stime of a process, in seconds, or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        return ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _die_with_parent():
-    """In the child: get SIGTERM if this script dies without running its cleanup."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 class Daemon:
     def __init__(self, binary, workdir, port, names, pubkey_b64, log_level):
         self.binary = binary
@@ -254,7 +215,7 @@ class Daemon:
             stdin=subprocess.DEVNULL,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
