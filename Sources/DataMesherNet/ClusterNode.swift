@@ -31,6 +31,8 @@ public actor ClusterNode {
     var udpWriters: [(isIPv6: Bool, writer: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>)] = []
     let snapshot: NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>
     var counters = ClusterCounters()
+    /// The `membershipVersion` of the member list last published (nil: never).
+    var publishedMembership: UInt64?
     let group = MultiThreadedEventLoopGroup.singleton
 
     public init(node: MeshNode, bindAddresses: [String], settings: MeshSettings, logger: Logger) {
@@ -163,8 +165,15 @@ public actor ClusterNode {
         }
     }
 
-    /// Makes members and counters visible to the HTTP API.
+    /// Makes members and counters visible to the HTTP API. The member list is rebuilt only
+    /// when the core says it changed; most packets change nothing but the counters.
     func publish() {
+        let counters = self.counters
+        guard mesh.membershipVersion != publishedMembership else {
+            snapshot.withLockedValue { $0.counters = counters }
+            return
+        }
+        publishedMembership = mesh.membershipVersion
         let members = mesh.localState.map { record in
             MemberInfo(
                 id: record.id.hex, name: record.announcement.name,
@@ -172,7 +181,6 @@ public actor ClusterNode {
                 state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
                 incarnation: record.announcement.incarnation)
         }
-        let counters = self.counters
         snapshot.withLockedValue { $0 = (members, counters) }
     }
 

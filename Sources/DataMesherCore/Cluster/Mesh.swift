@@ -76,6 +76,9 @@ public struct Mesh: Sendable {
     public private(set) var members: [NodeID: MemberRecord] = [:]
     /// IDs of alive and suspect members, sorted; kept current by `setRecord`/`removeRecord`.
     var liveIDs: [NodeID] = []
+    /// Grows with every change others could see in the member list (a member's record, this
+    /// node's incarnation or departure), so a shell republishes the list only when it moved.
+    public private(set) var membershipVersion: UInt64 = 0
     /// Members declared dead lately, who still get gossip for `gossipToTheDead`.
     var recentlyDead: [NodeID] = []
     public private(set) var files = FileIndex()
@@ -157,6 +160,7 @@ public struct Mesh: Sendable {
 
     /// Every change of a member goes through here, so `liveIDs` stays exact.
     mutating func setRecord(_ record: MemberRecord) {
+        membershipVersion &+= 1
         let isLive = record.state == .alive || record.state == .suspect
         var low = 0
         var high = liveIDs.count
@@ -173,6 +177,7 @@ public struct Mesh: Sendable {
     }
 
     mutating func removeRecord(_ id: NodeID) {
+        membershipVersion &+= 1
         members[id] = nil
         liveIDs.removeAll { $0 == id }
     }
@@ -232,6 +237,7 @@ public struct Mesh: Sendable {
             for record in records { merge(record, now: now, into: &out) }
         case .leave:
             leaving = true
+            membershipVersion &+= 1
             let item = GossipItem.dead(me.id, incarnation: me.incarnation, from: me.id)
             queue.enqueue(item)
             for member in pickLive(settings.gossipNodes + 2, rng: &rng) {
@@ -577,6 +583,7 @@ public struct Mesh: Sendable {
     /// Refutation: a higher incarnation than anything said about us, told to everyone.
     mutating func refute(_ heard: UInt64) {
         me.incarnation = max(me.incarnation, heard) + 1
+        membershipVersion &+= 1
         queue.enqueue(.alive(me))
         adjustAwareness(1)
     }
