@@ -7,6 +7,10 @@ let package = Package(
     products: [
         .executable(name: "data-mesher", targets: ["data-mesher"]),
         .executable(name: "dm-sim", targets: ["dm-sim"]),
+        // The decoders, for the libFuzzer package in fuzz/.
+        .library(name: "DataMesherCore", targets: ["DataMesherCore"]),
+        .library(name: "DataMesherConfig", targets: ["DataMesherConfig"]),
+        .library(name: "DataMesherKeys", targets: ["DataMesherKeys"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
