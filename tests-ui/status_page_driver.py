@@ -70,7 +70,10 @@ def file_row(driver, name):
 
 def accepted_event(driver, name):
     for li in driver.find_elements(By.CSS_SELECTOR, "#events li[data-kind]"):
-        if li.get_attribute("data-kind") == "accepted" and name in li.text:
+        if li.get_attribute("data-kind") != "accepted":
+            continue
+        subject = li.find_elements(By.CSS_SELECTOR, ".name")
+        if subject and subject[0].text == name:
             return li
     return None
 

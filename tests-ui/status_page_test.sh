@@ -154,7 +154,8 @@ done
 say "cluster formed"
 
 STEP="status page is served"
-ctype=$(curl -fsS -m 10 -o "$WORK/index.html" -w '%{content_type}' "$URL1/") || fail "GET / failed"
+ctype=$(curl -fsS -m 10 -o "$WORK/index.html" -w '%{content_type}' "$URL1/" 2>"$WORK/curl.err") ||
+    fail "GET $URL1/ failed: $(cat "$WORK/curl.err")"
 case "$ctype" in text/html*) ;; *) fail "GET / has Content-Type '$ctype'" ;; esac
 grep -q 'id="members"' "$WORK/index.html" || fail "GET / is not the status page"
 
