@@ -171,6 +171,9 @@ in
     };
     users.groups = mkIf (cfg.group == "data-mesher") { data-mesher = { }; };
 
+    # StateDirectory= makes /var/lib/<name>; a state_dir elsewhere is made here.
+    systemd.tmpfiles.rules = mkIf (!underVarLib) [ "d ${stateDir} 0750 ${cfg.user} ${cfg.group} -" ];
+
     networking.firewall = mkIf cfg.openFirewall {
       allowedTCPPorts = [ cfg.settings.cluster.port ];
       allowedUDPPorts = [ cfg.settings.cluster.port ];

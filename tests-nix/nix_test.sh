@@ -1,0 +1,528 @@
+#!/usr/bin/env bash
+# Checks the Nix side of data-mesher without nixpkgs (Debian's nix-bin has none, so nothing
+# here may import <nixpkgs>), plus the plain systemd unit:
+#
+#   - every .nix file of the repository parses (nix-instantiate --parse);
+#   - nix/lib.nix evaluates on its own; its toTOML writes the expected text for a tricky
+#     [files] map and for strings that need escaping;
+#   - the seed's example inventory (tests-nix/seed-inventory.nix) maps to the expected
+#     dm.toml, and `data-mesher server --check-config` accepts it, run in a network namespace
+#     of our own with a dummy eth1 (the seed names eth1); a broken config is refused;
+#   - the clan service: bootstrap-role machines are merged into bootstrap_nodes with
+#     bootstrapNodes/extraBootstrapNodes; the v1 roles admin, peer and signer fail with the
+#     migration message; the vars generators' scripts run with the real binary, and the
+#     dm.toml that uses their files passes --check-config with encryption on;
+#   - nix/module.nix, evaluated with a small stub lib (tests-nix/module-eval.nix): the unit it
+#     makes has the same directives as contrib/systemd/data-mesher.service, dm.toml is
+#     toTOML of the settings, the firewall opens the cluster port for UDP and TCP;
+#   - contrib/systemd/data-mesher.service passes `systemd-analyze verify`.
+#
+# Installs nix-bin, jq and iproute2 when they are missing (as root). The namespace parts need
+# root and print "nix_test: skipped (...)" without it. Last line: "nix_test: N passed, M failed".
+#
+#   DM_BIN=/path/to/data-mesher bash tests-nix/nix_test.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+T=nix_test
+
+passed=0
+failed=0
+WORK=""
+NS=""
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM HUP
+    if [ -n "$NS" ]; then
+        local pid
+        for pid in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$NS" 2>/dev/null
+    fi
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        # the private Nix store is read-only by design; make it removable first
+        chmod -R u+w "$WORK" 2>/dev/null
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+ok() {
+    echo "$T: ok   $1"
+    passed=$((passed + 1))
+}
+bad() { # name [details]
+    echo "$T: FAIL $1"
+    if [ $# -gt 1 ] && [ -n "$2" ]; then printf '%s\n' "$2" | head -n 60 | sed 's/^/    /'; fi
+    failed=$((failed + 1))
+}
+skip() { echo "$T: skipped ($1)"; }
+
+finish() {
+    echo "$T: $passed passed, $failed failed"
+    [ "$failed" = 0 ]
+    exit $?
+}
+
+# --- tools -------------------------------------------------------------------------------
+
+need=()
+command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "$T: installing ${need[*]}"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >/dev/null 2>&1
+    fi
+fi
+for tool in nix-instantiate jq; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        bad "setup: $tool is missing and could not be installed (run as root, or install ${need[*]})"
+        finish
+    fi
+done
+
+WORK=$(mktemp -d /tmp/dm-nix-test.XXXXXX)
+chmod 755 "$WORK"
+# A private, empty Nix store: evaluation never touches the machine's /nix, works without
+# root, and fails loudly if anything tries to copy a path into the store.
+export NIX_REMOTE="local?root=$WORK/nix-root"
+export XDG_CACHE_HOME="$WORK/cache"
+export NIX_PATH=""
+
+# eval FILE-OR-EXPR-ARGS... : nix-instantiate --eval --strict --json; stdout JSON, stderr kept
+nix_eval() { nix-instantiate --eval --strict --json "$@"; }
+# A Nix string value (JSON on stdout) written out raw.
+json_raw() { jq -j .; }
+
+# --- 1. every .nix file parses ---------------------------------------------------------
+
+mapfile -t nixfiles < <(find . \( -name '.build*' -o -name .git -o -name .demo \) -prune -o -name '*.nix' -type f -print | sort)
+parse_errors=""
+for f in "${nixfiles[@]}"; do
+    if ! out=$(nix-instantiate --parse "$f" 2>&1 >/dev/null); then
+        parse_errors+="$f: $out"$'\n'
+    fi
+done
+if [ ${#nixfiles[@]} -lt 7 ]; then
+    bad "parse: expected at least 7 .nix files, found ${#nixfiles[@]}: ${nixfiles[*]}"
+elif [ -n "$parse_errors" ]; then
+    bad "parse: nix-instantiate --parse failed" "$parse_errors"
+else
+    ok "parse: ${#nixfiles[@]} .nix files (${nixfiles[*]})"
+fi
+
+# --- 2. lib.nix on its own ---------------------------------------------------------------
+
+if out=$(nix_eval -E "builtins.attrNames (import $ROOT/nix/lib.nix)" 2>&1) &&
+    jq -e 'contains(["toTOML", "roleSettingsToDmSettings", "renderDmToml", "v1RoleMessage"])' <<<"$out" >/dev/null 2>&1; then
+    ok "lib.nix evaluates on its own and exports toTOML, roleSettingsToDmSettings, renderDmToml, v1RoleMessage"
+else
+    bad "lib.nix evaluates on its own" "$out"
+fi
+
+# expect_eval NAME EXPECTED-FILE NIX-ARGS...  — the string the expression yields is exactly the file.
+expect_eval() {
+    local name=$1 expected=$2
+    shift 2
+    local out
+    if ! out=$(nix_eval "$@" 2>&1); then
+        bad "$name" "$out"
+        return
+    fi
+    json_raw <<<"$out" >"$WORK/got"
+    if cmp -s "$WORK/got" "$expected"; then
+        ok "$name"
+    else
+        bad "$name" "$(diff -u "$expected" "$WORK/got")"
+    fi
+}
+
+# expect_throw NAME TEXT NIX-ARGS...  — evaluation fails, and its error has TEXT.
+expect_throw() {
+    local name=$1 text=$2
+    shift 2
+    local out
+    if out=$(nix_eval "$@" 2>&1); then
+        bad "$name" "evaluation succeeded where it should fail: $out"
+    elif grep -qF -- "$text" <<<"$out"; then
+        ok "$name"
+    else
+        bad "$name" "error without the expected text ($text): $out"
+    fi
+}
+
+K1=azwT+VhTxA+BF73Hwq0uqdXHG8XvHU2BknoVXgmEjww=
+K2=Mdtz9s2DEyEk0DL8ZzW7WqwAehoQ97PFHVbJJdskkGo=
+
+# --- 3. toTOML: a tricky [files] map, escaping -------------------------------------------
+
+cat >"$WORK/files.expected" <<EOF
+[files]
+"deploy:web/target.json" = ["$K1", "$K2"]
+"dns/cnames" = ["$K2"]
+EOF
+expect_eval "toTOML: [files] keys with ':' and '/' are quoted, lists in order" "$WORK/files.expected" \
+    -E "(import $ROOT/nix/lib.nix).toTOML { files = { \"dns/cnames\" = [ \"$K2\" ]; \"deploy:web/target.json\" = [ \"$K1\" \"$K2\" ]; }; }"
+
+cat >"$WORK/escape.expected" <<'EOF'
+"a b" = true
+count = -3
+empty = []
+nested = [[1, 2], ["x"], { "k:1" = "v" }]
+ratio = 1.5
+s = "q\"b\\n\nt\tc\u0001\u007Fé ${x} $y"
+whole = 2.0
+
+[cluster]
+port = 7946
+
+[cluster.encryption]
+enable = false
+
+[empty_table]
+
+[http]
+interfaces = ["lo"]
+EOF
+expect_eval "toTOML: escapes, numbers, booleans, nested arrays, inline tables, empty tables, nulls left out" \
+    "$WORK/escape.expected" -E "
+      let c = builtins.fromJSON ''\"\\u0001\\u007f\"''; in
+      (import $ROOT/nix/lib.nix).toTOML {
+        s = \"q\\\"b\\\\n\\nt\\tc\${c}é \\\${x} \$y\";
+        \"a b\" = true; count = -3; ratio = 1.5; whole = 2.0; empty = [ ]; gone = null;
+        nested = [ [ 1 2 ] [ \"x\" ] { \"k:1\" = \"v\"; skip = null; } ];
+        cluster = { port = 7946; encryption = { enable = false; keyring = null; }; };
+        empty_table = { };
+        http.interfaces = [ \"lo\" ];
+      }"
+
+expect_throw "toTOML: a function is refused with the key named" "toTOML: a.b: a lambda cannot be written" \
+    -E "(import $ROOT/nix/lib.nix).toTOML { a.b = x: x; }"
+
+# --- 4. the seed inventory -> dm.toml ------------------------------------------------------
+
+STATE="$WORK/state"
+mkdir -p "$STATE"
+cat >"$WORK/seed.expected" <<EOF
+log_level = "info"
+state_dir = "$STATE"
+
+[cluster]
+bootstrap_nodes = ["192.168.1.1:7946", "192.168.1.2:7946"]
+interfaces = ["eth1"]
+port = 7946
+
+[files]
+"config:app" = ["$K1"]
+"shared:data" = ["$K1", "$K2"]
+
+[http]
+interfaces = ["lo"]
+port = 7331
+EOF
+SEED_EXPR="{ stateDir }: (import $ROOT/nix/lib.nix).renderDmToml {
+  settings = (import $ROOT/tests-nix/seed-inventory.nix).data-mesher.roles.default.settings;
+  inherit stateDir;
+}"
+expect_eval "seed inventory: roles.default.settings -> dm.toml text" "$WORK/seed.expected" \
+    -E "$SEED_EXPR" --argstr stateDir "$STATE"
+cp "$WORK/got" "$WORK/seed.toml"
+
+# --- 5. clan service: bootstrap role, v1 roles, removed settings ---------------------------
+
+# Bootstrap machines (reached as <name>.<domain>) merged with bootstrapNodes and
+# extraBootstrapNodes: own name left out, duplicates dropped, order kept.
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha --argstr domain clan \
+    --arg settings '{ interfaces = [ "eth1" ]; bootstrapNodes = [ "192.168.1.1:7946" ]; extraBootstrapNodes = [ "[fd00::9]:7946" "192.168.1.1:7946" ]; }' \
+    --arg roles '{ default.machines = { alpha = { }; beta = { }; gamma = { }; delta = { }; }; bootstrap.machines = { alpha = { }; beta = { }; gamma = { }; }; }' 2>&1)
+want='["192.168.1.1:7946","beta.clan:7946","gamma.clan:7946","[fd00::9]:7946"]'
+if [ "$(jq -c .bootstrapNodes <<<"$out" 2>/dev/null)" = "$want" ]; then
+    ok "clan service: bootstrap-role machines merged with bootstrapNodes and extraBootstrapNodes ($want)"
+else
+    bad "clan service: bootstrap-role machines merged into bootstrap_nodes" "want $want; got: $out"
+fi
+if jq -e '.enable == true and .openFirewall == true and .warnings == [] and (.imports | length == 1) and (.imports[0] | endswith("/nix/module.nix"))' <<<"$out" >/dev/null 2>&1 &&
+    jq -e '.settings.node_name == "alpha" and .settings.cluster.encryption.enable == true' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: default role imports module.nix, enables it with the firewall open, node_name = machine, encryption on"
+else
+    bad "clan service: default role's NixOS module" "$out"
+fi
+
+# Literal addresses (pure lib): IPv6 gets brackets, a given port stays.
+expect_eval "lib: bootstrap machine addresses -> host:port (IPv4, IPv6 in brackets, own port kept, self left out)" \
+    <(printf '%s' '["10.0.0.1:7000","[fd00::2]:7000","[fd00::3]:7946","b4.example:9"]') \
+    -E "builtins.toJSON ((import $ROOT/nix/lib.nix).roleSettingsToDmSettings {
+          settings = { interfaces = [ ]; port = 7000; };
+          machineName = \"self\";
+          bootstrapMachines = { b1 = \"10.0.0.1\"; b2 = \"fd00::2\"; b3 = \"[fd00::3]:7946\"; b4 = \"b4.example:9\"; self = \"10.0.0.5\"; };
+        }).cluster.bootstrap_nodes"
+
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine gamma \
+    --arg settings '{ interfaces = [ "eth1" ]; }' --arg roles '{ default.machines.gamma = { }; }' 2>&1)
+if jq -e '.warnings | length == 1 and (.[0] | contains("no bootstrap node"))' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: a machine with no bootstrap node at all gets a warning"
+else
+    bad "clan service: warning when nothing to join through" "$out"
+fi
+
+out=$(nix_eval -E "let s = import $ROOT/nix/clan-service.nix { }; m = (s.roles.bootstrap.perInstance {
+        roles = { bootstrap.machines.b = { }; default.machines.a = { }; }; machine.name = \"b\"; }).nixosModule;
+      in map (a: a.message) (builtins.filter (a: !a.assertion) m.assertions)" 2>&1)
+if jq -e 'length == 1 and (.[0] | contains("not in role '"'"'default'"'"'"))' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: a bootstrap machine outside role 'default' fails an assertion that says so"
+else
+    bad "clan service: bootstrap machine must be in role default" "$out"
+fi
+
+for role in admin peer signer; do
+    expect_throw "clan service: v1 role '$role' fails with the migration message" \
+        "data-mesher v2: role '$role' was removed; use role 'default' (and 'bootstrap'" \
+        -E "(import $ROOT/nix/clan-service.nix { }).roles.$role.perInstance { settings = { network.interface = \"eth0\"; }; roles = { }; machine.name = \"m\"; }"
+done
+expect_throw "lib: checkRoles names a v1 role that has machines" "data-mesher v2: role 'peer' was removed" \
+    -E "(import $ROOT/nix/lib.nix).checkRoles { default.machines.a = { }; admin.machines = { }; peer.machines.b = { }; }"
+expect_throw "lib: v1 setting network.interface fails with what replaces it" "use 'interfaces' (a list) instead of 'network.interface'" \
+    -E "(import $ROOT/nix/lib.nix).renderDmToml { settings = { interfaces = [ ]; network.interface = \"eth0\"; }; }"
+expect_throw "lib: a logLevel outside fatal|error|warn|info|debug is refused" 'logLevel "verbose" is not one of' \
+    -E "(import $ROOT/nix/lib.nix).renderDmToml { settings = { interfaces = [ ]; logLevel = \"verbose\"; }; }"
+expect_throw "lib: interfaces is required" "setting 'interfaces' is required" \
+    -E "(import $ROOT/nix/lib.nix).renderDmToml { settings = { }; }"
+expect_throw "lib: half an identity (key without cert) is refused" "must be set together" \
+    -E "(import $ROOT/nix/lib.nix).renderDmToml { settings = { interfaces = [ ]; }; encryption = { keyring = [ \"/k\" ]; identityKey = \"/i\"; }; }"
+
+# --- 6. module.nix (stub lib) against contrib/systemd --------------------------------------
+
+MOD_SETTINGS='{ log_level = "info"; state_dir = "/var/lib/data-mesher"; cluster = { port = 7000; interfaces = [ "eth1" ]; bootstrap_nodes = [ "192.168.1.1:7946" ]; }; files = { "config:app" = [ "'$K1'" ]; }; }'
+if out=$(nix_eval "$ROOT/tests-nix/module-eval.nix" --arg settings "$MOD_SETTINGS" 2>&1); then
+    jq -j .unitLines <<<"$out" >"$WORK/module.lines"
+    grep -E '^[A-Za-z]+=' contrib/systemd/data-mesher.service | sort >"$WORK/contrib.lines"
+    if cmp -s "$WORK/module.lines" "$WORK/contrib.lines"; then
+        ok "module.nix: the unit's directives equal contrib/systemd/data-mesher.service's ($(wc -l <"$WORK/module.lines") lines)"
+    else
+        bad "module.nix: unit directives differ from contrib/systemd/data-mesher.service (- module, + contrib)" \
+            "$(diff -u "$WORK/module.lines" "$WORK/contrib.lines")"
+    fi
+    missing=""
+    for line in 'User=data-mesher' 'Group=data-mesher' 'StateDirectory=data-mesher' 'StateDirectoryMode=0750' \
+        'Restart=on-failure' 'NoNewPrivileges=true' 'ProtectSystem=strict' 'ProtectHome=true' 'PrivateTmp=true' \
+        'PrivateDevices=true' 'CapabilityBoundingSet=' 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK' \
+        'SystemCallFilter=@system-service' 'LockPersonality=true' \
+        'ExecStart=/usr/local/bin/data-mesher server --config /etc/data-mesher/dm.toml' \
+        'ExecStartPre=/usr/local/bin/data-mesher server --check-config --config /etc/data-mesher/dm.toml'; do
+        grep -qxF -- "$line" "$WORK/module.lines" || missing+="$line"$'\n'
+    done
+    grep -q '^MemoryDenyWriteExecute=' "$WORK/module.lines" && missing+="MemoryDenyWriteExecute must stay off"$'\n'
+    if [ -z "$missing" ]; then
+        ok "module.nix: user/group, state directory 0750, restart, hardening, check-config before start"
+    else
+        bad "module.nix: unit directives" "$missing"
+    fi
+    want=$(nix_eval -E "(import $ROOT/nix/lib.nix).toTOML ($MOD_SETTINGS)" 2>&1 | json_raw)
+    if [ "$(jq -j .etcText <<<"$out")" = "$want" ] &&
+        jq -e '.config.networking.firewall == { allowedTCPPorts: [7000], allowedUDPPorts: [7000] }
+               and .config.users.users["data-mesher"].isSystemUser == true
+               and .config.users.groups["data-mesher"] == {}
+               and .failedAssertions == []
+               and .optionDefaults.openFirewall == false
+               and .optionDefaults.configFile == "/etc/data-mesher/dm.toml"' <<<"$out" >/dev/null; then
+        ok "module.nix: /etc/data-mesher/dm.toml is toTOML of settings; firewall opens the cluster port (UDP+TCP); static user and group"
+    else
+        bad "module.nix: etc file, firewall, users" "$out"
+    fi
+else
+    bad "module.nix evaluates with the stub lib" "$out"
+fi
+out=$(nix_eval "$ROOT/tests-nix/module-eval.nix" --arg openFirewall false \
+    --arg settings '{ log_level = "info"; state_dir = "/srv/dm"; cluster.port = 7946; files = { }; }' 2>&1)
+if jq -e '.config.systemd.services["data-mesher"].serviceConfig | (has("StateDirectory") | not) and .ReadWritePaths == ["/srv/dm"]' <<<"$out" >/dev/null 2>&1 &&
+    jq -e '.tmpfiles == ["d /srv/dm 0750 data-mesher data-mesher -"] and (.config.networking.firewall // null) == null' <<<"$out" >/dev/null 2>&1; then
+    ok "module.nix: a state_dir outside /var/lib becomes ReadWritePaths plus a tmpfiles rule; openFirewall = false opens nothing"
+else
+    bad "module.nix: state_dir outside /var/lib, firewall closed" "$out"
+fi
+
+# --- 7. contrib/systemd: systemd-analyze verify -------------------------------------------
+
+if command -v systemd-analyze >/dev/null 2>&1; then
+    # verify wants the ExecStart binary to exist: point it at a stand-in.
+    mkdir -p "$WORK/unit"
+    printf '#!/bin/sh\nexit 0\n' >"$WORK/unit/data-mesher"
+    chmod 755 "$WORK/unit/data-mesher"
+    sed "s|/usr/local/bin/data-mesher|$WORK/unit/data-mesher|g" contrib/systemd/data-mesher.service >"$WORK/unit/data-mesher.service"
+    if out=$(systemd-analyze verify "$WORK/unit/data-mesher.service" 2>&1) && [ -z "$out" ]; then
+        ok "contrib/systemd/data-mesher.service: systemd-analyze verify is silent"
+    elif grep -qiE 'Failed to (initialize|connect|setup)|System has not been booted|Operation not permitted' <<<"$out"; then
+        skip "systemd-analyze verify cannot run here: $(head -n 1 <<<"$out")"
+    else
+        bad "contrib/systemd/data-mesher.service: systemd-analyze verify" "$out"
+    fi
+    if out=$(systemd-analyze security --offline=true "$WORK/unit/data-mesher.service" 2>&1); then
+        level=$(sed -nE 's/.*Overall exposure level for [^:]*: ([0-9.]+).*/\1/p' <<<"$out")
+        if [ -n "$level" ] && awk -v l="$level" 'BEGIN { exit !(l <= 2.5) }'; then
+            ok "contrib/systemd/data-mesher.service: systemd-analyze security exposure $level (at most 2.5)"
+        else
+            bad "contrib/systemd/data-mesher.service: exposure level ${level:-unknown} above 2.5" "$(tail -n 30 <<<"$out")"
+        fi
+    else
+        skip "systemd-analyze security --offline is not supported here"
+    fi
+else
+    skip "systemd-analyze is not installed; contrib/systemd/data-mesher.service not verified"
+fi
+
+# --- 8. the real binary: vars generators; --check-config in a namespace with eth1 ---------
+
+netns_part() {
+    if [ "$(id -u)" != 0 ]; then
+        skip "check-config in a network namespace needs root"
+        return
+    fi
+    NS="dmnix$$"
+    if ! ip netns add "$NS" 2>/dev/null; then
+        NS=""
+        skip "ip netns add failed; check-config with eth1 not run"
+        return
+    fi
+    # eth1: a dummy interface where the kernel has the module, else one end of a veth pair
+    # whose other end stays in the same namespace.
+    if ! { ip -n "$NS" link set lo up &&
+        { ip -n "$NS" link add eth1 type dummy 2>/dev/null ||
+            { ip -n "$NS" link add eth1 type veth peer name eth1peer && ip -n "$NS" link set eth1peer up; }; } &&
+        ip -n "$NS" addr add 192.168.1.5/24 dev eth1 && ip -n "$NS" link set eth1 up; } 2>"$WORK/ns.err"; then
+        bad "check-config: could not set up eth1 in namespace $NS" "$(cat "$WORK/ns.err")"
+        return
+    fi
+
+    # check NAME CONFIG WANT-STATUS [GREP-PATTERN...]
+    check() {
+        local name=$1 config=$2 want=$3
+        shift 3
+        local out status pattern
+        out=$(ip netns exec "$NS" timeout 60 "$DM_BIN" server --check-config --config "$config" 2>&1)
+        status=$?
+        if [ "$status" != "$want" ]; then
+            bad "$name" "exit $status (want $want); output:"$'\n'"$out"$'\n'"config:"$'\n'"$(cat "$config")"
+            return
+        fi
+        for pattern in "$@"; do
+            if ! grep -qE -- "$pattern" <<<"$out"; then
+                bad "$name" "output lacks /$pattern/:"$'\n'"$out"
+                return
+            fi
+        done
+        ok "$name"
+    }
+
+    check "check-config: the seed's dm.toml is valid (eth1 in a namespace)" "$WORK/seed.toml" 0 \
+        '^config .*: valid' '192\.168\.1\.1:7946' '192\.168\.1\.2:7946' 'files: 2 names' 'config:app' 'shared:data'
+
+    # It can fail: an unknown interface, and a bad key, are refused.
+    sed 's/interfaces = \["eth1"\]/interfaces = ["eth9"]/' "$WORK/seed.toml" >"$WORK/bad-if.toml"
+    check "check-config: the same config naming a missing interface (eth9) is refused" "$WORK/bad-if.toml" 1 'interfaces.*eth9'
+    sed 's/"config:app" = \[".*"\]/"config:app" = ["not-base64!"]/' "$WORK/seed.toml" >"$WORK/bad-key.toml"
+    check "check-config: the same config with a bad public key is refused" "$WORK/bad-key.toml" 1 'files\."config:app".*base64'
+
+    # Tricky names and an escaped node name survive toTOML -> the daemon's TOML reader.
+    if out=$(nix_eval -E "{ stateDir }: (import $ROOT/nix/lib.nix).toTOML {
+            state_dir = stateDir; node_name = \"q\\\"b\\\\s é\";
+            cluster.interfaces = [ \"eth1\" ];
+            files = { \"dns/cnames\" = [ \"$K2\" ]; \"deploy:web/target.json\" = [ \"$K1\" \"$K2\" ]; };
+          }" --argstr stateDir "$STATE" 2>&1); then
+        json_raw <<<"$out" >"$WORK/tricky.toml"
+        check "check-config: names with ':' and '/' and an escaped node name read back as written" "$WORK/tricky.toml" 0 \
+            'files: 2 names' 'deploy:web/target\.json' 'dns/cnames' 'node: q"b\\s é'
+    else
+        bad "toTOML for the tricky config" "$out"
+    fi
+
+    if [ "$VARS_OK" = 1 ]; then
+        check "check-config: the clan service's dm.toml with the generated keyring, identity and CA" "$WORK/clan.toml" 0 \
+            '^config .*: valid' '^node: alpha' '^encryption: .*keyring of 1 key' 'identity "alpha" valid until' '1 CA key'
+    fi
+}
+
+# The clan service's vars generators, run the way clan runs them ($out, $in), with the real
+# binary (no root needed); netns_part then checks the dm.toml that points at their files.
+VARS_OK=0
+vars_part() {
+    local gens out
+    if ! out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha \
+        --argstr varsDir "$WORK/vars" --arg overrides "{ state_dir = \"$STATE\"; }" \
+        --arg settings "(import $ROOT/tests-nix/seed-inventory.nix).data-mesher.roles.default.settings" \
+        --arg roles '{ default.machines.alpha = { }; bootstrap.machines.alpha = { }; }' 2>&1); then
+        bad "vars: clan service evaluation" "$out"
+        return
+    fi
+    jq -j .toml <<<"$out" >"$WORK/clan.toml"
+    printf '%s' "$out" >"$WORK/clan.json"
+    jq -c .generators <<<"$out" >"$WORK/generators.json"
+    local ca cert
+    ca=$(jq -r '.settings.cluster.encryption.certificate_authorities[0]' <<<"$out")
+    cert=$(jq -r '.settings.cluster.encryption.identity_cert' <<<"$out")
+    mkdir -p "$WORK/bin" "$WORK/vars"
+    ln -sf "$DM_BIN" "$WORK/bin/data-mesher"
+    mapfile -t gens < <(jq -r 'keys[]' "$WORK/generators.json")
+    # dependencies first: at most as many rounds as there are generators
+    local done_list=" " round gen deps dep ready script file missing
+    for round in $(seq 1 ${#gens[@]}); do
+        for gen in "${gens[@]}"; do
+            [[ $done_list == *" $gen "* ]] && continue
+            ready=1
+            mapfile -t deps < <(jq -r --arg g "$gen" '.[$g].dependencies[]' "$WORK/generators.json")
+            for dep in "${deps[@]}"; do [[ $done_list == *" $dep "* ]] || ready=0; done
+            [ "$ready" = 1 ] || continue
+            script=$(jq -r --arg g "$gen" '.[$g].script' "$WORK/generators.json")
+            mkdir -p "$WORK/vars/$gen"
+            if ! out=$(cd "$WORK" && PATH="$WORK/bin:$PATH" out="$WORK/vars/$gen" in="$WORK/vars" \
+                timeout 120 bash -euo pipefail -c "$script" 2>&1); then
+                bad "vars: generator $gen's script failed" "$out"$'\n'"script:"$'\n'"$script"
+                return
+            fi
+            missing=""
+            while read -r file; do
+                [ -s "$WORK/vars/$gen/$file" ] || missing+=" $file"
+            done < <(jq -r --arg g "$gen" '.[$g].files[]' "$WORK/generators.json")
+            if [ -n "$missing" ]; then
+                bad "vars: generator $gen did not write:$missing"
+                return
+            fi
+            done_list+="$gen "
+        done
+    done
+    if [ "$(wc -w <<<"$done_list")" != "${#gens[@]}" ]; then
+        bad "vars: generators left unrun (a dependency cycle or unknown dependency): have$done_list of ${gens[*]}"
+        return
+    fi
+    ok "vars: the ${#gens[@]} generators' scripts (${gens[*]}) run with the real binary and write every declared file"
+    local keyring bytes
+    keyring=$(jq -r '.settings.cluster.encryption.keyring[0]' "$WORK/clan.json")
+    bytes=$(base64 -d <"$keyring" 2>/dev/null | wc -c)
+    if [ "$bytes" = 32 ]; then
+        ok "vars: the keyring file holds the base64 of 32 bytes"
+    else
+        bad "vars: keyring file $keyring decodes to $bytes bytes, not 32" "$(head -c 200 "$keyring")"
+    fi
+    if out=$(timeout 60 "$DM_BIN" certificate verify --ca "$ca" "$cert" 2>&1); then
+        ok "vars: the node certificate verifies against the generated CA ($(head -n 1 <<<"$out"))"
+        VARS_OK=1
+    else
+        bad "vars: certificate verify --ca $ca $cert" "$out"
+    fi
+}
+
+if [ ! -x "$DM_BIN" ]; then
+    bad "binary: $DM_BIN is not an executable (build first, or set DM_BIN)"
+elif ! "$DM_BIN" server --help 2>&1 | grep -q -- '--check-config'; then
+    bad "binary: $DM_BIN server has no --check-config option"
+else
+    vars_part
+    netns_part
+fi
+finish
