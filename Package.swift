@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "DataMesherNet",
             dependencies: [
-                "DataMesherCore", "DataMesherStore",
+                "DataMesherCore", "DataMesherStore", "DataMesherKeys",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -119,6 +119,10 @@ public enum ConfigLoader {
                     throw encryption.error(
                         "identity_key", "identity_key, identity_cert and certificate_authorities must be set together")
                 }
+                if identityParts == 2 && !parsed.enable {
+                    throw encryption.error(
+                        "identity_key", "node identities need encrypted traffic: set enable = true and a keyring")
+                }
                 config.cluster.encryption = parsed
             }
         }

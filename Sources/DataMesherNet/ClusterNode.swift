@@ -1,5 +1,6 @@
 import DataMesherCore
 import DataMesherStore
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -35,15 +36,42 @@ public actor ClusterNode {
     var publishedMembership: UInt64?
     let group = MultiThreadedEventLoopGroup.singleton
 
-    public init(node: MeshNode, bindAddresses: [String], settings: MeshSettings, logger: Logger) {
+    // Encryption and admission (docs/PROTOCOL.md, "Encryption" and "Node identities").
+    let security: ClusterSecurity
+    let me: NodeID
+    var sealer: PacketSealer?
+    var opener: PacketOpener?
+    var junk = JunkLimiter()
+    /// Members whose node ID was proved, by certificate, at these hosts (we dialed them there).
+    var admitted: [NodeID: (hosts: Set<String>, until: Date)] = [:]
+    /// Announcements of members not admitted yet, fed to the core once they are.
+    var held: [NodeID: MemberRecord] = [:]
+    /// When each address was last dialed to check its identity.
+    var lastVerification: [PeerAddress: Int64] = [:]
+    static let maxHeld = 1024
+    static let verificationInterval: Int64 = 2_000_000_000
+
+    public init(
+        node: MeshNode, bindAddresses: [String], settings: MeshSettings, security: ClusterSecurity = .none,
+        logger: Logger
+    ) {
         self.node = node
         self.logger = logger
         self.port = Int(node.config.cluster.port)
         self.bindAddresses = bindAddresses
+        self.security = security
         let now = WallClock.now()
         let addresses = bindAddresses.map { PeerAddress(host: $0, port: node.config.cluster.port) }
+        let id = NodeID(hex: node.store.nodeID) ?? NodeID(bytes: [UInt8](repeating: 0, count: 16))!
+        self.me = id
+        if let ringKey = security.ring.first {
+            var rng = SystemRandomNumberGenerator()
+            sealer = PacketSealer(
+                ringKey: ringKey, salt: (0..<Seal.saltLength).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            opener = PacketOpener(ring: security.ring)
+        }
         let me = MemberAnnouncement(
-            id: NodeID(hex: node.store.nodeID) ?? NodeID(bytes: [UInt8](repeating: 0, count: 16))!,
+            id: id,
             name: node.nodeName,
             // Seconds since the epoch: a restarted node always outbids what others remember.
             incarnation: UInt64(max(0, now / 1_000_000_000)), addresses: addresses)
@@ -208,14 +236,121 @@ public actor ClusterNode {
         node.metrics.packetsIn.increment()
         node.metrics.bytesIn.increment(by: envelope.data.readableBytes)
         guard let source = PeerAddress(envelope.remoteAddress) else { return }
+        let now = WallClock.now()
+        // A source over its junk allowance costs one lookup per datagram until it calms down.
+        guard !junk.isMuted(source.host, now: now) else {
+            drop(reason: "rate_limited", from: source, log: false)
+            return
+        }
         do {
-            let packet = try WireCodec.decode(Array(envelope.data.readableBytesView))
+            var bytes = Array(envelope.data.readableBytesView)
+            if opener != nil { bytes = try opener!.open(bytes) }
+            var packet = try WireCodec.decode(bytes)
+            if security.identity != nil {
+                guard let admittedPacket = admit(packet, from: source) else { return }
+                packet = admittedPacket
+            }
             handle(.packet(packet, from: source))
         } catch {
-            counters.packetsDropped += 1
-            node.metrics.droppedPacket(error.reason)
-            logger.debug("dropped packet", metadata: ["dm.peer": "\(source)", "dm.reason": "\(error.reason)"])
-            publish()
+            let reason = (error as? SealError)?.reason ?? (error as? WireError)?.reason ?? "invalid"
+            if junk.noteJunk(source.host, now: now) {
+                logger.warning(
+                    "muting \(source.host) for a while: too many bad packets", metadata: ["dm.reason": "\(reason)"])
+            }
+            drop(reason: reason, from: source, log: true)
+        }
+    }
+
+    func drop(reason: String, from source: PeerAddress, log: Bool) {
+        counters.packetsDropped += 1
+        node.metrics.droppedPacket(reason)
+        if log { logger.debug("dropped packet", metadata: ["dm.peer": "\(source)", "dm.reason": "\(reason)"]) }
+        publish()
+    }
+
+    // MARK: Admission (node identities)
+
+    /// A packet from a member proved at its source host, with announcements of members not proved
+    /// yet held back (and their addresses dialed); nil when the sender itself is not admitted.
+    func admit(_ packet: Packet, from source: PeerAddress) -> Packet? {
+        guard isAdmitted(packet.sender, host: source.host) else {
+            drop(reason: "unadmitted", from: source, log: true)
+            verify(source)
+            return nil
+        }
+        var packet = packet
+        let now = WallClock.now()
+        packet.items = packet.items.filter { item in
+            guard case .alive(let announcement) = item else { return true }
+            if isAdmitted(announcement.id, host: announcement.addresses.first?.host) { return true }
+            hold(MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil))
+            return false
+        }
+        return packet
+    }
+
+    func isAdmitted(_ id: NodeID, host: String?) -> Bool {
+        if id == me { return true }
+        guard let host, let entry = admitted[id] else { return false }
+        return entry.hosts.contains(host) && entry.until > Date()
+    }
+
+    /// Merges a member list from push/pull; with node identities only members proved at their
+    /// address pass, the others are held and dialed.
+    func receiveState(_ members: [MemberRecord]) {
+        guard security.identity != nil else {
+            handle(.remoteState(members))
+            return
+        }
+        var passed: [MemberRecord] = []
+        for record in members {
+            if isAdmitted(record.id, host: record.address?.host) {
+                passed.append(record)
+            } else {
+                hold(record)
+            }
+        }
+        if !passed.isEmpty { handle(.remoteState(passed)) }
+    }
+
+    func hold(_ record: MemberRecord) {
+        guard record.state == .alive || record.state == .suspect, let address = record.announcement.addresses.first
+        else { return }
+        if let previous = held[record.id] {
+            if previous.announcement.incarnation <= record.announcement.incarnation { held[record.id] = record }
+        } else if held.count < Self.maxHeld {
+            held[record.id] = record
+        }
+        verify(address)
+    }
+
+    /// Dials `address` to learn who holds it (at most every 2 s per address).
+    func verify(_ address: PeerAddress) {
+        let now = WallClock.now()
+        if let last = lastVerification[address], now - last < Self.verificationInterval { return }
+        if lastVerification.count >= Self.maxHeld { lastVerification.removeAll() }
+        lastVerification[address] = now
+        Task {
+            try? await self.dial(address, timeout: 10) { _ in }
+        }
+    }
+
+    /// A peer proved its node ID on a stream we opened to `host`: admit it there, and let its
+    /// held announcement through if that is where it said it is.
+    func admitted(_ peer: VerifiedPeer, at host: String) {
+        let wasKnown = admitted[peer.id]?.hosts.contains(host) == true
+        var entry = admitted[peer.id] ?? (hosts: [], until: peer.validUntil)
+        entry.hosts.insert(host)
+        entry.until = peer.validUntil
+        admitted[peer.id] = entry
+        if !wasKnown {
+            logger.info(
+                "admitted cluster peer",
+                metadata: ["dm.peer": "\(peer.name)", "dm.peer_id": "\(peer.id)", "dm.host": "\(host)"])
+        }
+        if let record = held[peer.id], isAdmitted(peer.id, host: record.announcement.addresses.first?.host) {
+            held[peer.id] = nil
+            handle(.remoteState([record]))
         }
     }
 
@@ -226,50 +361,60 @@ public actor ClusterNode {
         }
         let isIPv6 = remote.protocol == .inet6
         guard let writer = udpWriters.first(where: { $0.isIPv6 == isIPv6 })?.writer else { return }
+        let wire = sealer != nil ? sealer!.seal(bytes) : bytes
         counters.packetsOut += 1
-        counters.bytesOut += bytes.count
+        counters.bytesOut += wire.count
         node.metrics.packetsOut.increment()
-        node.metrics.bytesOut.increment(by: bytes.count)
-        let envelope = AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes))
+        node.metrics.bytesOut.increment(by: wire.count)
+        let envelope = AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: wire))
         Task { try? await writer.write(envelope) }
     }
 
     // MARK: TCP: serving
 
     nonisolated func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        let remote = connection.channel.remoteAddress.flatMap(PeerAddress.init)
         do {
             try await withTimeout(seconds: 300) {
                 try await connection.executeThenClose { inbound, outbound in
-                    var reader = FrameReader(inbound)
-                    guard let first = try await reader.frame() else { return }
+                    var session = try await StreamSession.open(
+                        inbound: inbound, outbound: outbound, initiator: false, security: self.security, me: self.me)
+                    guard let first = try await session.reader.frame() else { return }
                     switch first {
                     case .hello(let join, let members, let root):
-                        try await self.answerSync(
-                            join: join, members: members, root: root, reader: &reader, outbound: outbound)
+                        try await self.answerSync(join: join, members: members, root: root, session: &session)
                     case .fetch(let name):
-                        try await self.answerFetch(name, outbound: outbound)
+                        try await self.answerFetch(name, writer: session.writer)
                     default:
                         throw WireError.invalid("first message")
                     }
                 }
             }
+        } catch let refusal as HandshakeRefusal {
+            noteRefused(refusal, peer: remote.map { "\($0)" } ?? "unknown")
         } catch {
             logger.debug("TCP session ended: \(error)")
         }
     }
 
+    nonisolated func noteRefused(_ refusal: HandshakeRefusal, peer: String) {
+        node.metrics.refusedStream(refusal.label)
+        logger.warning(
+            "refused cluster connection", metadata: ["dm.peer": "\(peer)", "dm.reason": "\(refusal.description)"])
+    }
+
     nonisolated func answerSync(
-        join: Bool, members: [MemberRecord], root: [UInt8], reader: inout FrameReader,
-        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        join: Bool, members: [MemberRecord], root: [UInt8], session: inout StreamSession
     ) async throws {
         let reply = await syncReply(members: members, root: root)
-        try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(reply)))
-        guard case .reply(_, _, .some) = reply, case .summaries(let buckets, let theirs)? = try await reader.frame()
+        try await session.writer.send(reply)
+        guard case .reply(_, _, .some) = reply,
+            case .summaries(let buckets, let theirs)? = try await session.reader.frame()
         else {
             return
         }
         let mine = await mesh.files.summaries(inBuckets: buckets)
-        try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(.summaries(buckets: buckets, versions: mine))))
+        try await session.writer.send(.summaries(buckets: buckets, versions: mine))
         // Fetch what the caller has newer, from the caller's own listener.
         if let caller = members.first?.announcement.addresses.first {
             await fetchAll(await mesh.files.newerElsewhere(theirs), from: caller)
@@ -279,7 +424,7 @@ public actor ClusterNode {
     /// Merges the caller's member list and answers with ours (and bucket digests if the roots differ).
     func syncReply(members: [MemberRecord], root: [UInt8]) -> SyncMessage {
         countSync()
-        handle(.remoteState(members))
+        receiveState(members)
         let differs = root != mesh.files.rootDigest
         return .reply(
             members: mesh.localState, root: mesh.files.rootDigest, buckets: differs ? mesh.files.bucketDigests : nil)
@@ -295,16 +440,15 @@ public actor ClusterNode {
         node.metrics.fetches.increment()
     }
 
-    nonisolated func answerFetch(_ name: FileName, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
+    nonisolated func answerFetch(_ name: FileName, writer: StreamWriter) async throws {
         let store = node.store
         guard let (stored, file) = try await Blocking.run({ try store.openContent(name) }) else {
             // Tombstones and expired versions travel without content.
             let held = store.current(name)?.version
-            try await outbound.write(
-                ByteBuffer(bytes: SyncCodec.encode(.fetchReply(held?.isTombstone == true ? held : nil))))
+            try await writer.send(.fetchReply(held?.isTombstone == true ? held : nil))
             return
         }
-        try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(.fetchReply(stored.version))))
+        try await writer.send(.fetchReply(stored.version))
         var offset = 0
         let length = Int(stored.version.contentLength)
         while offset < length {
@@ -312,7 +456,7 @@ public actor ClusterNode {
             let chunk = try await Blocking.run { file.read(at: start, upTo: min(1 << 18, length - start)) }
             guard chunk.readableBytes > 0 else { throw WireError.truncated }
             offset += chunk.readableBytes
-            try await outbound.write(chunk)
+            try await writer.write(chunk)
         }
     }
 
@@ -328,32 +472,48 @@ public actor ClusterNode {
             }
     }
 
+    /// Opens a stream to `address` (handshake included: a peer proving its identity is admitted
+    /// at that host) and runs `body` on it, all within `timeout` seconds.
+    nonisolated func dial<T: Sendable>(
+        _ address: PeerAddress, timeout: Int64, _ body: @escaping @Sendable (inout StreamSession) async throws -> T
+    ) async throws -> T {
+        let channel = try await connect(address)
+        do {
+            return try await withTimeout(seconds: timeout) {
+                try await channel.executeThenClose { inbound, outbound in
+                    var session = try await StreamSession.open(
+                        inbound: inbound, outbound: outbound, initiator: true, security: self.security, me: self.me)
+                    if let peer = session.peer { await self.admitted(peer, at: address.host) }
+                    return try await body(&session)
+                }
+            }
+        } catch let refusal as HandshakeRefusal {
+            noteRefused(refusal, peer: "\(address)")
+            throw refusal
+        }
+    }
+
     /// Push/pull: exchange member lists, then (when the root digests differ) the summaries of
     /// differing buckets, and fetch what the peer has newer.
     nonisolated func sync(with address: PeerAddress, join: Bool) async {
         do {
             await countSync()
             let hello = SyncMessage.hello(join: join, members: await mesh.localState, root: await mesh.files.rootDigest)
-            let channel = try await connect(address)
-            let (wanted, peerAddress) = try await withTimeout(seconds: 30) {
-                try await channel.executeThenClose { inbound, outbound -> ([VersionSummary], PeerAddress) in
-                    var reader = FrameReader(inbound)
-                    try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(hello)))
-                    guard case .reply(let members, _, let buckets)? = try await reader.frame() else {
-                        throw WireError.invalid("sync reply")
-                    }
-                    let peerAddress = members.first?.announcement.addresses.first ?? address
-                    await self.handle(.remoteState(members))
-                    guard let buckets else { return ([], peerAddress) }
-                    let differing = await self.mesh.files.differingBuckets(buckets)
-                    let mine = await self.mesh.files.summaries(inBuckets: differing)
-                    try await outbound.write(
-                        ByteBuffer(bytes: SyncCodec.encode(.summaries(buckets: differing, versions: mine))))
-                    guard case .summaries(_, let theirs)? = try await reader.frame() else {
-                        throw WireError.invalid("summaries")
-                    }
-                    return (await self.mesh.files.newerElsewhere(theirs), peerAddress)
+            let (wanted, peerAddress) = try await dial(address, timeout: 30) { session in
+                try await session.writer.send(hello)
+                guard case .reply(let members, _, let buckets)? = try await session.reader.frame() else {
+                    throw WireError.invalid("sync reply")
                 }
+                let peerAddress = members.first?.announcement.addresses.first ?? address
+                await self.receiveState(members)
+                guard let buckets else { return ([VersionSummary](), peerAddress) }
+                let differing = await self.mesh.files.differingBuckets(buckets)
+                let mine = await self.mesh.files.summaries(inBuckets: differing)
+                try await session.writer.send(.summaries(buckets: differing, versions: mine))
+                guard case .summaries(_, let theirs)? = try await session.reader.frame() else {
+                    throw WireError.invalid("summaries")
+                }
+                return (await self.mesh.files.newerElsewhere(theirs), peerAddress)
             }
             if join { logger.info("joined through \(address)") }
             await fetchAll(wanted, from: peerAddress)
@@ -382,40 +542,36 @@ public actor ClusterNode {
     nonisolated func fetchAndStore(_ name: FileName, from address: PeerAddress, expected: FileVersion? = nil) async {
         await countFetch()
         do {
-            let channel = try await connect(address)
-            try await withTimeout(seconds: 600) {
-                try await channel.executeThenClose { inbound, outbound in
-                    var reader = FrameReader(inbound)
-                    try await outbound.write(ByteBuffer(bytes: SyncCodec.encode(.fetch(name))))
-                    guard case .fetchReply(let offered)? = try await reader.frame() else {
-                        throw WireError.invalid("fetch reply")
-                    }
-                    guard let version = offered, version.name == name else {
-                        if let expected { await self.handle(.storeFailed(expected)) }
-                        return
-                    }
-                    if version.isTombstone {
-                        await self.commit(version, content: [], peer: address)
-                        return
-                    }
-                    // Refused (and logged) before any content is transferred.
-                    if self.node.precheck(
-                        name: name, signer: version.signer, contentLength: version.contentLength,
-                        timestamp: version.timestamp, validFor: version.validFor, signature: version.signature,
-                        origin: "\(address)") != nil
-                    {
-                        if let expected { await self.handle(.storeFailed(expected)) }
-                        return
-                    }
-                    let store = self.node.store
-                    let upload = try await Blocking.run { try store.makeUpload() }
-                    defer { upload.discard() }
-                    try await reader.stream(version.contentLength) { chunk in
-                        try await Blocking.run { try chunk.withUnsafeReadableBytes { try upload.write($0) } }
-                    }
-                    _ = try await Blocking.run { try upload.finish() }
-                    await self.submit(version, upload: upload, peer: address)
+            try await dial(address, timeout: 600) { session in
+                try await session.writer.send(.fetch(name))
+                guard case .fetchReply(let offered)? = try await session.reader.frame() else {
+                    throw WireError.invalid("fetch reply")
                 }
+                guard let version = offered, version.name == name else {
+                    if let expected { await self.handle(.storeFailed(expected)) }
+                    return
+                }
+                if version.isTombstone {
+                    await self.commit(version, content: [], peer: address)
+                    return
+                }
+                // Refused (and logged) before any content is transferred.
+                if self.node.precheck(
+                    name: name, signer: version.signer, contentLength: version.contentLength,
+                    timestamp: version.timestamp, validFor: version.validFor, signature: version.signature,
+                    origin: "\(address)") != nil
+                {
+                    if let expected { await self.handle(.storeFailed(expected)) }
+                    return
+                }
+                let store = self.node.store
+                let upload = try await Blocking.run { try store.makeUpload() }
+                defer { upload.discard() }
+                try await session.reader.stream(version.contentLength) { chunk in
+                    try await Blocking.run { try chunk.withUnsafeReadableBytes { try upload.write($0) } }
+                }
+                _ = try await Blocking.run { try upload.finish() }
+                await self.submit(version, upload: upload, peer: address)
             }
         } catch {
             logger.info("fetch of \(name) from \(address) failed: \(error)")

@@ -1,18 +1,75 @@
 import DataMesherCore
+import NIOConcurrencyHelpers
 import NIOCore
 
-/// Reads exact byte counts from a TCP stream of `ByteBuffer`s, for SyncCodec frames and the
-/// raw content after a fetch reply. Every read is bounded by the frame limit.
-struct FrameReader {
+/// The bytes of a TCP stream after its preamble: as they come, or opened record by record when
+/// the stream is sealed (`StreamCipher`).
+struct ChunkSource {
     var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    var pending = ByteBuffer()
+    /// Received and not yet handed on (plain) or not yet opened (sealed).
+    var raw = ByteBuffer()
+    var cipher: StreamCipher?
 
     init(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) { iterator = inbound.makeAsyncIterator() }
+
+    mutating func fillRaw(_ count: Int) async throws -> Bool {
+        while raw.readableBytes < count {
+            guard var chunk = try await iterator.next() else { return false }
+            raw.writeBuffer(&chunk)
+        }
+        return true
+    }
+
+    /// Exactly `count` bytes as they arrived (the preamble).
+    mutating func readRaw(_ count: Int) async throws -> [UInt8] {
+        guard try await fillRaw(count) else { throw WireError.truncated }
+        return raw.readBytes(length: count) ?? []
+    }
+
+    /// The next sealed record's length prefix and body; nil at a clean end of stream.
+    mutating func readRecord() async throws -> (prefix: [UInt8], record: [UInt8])? {
+        guard try await fillRaw(4) else {
+            if raw.readableBytes == 0 { return nil }
+            throw WireError.truncated
+        }
+        let prefix = raw.getBytes(at: raw.readerIndex, length: 4) ?? []
+        let length = try StreamCipher.recordLength(prefix)
+        guard try await fillRaw(4 + length) else { throw WireError.truncated }
+        raw.moveReaderIndex(forwardBy: 4)
+        return (prefix, raw.readBytes(length: length) ?? [])
+    }
+
+    /// The next plain chunk; nil at a clean end of stream.
+    mutating func next() async throws -> ByteBuffer? {
+        guard var cipher else {
+            if raw.readableBytes > 0 {
+                defer { raw = ByteBuffer() }
+                return raw
+            }
+            return try await iterator.next()
+        }
+        guard let (prefix, record) = try await readRecord() else { return nil }
+        let plain = try cipher.open(prefix: prefix, record: record)
+        self.cipher = cipher
+        return ByteBuffer(bytes: plain)
+    }
+}
+
+/// Reads exact byte counts from a TCP stream, for SyncCodec frames and the raw content after a
+/// fetch reply. Every read is bounded by the frame limit.
+struct FrameReader {
+    var source: ChunkSource
+    var pending = ByteBuffer()
+
+    init(_ source: ChunkSource, pending: ByteBuffer = ByteBuffer()) {
+        self.source = source
+        self.pending = pending
+    }
 
     /// Makes sure at least `count` bytes are buffered; false at end of stream.
     mutating func fill(_ count: Int) async throws -> Bool {
         while pending.readableBytes < count {
-            guard var chunk = try await iterator.next() else { return false }
+            guard var chunk = try await source.next() else { return false }
             pending.writeBuffer(&chunk)
         }
         return true
@@ -33,12 +90,20 @@ struct FrameReader {
         return try SyncCodec.decode(type: type, payload: try await read(length))
     }
 
+    /// A length-prefixed blob (u32 length) of at most `limit` bytes.
+    mutating func blob(limit: Int) async throws -> [UInt8] {
+        let prefix = try await read(4)
+        let length = prefix.reduce(0) { $0 << 8 | Int($1) }
+        guard length <= limit else { throw WireError.tooLong(field: "handshake", length: length, limit: limit) }
+        return try await read(length)
+    }
+
     /// Hands the raw content that follows a fetch reply to `sink`, chunk by chunk.
     mutating func stream(_ length: UInt64, into sink: (ByteBuffer) async throws -> Void) async throws {
         var remaining = length
         while remaining > 0 {
             if pending.readableBytes == 0 {
-                guard let chunk = try await iterator.next() else { throw WireError.truncated }
+                guard let chunk = try await source.next() else { throw WireError.truncated }
                 pending = chunk
             }
             let take = Int(min(UInt64(pending.readableBytes), remaining))
@@ -46,4 +111,33 @@ struct FrameReader {
             remaining -= UInt64(take)
         }
     }
+}
+
+/// Writes to a TCP stream, sealing each write as one record when the stream is encrypted.
+final class StreamWriter: Sendable {
+    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    let cipher: NIOLockedValueBox<StreamCipher?>
+
+    init(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, cipher: StreamCipher?) {
+        self.outbound = outbound
+        self.cipher = NIOLockedValueBox(cipher)
+    }
+
+    func write(_ bytes: [UInt8]) async throws {
+        let sealed: [UInt8]? = cipher.withLockedValue { cipher in
+            guard cipher != nil else { return nil }
+            return cipher?.seal(bytes)
+        }
+        try await outbound.write(ByteBuffer(bytes: sealed ?? bytes))
+    }
+
+    func write(_ buffer: ByteBuffer) async throws {
+        if cipher.withLockedValue({ $0 == nil }) {
+            try await outbound.write(buffer)
+        } else {
+            try await write(Array(buffer.readableBytesView))
+        }
+    }
+
+    func send(_ message: SyncMessage) async throws { try await write(SyncCodec.encode(message)) }
 }

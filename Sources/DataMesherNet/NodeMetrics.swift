@@ -46,6 +46,11 @@ public final class NodeMetrics: Sendable {
             .increment()
     }
 
+    func refusedStream(_ reason: String) {
+        Metrics.Counter(label: "dm_cluster_streams_refused_total", dimensions: [("reason", reason)], factory: factory)
+            .increment()
+    }
+
     /// The Prometheus text, with the gauges that describe state brought up to date first.
     public func render(store: FileStore, members: [MemberInfo]) -> [UInt8] {
         let all = store.list()

@@ -13,6 +13,7 @@ struct DataMesher: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             ServerCommand.self, FileCommand.self, MembersCommand.self, GenerateCommand.self, KeyCommand.self,
+            CertificateCommand.self,
         ]
     )
 }

@@ -8,8 +8,11 @@ import Foundation
 struct GenerateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Generate keys.",
-        subcommands: [GenerateKeypair.self, GenerateSigningKey.self]
+        abstract: "Generate signing keys, the cluster keyring key, and the CA and node identity keys.",
+        subcommands: [
+            GenerateKeypair.self, GenerateSigningKey.self, GenerateKeyringKey.self, GenerateCA.self,
+            GenerateNodeKey.self,
+        ]
     )
 }
 
@@ -53,6 +56,52 @@ struct GenerateSigningKey: AsyncParsableCommand {
     @OptionGroup var paths: KeyPairPaths
 
     func run() async throws { try await reportingErrors { try paths.write() } }
+}
+
+struct GenerateCA: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ca",
+        abstract: "Generate the ED25519 key pair of a certificate authority for node identities.",
+        discussion: """
+            The public key goes into every node's `certificate_authorities`; keep the private key offline
+            and sign node keys with `data-mesher certificate sign`.
+            """
+    )
+    @OptionGroup var paths: KeyPairPaths
+
+    func run() async throws { try await reportingErrors { try paths.write() } }
+}
+
+struct GenerateNodeKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node-key",
+        abstract: "Generate a node's ED25519 identity key pair (`identity_key`; sign its public key with the CA)."
+    )
+    @OptionGroup var paths: KeyPairPaths
+
+    func run() async throws { try await reportingErrors { try paths.write() } }
+}
+
+struct GenerateKeyringKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyring-key",
+        abstract: "Generate a pre-shared cluster key for `[cluster.encryption] keyring` (base64 of 32 random bytes).",
+        discussion: "The same as `openssl rand -base64 32`; the file is written with mode 0600."
+    )
+    @Option(help: "Where to write the key.")
+    var output: String
+
+    @Flag(help: "Replace an existing file.")
+    var force = false
+
+    func run() async throws {
+        try await reportingErrors {
+            if !force && FileManager.default.fileExists(atPath: output) {
+                throw CLIError("\(output) already exists; pass --force to replace it")
+            }
+            try DiskIO.writeFileAtomically(output, bytes: Array(KeyringFile.generate().utf8), mode: 0o600)
+        }
+    }
 }
 
 struct KeyCommand: AsyncParsableCommand {

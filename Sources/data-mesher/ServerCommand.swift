@@ -18,16 +18,54 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Path of the configuration file.")
     var config: String = "/etc/data-mesher/dm.toml"
 
+    @Flag(help: "Check the configuration and the files it names, print what would be bound and joined, and exit.")
+    var checkConfig = false
+
     func run() async throws {
         try await reportingErrors {
-            let config = try ConfigLoader.load(path: config)
-            try await Server(config: config).run()
+            let loaded = try ConfigLoader.load(path: config)
+            if checkConfig {
+                for line in try Server.plan(loaded, path: config) { print(line) }
+                return
+            }
+            try await Server(config: loaded).run()
         }
     }
 }
 
 struct Server {
     let config: NodeConfig
+
+    /// What `server` would do with `config`, as lines for people (`--check-config`); throws what
+    /// `server` would stop on.
+    static func plan(_ config: NodeConfig, path: String) throws -> [String] {
+        let httpAddresses = try InterfaceResolver.addresses(for: config.http.interfaces, key: "http.interfaces")
+        let clusterAddresses = try InterfaceResolver.addresses(
+            for: config.cluster.interfaces, key: "cluster.interfaces")
+        let security = try ClusterSecurity.load(config.cluster.encryption)
+        let port = config.cluster.port
+        let names = config.filePolicy.allowedSigners.keys.map(\.value).sorted()
+        let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
+        let cluster = clusterAddresses.map { PeerAddress(host: $0, port: port).description }
+        let join =
+            config.cluster.bootstrapNodes.isEmpty
+            ? "no bootstrap nodes (waits for others to join it)"
+            : config.cluster.bootstrapNodes.map(\.description).joined(separator: ", ")
+        let http = httpAddresses.map { "http://" + PeerAddress(host: $0, port: config.http.port).description }
+        let files = names.isEmpty ? "0 names" : "\(names.count) names (\(names.joined(separator: ", ")))"
+        var lines: [String] = []
+        lines.append("config \(path): valid")
+        lines.append("node: \(nodeName), state_dir \(config.stateDir), log_level \(config.logLevel.rawValue)")
+        lines.append("cluster: udp+tcp " + cluster.joined(separator: ", "))
+        lines.append("join: " + join)
+        lines.append("http: " + http.joined(separator: ", "))
+        lines.append("files: " + files)
+        lines.append("encryption: " + security.summary)
+        if let problem = security.ownCertificateProblem(now: Date()) {
+            lines.append("warning: this node's certificate will be refused by its peers: \(problem)")
+        }
+        return lines
+    }
 
     func run() async throws {
         let level = Server.logLevel(config.logLevel)
@@ -54,7 +92,12 @@ struct Server {
         var settings = MeshSettings()
         settings.joinInterval = Int64(clamping: config.cluster.joinInterval)
         settings.pushPullInterval = Int64(clamping: config.cluster.pushPullInterval)
-        let cluster = ClusterNode(node: node, bindAddresses: clusterAddresses, settings: settings, logger: logger)
+        let security = try ClusterSecurity.load(config.cluster.encryption)
+        if let problem = security.ownCertificateProblem(now: Date()) {
+            logger.error("this node's certificate will be refused by its peers: \(problem)")
+        }
+        let cluster = ClusterNode(
+            node: node, bindAddresses: clusterAddresses, settings: settings, security: security, logger: logger)
         node.addListener(cluster)
 
         let api = API(node: node)
@@ -71,7 +114,7 @@ struct Server {
             "data-mesher \(DataMesherVersion.string) starting",
             metadata: [
                 "dm.node_id": "\(store.nodeID)", "dm.state_dir": "\(config.stateDir)",
-                "dm.files": "\(store.list().filter(\.isServed).count)",
+                "dm.files": "\(store.list().filter(\.isServed).count)", "dm.encryption": "\(security.summary)",
             ])
         let group = ServiceGroup(
             configuration: .init(
