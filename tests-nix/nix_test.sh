@@ -31,10 +31,15 @@ passed=0
 failed=0
 WORK=""
 NS=""
+DAEMON_PID=""
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM HUP
+    if [ -n "$DAEMON_PID" ]; then
+        kill -KILL "$DAEMON_PID" 2>/dev/null
+        wait "$DAEMON_PID" 2>/dev/null
+    fi
     if [ -n "$NS" ]; then
         local pid
         for pid in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
@@ -75,6 +80,9 @@ need=()
 command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+/usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need+=(python3-seccomp)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "$T: installing ${need[*]}"
@@ -446,6 +454,100 @@ netns_part() {
         check "check-config: the clan service's dm.toml with the generated keyring, identity and CA" "$WORK/clan.toml" 0 \
             '^config .*: valid' '^node: alpha' '^encryption: .*keyring of 1 key' 'identity "alpha" valid until' '1 CA key'
     fi
+
+    hardened_run
+}
+
+# The daemon under the unit's sandbox, as far as it can be rebuilt without systemd: an
+# unprivileged user with no capabilities and no_new_privs (User=, CapabilityBoundingSet=,
+# NoNewPrivileges=), and the unit's system-call and address-family filters
+# (tests-nix/seccomp_exec.py). It must start, serve, take an upload, write the file 0640,
+# and stop on SIGTERM.
+hardened_run() {
+    local name="hardened: the daemon runs as an unprivileged user under the unit's seccomp filters"
+    if ! /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || ! command -v setpriv >/dev/null 2>&1 ||
+        ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+        skip "hardened run needs python3-seccomp, setpriv, systemd-analyze and curl"
+        return
+    fi
+    local dir="$WORK/hard" bin="$DM_BIN" out pub i code
+    mkdir -p "$dir/state"
+    chown 65534:65534 "$dir/state"
+    chmod 750 "$dir/state"
+    # the unprivileged user must be able to run the binary where it is; else use a copy
+    if ! setpriv --reuid 65534 --regid 65534 --clear-groups test -x "$bin"; then
+        cp "$DM_BIN" "$dir/data-mesher" && chmod 755 "$dir/data-mesher"
+        bin="$dir/data-mesher"
+    fi
+    if ! out=$("$DM_BIN" generate keypair --private-key-path "$dir/signing.key" --public-key-path "$dir/signing.pub" 2>&1) ||
+        ! pub=$("$DM_BIN" key public "$dir/signing.key" 2>&1); then
+        bad "$name" "generate keypair / key public: $out $pub"
+        return
+    fi
+    if ! out=$(nix_eval -E "{ stateDir, pub }: (import $ROOT/nix/lib.nix).renderDmToml {
+            settings = { interfaces = [ \"eth1\" ]; bootstrapNodes = [ \"192.168.1.1:7946\" ]; files.\"config:app\" = [ pub ]; logLevel = \"debug\"; };
+            inherit stateDir; machineName = \"hardened\";
+          }" --argstr stateDir "$dir/state" --argstr pub "$pub" 2>&1); then
+        bad "$name" "render: $out"
+        return
+    fi
+    json_raw <<<"$out" >"$dir/dm.toml"
+    chmod 644 "$dir/dm.toml"
+    ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups --bounding-set -all --inh-caps -all \
+        --no-new-privs /usr/bin/python3 "$ROOT/tests-nix/seccomp_exec.py" -- "$bin" server --config "$dir/dm.toml" \
+        >"$dir/log" 2>&1 </dev/null &
+    DAEMON_PID=$!
+    code=""
+    for i in $(seq 1 120); do
+        code=$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:7331/v1/info 2>/dev/null)
+        [ "$code" = 200 ] && break
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    if [ "$code" != 200 ]; then
+        bad "$name" "the API did not answer (last HTTP code '${code}'); daemon log:"$'\n'"$(tail -n 40 "$dir/log")"
+        return
+    fi
+    printf 'hardened payload %s\n' "$$" >"$dir/payload"
+    if ! out=$(ip netns exec "$NS" timeout 30 "$DM_BIN" file update "$dir/payload" --name config:app \
+        --key "$dir/signing.key" --url http://127.0.0.1:7331 2>&1); then
+        bad "$name" "upload refused: $out"$'\n'"$(tail -n 40 "$dir/log")"
+        return
+    fi
+    ip netns exec "$NS" curl -s --max-time 5 -o "$dir/fetched" http://127.0.0.1:7331/v1/files/config:app
+    if ! cmp -s "$dir/payload" "$dir/fetched"; then
+        bad "$name" "GET /v1/files/config:app did not return the upload"$'\n'"$(tail -n 40 "$dir/log")"
+        return
+    fi
+    local mode owner
+    mode=$(stat -c %a "$dir/state/files/config:app" 2>/dev/null)
+    owner=$(stat -c %u "$dir/state/files/config:app" 2>/dev/null)
+    if [ "$mode" != 640 ] || [ "$owner" != 65534 ]; then
+        bad "$name" "stored file mode '$mode' owner '$owner' (want 640, 65534)"
+        return
+    fi
+    kill -TERM "$DAEMON_PID"
+    local status=""
+    for i in $(seq 1 60); do
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 "$DAEMON_PID" 2>/dev/null; then
+        bad "$name" "the daemon did not stop within 30 s of SIGTERM"$'\n'"$(tail -n 20 "$dir/log")"
+        return
+    fi
+    wait "$DAEMON_PID"
+    status=$?
+    DAEMON_PID=""
+    if [ "$status" != 0 ]; then
+        bad "$name" "exit status $status after SIGTERM"$'\n'"$(tail -n 20 "$dir/log")"
+        return
+    fi
+    if grep -qiE 'operation not permitted|EPERM|address family not supported' "$dir/log"; then
+        bad "$name" "the log mentions a refused system call:"$'\n'"$(grep -iE 'operation not permitted|EPERM|address family' "$dir/log" | head)"
+        return
+    fi
+    ok "$name (served, stored an upload 0640, stopped cleanly on SIGTERM)"
 }
 
 # The clan service's vars generators, run the way clan runs them ($out, $in), with the real
