@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 #if canImport(Glibc)
     import Glibc
@@ -76,6 +77,12 @@ public struct API: Sendable {
         router.delete("/v1/files/**") { request, _ in try await deleteFile(request) }
         router.get("/v1/members") { _, _ in jsonResponse(.ok, node.members()) }
         router.get("/v1/info") { _, _ in jsonResponse(.ok, info()) }
+        router.get("/v1/events") { request, _ in try events(request) }
+        router.get("/") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                body: .init(byteBuffer: ByteBuffer(string: StatusPage.html)))
+        }
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -83,6 +90,50 @@ public struct API: Sendable {
                     byteBuffer: ByteBuffer(bytes: node.metrics.render(store: node.store, members: node.members()))))
         }
         return router
+    }
+
+    /// Seconds between `: keepalive` comments on an idle event stream.
+    static let keepaliveInterval: Duration = .seconds(15)
+
+    /// Server-sent events: `: connected`, then each event as it happens (after up to `?recent=N`
+    /// of the latest), with a keepalive comment when idle. Ends when the client goes away or the
+    /// node shuts down.
+    func events(_ request: Request) throws -> Response {
+        var recent = 0
+        if let text = request.uri.queryParameters.get("recent") {
+            guard let value = Int(text), (0...EventHub.kept).contains(value) else {
+                throw APIError(.badRequest, "recent must be a number from 0 to \(EventHub.kept)")
+            }
+            recent = value
+        }
+        let events = node.events.subscribe(recent: recent)
+        let (lines, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1024))
+        let forward = Task {
+            for await event in events { continuation.yield(event.serverSentEvent) }
+            continuation.finish()
+        }
+        let keepalive = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: Self.keepaliveInterval)
+                continuation.yield(": keepalive\n\n")
+            }
+        }
+        continuation.onTermination = { _ in
+            forward.cancel()
+            keepalive.cancel()
+        }
+        let body = ResponseBody { writer in
+            defer { continuation.finish() }
+            try await writer.write(ByteBuffer(string: ": connected\n\n"))
+            for await line in lines.cancelOnGracefulShutdown() {
+                try await writer.write(ByteBuffer(string: line))
+            }
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: body)
     }
 
     func listFiles() -> Response {

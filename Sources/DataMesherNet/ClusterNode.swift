@@ -179,11 +179,21 @@ public actor ClusterNode {
                 "dm.peer": "\(record.announcement.name)", "dm.peer_id": "\(record.id)",
                 "dm.incarnation": "\(record.announcement.incarnation)",
             ]
+            var event: NodeEvent.Kind?
             switch record.state {
-            case .alive: logger.info(previous == nil ? "member joined" : "member alive again", metadata: metadata)
+            case .alive:
+                logger.info(previous == nil ? "member joined" : "member alive again", metadata: metadata)
+                event = .memberJoined
             case .suspect: logger.info("member suspected", metadata: metadata)
-            case .dead: logger.warning("member declared dead", metadata: metadata)
-            case .left: logger.info("member left", metadata: metadata)
+            case .dead:
+                logger.warning("member declared dead", metadata: metadata)
+                event = .memberFailed
+            case .left:
+                logger.info("member left", metadata: metadata)
+                event = .memberLeft
+            }
+            if let event {
+                node.events.publish(NodeEvent(kind: event, time: WallClock.now(), member: memberInfo(record)))
             }
         case .refused(let name, let refusal, let from):
             node.metrics.refused(refusal)
@@ -202,14 +212,16 @@ public actor ClusterNode {
             return
         }
         publishedMembership = mesh.membershipVersion
-        let members = mesh.localState.map { record in
-            MemberInfo(
-                id: record.id.hex, name: record.announcement.name,
-                addresses: record.announcement.addresses.map(\.description),
-                state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
-                incarnation: record.announcement.incarnation)
-        }
+        let members = mesh.localState.map(memberInfo)
         snapshot.withLockedValue { $0 = (members, counters) }
+    }
+
+    func memberInfo(_ record: MemberRecord) -> MemberInfo {
+        MemberInfo(
+            id: record.id.hex, name: record.announcement.name,
+            addresses: record.announcement.addresses.map(\.description),
+            state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
+            incarnation: record.announcement.incarnation)
     }
 
     /// A version accepted through the local API.

@@ -32,6 +32,8 @@ public final class MeshNode: Sendable {
     /// Called with every version accepted through the local API, and every forgotten name.
     let listeners = NIOLockedValueBox<[any VersionListener]>([])
     public let metrics = NodeMetrics()
+    /// What `GET /v1/events` streams.
+    public let events = EventHub()
 
     public init(
         config: NodeConfig, store: FileStore, nodeName: String, clusterAddresses: [String], logger: Logger,
@@ -68,6 +70,10 @@ public final class MeshNode: Sendable {
 
     public func noteRefusal(_ refusal: Refusal, name: FileName, timestamp: Int64, origin: String?) {
         metrics.refused(refusal)
+        events.publish(
+            NodeEvent(
+                kind: .refused, time: now, name: name.value, timestamp: timestamp,
+                origin: origin == nil ? "local" : "peer", reason: refusal.description))
         var metadata: Logger.Metadata = [
             "dm.file": "\(name)", "dm.timestamp": "\(timestamp)", "dm.reason": "\(refusal.reason)",
         ]
@@ -96,6 +102,11 @@ public final class MeshNode: Sendable {
         switch result {
         case .stored(let stored):
             metrics.accepted.increment()
+            let acceptedAt = self.now
+            metrics.propagationDelay(
+                nanoseconds: acceptedAt - version.timestamp, origin: origin == nil ? "local" : "peer")
+            events.publish(
+                .file(stored.state == .tombstone ? .deleted : .accepted, version, time: acceptedAt, origin: origin))
             logger.info(
                 stored.state == .tombstone ? "deleted" : "stored version",
                 metadata: metadata.merging(["dm.bytes": "\(version.contentLength)"]) { $1 })
@@ -129,6 +140,12 @@ public final class MeshNode: Sendable {
             let events = try await Blocking.run { try store.sweep(policy: policy, now: now) }
             for event in events {
                 logger.info("\(event.description)")
+                if case .expired(let name) = event {
+                    self.events.publish(
+                        NodeEvent(
+                            kind: .expired, time: now, name: name.value,
+                            timestamp: store.current(name)?.version.timestamp))
+                }
                 if case .forgot(let name) = event {
                     for listener in listeners.withLockedValue({ $0 }) { await listener.forgotten(name) }
                 }

@@ -46,6 +46,12 @@ public final class NodeMetrics: Sendable {
             .increment()
     }
 
+    /// From a version's signed timestamp (its upload) to its acceptance here.
+    func propagationDelay(nanoseconds: Int64, origin: String) {
+        Metrics.Timer(label: "dm_propagation_delay", dimensions: [("origin", origin)], factory: factory)
+            .recordNanoseconds(max(0, nanoseconds))
+    }
+
     func refusedStream(_ reason: String) {
         Metrics.Counter(label: "dm_cluster_streams_refused_total", dimensions: [("reason", reason)], factory: factory)
             .increment()

@@ -52,7 +52,10 @@ struct Server {
             ? "no bootstrap nodes (waits for others to join it)"
             : config.cluster.bootstrapNodes.map(\.description).joined(separator: ", ")
         let http = httpAddresses.map { "http://" + PeerAddress(host: $0, port: config.http.port).description }
-        let files = names.isEmpty ? "0 names" : "\(names.count) names (\(names.joined(separator: ", ")))"
+        let files =
+            names.isEmpty
+            ? "none configured"
+            : "\(names.count) name\(names.count == 1 ? "" : "s") (\(names.joined(separator: ", ")))"
         var lines: [String] = []
         lines.append("config \(path): valid")
         lines.append("node: \(nodeName), state_dir \(config.stateDir), log_level \(config.logLevel.rawValue)")
