@@ -22,7 +22,7 @@
 #
 #   DM_BIN=/path/to/data-mesher bash tests-nix/nix_test.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
 T=nix_test
@@ -470,7 +470,7 @@ hardened_run() {
         skip "hardened run needs python3-seccomp, setpriv, systemd-analyze and curl"
         return
     fi
-    local dir="$WORK/hard" bin="$DM_BIN" out pub i code
+    local dir="$WORK/hard" bin="$DM_BIN" out pub code
     mkdir -p "$dir/state"
     chown 65534:65534 "$dir/state"
     chmod 750 "$dir/state"
@@ -498,7 +498,7 @@ hardened_run() {
         >"$dir/log" 2>&1 </dev/null &
     DAEMON_PID=$!
     code=""
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
         code=$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:7331/v1/info 2>/dev/null)
         [ "$code" = 200 ] && break
         kill -0 "$DAEMON_PID" 2>/dev/null || break
@@ -528,7 +528,7 @@ hardened_run() {
     fi
     kill -TERM "$DAEMON_PID"
     local status=""
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
         kill -0 "$DAEMON_PID" 2>/dev/null || break
         sleep 0.5
     done
@@ -572,8 +572,8 @@ vars_part() {
     ln -sf "$DM_BIN" "$WORK/bin/data-mesher"
     mapfile -t gens < <(jq -r 'keys[]' "$WORK/generators.json")
     # dependencies first: at most as many rounds as there are generators
-    local done_list=" " round gen deps dep ready script file missing
-    for round in $(seq 1 ${#gens[@]}); do
+    local done_list=" " gen deps dep ready script file missing
+    for _ in $(seq 1 ${#gens[@]}); do
         for gen in "${gens[@]}"; do
             [[ $done_list == *" $gen "* ]] && continue
             ready=1
