@@ -13,7 +13,7 @@ struct FileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "file",
         abstract: "Upload, delete, list and fetch signed files.",
-        subcommands: [FileUpdate.self, FileDelete.self, FileList.self, FileGet.self]
+        subcommands: [FileUpdate.self, FileDelete.self, FileList.self, FileGet.self, FileWatch.self]
     )
 }
 
