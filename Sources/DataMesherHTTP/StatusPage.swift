@@ -13,7 +13,7 @@ enum StatusPage {
         :root{--bg:#f4f6f9;--fg:#1c2330;--mut:#687186;--card:#fff;--line:#e2e6ed;--head:#f8f9fb;--ok:#1e9e58;--warn:#d48806;--bad:#d4443c;--off:#8a909c;--acc:#2e6bd9}
         @media (prefers-color-scheme:dark){:root{--bg:#13161b;--fg:#e3e7ee;--mut:#98a1b3;--card:#1b1f26;--line:#2b313b;--head:#20252d}}
         *{box-sizing:border-box}
-        body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;background:var(--bg);color:var(--fg)}
+        body{margin:0;font:14px/1.45 system-ui,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--fg)}
         header{display:flex;align-items:flex-start;gap:16px;padding:16px 24px;background:var(--card);border-bottom:1px solid var(--line)}
         #node{flex:1;min-width:0}
         h1{margin:0 0 6px;font-size:20px;font-weight:600}
@@ -238,9 +238,11 @@ enum StatusPage {
         function connect() {
           if (source) source.close();
           setLive(opened ? 'reconnecting' : 'connecting');
-          source = new EventSource('v1/events');
+          // The node replays its latest events first; each (re)connect restarts the list, no duplicates.
+          source = new EventSource('v1/events?recent=' + MAX_EVENTS);
           source.onopen = () => {
             setLive('live');
+            $('#events').replaceChildren(el('li', { class: 'empty' }, 'no events yet'));
             if (opened) refresh(...ALL); // catch up on what happened while we were away
             opened = true;
           };

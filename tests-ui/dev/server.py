@@ -2,9 +2,10 @@
 """Development server for the status page (not used by the tests).
 
 Serves GET / with the HTML extracted from Sources/DataMesherHTTP/StatusPage.swift (re-read on
-every request, so edits show on reload), proxies GET /v1/info, /v1/members, /v1/files to a real
-node, and serves a fake /v1/events stream built by polling that node once a second and turning
-the differences into events shaped like the real ones (accepted, deleted, expired,
+every request, so edits show on reload, no rebuild needed) and proxies GET /v1/info,
+/v1/members, /v1/files and the /v1/events stream to a real node. With --fake-events (for a node
+without /v1/events) it serves instead a fake stream built by polling that node once a second and
+turning the differences into events shaped like the real ones (accepted, deleted, expired,
 member_joined, member_left, member_failed).
 
     python3 tests-ui/dev/server.py --upstream http://127.0.0.11:7331 --listen 127.0.0.1:8089
@@ -22,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import statuspage  # noqa: E402
 
 UPSTREAM = ""
+FAKE_EVENTS = False
 
 
 def fetch(path):
@@ -52,8 +54,10 @@ class Handler(BaseHTTPRequestHandler):
             with open(statuspage.SWIFT, encoding="utf-8") as f:
                 html = statuspage.extract(f.read())
             self.send(200, "text/html; charset=utf-8", html.encode())
+        elif path == "/v1/events" and FAKE_EVENTS:
+            self.fake_events()
         elif path == "/v1/events":
-            self.events()
+            self.proxy_events()
         elif path in ("/v1/info", "/v1/members", "/v1/files"):
             try:
                 status, ctype, body = fetch(path)
@@ -65,7 +69,31 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send(404, "application/json", b'{"error":"not found"}')
 
-    def events(self):
+    def proxy_events(self):
+        try:
+            upstream = urllib.request.urlopen(UPSTREAM + self.path, timeout=60)
+        except urllib.error.HTTPError as e:
+            self.send(e.code, "application/json", e.read())
+            return
+        except OSError as e:
+            self.send(502, "application/json", json.dumps({"error": str(e)}).encode())
+            return
+        with upstream:
+            self.send_response(200)
+            self.send_header("Content-Type", upstream.headers.get("Content-Type", "text/event-stream"))
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for line in upstream:  # ends when the node closes the stream or goes quiet for 60 s
+                    self.wfile.write(line)
+                    if line == b"\n":
+                        self.wfile.flush()
+            except OSError:
+                return
+
+    def fake_events(self):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -115,12 +143,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global UPSTREAM
+    global UPSTREAM, FAKE_EVENTS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--upstream", required=True, help="base URL of a real node, e.g. http://127.0.0.11:7331")
     p.add_argument("--listen", default="127.0.0.1:8089", help="ADDR:PORT to serve on")
+    p.add_argument("--fake-events", action="store_true", help="make events by polling (node without /v1/events)")
     args = p.parse_args()
     UPSTREAM = args.upstream.rstrip("/")
+    FAKE_EVENTS = args.fake_events
     host, port = args.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), Handler)
     server.daemon_threads = True
