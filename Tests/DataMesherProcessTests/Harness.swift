@@ -141,9 +141,9 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
         }
     }
 
-    func tailOfLog() -> String {
+    func tailOfLog(_ characters: Int = 2000) -> String {
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-        return String(text.suffix(2000))
+        return String(text.suffix(characters))
     }
 
     func cleanUp() {
