@@ -98,9 +98,11 @@ struct APIClient {
 struct FileChunks: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     let file: ContentReader
+    var progress: ProgressBar? = nil
 
     struct AsyncIterator: AsyncIteratorProtocol {
         let file: ContentReader
+        let progress: ProgressBar?
         var offset = 0
 
         mutating func next() async throws -> ByteBuffer? {
@@ -111,9 +113,10 @@ struct FileChunks: AsyncSequence, Sendable {
             }
             guard chunk.readableBytes > 0 else { throw CLIError("the file changed while it was being uploaded") }
             offset += chunk.readableBytes
+            progress?.advance(by: chunk.readableBytes)
             return chunk
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(file: file) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(file: file, progress: progress) }
 }

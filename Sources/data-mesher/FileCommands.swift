@@ -96,10 +96,12 @@ struct FileUpdate: AsyncParsableCommand {
                 timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: digest.sha256,
                 contentLength: digest.length, key: key)
             let length = Int(digest.length)
+            let progress = ProgressBar.make("upload \(name)", total: length)
             let reply = try await client.send(
                 .PUT, "/v1/files/" + name.value,
                 headers: signedHeaders(version) + [("Content-Type", "application/octet-stream")],
-                body: .stream(FileChunks(file: file), length: .known(Int64(length))))
+                body: .stream(FileChunks(file: file, progress: progress), length: .known(Int64(length))))
+            progress?.finish()
             guard reply.status == 201 || reply.status == 200 else {
                 throw CLIError("the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
             }
@@ -196,8 +198,12 @@ struct FileGet: AsyncParsableCommand {
                 let expected = response.headers.first(name: "DM-SHA256") ?? ""
                 let sink = try OutputSink(path: output)
                 var hasher = SHA256()
+                let progress = ProgressBar.make(
+                    "get \(name)", total: response.headers.first(name: "Content-Length").flatMap { Int($0) } ?? 0)
+                defer { progress?.finish() }
                 do {
                     for try await chunk in response.body {
+                        progress?.advance(by: chunk.readableBytes)
                         try chunk.withUnsafeReadableBytes { bytes in
                             hasher.update(bufferPointer: bytes)
                             try sink.write(bytes)
