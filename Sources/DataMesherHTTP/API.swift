@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 
@@ -363,6 +364,10 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return error.response
+        } catch let error as HTTPParserError {
+            // The client sent a malformed request or went away mid-body: its problem, not ours.
+            context.logger.debug("request ended early: \(error)")
+            return jsonResponse(.badRequest, ErrorJSON(error: "malformed or incomplete request"))
         } catch let error as HTTPError {
             let message = error.body ?? (error.status == .notFound ? "no such endpoint" : error.status.reasonPhrase)
             return jsonResponse(error.status, ErrorJSON(error: message))
