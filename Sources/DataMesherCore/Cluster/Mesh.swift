@@ -270,9 +270,10 @@ public struct Mesh: Sendable {
 
     mutating func tick(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
         let scale = Int64(awareness + 1)
-        // Relays that saw no ack answer their requester with a nack.
-        for (sequence, relay) in relays where relay.deadline <= now {
-            relays[sequence] = nil
+        // Relays that saw no ack answer their requester with a nack. (What is due is handled in
+        // a fixed order: dictionary order differs between processes, and a replay must not.)
+        for sequence in Mesh.due(relays, now: now, deadline: { $0.deadline }) {
+            guard let relay = relays.removeValue(forKey: sequence) else { continue }
             out.append(
                 .send(Packet(sender: me.id, message: .nack(sequence: relay.requesterSequence)), to: relay.requester))
         }
@@ -308,9 +309,9 @@ public struct Mesh: Sendable {
             }
         }
         // Suspicions that ran out: the member is dead.
-        for (id, suspicion) in suspicions where suspicion.deadline <= now {
-            suspicions[id] = nil
-            guard var record = members[id], record.state == .suspect,
+        for id in Mesh.due(suspicions, now: now, deadline: { $0.deadline }) {
+            guard let suspicion = suspicions.removeValue(forKey: id), var record = members[id],
+                record.state == .suspect,
                 record.announcement.incarnation == suspicion.incarnation
             else { continue }
             let previous = record.state
@@ -358,6 +359,14 @@ public struct Mesh: Sendable {
                 if now - record.since > settings.deadReap { removeRecord(id) }
             }
         }
+    }
+
+    /// The keys of `table` whose deadline has come, sorted.
+    static func due<Key: Comparable, Value>(_ table: [Key: Value], now: Int64, deadline: (Value) -> Int64) -> [Key] {
+        var keys: [Key] = []
+        for (key, value) in table where deadline(value) <= now { keys.append(key) }
+        if keys.count > 1 { keys.sort() }
+        return keys
     }
 
     mutating func startProbe(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
