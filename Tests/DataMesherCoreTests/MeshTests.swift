@@ -57,6 +57,136 @@ import Testing
     }
 }
 
+@Suite struct ClusterPartsTests {
+    @Test func nodeIDsKeepTheirBytesAndSortLikeThem() throws {
+        var rng = SplitMix64(state: 3)
+        var ids: [NodeID] = []
+        for _ in 0..<200 {
+            let bytes = (0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next() % 3) }
+            let id = try #require(NodeID(bytes: bytes))
+            #expect(id.bytes == bytes)
+            #expect(NodeID(hex: id.hex) == id)
+            ids.append(id)
+        }
+        #expect(ids.sorted().map(\.bytes) == ids.map(\.bytes).sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(NodeID(bytes: [1, 2, 3]) == nil)
+        // On the wire the ID is its 16 bytes, right after magic, version and type.
+        let packet = WireCodec.encode(Packet(sender: ids[0], message: .gossip))
+        #expect(Array(packet[4..<20]) == ids[0].bytes)
+    }
+
+    @Test func theQueueSendsLeastSentFirstAndNewerReplacesOlder() throws {
+        let a = WireTests.a
+        let b = WireTests.b
+        var queue = BroadcastQueue()
+        queue.enqueue(.suspect(a, incarnation: 1, from: b))
+        queue.enqueue(.suspect(b, incarnation: 1, from: a))
+        // Newest first among the least sent.
+        #expect(
+            queue.take(budget: 1400, limit: 3) == [
+                .suspect(b, incarnation: 1, from: a), .suspect(a, incarnation: 1, from: b),
+            ])
+        // A newer item about `a` replaces the queued one and goes out before the older `b`.
+        queue.enqueue(.dead(a, incarnation: 2, from: b))
+        #expect(
+            queue.take(budget: 1400, limit: 3) == [
+                .dead(a, incarnation: 2, from: b), .suspect(b, incarnation: 1, from: a),
+            ])
+        #expect(
+            queue.take(budget: 1400, limit: 3) == [
+                .dead(a, incarnation: 2, from: b), .suspect(b, incarnation: 1, from: a),
+            ])
+        // `b` reached its limit of 3; `a` has one more to go.
+        #expect(queue.take(budget: 1400, limit: 3) == [.dead(a, incarnation: 2, from: b)])
+        #expect(queue.take(budget: 1400, limit: 3).isEmpty)
+        #expect(queue.count == 0)
+        // A small budget takes what fits and leaves the rest for the next packet.
+        let size = WireCodec.encode(GossipItem.suspect(a, incarnation: 1, from: b)).count
+        queue.enqueue(.suspect(a, incarnation: 5, from: b))
+        queue.enqueue(.suspect(b, incarnation: 5, from: a))
+        #expect(queue.take(budget: size, limit: 2) == [.suspect(b, incarnation: 5, from: a)])
+        #expect(queue.take(budget: size, limit: 2) == [.suspect(a, incarnation: 5, from: b)])
+        #expect(queue.count == 2)
+    }
+
+    /// Packets carry their items' encoding from the broadcast queue; the bytes on the wire must
+    /// be exactly what encoding the items one by one gives.
+    @Test func keptItemEncodingsAreTheItemsEncoded() throws {
+        let signer = Signer()
+        let name = try FileName("config:app")
+        var cluster = simulatedCluster(size: 12, policy: FilePolicy(allowedSigners: [name: [signer.public_]]))
+        let checked = Box()
+        cluster.onDirective = { _, directive, _ in
+            guard case .send(let packet, _) = directive else { return }
+            let plain = Packet(sender: packet.sender, message: packet.message, items: packet.items)
+            if WireCodec.encode(packet) != WireCodec.encode(plain) { checked.mismatches += 1 }
+            guard !packet.items.isEmpty else { return }
+            checked.withItems += 1
+            // Changing the items drops the kept encoding.
+            var changed = packet
+            changed.items.append(.dead(WireTests.b, incarnation: 2, from: WireTests.a))
+            let changedPlain = Packet(sender: packet.sender, message: packet.message, items: changed.items)
+            if WireCodec.encode(changed) != WireCodec.encode(changedPlain) { checked.mismatches += 1 }
+        }
+        cluster.run(for: 3 * MeshTests.second)
+        let version = try signer.version("config:app", at: cluster.now, content: "hello")
+        cluster.feed(cluster.order[3], .localVersion(version, inline: Array("hello".utf8)))
+        cluster.crash(cluster.order[5])
+        cluster.run(for: 20 * MeshTests.second)
+        #expect(checked.mismatches == 0)
+        #expect(checked.withItems > 100)
+    }
+
+    final class Box: @unchecked Sendable {
+        var mismatches = 0
+        var withItems = 0
+    }
+
+    /// The simulator's cached signature verdicts must not change a single decision.
+    @Test func cachedSignatureVerdictsDecideExactlyAsEvaluate() throws {
+        let signer = Signer()
+        let other = Signer()
+        let now: Int64 = 1_800_000_000_000_000_000
+        let second: Int64 = 1_000_000_000
+        let names = ["a", "b", "c"]
+        var allowed: [FileName: Set<SignerKey>] = [:]
+        for name in names { allowed[try FileName(name)] = [signer.public_] }
+        let policy = FilePolicy(allowedSigners: allowed, networkID: "net", maxFileSize: 1000)
+        let held = try signer.version("a", at: now - 10 * second, network: "net")
+        var forged = try signer.version("a", at: now, network: "net")
+        forged.signature[0] ^= 1
+        var altered = try signer.version("a", at: now, network: "net")
+        altered.contentLength += 1
+        var badTombstone = try signer.version("a", at: now, network: "net", tombstone: true)
+        badTombstone.contentLength = 1
+        let versions = [
+            try signer.version("a", at: now, network: "net"),  // accepted
+            try signer.version("a", at: now - 20 * second, network: "net"),  // older than held
+            held,  // the same
+            try signer.version("zzz", at: now, network: "net"),  // name not configured
+            try other.version("a", at: now, network: "net"),  // signer not allowed
+            try signer.version("a", at: now, content: String(repeating: "x", count: 2000), network: "net"),
+            try signer.version("a", at: now + 3600 * second, network: "net"),  // in the future
+            try signer.version("a", at: now - 10 * second, validFor: UInt64(second), network: "net"),  // expired
+            try signer.version("a", at: now, network: "other"),  // another network
+            try signer.version("a", at: now, network: "net", tombstone: true),
+            try signer.version("a", at: now - 800 * 3600 * second, network: "net", tombstone: true),  // forgotten
+            forged, altered, badTombstone,
+        ]
+        let cache = SignatureCache()
+        for pass in 0..<2 {
+            for (number, version) in versions.enumerated() {
+                for current in [nil, held] {
+                    let direct = policy.evaluate(version, current: current, now: now)
+                    let cached = policy.evaluate(version, current: current, now: now, signatures: cache)
+                    #expect(direct == cached, "pass \(pass), version \(number): \(String(describing: direct))")
+                }
+            }
+        }
+        #expect(cache.isValid(versions[0]) && !cache.isValid(forged) && !cache.isValid(altered))
+    }
+}
+
 /// A simulated cluster of `size` cores (DataMesherSim), 1 ms latency, no loss.
 func simulatedCluster(size: Int, policy: FilePolicy, settings: MeshSettings = MeshSettings()) -> Simulation {
     var options = Simulation.Options()

@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 
 /// What a node holds, in the form anti-entropy needs: the newest version per name, and
 /// digests over them that cost O(1) to keep current.
@@ -11,9 +12,27 @@ public struct FileIndex: Sendable {
     public static let bucketCount = 256
 
     public private(set) var versions: [FileName: FileVersion] = [:]
-    var buckets = [[UInt8]](repeating: [UInt8](repeating: 0, count: 16), count: FileIndex.bucketCount)
+    /// The bucket digests, 16 bytes each, back to back.
+    var buckets = [UInt8](repeating: 0, count: FileIndex.bucketCount * 16)
+    /// The root digest once hashed, until the next change (which starts a new, empty one).
+    var rootCache = RootCache()
+
+    final class RootCache: Sendable {
+        let digest = Mutex<[UInt8]?>(nil)
+    }
 
     public init() {}
+
+    /// 16 bytes that are equal on two nodes holding the same versions: the hash of all bucket
+    /// digests, computed when first asked for after a change.
+    public var rootDigest: [UInt8] {
+        rootCache.digest.withLock { cached in
+            if let cached { return cached }
+            let root = FileIndex.root(of: buckets)
+            cached = root
+            return root
+        }
+    }
 
     public subscript(name: FileName) -> FileVersion? { versions[name] }
 
@@ -29,7 +48,20 @@ public struct FileIndex: Sendable {
         return Array(SHA256.hash(data: message).prefix(16))
     }
 
+    static func root(of buckets: [UInt8]) -> [UInt8] { Array(SHA256.hash(data: buckets).prefix(16)) }
+
     public mutating func set(_ version: FileVersion) {
+        place(version)
+        rootCache = RootCache()
+    }
+
+    /// Many versions at once (the store's content at start): the root is hashed once.
+    public mutating func set(_ many: [FileVersion]) {
+        for version in many { place(version) }
+        rootCache = RootCache()
+    }
+
+    mutating func place(_ version: FileVersion) {
         let bucket = FileIndex.bucket(of: version.name)
         if let old = versions[version.name] { xor(bucket, FileIndex.entryHash(old)) }
         versions[version.name] = version
@@ -39,22 +71,22 @@ public struct FileIndex: Sendable {
     public mutating func remove(_ name: FileName) {
         guard let old = versions.removeValue(forKey: name) else { return }
         xor(FileIndex.bucket(of: name), FileIndex.entryHash(old))
+        rootCache = RootCache()
     }
 
     mutating func xor(_ bucket: Int, _ hash: [UInt8]) {
-        for index in 0..<16 { buckets[bucket][index] ^= hash[index] }
+        for index in 0..<16 { buckets[bucket * 16 + index] ^= hash[index] }
     }
 
-    /// 16 bytes that are equal on two nodes holding the same versions.
-    public var rootDigest: [UInt8] { Array(SHA256.hash(data: buckets.flatMap { $0 }).prefix(16)) }
-
     /// The first 8 bytes of every bucket digest.
-    public var bucketDigests: [[UInt8]] { buckets.map { Array($0.prefix(8)) } }
+    public var bucketDigests: [[UInt8]] { (0..<FileIndex.bucketCount).map { prefix(of: $0) } }
+
+    func prefix(of bucket: Int) -> [UInt8] { Array(buckets[bucket * 16..<bucket * 16 + 8]) }
 
     /// Buckets whose digests differ from `theirs`.
     public func differingBuckets(_ theirs: [[UInt8]]) -> [Int] {
         guard theirs.count == FileIndex.bucketCount else { return Array(0..<FileIndex.bucketCount) }
-        return (0..<FileIndex.bucketCount).filter { Array(buckets[$0].prefix(8)) != theirs[$0] }
+        return (0..<FileIndex.bucketCount).filter { prefix(of: $0) != theirs[$0] }
     }
 
     /// Summaries of the versions in `bucketIndexes`, sorted by name.

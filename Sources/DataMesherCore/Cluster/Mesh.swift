@@ -81,6 +81,8 @@ public struct Mesh: Sendable {
     public private(set) var membershipVersion: UInt64 = 0
     /// Members declared dead lately, who still get gossip for `gossipToTheDead`.
     var recentlyDead: [NodeID] = []
+    /// Dead and departed members, the only ones reaping looks at.
+    var departed: Set<NodeID> = []
     public private(set) var files = FileIndex()
     public let bootstrap: [PeerAddress]
 
@@ -101,6 +103,8 @@ public struct Mesh: Sendable {
     var nextReconnect: Int64
     var nextReap: Int64
     public private(set) var leaving = false
+    /// Shared signature verdicts (a simulator's many cores); nil verifies every offered version.
+    public var signatureCache: SignatureCache?
 
     struct Probe: Sendable {
         var sequence: UInt32
@@ -121,14 +125,35 @@ public struct Mesh: Sendable {
     struct Suspicion: Sendable {
         var incarnation: UInt64
         var start: Int64
-        var confirmations: Set<NodeID>
+        private(set) var confirmations: Set<NodeID>
         var minimum: Int64
         var maximum: Int64
         /// Independent confirmations that bring the timeout down to `minimum`.
         var expected: Int
+        /// When the member is declared dead; moves with every new confirmation.
+        private(set) var deadline: Int64
 
-        var deadline: Int64 {
-            start
+        init(incarnation: UInt64, start: Int64, from: NodeID, minimum: Int64, maximum: Int64, expected: Int) {
+            self.incarnation = incarnation
+            self.start = start
+            self.confirmations = [from]
+            self.minimum = minimum
+            self.maximum = maximum
+            self.expected = expected
+            self.deadline = 0
+            updateDeadline()
+        }
+
+        /// Counts `from` as a confirmation; false if it had confirmed before.
+        mutating func confirm(_ from: NodeID) -> Bool {
+            guard confirmations.insert(from).inserted else { return false }
+            updateDeadline()
+            return true
+        }
+
+        mutating func updateDeadline() {
+            deadline =
+                start
                 + Mesh.suspicionTimeout(
                     confirmations: confirmations.count - 1, expected: expected, minimum: minimum, maximum: maximum)
         }
@@ -173,12 +198,18 @@ public struct Mesh: Sendable {
         if isLive && !present { liveIDs.insert(record.id, at: index) }
         if !isLive && present { liveIDs.remove(at: index) }
         if record.state == .dead && members[record.id]?.state != .dead { recentlyDead.append(record.id) }
+        if record.state == .dead || record.state == .left {
+            departed.insert(record.id)
+        } else {
+            departed.remove(record.id)
+        }
         members[record.id] = record
     }
 
     mutating func removeRecord(_ id: NodeID) {
         membershipVersion &+= 1
         members[id] = nil
+        departed.remove(id)
         liveIDs.removeAll { $0 == id }
     }
 
@@ -198,13 +229,18 @@ public struct Mesh: Sendable {
 
     /// Seeds the index with what the store holds at start.
     public mutating func load(_ versions: [FileVersion]) {
-        for version in versions { files.set(version) }
+        files.set(versions)
     }
 
     /// This node as others should see it, for push/pull.
     public var localState: [MemberRecord] {
-        [MemberRecord(announcement: me, state: leaving ? .left : .alive, since: 0, lastSource: nil)]
-            + members.values.sorted { $0.id < $1.id }
+        var out = [MemberRecord(announcement: me, state: leaving ? .left : .alive, since: 0, lastSource: nil)]
+        out.reserveCapacity(members.count + 1)
+        // Sorting the IDs and looking the records up is cheaper than sorting the records.
+        for id in members.keys.sorted() {
+            if let record = members[id] { out.append(record) }
+        }
+        return out
     }
 
     // MARK: Input
@@ -212,6 +248,15 @@ public struct Mesh: Sendable {
     public mutating func handle(_ input: MeshInput, now: Int64, rng: inout some RandomNumberGenerator)
         -> [MeshDirective]
     {
+        // The caller's generator is of a type from another module, so everything below would run
+        // as unspecialized generic code; behind one concrete type it is compiled for that type.
+        withUnsafeMutablePointer(to: &rng) { generator in
+            var random = MeshRandom { generator.pointee.next() }
+            return handle(input, now: now, random: &random)
+        }
+    }
+
+    mutating func handle(_ input: MeshInput, now: Int64, random rng: inout MeshRandom) -> [MeshDirective] {
         var out: [MeshDirective] = []
         switch input {
         case .tick:
@@ -252,13 +297,10 @@ public struct Mesh: Sendable {
     mutating func spread(
         _ item: GossipItem, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]
     ) {
-        let reserve = WireCodec.encode(item).count
+        let encoded = WireCodec.encode(item)
         for member in pickLive(settings.gossipNodes, rng: &rng) {
             guard let address = member.address else { continue }
-            out.append(
-                .send(
-                    Packet(sender: me.id, message: .gossip, items: [item] + gossip(now: now, reserve: reserve)),
-                    to: address))
+            out.append(.send(compose(.gossip, now: now, first: item, encoded: encoded), to: address))
         }
         queue.enqueue(item)
         // A second wave soon: a one-shot push with fanout 3 misses about e⁻³ of the members,
@@ -329,10 +371,10 @@ public struct Mesh: Sendable {
             nextGossip = now + settings.gossipInterval
             let targets = gossipTargets(now: now, rng: &rng)
             for target in targets {
-                let items = gossip(now: now)
-                guard !items.isEmpty else { break }
+                let gossip = compose(.gossip, now: now)
+                guard !gossip.items.isEmpty else { break }
                 guard let address = target.address else { continue }
-                out.append(.send(Packet(sender: me.id, message: .gossip, items: items), to: address))
+                out.append(.send(gossip, to: address))
             }
         }
         if nextPushPull <= now {
@@ -348,15 +390,15 @@ public struct Mesh: Sendable {
         // Reconnect: a member declared dead may be alive behind a healed partition.
         if nextReconnect <= now && !leaving {
             nextReconnect = now + settings.joinInterval
-            let failed = members.values.filter { $0.state == .dead }.sorted { $0.id < $1.id }
+            let failed = departed.compactMap { members[$0] }.filter { $0.state == .dead }.sorted { $0.id < $1.id }
             if let peer = pick(1, from: failed, rng: &rng).first, let address = peer.address {
                 out.append(.sync(with: address, join: false))
             }
         }
         if nextReap <= now {
             nextReap = now + settings.probeInterval
-            for (id, record) in members where record.state == .dead || record.state == .left {
-                if now - record.since > settings.deadReap { removeRecord(id) }
+            for id in departed {
+                if let record = members[id], now - record.since > settings.deadReap { removeRecord(id) }
             }
         }
     }
@@ -384,12 +426,10 @@ public struct Mesh: Sendable {
             endAt: now + settings.probeInterval * scale)
         // Lifeguard's buddy system: a suspect learns of its suspicion from the ping itself and
         // can refute at once, instead of waiting for the gossip to reach it.
-        var items = gossip(now: now)
-        if record.state == .suspect {
-            items.insert(.suspect(target, incarnation: record.announcement.incarnation, from: me.id), at: 0)
-        }
-        out.append(
-            .send(Packet(sender: me.id, message: .ping(sequence: sequence, target: target), items: items), to: address))
+        let suspicion: GossipItem? =
+            record.state == .suspect ? .suspect(target, incarnation: record.announcement.incarnation, from: me.id) : nil
+        let ping = compose(.ping(sequence: sequence, target: target), now: now, first: suspicion, reserving: false)
+        out.append(.send(ping, to: address))
     }
 
     /// `gossipNodes` random live members, and now and then one recently declared dead (so it
@@ -410,8 +450,20 @@ public struct Mesh: Sendable {
         return targets
     }
 
-    /// Queued items for one packet; `reserve` bytes are kept free for what else it carries.
-    mutating func gossip(now: Int64, reserve: Int = 0) -> [GossipItem] {
+    /// A packet of this node: `first` (if any), then queued items up to the gossip budget, less
+    /// the room `first` takes if `reserving`. The items' encoding travels with it, so the
+    /// codec copies what the queue encoded once instead of encoding every item for every packet.
+    mutating func compose(
+        _ message: Packet.Message, now: Int64, first: GossipItem? = nil, encoded: [UInt8]? = nil,
+        reserving: Bool = true
+    ) -> Packet {
+        var items: [GossipItem] = []
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(settings.udpPayload)
+        if let first {
+            items.append(first)
+            bytes += encoded ?? WireCodec.encode(first)
+        }
         let size = members.count + 1
         var digits = 0
         var n = size
@@ -420,7 +472,9 @@ public struct Mesh: Sendable {
             n /= 10
         }
         let limit = settings.retransmitMult * max(1, digits)
-        return queue.take(budget: settings.udpPayload - 64 - reserve, limit: limit)
+        items += queue.take(
+            budget: settings.udpPayload - 64 - (reserving ? bytes.count : 0), limit: limit, encodingInto: &bytes)
+        return Packet(sender: me.id, message: message, items: items, encodedItems: bytes)
     }
 
     mutating func adjustAwareness(_ delta: Int) {
@@ -434,14 +488,12 @@ public struct Mesh: Sendable {
         into out: inout [MeshDirective]
     ) {
         guard packet.sender != me.id else { return }
-        if var record = members[packet.sender] { record.lastSource = source; members[packet.sender] = record }
+        members[packet.sender]?.lastSource = source
         switch packet.message {
         case .ping(let sequence, let target):
             // A ping for another ID is for a node that used to live at this address: stay silent.
             if target == me.id {
-                out.append(
-                    .send(Packet(sender: me.id, message: .ack(sequence: sequence), items: gossip(now: now)), to: source)
-                )
+                out.append(.send(compose(.ack(sequence: sequence), now: now), to: source))
             }
         case .pingRequest(let requesterSequence, let target, let address):
             sequence &+= 1
@@ -491,7 +543,7 @@ public struct Mesh: Sendable {
         if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) { return }
         // Duplicates are the common case: refuse them before paying for a signature check.
         if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { return }
-        if let refusal = policy.evaluate(version, current: files[version.name], now: now) {
+        if let refusal = policy.evaluate(version, current: files[version.name], now: now, signatures: signatureCache) {
             if case .stale = refusal { return }
             out.append(.refused(version.name, refusal, from: sender))
             return
@@ -514,9 +566,11 @@ public struct Mesh: Sendable {
             }
             return
         }
+        // Most announcements are old news: look before copying the record.
+        if let known = members[announcement.id]?.announcement.incarnation, announcement.incarnation <= known {
+            return
+        }
         if var record = members[announcement.id] {
-            let newer = announcement.incarnation > record.announcement.incarnation
-            guard newer else { return }
             let previous = record.state
             record.announcement = announcement
             record.state = .alive
@@ -546,7 +600,7 @@ public struct Mesh: Sendable {
         switch record.state {
         case .suspect:
             guard var suspicion = suspicions[id], suspicion.incarnation == incarnation else { return }
-            if suspicion.confirmations.insert(from).inserted {
+            if suspicion.confirm(from) {
                 suspicions[id] = suspicion
                 queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
             }
@@ -562,7 +616,7 @@ public struct Mesh: Sendable {
             // As memberlist: expect suspicionMult - 2 confirmations, none where too few members could give them.
             let expected = live - 2 < settings.suspicionMult - 2 ? 0 : settings.suspicionMult - 2
             suspicions[id] = Suspicion(
-                incarnation: incarnation, start: now, confirmations: [from], minimum: minimum,
+                incarnation: incarnation, start: now, from: from, minimum: minimum,
                 maximum: minimum * Int64(settings.suspicionMaxTimeoutMult), expected: expected)
             queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
             out.append(.memberChanged(record, previous: previous))
@@ -638,10 +692,17 @@ public struct Mesh: Sendable {
             return pick(wanted, from: liveIDs.filter { $0 != excluded }.compactMap { members[$0] }, rng: &rng)
         }
         var chosen: [Int] = []
+        chosen.reserveCapacity(wanted)
         while chosen.count < wanted {
             let index = Int.random(in: 0..<liveIDs.count, using: &rng)
             if liveIDs[index] != excluded && !chosen.contains(index) { chosen.append(index) }
         }
         return chosen.compactMap { members[liveIDs[$0]] }
     }
+}
+
+/// Draws from the generator given to `Mesh.handle`, for the duration of that call.
+struct MeshRandom: RandomNumberGenerator {
+    let draw: () -> UInt64
+    mutating func next() -> UInt64 { draw() }
 }

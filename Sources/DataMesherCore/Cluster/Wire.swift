@@ -2,13 +2,29 @@
 /// length is checked against a fixed limit before anything is allocated.
 
 /// A member's identity: 16 random bytes made on first start and kept in the state dir.
+///
+/// Held as two big-endian words rather than an array: IDs are dictionary keys and sort keys
+/// in every hot path of the core, and two words hash, compare and copy without touching the heap.
 public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
     public static let length = 16
-    public let bytes: [UInt8]
+    /// Bytes 0–7 and 8–15, big-endian, so comparing (high, low) orders IDs like their bytes.
+    let high: UInt64
+    let low: UInt64
+
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
 
     public init?(bytes: [UInt8]) {
         guard bytes.count == NodeID.length else { return nil }
-        self.bytes = bytes
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for index in 0..<8 {
+            high = high << 8 | UInt64(bytes[index])
+            low = low << 8 | UInt64(bytes[index + 8])
+        }
+        self.init(high: high, low: low)
     }
 
     public init?(hex: String) {
@@ -16,9 +32,19 @@ public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
         self.init(bytes: bytes)
     }
 
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(NodeID.length)
+        out.appendBigEndian(high)
+        out.appendBigEndian(low)
+        return out
+    }
+
     public var hex: String { Hex.encode(bytes) }
     public var description: String { String(hex.prefix(8)) }
-    public static func < (lhs: NodeID, rhs: NodeID) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
+    public static func < (lhs: NodeID, rhs: NodeID) -> Bool {
+        lhs.high != rhs.high ? lhs.high < rhs.high : lhs.low < rhs.low
+    }
 }
 
 /// What a member says about itself: how to reach it and what it is called.
@@ -46,13 +72,19 @@ public enum GossipItem: Sendable, Equatable {
     case file(FileVersion, inline: [UInt8]?)
 
     /// Items about the same subject replace each other in the broadcast queue.
-    public var subject: String {
+    public var subject: GossipSubject {
         switch self {
-        case .alive(let member): return "m:" + member.id.hex
-        case .suspect(let id, _, _), .dead(let id, _, _): return "m:" + id.hex
-        case .file(let version, _): return "f:" + version.name.value
+        case .alive(let member): return .member(member.id)
+        case .suspect(let id, _, _), .dead(let id, _, _): return .member(id)
+        case .file(let version, _): return .file(version.name)
         }
     }
+}
+
+/// What a gossip item is about: a member or a file name.
+public enum GossipSubject: Sendable, Hashable {
+    case member(NodeID)
+    case file(FileName)
 }
 
 public enum MessageKind: UInt8, Sendable {
@@ -74,12 +106,28 @@ public struct Packet: Sendable, Equatable {
 
     public var sender: NodeID
     public var message: Message
-    public var items: [GossipItem]
+    public var items: [GossipItem] {
+        didSet { encodedItems = nil }
+    }
+    /// The wire encoding of `items`, one after the other, when whoever built the packet had it
+    /// at hand (the broadcast queue keeps every item's): `WireCodec` copies it instead of
+    /// encoding the items again. Dropped when `items` changes.
+    var encodedItems: [UInt8]?
 
     public init(sender: NodeID, message: Message, items: [GossipItem] = []) {
         self.sender = sender
         self.message = message
         self.items = items
+    }
+
+    init(sender: NodeID, message: Message, items: [GossipItem], encodedItems: [UInt8]) {
+        self.init(sender: sender, message: message, items: items)
+        self.encodedItems = encodedItems
+    }
+
+    /// Packets are equal when they say the same; whether the encoding was kept does not count.
+    public static func == (lhs: Packet, rhs: Packet) -> Bool {
+        lhs.sender == rhs.sender && lhs.message == rhs.message && lhs.items == rhs.items
     }
 }
 
@@ -137,34 +185,39 @@ public enum WireCodec {
 
     public static func encode(_ packet: Packet) -> [UInt8] {
         var out = WireWriter()
+        out.reserve(packet.items.isEmpty ? 64 : 1500)
         out.bytes(magic)
         out.u8(version)
         switch packet.message {
         case .ping(let sequence, let target):
             out.u8(MessageKind.ping.rawValue)
-            out.bytes(packet.sender.bytes)
+            out.nodeID(packet.sender)
             out.u32(sequence)
-            out.bytes(target.bytes)
+            out.nodeID(target)
         case .pingRequest(let sequence, let target, let address):
             out.u8(MessageKind.pingRequest.rawValue)
-            out.bytes(packet.sender.bytes)
+            out.nodeID(packet.sender)
             out.u32(sequence)
-            out.bytes(target.bytes)
+            out.nodeID(target)
             out.address(address)
         case .ack(let sequence):
             out.u8(MessageKind.ack.rawValue)
-            out.bytes(packet.sender.bytes)
+            out.nodeID(packet.sender)
             out.u32(sequence)
         case .nack(let sequence):
             out.u8(MessageKind.nack.rawValue)
-            out.bytes(packet.sender.bytes)
+            out.nodeID(packet.sender)
             out.u32(sequence)
         case .gossip:
             out.u8(MessageKind.gossip.rawValue)
-            out.bytes(packet.sender.bytes)
+            out.nodeID(packet.sender)
         }
         out.u8(UInt8(min(packet.items.count, maxItems)))
-        for item in packet.items.prefix(maxItems) { encode(item, into: &out) }
+        if let encoded = packet.encodedItems, packet.items.count <= maxItems {
+            out.bytes(encoded)
+        } else {
+            for item in packet.items.prefix(maxItems) { encode(item, into: &out) }
+        }
         return out.buffer
     }
 
@@ -178,22 +231,22 @@ public enum WireCodec {
         switch item {
         case .alive(let member):
             out.u8(1)
-            out.bytes(member.id.bytes)
+            out.nodeID(member.id)
             out.u64(member.incarnation)
-            out.shortString(String(member.name.utf8.prefix(maxNodeNameLength)) ?? "")
+            out.shortString(member.name, limit: maxNodeNameLength)
             let addresses = member.addresses.prefix(maxAddresses)
             out.u8(UInt8(addresses.count))
             for address in addresses { out.address(address) }
         case .suspect(let id, let incarnation, let from):
             out.u8(2)
-            out.bytes(id.bytes)
+            out.nodeID(id)
             out.u64(incarnation)
-            out.bytes(from.bytes)
+            out.nodeID(from)
         case .dead(let id, let incarnation, let from):
             out.u8(3)
-            out.bytes(id.bytes)
+            out.nodeID(id)
             out.u64(incarnation)
-            out.bytes(from.bytes)
+            out.nodeID(from)
         case .file(let version, let inline):
             out.u8(4)
             encode(version, into: &out)
@@ -210,9 +263,8 @@ public enum WireCodec {
     public static func encode(_ version: FileVersion, into out: inout WireWriter) {
         out.u8(version.kind.rawValue)
         out.shortString(version.networkID)
-        let name = Array(version.name.value.utf8)
-        out.u16(UInt16(name.count))
-        out.bytes(name)
+        out.u16(UInt16(truncatingIfNeeded: version.name.value.utf8.count))
+        out.utf8(version.name.value)
         out.i64(version.timestamp)
         out.u64(version.validFor)
         out.bytes(version.contentSHA256)
@@ -228,7 +280,8 @@ public enum WireCodec {
             throw .tooLong(field: "packet", length: bytes.count, limit: maxPacketSize)
         }
         var reader = WireReader(bytes)
-        guard try reader.bytes(2) == magic else { throw .badMagic }
+        guard reader.remaining >= 2 else { throw .truncated }
+        guard try reader.u8() == magic[0], try reader.u8() == magic[1] else { throw .badMagic }
         let wireVersion = try reader.u8()
         guard wireVersion == version else { throw .unsupportedVersion(wireVersion) }
         let type = try reader.u8()
@@ -293,8 +346,7 @@ public enum WireCodec {
         guard nameLength <= FileName.maxLength else {
             throw .tooLong(field: "file name", length: nameLength, limit: FileName.maxLength)
         }
-        guard let nameText = String(validating: try reader.bytes(nameLength), as: UTF8.self),
-            let name = try? FileName(nameText)
+        guard let nameText = try reader.text(nameLength), let name = try? FileName(nameText)
         else { throw .invalid("file name") }
         let timestamp = try reader.i64()
         let validFor = try reader.u64()
@@ -317,16 +369,37 @@ public struct WireWriter: Sendable {
     public mutating func u64(_ value: UInt64) { buffer.appendBigEndian(value) }
     public mutating func i64(_ value: Int64) { buffer.appendBigEndian(value) }
     public mutating func bytes(_ value: [UInt8]) { buffer += value }
+    public mutating func reserve(_ capacity: Int) { buffer.reserveCapacity(capacity) }
+    public mutating func nodeID(_ id: NodeID) {
+        u64(id.high)
+        u64(id.low)
+    }
+
+    /// The UTF-8 bytes of `value`, unprefixed.
+    mutating func utf8(_ value: String) {
+        var value = value
+        value.withUTF8 { buffer.append(contentsOf: $0) }
+    }
 
     /// A string of at most 255 bytes, prefixed with its length.
     public mutating func shortString(_ value: String) {
-        let bytes = Array(value.utf8.prefix(255))
-        u8(UInt8(bytes.count))
-        buffer += bytes
+        if value.utf8.count <= 255 {
+            u8(UInt8(value.utf8.count))
+            utf8(value)
+        } else {
+            let bytes = Array(value.utf8.prefix(255))
+            u8(UInt8(bytes.count))
+            buffer += bytes
+        }
+    }
+
+    /// `value` cut to `limit` bytes (empty if the cut splits a character), as a short string.
+    mutating func shortString(_ value: String, limit: Int) {
+        shortString(value.utf8.count <= limit ? value : String(value.utf8.prefix(limit)) ?? "")
     }
 
     mutating func address(_ address: PeerAddress) {
-        shortString(String(address.host.utf8.prefix(WireCodec.maxHostLength)) ?? "")
+        shortString(address.host, limit: WireCodec.maxHostLength)
         u16(address.port)
     }
 }
@@ -361,14 +434,28 @@ public struct WireReader: Sendable {
     public mutating func i64() throws(WireError) -> Int64 { Int64(bitPattern: try integer(UInt64.self)) }
 
     public mutating func nodeID() throws(WireError) -> NodeID {
-        guard let id = NodeID(bytes: try bytes(NodeID.length)) else { throw .truncated }
-        return id
+        guard NodeID.length <= remaining else { throw .truncated }
+        return NodeID(high: try u64(), low: try u64())
+    }
+
+    /// The next `count` bytes as UTF-8 text (nil if they are not valid UTF-8).
+    mutating func text(_ count: Int) throws(WireError) -> String? {
+        guard count >= 0, count <= remaining else { throw .truncated }
+        defer { offset += count }
+        let start = offset
+        return data.withUnsafeBufferPointer { all in
+            let bytes = UnsafeBufferPointer(rebasing: all[start..<start + count])
+            // Names and hosts are nearly always ASCII, which is valid UTF-8 as it stands; the
+            // general validation is much slower.
+            if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+            return String(validating: bytes, as: UTF8.self)
+        }
     }
 
     public mutating func shortString(limit: Int, field: String) throws(WireError) -> String {
         let length = Int(try u8())
         guard length <= limit else { throw .tooLong(field: field, length: length, limit: limit) }
-        guard let text = String(validating: try bytes(length), as: UTF8.self) else {
+        guard let text = try text(length) else {
             throw .invalid("\(field) (not UTF-8)")
         }
         return text

@@ -1,0 +1,58 @@
+import Synchronization
+
+/// Remembers signature verdicts. Whether a version's signature verifies is a pure function of
+/// the version, and checking it is the most expensive thing the core does; a simulator running
+/// a thousand cores in one process gives them one cache, so each version is verified once
+/// instead of once per core. The daemon's core has none and verifies every version it is offered.
+public final class SignatureCache: Sendable {
+    /// Everything `FileVersion.hasValidSignature` reads.
+    struct Key: Hashable {
+        var message: [UInt8]
+        var signer: [UInt8]
+        var signature: [UInt8]
+    }
+
+    let verdicts = Mutex<[Key: Bool]>([:])
+
+    public init() {}
+
+    /// How many verdicts are held (one per distinct version checked).
+    public var count: Int { verdicts.withLock { $0.count } }
+
+    /// `version.hasValidSignature`, verified once per distinct version.
+    public func isValid(_ version: FileVersion) -> Bool {
+        // Only where the signed message says unambiguously what was signed (lengths in range).
+        guard version.contentSHA256.count == 32, version.networkID.utf8.count <= Int(UInt16.max) else {
+            return version.hasValidSignature
+        }
+        let key = Key(message: version.signedMessage, signer: version.signer.bytes, signature: version.signature)
+        if let known = verdicts.withLock({ $0[key] }) { return known }
+        let valid = version.hasValidSignature
+        verdicts.withLock { $0[key] = valid }
+        return valid
+    }
+}
+
+extension FilePolicy {
+    /// `evaluate` with the signature verdict taken from `signatures` (nil: verified here): the
+    /// same rules in the same order. `MeshTests` checks that both agree on every refusal.
+    public func evaluate(_ version: FileVersion, current: FileVersion?, now: Int64, signatures: SignatureCache?)
+        -> Refusal?
+    {
+        guard let signatures else { return evaluate(version, current: current, now: now) }
+        if let refusal = precheck(
+            name: version.name, signer: version.signer, contentLength: version.contentLength,
+            timestamp: version.timestamp, validFor: version.validFor, now: now)
+        {
+            return refusal
+        }
+        if version.isTombstone && (version.contentLength != 0 || version.contentSHA256 != FileVersion.emptySHA256) {
+            return .malformedTombstone(version.name)
+        }
+        if version.networkID != networkID || !signatures.isValid(version) { return .badSignature(version.name) }
+        if version.isTombstone, now > version.timestamp, now - version.timestamp > tombstoneRetention {
+            return .stale(version.name, held: current?.timestamp)
+        }
+        return checkOrder(version, current: current)
+    }
+}
