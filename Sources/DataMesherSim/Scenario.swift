@@ -91,7 +91,7 @@ public struct Scenario {
         restrictedPolicy.allowedSigners[restricted] = nil
         var unconfigured: Set<NodeID> = []
         for id in sim.order.dropFirst() where sim.rng.chance(options.unconfiguredShare) { unconfigured.insert(id) }
-        for id in unconfigured { sim.reconfigure(id, policy: restrictedPolicy) }
+        for id in unconfigured.sorted() { sim.reconfigure(id, policy: restrictedPolicy) }
 
         let second: Int64 = 1_000_000_000
         let round = Double(options.settings.gossipInterval)
@@ -239,7 +239,8 @@ public struct Scenario {
             }
         }
         for id in live {
-            for version in sim.mesh(id)!.files.versions.values where !version.hasValidSignature {
+            let held = sim.mesh(id)!.files.versions.values.sorted { $0.name < $1.name }
+            for version in held where !sim.signatures.isValid(version) {
                 report.violations.append("\(id) holds an unsigned version of \(version.name)")
             }
             // Without loss every member must be seen alive; with loss a suspicion may be under

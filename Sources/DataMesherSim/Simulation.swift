@@ -15,17 +15,12 @@ public struct Simulation {
         public init() {}
     }
 
-    public enum Event {
-        case deliver(Packet, to: NodeID, from: NodeID)
-        case tick(NodeID)
-        case stored(NodeID, FileVersion, inline: [UInt8]?)
+    /// What happens at a scheduled instant; nodes by index into `order`.
+    enum Event {
+        case deliver(Packet, to: Int, from: Int)
+        case tick(Int)
+        case stored(Int, FileVersion, inline: [UInt8]?)
         case action(Int)
-    }
-
-    struct Scheduled {
-        var time: Int64
-        var sequence: UInt64
-        var event: Event
     }
 
     public let options: Options
@@ -37,24 +32,49 @@ public struct Simulation {
     public private(set) var now: Int64 = 1_800_000_000_000_000_000
     public let start: Int64
     public var rng: SplitMix64
-    public var down: Set<NodeID> = []
+    /// Nodes that are stopped (`crash`, `restart`).
+    public private(set) var down: Set<NodeID> = []
     /// Which side of a partition each node is on; nodes on different sides cannot talk.
-    public var side: [NodeID: Int] = [:]
+    public var side: [NodeID: Int] = [:] {
+        didSet {
+            sideAt = order.map { side[$0, default: 0] }
+        }
+    }
+    /// `down` and `side` by node index, for the per-packet reachability check.
+    var isDown: [Bool]
+    var sideAt: [Int]
     public private(set) var bytesSent = 0
     public private(set) var packetsSent = 0
     /// Nodes whose `[files]` differ from `options.policy`.
     var policies: [NodeID: FilePolicy] = [:]
-    var addressOf: [NodeID: PeerAddress] = [:]
-    var idAt: [PeerAddress: NodeID] = [:]
+    var addresses: [PeerAddress] = []
+    var idAt: [PeerAddress: Int] = [:]
     var queue = EventHeap()
     var sequence: UInt64 = 0
-    var scheduledTick: [NodeID: Int64] = [:]
+    /// The time of each node's pending tick event, if one is scheduled.
+    var scheduledTick: [Int64?]
     var actions: [Int: (inout Simulation) -> Void] = [:]
     var nextAction = 0
+    /// Signature verdicts shared by every core and by the store checks of this harness: each
+    /// version is verified once, not once per node (the verdict depends on the version only).
+    public let signatures = SignatureCache()
+    /// Each node's member list as push/pull sends it, kept until its `membershipVersion` moves.
+    var memberLists: [MemberList?]
     /// Observers of what the cores do: (node, directive, time).
     public var onDirective: ((NodeID, MeshDirective, Int64) -> Void)?
     /// Observers of versions a node stored: (node, version, time).
     public var onStored: ((NodeID, FileVersion, Int64) -> Void)?
+
+    /// A node's member list as the peer decodes it from a push/pull (no `since`, no source),
+    /// and its cost on the wire as `SyncCodec` encodes it. The list changes only when the core's
+    /// `membershipVersion` moves, so it is built and encoded once per change, not per exchange.
+    struct MemberList {
+        var membershipVersion: UInt64
+        var records: [MemberRecord]
+        var hello: Int
+        var reply: Int
+        var replyWithBuckets: Int?
+    }
 
     public init(_ options: Options) {
         self.options = options
@@ -69,12 +89,16 @@ public struct Simulation {
             guard let id = NodeID(bytes: bytes) else { preconditionFailure("16 bytes make a node ID") }
             order.append(id)
             let address = PeerAddress(host: "10.\(index / 65536 % 256).\(index / 256 % 256).\(index % 256)", port: 7946)
-            addressOf[id] = address
-            idAt[address] = id
+            addresses.append(address)
+            idAt[address] = index
         }
         self.order = order
+        isDown = Array(repeating: false, count: order.count)
+        sideAt = Array(repeating: 0, count: order.count)
+        scheduledTick = Array(repeating: nil, count: order.count)
+        memberLists = Array(repeating: nil, count: order.count)
         for (index, id) in order.enumerated() { indexOf[id] = index }
-        for id in order { boot(id) }
+        for index in order.indices { boot(index) }
     }
 
     /// Every core by ID (a copy; for inspection, not for hot loops).
@@ -86,30 +110,43 @@ public struct Simulation {
 
     /// Starts (or restarts) the core of `id`: fresh membership, files kept (they are on disk).
     public mutating func boot(_ id: NodeID, files: [FileVersion] = []) {
-        let index = order.firstIndex(of: id) ?? 0
-        let me = MemberAnnouncement(
-            id: id, name: "n\(index)", incarnation: UInt64(now / 1_000_000_000), addresses: [addressOf[id]!])
-        let bootstrap = index == 0 ? [] : [addressOf[order[0]]!]
-        var mesh = Mesh(
-            me: me, settings: options.settings, policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
-        mesh.load(files)
-        if index < cores.count { cores[index] = mesh } else { cores.append(mesh) }
-        scheduledTick[id] = nil
-        schedule(tickOf: id)
+        boot(indexOf[id] ?? 0, files: files)
     }
 
-    public func address(of id: NodeID) -> PeerAddress { addressOf[id]! }
+    mutating func boot(_ index: Int, files: [FileVersion] = []) {
+        let id = order[index]
+        let me = MemberAnnouncement(
+            id: id, name: "n\(index)", incarnation: UInt64(now / 1_000_000_000), addresses: [addresses[index]])
+        let bootstrap = index == 0 ? [] : [addresses[0]]
+        var mesh = Mesh(
+            me: me, settings: options.settings, policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
+        mesh.signatureCache = signatures
+        mesh.load(files)
+        if index < cores.count { cores[index] = mesh } else { cores.append(mesh) }
+        memberLists[index] = nil
+        scheduledTick[index] = nil
+        schedule(tickOf: index)
+    }
+
+    public func address(of id: NodeID) -> PeerAddress { addresses[indexOf[id]!] }
     public func state(of id: NodeID, seenBy observer: NodeID) -> MemberState? { mesh(observer)?.members[id]?.state }
 
     public func reachable(_ a: NodeID, _ b: NodeID) -> Bool {
-        !down.contains(a) && !down.contains(b) && side[a, default: 0] == side[b, default: 0]
+        guard let indexA = indexOf[a], let indexB = indexOf[b] else { return false }
+        return reachable(indexA, indexB)
     }
+
+    func reachable(_ a: Int, _ b: Int) -> Bool { !isDown[a] && !isDown[b] && sideAt[a] == sideAt[b] }
+
+    /// Reads a core in place: `cores[index].property` would copy the whole core first when the
+    /// property is computed in another module.
+    mutating func inspect<T>(_ index: Int, _ body: (inout Mesh) -> T) -> T { body(&cores[index]) }
 
     // MARK: Events
 
     mutating func push(_ time: Int64, _ event: Event) {
         sequence += 1
-        queue.push(Scheduled(time: time, sequence: sequence, event: event))
+        queue.push(time: time, sequence: sequence, event: event)
     }
 
     /// Runs `body` at `time` (simulated).
@@ -119,25 +156,30 @@ public struct Simulation {
         push(time, .action(nextAction))
     }
 
-    mutating func schedule(tickOf id: NodeID) {
-        guard let index = indexOf[id], !down.contains(id) else { return }
-        let deadline = max(now, cores[index].nextDeadline)
-        if let scheduled = scheduledTick[id], scheduled <= deadline, scheduled >= now { return }
-        scheduledTick[id] = deadline
-        push(deadline, .tick(id))
+    mutating func schedule(tickOf index: Int) {
+        guard !isDown[index] else { return }
+        let deadline = max(now, inspect(index) { $0.nextDeadline })
+        if let scheduled = scheduledTick[index], scheduled <= deadline, scheduled >= now { return }
+        scheduledTick[index] = deadline
+        push(deadline, .tick(index))
     }
 
     /// Gives `input` to the core of `id` and carries out its directives.
     public mutating func feed(_ id: NodeID, _ input: MeshInput) {
-        guard !down.contains(id), let index = indexOf[id] else { return }
-        var nodeRNG = SplitMix64(state: rng.next())
-        let directives = cores[index].handle(input, now: now, rng: &nodeRNG)
-        for directive in directives { execute(directive, by: id) }
-        schedule(tickOf: id)
+        guard let index = indexOf[id] else { return }
+        feed(index, input)
     }
 
-    mutating func execute(_ directive: MeshDirective, by id: NodeID) {
-        onDirective?(id, directive, now)
+    mutating func feed(_ index: Int, _ input: MeshInput) {
+        guard !isDown[index] else { return }
+        var nodeRNG = SplitMix64(state: rng.next())
+        let directives = cores[index].handle(input, now: now, rng: &nodeRNG)
+        for directive in directives { execute(directive, by: index) }
+        schedule(tickOf: index)
+    }
+
+    mutating func execute(_ directive: MeshDirective, by index: Int) {
+        onDirective?(order[index], directive, now)
         switch directive {
         case .send(let packet, let address):
             let bytes = WireCodec.encode(packet)
@@ -146,42 +188,70 @@ public struct Simulation {
             guard let target = idAt[address], !rng.chance(options.loss) else { return }
             // Through the real decoder, as on the wire.
             guard let decoded = try? WireCodec.decode(bytes) else { return }
-            push(now + latency(), .deliver(decoded, to: target, from: id))
+            push(now + latency(), .deliver(decoded, to: target, from: index))
         case .store(let version, let inline, let address):
             // The shell's path: check every rule again (signature included) before storing.
-            guard let index = indexOf[id] else { return }
-            if cores[index].policy.evaluate(version, current: cores[index].files[version.name], now: now) != nil {
-                feed(id, .storeFailed(version))
+            let now = now
+            let signatures = signatures
+            let refusal = inspect(index) {
+                $0.policy.evaluate(version, current: $0.files[version.name], now: now, signatures: signatures)
+            }
+            if refusal != nil {
+                feed(index, .storeFailed(version))
                 return
             }
             let source = idAt[address]
-            if inline == nil && (source == nil || !reachable(id, source!)) {
-                feed(id, .storeFailed(version))  // the TCP fetch would fail
+            if inline == nil && (source == nil || !reachable(index, source!)) {
+                feed(index, .storeFailed(version))  // the TCP fetch would fail
                 return
             }
             let delay = inline == nil ? 2 * latency() : 0
-            push(now + delay, .stored(id, version, inline: inline))
+            push(now + delay, .stored(index, version, inline: inline))
         case .sync(let address, _):
-            guard let peer = idAt[address], reachable(id, peer) else { return }
-            pushPull(id, peer)
+            guard let peer = idAt[address], reachable(index, peer) else { return }
+            pushPull(index, peer)
         case .memberChanged, .refused:
             break
         }
     }
 
+    /// Node `index`'s member list for a push/pull, built again only when it changed.
+    mutating func memberList(_ index: Int) -> MemberList {
+        let version = inspect(index) { $0.membershipVersion }
+        if let list = memberLists[index], list.membershipVersion == version { return list }
+        let records = inspect(index) { $0.localState }.map {
+            MemberRecord(announcement: $0.announcement, state: $0.state, since: 0, lastSource: nil)
+        }
+        // The root digest is 16 bytes whatever it holds; the size does not depend on it.
+        let root = [UInt8](repeating: 0, count: 16)
+        let list = MemberList(
+            membershipVersion: version, records: records,
+            hello: SyncCodec.encode(.hello(join: false, members: records, root: root)).count,
+            reply: SyncCodec.encode(.reply(members: records, root: root, buckets: nil)).count)
+        memberLists[index] = list
+        return list
+    }
+
+    /// What a reply carrying bucket digests costs (rarely needed: only when the roots differ).
+    mutating func replyWithBuckets(_ index: Int, _ list: MemberList, buckets: [[UInt8]]) -> Int {
+        if let size = list.replyWithBuckets { return size }
+        let root = [UInt8](repeating: 0, count: 16)
+        let size = SyncCodec.encode(.reply(members: list.records, root: root, buckets: buckets)).count
+        memberLists[index]?.replyWithBuckets = size
+        return size
+    }
+
     /// A TCP push/pull (docs/PROTOCOL.md): member lists both ways, then what differs.
-    mutating func pushPull(_ a: NodeID, _ b: NodeID) {
-        guard let indexA = indexOf[a], let indexB = indexOf[b] else { return }
-        let mine = cores[indexA].localState
-        let theirs = cores[indexB].localState
-        let filesA = cores[indexA].files
-        let filesB = cores[indexB].files
-        bytesSent += SyncCodec.encode(.hello(join: false, members: mine, root: filesA.rootDigest)).count
+    mutating func pushPull(_ a: Int, _ b: Int) {
+        let listA = memberList(a)
+        let listB = memberList(b)
+        let mine = listA.records
+        let theirs = listB.records
+        let filesA = inspect(a) { $0.files }
+        let filesB = inspect(b) { $0.files }
         let differs = filesA.rootDigest != filesB.rootDigest
-        bytesSent +=
-            SyncCodec.encode(
-                .reply(members: theirs, root: filesB.rootDigest, buckets: differs ? filesB.bucketDigests : nil)
-            ).count
+        bytesSent += listA.hello
+        bytesSent += differs ? replyWithBuckets(b, listB, buckets: filesB.bucketDigests) : listB.reply
         feed(b, .remoteState(mine))
         feed(a, .remoteState(theirs))
         guard differs else { return }
@@ -198,12 +268,16 @@ public struct Simulation {
         }
     }
 
-    mutating func fetch(_ version: FileVersion, into id: NodeID) {
-        guard let index = indexOf[id], cores[index].policy.allowedSigners[version.name] != nil,
-            cores[index].policy.evaluate(version, current: cores[index].files[version.name], now: now) == nil
-        else { return }
+    mutating func fetch(_ version: FileVersion, into index: Int) {
+        let now = now
+        let signatures = signatures
+        let refusal = inspect(index) { core -> Refusal? in
+            guard core.policy.allowedSigners[version.name] != nil else { return .nameNotConfigured(version.name) }
+            return core.policy.evaluate(version, current: core.files[version.name], now: now, signatures: signatures)
+        }
+        guard refusal == nil else { return }
         bytesSent += Int(version.contentLength) + 200
-        push(now + 2 * latency(), .stored(id, version, inline: nil))
+        push(now + 2 * latency(), .stored(index, version, inline: nil))
     }
 
     mutating func latency() -> Int64 {
@@ -214,27 +288,27 @@ public struct Simulation {
     /// Runs events until `end` (simulated time).
     public mutating func run(until end: Int64) {
         var steps = 0
-        while let next = queue.peek(), next.time <= end {
+        while let time = queue.nextTime, time <= end {
             steps += 1
             precondition(steps < 200_000_000, "simulation stalled at \(now)")
-            _ = queue.pop()
-            now = max(now, next.time)
-            switch next.event {
+            guard let event = queue.pop() else { break }
+            now = max(now, time)
+            switch event {
             case .deliver(let packet, let target, let source):
                 guard reachable(source, target) else { continue }
-                feed(target, .packet(packet, from: addressOf[source]!))
-            case .tick(let id):
-                guard scheduledTick[id] == next.time else { continue }
-                scheduledTick[id] = nil
-                feed(id, .tick)
-            case .stored(let id, let version, let inline):
-                guard !down.contains(id), let index = indexOf[id] else { continue }
-                if let held = cores[index].files[version.name], !VersionOrder.isNewer(version, than: held) {
-                    feed(id, .storeFailed(version))
+                feed(target, .packet(packet, from: addresses[source]))
+            case .tick(let index):
+                guard scheduledTick[index] == time else { continue }
+                scheduledTick[index] = nil
+                feed(index, .tick)
+            case .stored(let index, let version, let inline):
+                guard !isDown[index] else { continue }
+                if let held = inspect(index, { $0.files[version.name] }), !VersionOrder.isNewer(version, than: held) {
+                    feed(index, .storeFailed(version))
                     continue
                 }
-                onStored?(id, version, now)
-                feed(id, .stored(version, inline: inline))
+                onStored?(order[index], version, now)
+                feed(index, .stored(version, inline: inline))
             case .action(let number):
                 if let body = actions.removeValue(forKey: number) { body(&self) }
             }
@@ -245,51 +319,83 @@ public struct Simulation {
     public mutating func run(for duration: Int64) { run(until: now + duration) }
 
     /// Stops a node: its packets are lost until `restart`; its files stay on "disk".
-    public mutating func crash(_ id: NodeID) { down.insert(id) }
+    public mutating func crash(_ id: NodeID) {
+        guard let index = indexOf[id] else { return }
+        down.insert(id)
+        isDown[index] = true
+    }
 
     public mutating func restart(_ id: NodeID) {
+        guard let index = indexOf[id] else { return }
         down.remove(id)
-        let files = mesh(id).map { Array($0.files.versions.values) } ?? []
-        boot(id, files: files.sorted { $0.name < $1.name })
+        isDown[index] = false
+        let files = Array(cores[index].files.versions.values)
+        boot(index, files: files.sorted { $0.name < $1.name })
     }
 }
 
-/// A binary min-heap of events by (time, sequence): deterministic order for equal times.
+/// A binary min-heap of events by (time, sequence): deterministic order for equal times. The
+/// heap moves small plain keys; the events themselves stay in slots until they are popped.
 struct EventHeap {
-    var items: [Simulation.Scheduled] = []
+    struct Key {
+        var time: Int64
+        var sequence: UInt64
+        var slot: Int
+    }
 
-    func peek() -> Simulation.Scheduled? { items.first }
+    var keys: [Key] = []
+    var slots: [Simulation.Event?] = []
+    var freeSlots: [Int] = []
 
-    static func less(_ a: Simulation.Scheduled, _ b: Simulation.Scheduled) -> Bool {
+    var nextTime: Int64? { keys.first?.time }
+
+    static func less(_ a: Key, _ b: Key) -> Bool {
         a.time != b.time ? a.time < b.time : a.sequence < b.sequence
     }
 
-    mutating func push(_ item: Simulation.Scheduled) {
-        items.append(item)
-        var child = items.count - 1
+    mutating func push(time: Int64, sequence: UInt64, event: Simulation.Event) {
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = event
+        } else {
+            slot = slots.count
+            slots.append(event)
+        }
+        let key = Key(time: time, sequence: sequence, slot: slot)
+        keys.append(key)
+        var child = keys.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard EventHeap.less(items[child], items[parent]) else { break }
-            items.swapAt(child, parent)
+            guard EventHeap.less(key, keys[parent]) else { break }
+            keys[child] = keys[parent]
             child = parent
         }
+        keys[child] = key
     }
 
-    mutating func pop() -> Simulation.Scheduled? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        let top = items.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < items.count && EventHeap.less(items[left], items[smallest]) { smallest = left }
-            if right < items.count && EventHeap.less(items[right], items[smallest]) { smallest = right }
-            if smallest == parent { break }
-            items.swapAt(parent, smallest)
-            parent = smallest
+    /// Removes the earliest event.
+    mutating func pop() -> Simulation.Event? {
+        guard let top = keys.first else { return nil }
+        let last = keys.removeLast()
+        if !keys.isEmpty {
+            // Sift the last key down from the root.
+            var parent = 0
+            let count = keys.count
+            while true {
+                let left = 2 * parent + 1
+                guard left < count else { break }
+                let right = left + 1
+                let child = right < count && EventHeap.less(keys[right], keys[left]) ? right : left
+                guard EventHeap.less(keys[child], last) else { break }
+                keys[parent] = keys[child]
+                parent = child
+            }
+            keys[parent] = last
         }
-        return top
+        let event = slots[top.slot]
+        slots[top.slot] = nil
+        freeSlots.append(top.slot)
+        return event
     }
 }
