@@ -23,6 +23,7 @@ public enum DurationFormat {
             let parts = digits.split(separator: ".", omittingEmptySubsequences: false)
             guard let whole = UInt64(parts[0]) else { throw .badDuration(text) }
             var value = whole.multipliedReportingOverflow(by: unit)
+            guard !value.overflow else { throw .durationTooLarge(text) }
             if parts.count == 2 {
                 guard !parts[1].isEmpty, parts[1].count <= 9, let fraction = UInt64(parts[1]) else {
                     throw .badDuration(text)
