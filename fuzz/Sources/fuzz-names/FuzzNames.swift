@@ -59,31 +59,34 @@ let nanosecondsPerUnit: [String: Double] = [
 ]
 
 /// The duration a text means, computed in floating point, read as `<digits>[.<1-9 digits>]<unit>`
-/// repeated (a bare "0" is also allowed). `total` sums the segments before the first malformed
-/// one, if any: the parser may report a too-large sum before it reaches a later mistake.
-func referenceDuration(_ text: String) -> (total: Double, malformed: Bool) {
-    if text == "0" { return (0, false) }
+/// repeated (a bare "0" is also allowed). `total` sums the well-formed segments before the first
+/// malformed one, if any. The parser checks the unit, then whether the whole part times the unit
+/// overflows, and only then the fraction; so for a segment that is malformed only in its fraction,
+/// `reached` also counts its whole part, and "too large" is a fair answer when that overflows.
+func referenceDuration(_ text: String) -> (total: Double, malformed: Bool, reached: Double) {
+    if text == "0" { return (0, false, 0) }
     var characters = Substring(text)
-    guard !characters.isEmpty else { return (0, true) }
+    guard !characters.isEmpty else { return (0, true, 0) }
     var total = 0.0
     while let first = characters.first {
-        guard first.isASCII, first.isWholeNumber else { return (total, true) }
+        guard first.isASCII, first.isWholeNumber else { return (total, true, total) }
         let whole = characters.prefix { $0.isASCII && $0.isWholeNumber }
         characters = characters.dropFirst(whole.count)
-        var fraction: Substring = ""
+        var fraction: Substring? = nil
         if characters.first == "." {
             characters = characters.dropFirst()
             fraction = characters.prefix { $0.isASCII && $0.isWholeNumber }
-            guard (1...9).contains(fraction.count) else { return (total, true) }
-            characters = characters.dropFirst(fraction.count)
+            characters = characters.dropFirst(fraction?.count ?? 0)
         }
         let unit = characters.prefix { !($0.isASCII && ($0.isWholeNumber || $0 == ".")) }
         characters = characters.dropFirst(unit.count)
-        guard let scale = nanosecondsPerUnit[String(unit)], let number = Double(whole + "." + fraction + "0")
-        else { return (total, true) }
-        total += number * scale
+        guard let scale = nanosecondsPerUnit[String(unit)], let wholeValue = Double(whole) else {
+            return (total, true, total)
+        }
+        if let fraction, !(1...9).contains(fraction.count) { return (total, true, total + wholeValue * scale) }
+        total += Double(whole + "." + (fraction ?? "") + "0")! * scale
     }
-    return (total, false)
+    return (total, false, total)
 }
 
 func checkDuration(_ text: String) {
@@ -102,12 +105,12 @@ func checkDuration(_ text: String) {
     } catch .badDuration {
         // A whole part beyond 64 bits is also refused as malformed.
         invariant(
-            reference.malformed || reference.total >= 1.8e19,
+            reference.malformed || reference.reached >= 1.8e19,
             "DurationFormat refused \(quote(text)) (about \(reference.total) ns) as malformed")
     } catch .durationTooLarge {
         invariant(
-            reference.total > limit * 0.999_999,
-            "DurationFormat refused \(quote(text)) (about \(reference.total) ns) as too large")
+            reference.reached > limit * 0.999_999,
+            "DurationFormat refused \(quote(text)) (about \(reference.reached) ns) as too large")
     } catch {
         broken("DurationFormat threw \(error) for \(quote(text))")
     }
