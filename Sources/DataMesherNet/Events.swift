@@ -82,5 +82,4 @@ public final class EventHub: Sendable {
         return stream
     }
 
-    public var subscriberCount: Int { state.withLockedValue { $0.subscribers.count } }
 }

@@ -44,9 +44,7 @@ struct CertificateSign: AsyncParsableCommand {
                 throw CLIError("--validity: \(error)")
             }
             guard seconds > 0 else { throw CLIError("--validity must be longer than zero") }
-            if !force && FileManager.default.fileExists(atPath: output) {
-                throw CLIError("\(output) already exists; pass --force to replace it")
-            }
+            try refuseToReplace([output], force: force)
             let ca = try KeyFile.readPrivateKey(path: caKey)
             let node = try KeyFile.readPublicKey(path: nodeKey)
             let subject = name ?? URL(fileURLWithPath: nodeKey).deletingPathExtension().lastPathComponent

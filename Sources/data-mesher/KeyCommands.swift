@@ -27,9 +27,7 @@ struct KeyPairPaths: ParsableArguments {
     var force = false
 
     func write() throws {
-        for path in [privateKeyPath, publicKeyPath] where !force && FileManager.default.fileExists(atPath: path) {
-            throw CLIError("\(path) already exists; pass --force to replace it")
-        }
+        try refuseToReplace([privateKeyPath, publicKeyPath], force: force)
         let key = Curve25519.Signing.PrivateKey()
         try DiskIO.writeFileAtomically(privateKeyPath, bytes: Array(try KeyPEM.encodePrivateKey(key).utf8), mode: 0o600)
         try DiskIO.writeFileAtomically(
@@ -96,9 +94,7 @@ struct GenerateKeyringKey: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            if !force && FileManager.default.fileExists(atPath: output) {
-                throw CLIError("\(output) already exists; pass --force to replace it")
-            }
+            try refuseToReplace([output], force: force)
             try DiskIO.writeFileAtomically(output, bytes: Array(KeyringFile.generate().utf8), mode: 0o600)
         }
     }
@@ -124,5 +120,12 @@ struct KeyPublic: AsyncParsableCommand {
         try await reportingErrors {
             print(Base64.encode(try KeyFile.readPublicKey(path: keyFile).rawRepresentation))
         }
+    }
+}
+
+/// Key and certificate files are never replaced by accident.
+func refuseToReplace(_ paths: [String], force: Bool) throws {
+    for path in paths where !force && FileManager.default.fileExists(atPath: path) {
+        throw CLIError("\(path) already exists; pass --force to replace it")
     }
 }
