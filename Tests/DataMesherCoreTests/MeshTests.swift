@@ -142,6 +142,48 @@ import Testing
         var withItems = 0
     }
 
+    /// The simulator counts push/pull bytes with `encodedSize`; it must be the encoded length,
+    /// truncated names and hosts, many addresses and bucket digests included.
+    @Test func encodedSizesAreTheEncodedLengths() throws {
+        var rng = SplitMix64(state: 11)
+        func text(_ length: Int) -> String {
+            String(
+                (0..<length).map { _ in
+                    rng.next() % 5 == 0 ? "é" : Character(UnicodeScalar(UInt8(97 + rng.next() % 26)))
+                })
+        }
+        var records: [MemberRecord] = []
+        for number in 0..<300 {
+            let addresses = (0..<Int(rng.next() % 11)).map { _ in
+                PeerAddress(host: text(Int(rng.next() % 70) + 1), port: UInt16(1 + rng.next() % 60000))
+            }
+            let announcement = MemberAnnouncement(
+                id: try #require(NodeID(bytes: (0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) })),
+                name: number % 7 == 0 ? text(300) : text(Int(rng.next() % 20)), incarnation: rng.next(),
+                addresses: addresses)
+            #expect(WireCodec.encodedSize(.alive(announcement)) == WireCodec.encode(.alive(announcement)).count)
+            records.append(
+                MemberRecord(
+                    announcement: announcement, state: MemberState(rawValue: UInt8(number % 4)) ?? .alive, since: 0,
+                    lastSource: nil))
+        }
+        let root = [UInt8](repeating: 7, count: 16)
+        let buckets = [[UInt8]](repeating: [1, 2, 3, 4, 5, 6, 7, 8], count: FileIndex.bucketCount)
+        let messages: [SyncMessage] = [
+            .hello(join: true, members: records, root: root), .hello(join: false, members: [], root: root),
+            .reply(members: records, root: root, buckets: nil), .reply(members: records, root: root, buckets: buckets),
+        ]
+        for message in messages { #expect(SyncCodec.encodedSize(message) == SyncCodec.encode(message).count) }
+        let version = try WireTests.version()
+        for item: GossipItem in [
+            .suspect(WireTests.a, incarnation: 1, from: WireTests.b),
+            .dead(WireTests.a, incarnation: 2, from: WireTests.a),
+            .file(version, inline: nil), .file(version, inline: [1, 2, 3]),
+        ] {
+            #expect(WireCodec.encodedSize(item) == WireCodec.encode(item).count)
+        }
+    }
+
     /// The simulator's cached signature verdicts must not change a single decision.
     @Test func cachedSignatureVerdictsDecideExactlyAsEvaluate() throws {
         let signer = Signer()

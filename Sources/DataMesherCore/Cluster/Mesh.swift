@@ -30,7 +30,7 @@ public struct MemberRecord: Sendable, Equatable {
     }
 
     public var id: NodeID { announcement.id }
-    public var address: PeerAddress? { announcement.addresses.first ?? lastSource }
+    public var address: PeerAddress? { announcement.firstAddress ?? lastSource }
 }
 
 /// What the shell feeds the core. Time always comes with it, as `now` to `handle`.
@@ -83,6 +83,14 @@ public struct Mesh: Sendable {
     var recentlyDead: [NodeID] = []
     /// Dead and departed members, the only ones reaping looks at.
     var departed: Set<NodeID> = []
+    /// Each member's incarnation and state, for the common check "is this news?" without
+    /// copying its record (kept with `members` by `setRecord`/`removeRecord`).
+    var known: [NodeID: Known] = [:]
+
+    struct Known: Sendable {
+        var incarnation: UInt64
+        var state: MemberState
+    }
     public private(set) var files = FileIndex()
     public let bootstrap: [PeerAddress]
 
@@ -203,6 +211,7 @@ public struct Mesh: Sendable {
         } else {
             departed.remove(record.id)
         }
+        known[record.id] = Known(incarnation: record.announcement.incarnation, state: record.state)
         members[record.id] = record
     }
 
@@ -210,6 +219,7 @@ public struct Mesh: Sendable {
         membershipVersion &+= 1
         members[id] = nil
         departed.remove(id)
+        known[id] = nil
         liveIDs.removeAll { $0 == id }
     }
 
@@ -286,7 +296,7 @@ public struct Mesh: Sendable {
             let item = GossipItem.dead(me.id, incarnation: me.incarnation, from: me.id)
             queue.enqueue(item)
             for member in pickLive(settings.gossipNodes + 2, rng: &rng) {
-                guard let address = member.address else { continue }
+                guard let address = member else { continue }
                 out.append(.send(Packet(sender: me.id, message: .gossip, items: [item]), to: address))
             }
         }
@@ -299,7 +309,7 @@ public struct Mesh: Sendable {
     ) {
         let encoded = WireCodec.encode(item)
         for member in pickLive(settings.gossipNodes, rng: &rng) {
-            guard let address = member.address else { continue }
+            guard let address = member else { continue }
             out.append(.send(compose(.gossip, now: now, first: item, encoded: encoded), to: address))
         }
         queue.enqueue(item)
@@ -326,7 +336,7 @@ public struct Mesh: Sendable {
                 if let target = members[current.target], let address = target.address {
                     let helpers = pickLive(settings.indirectChecks, excluding: current.target, rng: &rng)
                     for helper in helpers {
-                        guard let helperAddress = helper.address else { continue }
+                        guard let helperAddress = helper else { continue }
                         out.append(
                             .send(
                                 Packet(
@@ -373,13 +383,13 @@ public struct Mesh: Sendable {
             for target in targets {
                 let gossip = compose(.gossip, now: now)
                 guard !gossip.items.isEmpty else { break }
-                guard let address = target.address else { continue }
+                guard let address = target else { continue }
                 out.append(.send(gossip, to: address))
             }
         }
         if nextPushPull <= now {
             nextPushPull = now + settings.pushPullInterval
-            if let peer = pickLive(1, rng: &rng).first, let address = peer.address {
+            if let peer = pickLive(1, rng: &rng).first, let address = peer {
                 out.append(.sync(with: address, join: false))
             }
         }
@@ -434,7 +444,7 @@ public struct Mesh: Sendable {
 
     /// `gossipNodes` random live members, and now and then one recently declared dead (so it
     /// can learn it and refute), in proportion to how many of those there are.
-    mutating func gossipTargets(now: Int64, rng: inout some RandomNumberGenerator) -> [MemberRecord] {
+    mutating func gossipTargets(now: Int64, rng: inout some RandomNumberGenerator) -> [PeerAddress?] {
         recentlyDead.removeAll { id in
             guard let record = members[id], record.state == .dead else { return true }
             return now - record.since >= settings.gossipToTheDead
@@ -445,7 +455,7 @@ public struct Mesh: Sendable {
                 * settings.gossipNodes,
             let record = members[recentlyDead[Int.random(in: 0..<recentlyDead.count, using: &rng)]]
         {
-            targets.append(record)
+            targets.append(record.address)
         }
         return targets
     }
@@ -457,13 +467,9 @@ public struct Mesh: Sendable {
         _ message: Packet.Message, now: Int64, first: GossipItem? = nil, encoded: [UInt8]? = nil,
         reserving: Bool = true
     ) -> Packet {
-        var items: [GossipItem] = []
         var bytes: [UInt8] = []
         bytes.reserveCapacity(settings.udpPayload)
-        if let first {
-            items.append(first)
-            bytes += encoded ?? WireCodec.encode(first)
-        }
+        if let first { bytes += encoded ?? WireCodec.encode(first) }
         let size = members.count + 1
         var digits = 0
         var n = size
@@ -472,8 +478,9 @@ public struct Mesh: Sendable {
             n /= 10
         }
         let limit = settings.retransmitMult * max(1, digits)
-        items += queue.take(
+        var items = queue.take(
             budget: settings.udpPayload - 64 - (reserving ? bytes.count : 0), limit: limit, encodingInto: &bytes)
+        if let first { items.insert(first, at: 0) }
         return Packet(sender: me.id, message: message, items: items, encodedItems: bytes)
     }
 
@@ -488,7 +495,9 @@ public struct Mesh: Sendable {
         into out: inout [MeshDirective]
     ) {
         guard packet.sender != me.id else { return }
-        members[packet.sender]?.lastSource = source
+        if let index = members.index(forKey: packet.sender), members.values[index].lastSource != source {
+            members.values[index].lastSource = source
+        }
         switch packet.message {
         case .ping(let sequence, let target):
             // A ping for another ID is for a node that used to live at this address: stay silent.
@@ -516,7 +525,9 @@ public struct Mesh: Sendable {
         case .gossip:
             break
         }
-        for item in packet.items { apply(item, from: packet.sender, source: source, now: now, into: &out) }
+        for index in packet.items.indices {
+            apply(packet.items[index], from: packet.sender, source: source, now: now, into: &out)
+        }
     }
 
     mutating func apply(
@@ -567,7 +578,7 @@ public struct Mesh: Sendable {
             return
         }
         // Most announcements are old news: look before copying the record.
-        if let known = members[announcement.id]?.announcement.incarnation, announcement.incarnation <= known {
+        if let status = known[announcement.id], announcement.incarnation <= status.incarnation {
             return
         }
         if var record = members[announcement.id] {
@@ -596,7 +607,20 @@ public struct Mesh: Sendable {
             if !leaving && incarnation >= me.incarnation { refute(incarnation) }
             return
         }
-        guard var record = members[id], incarnation >= record.announcement.incarnation else { return }
+        // Confirmations of a suspicion and news about the dead are common: decide them without
+        // copying the record.
+        guard let status = known[id], incarnation >= status.incarnation, status.state != .dead,
+            status.state != .left
+        else { return }
+        if status.state == .suspect {
+            guard var suspicion = suspicions[id], suspicion.incarnation == incarnation else { return }
+            if suspicion.confirm(from) {
+                suspicions[id] = suspicion
+                queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
+            }
+            return
+        }
+        guard var record = members[id] else { return }
         switch record.state {
         case .suspect:
             guard var suspicion = suspicions[id], suspicion.incarnation == incarnation else { return }
@@ -630,8 +654,8 @@ public struct Mesh: Sendable {
             if !leaving && incarnation >= me.incarnation { refute(incarnation) }
             return
         }
-        guard var record = members[id], incarnation >= record.announcement.incarnation,
-            record.state != .dead && record.state != .left
+        guard let status = known[id], incarnation >= status.incarnation, status.state != .dead,
+            status.state != .left, var record = members[id]
         else { return }
         let previous = record.state
         record.state = from == id ? .left : .dead
@@ -658,12 +682,14 @@ public struct Mesh: Sendable {
         case .alive:
             alive(announcement, now: now, into: &out)
         case .suspect:
-            if members[announcement.id] == nil && announcement.id != me.id { alive(announcement, now: now, into: &out) }
+            if known[announcement.id] == nil && announcement.id != me.id {
+                alive(announcement, now: now, into: &out)
+            }
             suspect(announcement.id, incarnation: announcement.incarnation, from: me.id, now: now, into: &out)
         case .dead, .left:
             if announcement.id == me.id {
                 if !leaving && announcement.incarnation >= me.incarnation { refute(announcement.incarnation) }
-            } else if members[announcement.id] == nil {
+            } else if known[announcement.id] == nil {
                 return  // nothing to learn about a member we never saw
             } else {
                 // Push/pull is not an independent observation: treat a remote death as suspicion.
@@ -680,16 +706,18 @@ public struct Mesh: Sendable {
         return Array(pool.prefix(take))
     }
 
-    /// Up to `count` distinct random live members other than `excluded`, without copying the
-    /// member list (a few draws of random indexes; the lists are long, `count` is small).
+    /// The addresses of up to `count` distinct random live members other than `excluded`,
+    /// without copying the member list (a few draws of random indexes; the lists are long,
+    /// `count` is small). nil for a member with no address.
     func pickLive(_ count: Int, excluding excluded: NodeID? = nil, rng: inout some RandomNumberGenerator)
-        -> [MemberRecord]
+        -> [PeerAddress?]
     {
         let available = liveIDs.count - (excluded.map { liveIDs.contains($0) ? 1 : 0 } ?? 0)
         let wanted = min(count, available)
         guard wanted > 0 else { return [] }
         if wanted * 4 > liveIDs.count {
             return pick(wanted, from: liveIDs.filter { $0 != excluded }.compactMap { members[$0] }, rng: &rng)
+                .map(\.address)
         }
         var chosen: [Int] = []
         chosen.reserveCapacity(wanted)
@@ -697,7 +725,12 @@ public struct Mesh: Sendable {
             let index = Int.random(in: 0..<liveIDs.count, using: &rng)
             if liveIDs[index] != excluded && !chosen.contains(index) { chosen.append(index) }
         }
-        return chosen.compactMap { members[liveIDs[$0]] }
+        var addresses: [PeerAddress?] = []
+        addresses.reserveCapacity(wanted)
+        for index in chosen {
+            if let record = members[liveIDs[index]] { addresses.append(record.address) }
+        }
+        return addresses
     }
 }
 

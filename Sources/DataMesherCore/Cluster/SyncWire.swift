@@ -78,6 +78,24 @@ public enum SyncCodec {
         return frame.buffer
     }
 
+    /// `encode(message).count` for the push/pull openings (`hello`, `reply`), computed without
+    /// encoding their member lists; other messages are encoded to count them.
+    public static func encodedSize(_ message: SyncMessage) -> Int {
+        switch message {
+        case .hello(_, let members, let root):
+            return headerLength + 2 + membersSize(members) + root.count
+        case .reply(let members, let root, let buckets):
+            return headerLength + 1 + membersSize(members) + root.count + 1
+                + (buckets.map { $0.reduce(0) { $0 + $1.count } } ?? 0)
+        case .summaries, .fetch, .fetchReply:
+            return encode(message).count
+        }
+    }
+
+    static func membersSize(_ members: [MemberRecord]) -> Int {
+        members.prefix(maxMembers).reduce(2) { $0 + 1 + WireCodec.encodedSize($1.announcement) }
+    }
+
     /// Reads a frame header: the type and the payload length, refusing lengths over the limit.
     public static func header(_ bytes: [UInt8]) throws(WireError) -> (type: UInt8, length: Int) {
         var reader = WireReader(bytes)

@@ -52,13 +52,37 @@ public struct MemberAnnouncement: Sendable, Equatable {
     public var id: NodeID
     public var name: String
     public var incarnation: UInt64
-    public var addresses: [PeerAddress]
+    /// The first address, held without an array: nearly every member announces one, and
+    /// announcements are decoded by the million in a large cluster.
+    public private(set) var firstAddress: PeerAddress?
+    /// The addresses after the first.
+    private(set) var moreAddresses: [PeerAddress]
+
+    public var addresses: [PeerAddress] {
+        get {
+            guard let firstAddress else { return [] }
+            return moreAddresses.isEmpty ? [firstAddress] : [firstAddress] + moreAddresses
+        }
+        set {
+            firstAddress = newValue.first
+            moreAddresses = Array(newValue.dropFirst())
+        }
+    }
 
     public init(id: NodeID, name: String, incarnation: UInt64, addresses: [PeerAddress]) {
         self.id = id
         self.name = name
         self.incarnation = incarnation
-        self.addresses = addresses
+        self.firstAddress = addresses.first
+        self.moreAddresses = Array(addresses.dropFirst())
+    }
+
+    init(id: NodeID, name: String, incarnation: UInt64, firstAddress: PeerAddress?, moreAddresses: [PeerAddress]) {
+        self.id = id
+        self.name = name
+        self.incarnation = incarnation
+        self.firstAddress = firstAddress
+        self.moreAddresses = firstAddress == nil ? [] : moreAddresses
     }
 }
 
@@ -221,6 +245,44 @@ public enum WireCodec {
         return out.buffer
     }
 
+    /// `encode(item).count`, without encoding.
+    public static func encodedSize(_ item: GossipItem) -> Int {
+        switch item {
+        case .alive(let member):
+            return encodedSize(member)
+        case .suspect, .dead:
+            return 1 + NodeID.length + 8 + NodeID.length
+        case .file(let version, let inline):
+            return 1 + encodedSize(version) + 1 + (inline.map { 2 + $0.count } ?? 0)
+        }
+    }
+
+    /// The size of an `alive` item announcing `member`.
+    static func encodedSize(_ member: MemberAnnouncement) -> Int {
+        var size = 1 + NodeID.length + 8 + 1 + shortStringLength(member.name, limit: maxNodeNameLength) + 1
+        if let first = member.firstAddress {
+            size += addressLength(first)
+            for address in member.moreAddresses.prefix(maxAddresses - 1) { size += addressLength(address) }
+        }
+        return size
+    }
+
+    static func encodedSize(_ version: FileVersion) -> Int {
+        1 + 1 + min(version.networkID.utf8.count, 255) + 2 + version.name.value.utf8.count + 8 + 8
+            + version.contentSHA256.count + 8 + version.signer.bytes.count + version.signature.count
+    }
+
+    /// What `WireWriter.shortString(value, limit:)` writes after the length byte.
+    static func shortStringLength(_ value: String, limit: Int) -> Int {
+        let count = value.utf8.count
+        if count <= limit { return min(count, 255) }
+        return min(String(value.utf8.prefix(limit))?.utf8.count ?? 0, 255)
+    }
+
+    static func addressLength(_ address: PeerAddress) -> Int {
+        1 + shortStringLength(address.host, limit: maxHostLength) + 2
+    }
+
     public static func encode(_ item: GossipItem) -> [UInt8] {
         var out = WireWriter()
         encode(item, into: &out)
@@ -234,9 +296,14 @@ public enum WireCodec {
             out.nodeID(member.id)
             out.u64(member.incarnation)
             out.shortString(member.name, limit: maxNodeNameLength)
-            let addresses = member.addresses.prefix(maxAddresses)
-            out.u8(UInt8(addresses.count))
-            for address in addresses { out.address(address) }
+            if let first = member.firstAddress {
+                let more = member.moreAddresses.prefix(maxAddresses - 1)
+                out.u8(UInt8(1 + more.count))
+                out.address(first)
+                for address in more { out.address(address) }
+            } else {
+                out.u8(0)
+            }
         case .suspect(let id, let incarnation, let from):
             out.u8(2)
             out.nodeID(id)
@@ -315,9 +382,15 @@ public enum WireCodec {
             let name = try reader.shortString(limit: maxNodeNameLength, field: "node name")
             let count = Int(try reader.u8())
             guard count <= maxAddresses else { throw .tooLong(field: "addresses", length: count, limit: maxAddresses) }
-            var addresses: [PeerAddress] = []
-            for _ in 0..<count { addresses.append(try reader.address()) }
-            return .alive(MemberAnnouncement(id: id, name: name, incarnation: incarnation, addresses: addresses))
+            let first = count > 0 ? try reader.address() : nil
+            var more: [PeerAddress] = []
+            if count > 1 {
+                more.reserveCapacity(count - 1)
+                for _ in 1..<count { more.append(try reader.address()) }
+            }
+            return .alive(
+                MemberAnnouncement(
+                    id: id, name: name, incarnation: incarnation, firstAddress: first, moreAddresses: more))
         case 2: return .suspect(try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID())
         case 3: return .dead(try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID())
         case 4:
