@@ -66,7 +66,7 @@ public struct Simulation {
     public var onStored: ((NodeID, FileVersion, Int64) -> Void)?
 
     /// A node's member list as the peer decodes it from a push/pull (no `since`, no source),
-    /// and its cost on the wire as `SyncCodec` encodes it. The list changes only when the core's
+    /// and its cost on the wire (`SyncCodec.encodedSize`, equal to the encoded length). The list changes only when the core's
     /// `membershipVersion` moves, so it is built and encoded once per change, not per exchange.
     struct MemberList {
         var membershipVersion: UInt64
@@ -226,8 +226,8 @@ public struct Simulation {
         let root = [UInt8](repeating: 0, count: 16)
         let list = MemberList(
             membershipVersion: version, records: records,
-            hello: SyncCodec.encode(.hello(join: false, members: records, root: root)).count,
-            reply: SyncCodec.encode(.reply(members: records, root: root, buckets: nil)).count)
+            hello: SyncCodec.encodedSize(.hello(join: false, members: records, root: root)),
+            reply: SyncCodec.encodedSize(.reply(members: records, root: root, buckets: nil)))
         memberLists[index] = list
         return list
     }
@@ -236,7 +236,7 @@ public struct Simulation {
     mutating func replyWithBuckets(_ index: Int, _ list: MemberList, buckets: [[UInt8]]) -> Int {
         if let size = list.replyWithBuckets { return size }
         let root = [UInt8](repeating: 0, count: 16)
-        let size = SyncCodec.encode(.reply(members: list.records, root: root, buckets: buckets)).count
+        let size = SyncCodec.encodedSize(.reply(members: list.records, root: root, buckets: buckets))
         memberLists[index]?.replyWithBuckets = size
         return size
     }
@@ -393,8 +393,9 @@ struct EventHeap {
             }
             keys[parent] = last
         }
-        let event = slots[top.slot]
-        slots[top.slot] = nil
+        // Moved out, not copied: a copy would retain everything a packet holds, only to release it.
+        var event: Simulation.Event? = nil
+        swap(&event, &slots[top.slot])
         freeSlots.append(top.slot)
         return event
     }
