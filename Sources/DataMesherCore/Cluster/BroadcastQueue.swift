@@ -6,25 +6,20 @@
 /// walks the tiers from the least-sent up and stops when the packet is full, so its cost is
 /// what it takes (plus skipped stale entries), not the length of the queue.
 ///
-/// Items live in slots; a ticket names a slot and the enqueue it stands for, so taking reads
-/// arrays only (no hashing), and a ticket whose slot was replaced or freed since is stale.
+/// Items are kept encoded, as they go on the wire: taking copies bytes into the packet and
+/// touches no item value. Each item's bytes live in one shared arena (compacted when most of
+/// it is stale) and its slot says where; a ticket names a slot and the enqueue it stands for,
+/// so a ticket whose slot was replaced or freed since is stale. With a thousand cores in one
+/// process the queues do not stay in the cache, so what taking reads per ticket is kept small
+/// and in one place.
 public struct BroadcastQueue: Sendable {
-    /// What a slot holds; read only when its item is taken.
-    struct Slot: Sendable {
-        var item: GossipItem?
-        var subject: GossipSubject
-        /// The item as the wire encodes it.
-        var bytes: [UInt8]
-    }
-
-    /// What taking checks for every ticket, apart from the items and small: in a large
-    /// cluster the queues of a thousand cores do not stay in the cache, and every separate
-    /// place a check reads costs a miss.
     struct Meta: Sendable {
         /// The enqueue this slot holds; 0 when free (enqueues count from 1).
         var order: UInt64
-        var transmits: Int32
+        /// Where the item's encoding is in `arena`, and its length.
+        var offset: Int32
         var size: Int32
+        var transmits: Int32
     }
 
     struct Ticket: Sendable {
@@ -32,10 +27,14 @@ public struct BroadcastQueue: Sendable {
         var order: UInt64
     }
 
-    var slots: [Slot] = []
     var meta: [Meta] = []
+    /// What each slot is about (nil when free), to find a slot again when its item is replaced.
+    var subjects: [GossipSubject?] = []
     var freeSlots: [Int] = []
     var slotOf: [GossipSubject: Int] = [:]
+    /// The encodings of the queued items (and of replaced or dropped ones, `garbage` bytes).
+    var arena: [UInt8] = []
+    var garbage = 0
     var tiers: [[Ticket]] = []
     /// Bit t set: tier t (t < 64) may hold tickets; clear bits let taking skip a tier unread.
     var occupied: UInt64 = 0
@@ -57,27 +56,40 @@ public struct BroadcastQueue: Sendable {
     public mutating func enqueue(_ item: GossipItem) {
         counter += 1
         let subject = item.subject
-        let entry = Slot(item: item, subject: subject, bytes: WireCodec.encode(item))
-        let entryMeta = Meta(order: counter, transmits: 0, size: Int32(entry.bytes.count))
+        let bytes = WireCodec.encode(item)
+        count(bytes.count, by: 1)
         let slot: Int
-        count(entry.bytes.count, by: 1)
         if let held = slotOf[subject] {
             slot = held
             count(Int(meta[slot].size), by: -1)
-            slots[slot] = entry
-            meta[slot] = entryMeta
+            garbage += Int(meta[slot].size)
         } else if let free = freeSlots.popLast() {
             slot = free
-            slots[slot] = entry
-            meta[slot] = entryMeta
+            subjects[slot] = subject
             slotOf[subject] = slot
         } else {
-            slot = slots.count
-            slots.append(entry)
-            meta.append(entryMeta)
+            slot = meta.count
+            meta.append(Meta(order: 0, offset: 0, size: 0, transmits: 0))
+            subjects.append(subject)
             slotOf[subject] = slot
         }
+        meta[slot] = Meta(order: counter, offset: Int32(arena.count), size: Int32(bytes.count), transmits: 0)
+        arena += bytes
         place(Ticket(slot: slot, order: counter), tier: 0)
+        if garbage > 1 << 16 && garbage * 2 > arena.count { compact() }
+    }
+
+    /// Copies the live encodings into a fresh arena.
+    mutating func compact() {
+        var fresh: [UInt8] = []
+        fresh.reserveCapacity(arena.count - garbage)
+        for slot in meta.indices where meta[slot].order != 0 {
+            let start = Int(meta[slot].offset)
+            meta[slot].offset = Int32(fresh.count)
+            fresh += arena[start..<start + Int(meta[slot].size)]
+        }
+        arena = fresh
+        garbage = 0
     }
 
     mutating func place(_ ticket: Ticket, tier: Int) {
@@ -99,9 +111,9 @@ public struct BroadcastQueue: Sendable {
 
     mutating func release(_ slot: Int) {
         count(Int(meta[slot].size), by: -1)
-        slotOf[slots[slot].subject] = nil
-        slots[slot].item = nil
-        slots[slot].bytes = []
+        garbage += Int(meta[slot].size)
+        if let subject = subjects[slot] { slotOf[subject] = nil }
+        subjects[slot] = nil
         meta[slot].order = 0
         freeSlots.append(slot)
     }
@@ -110,21 +122,21 @@ public struct BroadcastQueue: Sendable {
     /// been sent `limit` times.
     public mutating func take(budget: Int, limit: Int) -> [GossipItem] {
         var encoded: [UInt8] = []
-        return take(budget: budget, limit: limit, encodingInto: &encoded)
+        let count = take(budget: budget, limit: limit, encodingInto: &encoded)
+        return WireCodec.decodeItems(encoded, count: count)
     }
 
-    /// `take`, appending the items' wire encoding to `encoded` as well.
-    mutating func take(budget: Int, limit: Int, encodingInto encoded: inout [UInt8]) -> [GossipItem] {
+    /// `take`, appending the items' wire encoding to `encoded`; returns how many were taken.
+    mutating func take(budget: Int, limit: Int, encodingInto encoded: inout [UInt8]) -> Int {
         // Nothing queued: every ticket left is stale.
-        guard !slotOf.isEmpty else { return [] }
+        guard !slotOf.isEmpty else { return 0 }
         var used = 0
-        var out: [GossipItem] = []
-        out.reserveCapacity(min(slotOf.count, WireCodec.maxItems))
+        var taken = 0
         promoted.removeAll(keepingCapacity: true)
         var tier = 0
         // Walks each tier from the top (newest) down, as a stack popped and refilled would be:
         // taken and stale tickets are dropped, skipped ones stay where they are.
-        walk: while tier < tiers.count && out.count < WireCodec.maxItems && used < budget {
+        walk: while tier < tiers.count && taken < WireCodec.maxItems && used < budget {
             if tier < 64 ? occupied & (1 << UInt64(tier)) == 0 : tiers[tier].isEmpty {
                 tier += 1
                 continue
@@ -152,21 +164,18 @@ public struct BroadcastQueue: Sendable {
                     if skipped > 64 { break }  // nothing small enough is likely below
                     continue
                 }
-                guard let item = slots[slot].item else {
-                    dropped.append(index)
-                    continue
-                }
                 dropped.append(index)
                 used += size
-                out.append(item)
-                encoded += slots[slot].bytes
+                taken += 1
+                let start = Int(check.offset)
+                encoded += arena[start..<start + size]
                 if Int(check.transmits) + 1 >= limit {
                     release(slot)
                 } else {
                     meta[slot].transmits += 1
                     promoted.append((ticket, tier + 1))
                 }
-                if out.count >= WireCodec.maxItems || used >= budget { break }
+                if taken >= WireCodec.maxItems || used >= budget { break }
             }
             if !dropped.isEmpty { remove(dropped, from: tier, above: lowest) }
             if tier < 64 && tiers[tier].isEmpty { occupied &= ~(1 << UInt64(tier)) }
@@ -174,7 +183,7 @@ public struct BroadcastQueue: Sendable {
             tier += 1
         }
         for (ticket, next) in promoted { place(ticket, tier: next) }
-        return out
+        return taken
     }
 
     /// Removes the tickets at `positions` (descending, all at or above `lowest`) from a tier,

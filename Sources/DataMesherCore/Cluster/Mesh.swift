@@ -382,7 +382,7 @@ public struct Mesh: Sendable {
             let targets = gossipTargets(now: now, rng: &rng)
             for target in targets {
                 let gossip = compose(.gossip, now: now)
-                guard !gossip.items.isEmpty else { break }
+                guard gossip.itemCount > 0 else { break }
                 guard let address = target else { continue }
                 out.append(.send(gossip, to: address))
             }
@@ -478,10 +478,9 @@ public struct Mesh: Sendable {
             n /= 10
         }
         let limit = settings.retransmitMult * max(1, digits)
-        var items = queue.take(
+        let taken = queue.take(
             budget: settings.udpPayload - 64 - (reserving ? bytes.count : 0), limit: limit, encodingInto: &bytes)
-        if let first { items.insert(first, at: 0) }
-        return Packet(sender: me.id, message: message, items: items, encodedItems: bytes)
+        return Packet(sender: me.id, message: message, encodedItems: bytes, count: taken + (first == nil ? 0 : 1))
     }
 
     mutating func adjustAwareness(_ delta: Int) {
@@ -525,9 +524,8 @@ public struct Mesh: Sendable {
         case .gossip:
             break
         }
-        for index in packet.items.indices {
-            apply(packet.items[index], from: packet.sender, source: source, now: now, into: &out)
-        }
+        let items = packet.items
+        for index in items.indices { apply(items[index], from: packet.sender, source: source, now: now, into: &out) }
     }
 
     mutating func apply(
@@ -613,9 +611,10 @@ public struct Mesh: Sendable {
             status.state != .left
         else { return }
         if status.state == .suspect {
-            guard var suspicion = suspicions[id], suspicion.incarnation == incarnation else { return }
-            if suspicion.confirm(from) {
-                suspicions[id] = suspicion
+            // In place: a copy of the suspicion would copy its set of confirmations.
+            guard let index = suspicions.index(forKey: id), suspicions.values[index].incarnation == incarnation
+            else { return }
+            if suspicions.values[index].confirm(from) {
                 queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
             }
             return

@@ -130,26 +130,41 @@ public struct Packet: Sendable, Equatable {
 
     public var sender: NodeID
     public var message: Message
-    public var items: [GossipItem] {
-        didSet { encodedItems = nil }
-    }
-    /// The wire encoding of `items`, one after the other, when whoever built the packet had it
-    /// at hand (the broadcast queue keeps every item's): `WireCodec` copies it instead of
-    /// encoding the items again. Dropped when `items` changes.
+    /// The items as values; nil while the packet holds only their encoding.
+    var itemValues: [GossipItem]?
+    /// The items' wire encoding, one after the other, when the core composed the packet from
+    /// its broadcast queue (which keeps every item encoded): `WireCodec` copies it instead of
+    /// encoding the items again, and nothing is copied item by item to compose it.
     var encodedItems: [UInt8]?
+    var encodedCount = 0
+
+    /// The gossip riding on the packet (decoded from the kept encoding when there is one).
+    public var items: [GossipItem] {
+        get { itemValues ?? WireCodec.decodeItems(encodedItems ?? [], count: encodedCount) }
+        set {
+            itemValues = newValue
+            encodedItems = nil
+            encodedCount = 0
+        }
+    }
+
+    /// How many items ride on the packet, without decoding them.
+    public var itemCount: Int { itemValues?.count ?? encodedCount }
 
     public init(sender: NodeID, message: Message, items: [GossipItem] = []) {
         self.sender = sender
         self.message = message
-        self.items = items
+        self.itemValues = items
     }
 
-    init(sender: NodeID, message: Message, items: [GossipItem], encodedItems: [UInt8]) {
-        self.init(sender: sender, message: message, items: items)
+    init(sender: NodeID, message: Message, encodedItems: [UInt8], count: Int) {
+        self.sender = sender
+        self.message = message
         self.encodedItems = encodedItems
+        self.encodedCount = count
     }
 
-    /// Packets are equal when they say the same; whether the encoding was kept does not count.
+    /// Packets are equal when they say the same, whether their items are held as values or encoded.
     public static func == (lhs: Packet, rhs: Packet) -> Bool {
         lhs.sender == rhs.sender && lhs.message == rhs.message && lhs.items == rhs.items
     }
@@ -209,7 +224,7 @@ public enum WireCodec {
 
     public static func encode(_ packet: Packet) -> [UInt8] {
         var out = WireWriter()
-        out.reserve(packet.items.isEmpty ? 64 : 1500)
+        out.reserve(packet.itemCount == 0 ? 64 : 1500)
         out.bytes(magic)
         out.u8(version)
         switch packet.message {
@@ -236,11 +251,13 @@ public enum WireCodec {
             out.u8(MessageKind.gossip.rawValue)
             out.nodeID(packet.sender)
         }
-        out.u8(UInt8(min(packet.items.count, maxItems)))
-        if let encoded = packet.encodedItems, packet.items.count <= maxItems {
+        if packet.itemValues == nil, let encoded = packet.encodedItems, packet.encodedCount <= maxItems {
+            out.u8(UInt8(packet.encodedCount))
             out.bytes(encoded)
         } else {
-            for item in packet.items.prefix(maxItems) { encode(item, into: &out) }
+            let items = packet.items
+            out.u8(UInt8(min(items.count, maxItems)))
+            for item in items.prefix(maxItems) { encode(item, into: &out) }
         }
         return out.buffer
     }
@@ -371,6 +388,18 @@ public enum WireCodec {
         for _ in 0..<count { items.append(try decodeItem(&reader)) }
         guard reader.remaining == 0 else { throw .trailingBytes(reader.remaining) }
         return Packet(sender: sender, message: message, items: items)
+    }
+
+    /// `count` items encoded one after the other (as `encode(_:into:)` wrote them).
+    static func decodeItems(_ bytes: [UInt8], count: Int) -> [GossipItem] {
+        var reader = WireReader(bytes)
+        var items: [GossipItem] = []
+        items.reserveCapacity(count)
+        for _ in 0..<count {
+            guard let item = try? decodeItem(&reader) else { break }
+            items.append(item)
+        }
+        return items
     }
 
     static func decodeItem(_ reader: inout WireReader) throws(WireError) -> GossipItem {
