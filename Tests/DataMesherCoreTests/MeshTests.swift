@@ -109,6 +109,98 @@ import Testing
         #expect(queue.count == 2)
     }
 
+    /// The queue as it was first written (entries by subject, tiers popped and refilled): the
+    /// optimized queue must take exactly what this one takes, in the same order.
+    struct ReferenceQueue {
+        var entries: [GossipSubject: (item: GossipItem, size: Int, transmits: Int, order: Int)] = [:]
+        var tiers: [[(subject: GossipSubject, order: Int)]] = []
+        var counter = 0
+
+        mutating func enqueue(_ item: GossipItem) {
+            counter += 1
+            entries[item.subject] = (item, WireCodec.encode(item).count, 0, counter)
+            place((item.subject, counter), tier: 0)
+        }
+
+        mutating func place(_ ticket: (subject: GossipSubject, order: Int), tier: Int) {
+            while tiers.count <= tier { tiers.append([]) }
+            tiers[tier].append(ticket)
+        }
+
+        mutating func take(budget: Int, limit: Int) -> [GossipItem] {
+            var used = 0
+            var out: [GossipItem] = []
+            var promoted: [((subject: GossipSubject, order: Int), Int)] = []
+            var tier = 0
+            while tier < tiers.count && out.count < WireCodec.maxItems && used < budget {
+                var skipped: [(subject: GossipSubject, order: Int)] = []
+                while let ticket = tiers[tier].popLast() {
+                    guard let entry = entries[ticket.subject], entry.order == ticket.order, entry.transmits == tier
+                    else { continue }
+                    if used + entry.size > budget {
+                        skipped.append(ticket)
+                        if skipped.count > 64 { break }
+                        continue
+                    }
+                    used += entry.size
+                    out.append(entry.item)
+                    if entry.transmits + 1 >= limit {
+                        entries[ticket.subject] = nil
+                    } else {
+                        entries[ticket.subject]?.transmits += 1
+                        promoted.append((ticket, tier + 1))
+                    }
+                    if out.count >= WireCodec.maxItems || used >= budget { break }
+                }
+                tiers[tier].append(contentsOf: skipped.reversed())
+                tier += 1
+            }
+            for (ticket, next) in promoted { place(ticket, tier: next) }
+            return out
+        }
+    }
+
+    @Test func theQueueTakesWhatTheOriginalQueueTook() throws {
+        var rng = SplitMix64(state: 5)
+        let ids = try (0..<300).map { number in
+            try #require(NodeID(bytes: [UInt8](repeating: UInt8(number % 256), count: 15) + [UInt8(number / 256)]))
+        }
+        let version = try WireTests.version()
+        var queue = BroadcastQueue()
+        var reference = ReferenceQueue()
+        var taken = 0
+        for step in 0..<40_000 {
+            if rng.next() % 3 != 0 {
+                let id = ids[Int(rng.next() % UInt64(ids.count))]
+                let item: GossipItem
+                switch rng.next() % 10 {
+                case 0: item = .dead(id, incarnation: rng.next() % 9, from: ids[0])
+                case 1: item = .file(version, inline: [UInt8](repeating: 1, count: Int(rng.next() % 400)))
+                case 2, 3, 4:
+                    item = .suspect(id, incarnation: rng.next() % 9, from: ids[Int(rng.next() % 3)])
+                default:
+                    item = .alive(
+                        MemberAnnouncement(
+                            id: id, name: String(repeating: "n", count: Int(rng.next() % 12)),
+                            incarnation: rng.next() % 9,
+                            addresses: [PeerAddress(host: "10.0.0.\(rng.next() % 250)", port: 7946)]))
+                }
+                queue.enqueue(item)
+                reference.enqueue(item)
+            } else {
+                let budget = 40 + Int(rng.next() % 1400)
+                let limit = 1 + Int(rng.next() % 12)
+                let got = queue.take(budget: budget, limit: limit)
+                let expected = reference.take(budget: budget, limit: limit)
+                taken += got.count
+                #expect(got == expected, "step \(step)")
+                if got != expected { return }
+            }
+        }
+        #expect(queue.count == reference.entries.count)
+        #expect(taken > 10_000)
+    }
+
     /// Packets carry their items' encoding from the broadcast queue; the bytes on the wire must
     /// be exactly what encoding the items one by one gives.
     @Test func keptItemEncodingsAreTheItemsEncoded() throws {

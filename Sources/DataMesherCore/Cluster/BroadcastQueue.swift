@@ -30,7 +30,10 @@ public struct BroadcastQueue: Sendable {
     var meta: [Meta] = []
     /// What each slot is about (nil when free), to find a slot again when its item is replaced.
     var subjects: [GossipSubject?] = []
-    var freeSlots: [Int] = []
+    /// Slots are not reused: a new item takes the next one, so tickets of items queued one
+    /// after the other name neighbouring slots, and a walk reads `meta` front to back instead
+    /// of all over it. `compact` renumbers the live ones when most are free.
+    var freeCount = 0
     var slotOf: [GossipSubject: Int] = [:]
     /// The encodings of the queued items (and of replaced or dropped ones, `garbage` bytes).
     var arena: [UInt8] = []
@@ -58,38 +61,50 @@ public struct BroadcastQueue: Sendable {
         let subject = item.subject
         let bytes = WireCodec.encode(item)
         count(bytes.count, by: 1)
-        let slot: Int
-        if let held = slotOf[subject] {
-            slot = held
-            count(Int(meta[slot].size), by: -1)
-            garbage += Int(meta[slot].size)
-        } else if let free = freeSlots.popLast() {
-            slot = free
-            subjects[slot] = subject
-            slotOf[subject] = slot
-        } else {
-            slot = meta.count
-            meta.append(Meta(order: 0, offset: 0, size: 0, transmits: 0))
-            subjects.append(subject)
-            slotOf[subject] = slot
-        }
-        meta[slot] = Meta(order: counter, offset: Int32(arena.count), size: Int32(bytes.count), transmits: 0)
+        // A newer item about the same subject replaces the queued one (whose ticket goes stale).
+        if let held = slotOf[subject] { release(held) }
+        let slot = meta.count
+        meta.append(Meta(order: counter, offset: Int32(arena.count), size: Int32(bytes.count), transmits: 0))
+        subjects.append(subject)
+        slotOf[subject] = slot
+        count(bytes.count, by: 1)
         arena += bytes
         place(Ticket(slot: slot, order: counter), tier: 0)
-        if garbage > 1 << 16 && garbage * 2 > arena.count { compact() }
+        if (freeCount > 64 && freeCount > slotOf.count) || (garbage > 1 << 16 && garbage * 2 > arena.count) {
+            compact()
+        }
     }
 
-    /// Copies the live encodings into a fresh arena.
+    /// Renumbers the live slots in the order their tickets sit in the tiers, drops stale
+    /// tickets, and copies the live encodings into a fresh arena in that order.
     mutating func compact() {
-        var fresh: [UInt8] = []
-        fresh.reserveCapacity(arena.count - garbage)
-        for slot in meta.indices where meta[slot].order != 0 {
-            let start = Int(meta[slot].offset)
-            meta[slot].offset = Int32(fresh.count)
-            fresh += arena[start..<start + Int(meta[slot].size)]
+        var freshMeta: [Meta] = []
+        var freshSubjects: [GossipSubject?] = []
+        var freshArena: [UInt8] = []
+        freshMeta.reserveCapacity(slotOf.count)
+        freshSubjects.reserveCapacity(slotOf.count)
+        freshArena.reserveCapacity(arena.count - garbage)
+        for tier in tiers.indices {
+            var kept: [Ticket] = []
+            kept.reserveCapacity(tiers[tier].count)
+            for ticket in tiers[tier] where meta[ticket.slot].order == ticket.order {
+                var entry = meta[ticket.slot]
+                let start = Int(entry.offset)
+                entry.offset = Int32(freshArena.count)
+                freshArena += arena[start..<start + Int(entry.size)]
+                kept.append(Ticket(slot: freshMeta.count, order: ticket.order))
+                if let subject = subjects[ticket.slot] { slotOf[subject] = freshMeta.count }
+                freshMeta.append(entry)
+                freshSubjects.append(subjects[ticket.slot])
+            }
+            tiers[tier] = kept
+            if tier < 64 && kept.isEmpty { occupied &= ~(1 << UInt64(tier)) }
         }
-        arena = fresh
+        meta = freshMeta
+        subjects = freshSubjects
+        arena = freshArena
         garbage = 0
+        freeCount = 0
     }
 
     mutating func place(_ ticket: Ticket, tier: Int) {
@@ -115,7 +130,7 @@ public struct BroadcastQueue: Sendable {
         if let subject = subjects[slot] { slotOf[subject] = nil }
         subjects[slot] = nil
         meta[slot].order = 0
-        freeSlots.append(slot)
+        freeCount += 1
     }
 
     /// Items that fit in `budget` bytes; each is counted as sent once and dropped when it has
