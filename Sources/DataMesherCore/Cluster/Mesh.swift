@@ -244,12 +244,13 @@ public struct Mesh: Sendable {
 
     /// This node as others should see it, for push/pull.
     public var localState: [MemberRecord] {
+        // One pass over the table, then an order by ID over that copy: cheaper than sorting the
+        // records themselves, and than looking each one up again in a table not in the cache.
+        let records = Array(members.values)
+        let order = records.indices.sorted { records[$0].id < records[$1].id }
         var out = [MemberRecord(announcement: me, state: leaving ? .left : .alive, since: 0, lastSource: nil)]
-        out.reserveCapacity(members.count + 1)
-        // Sorting the IDs and looking the records up is cheaper than sorting the records.
-        for id in members.keys.sorted() {
-            if let record = members[id] { out.append(record) }
-        }
+        out.reserveCapacity(records.count + 1)
+        for index in order { out.append(records[index]) }
         return out
     }
 
