@@ -41,7 +41,10 @@ public struct FilePolicy: Sendable, Equatable {
     }
 
     /// Every rule, with the content's hash and length known: the version may replace `current` iff nil.
-    public func evaluate(_ version: FileVersion, current: FileVersion?, now: Int64) -> Refusal? {
+    /// `signatures` (the simulator's shared verdicts) may answer the signature check; nil: verified here.
+    public func evaluate(
+        _ version: FileVersion, current: FileVersion?, now: Int64, signatures: SignatureCache? = nil
+    ) -> Refusal? {
         if let refusal = precheck(
             name: version.name, signer: version.signer, contentLength: version.contentLength,
             timestamp: version.timestamp, validFor: version.validFor, now: now)
@@ -51,7 +54,8 @@ public struct FilePolicy: Sendable, Equatable {
         if version.isTombstone && (version.contentLength != 0 || version.contentSHA256 != FileVersion.emptySHA256) {
             return .malformedTombstone(version.name)
         }
-        if version.networkID != networkID || !version.hasValidSignature { return .badSignature(version.name) }
+        let signed = signatures?.isValid(version) ?? version.hasValidSignature
+        if version.networkID != networkID || !signed { return .badSignature(version.name) }
         if version.isTombstone, now > version.timestamp, now - version.timestamp > tombstoneRetention {
             return .stale(version.name, held: current?.timestamp)
         }

@@ -32,27 +32,3 @@ public final class SignatureCache: Sendable {
         return valid
     }
 }
-
-extension FilePolicy {
-    /// `evaluate` with the signature verdict taken from `signatures` (nil: verified here): the
-    /// same rules in the same order. `MeshTests` checks that both agree on every refusal.
-    public func evaluate(_ version: FileVersion, current: FileVersion?, now: Int64, signatures: SignatureCache?)
-        -> Refusal?
-    {
-        guard let signatures else { return evaluate(version, current: current, now: now) }
-        if let refusal = precheck(
-            name: version.name, signer: version.signer, contentLength: version.contentLength,
-            timestamp: version.timestamp, validFor: version.validFor, now: now)
-        {
-            return refusal
-        }
-        if version.isTombstone && (version.contentLength != 0 || version.contentSHA256 != FileVersion.emptySHA256) {
-            return .malformedTombstone(version.name)
-        }
-        if version.networkID != networkID || !signatures.isValid(version) { return .badSignature(version.name) }
-        if version.isTombstone, now > version.timestamp, now - version.timestamp > tombstoneRetention {
-            return .stale(version.name, held: current?.timestamp)
-        }
-        return checkOrder(version, current: current)
-    }
-}
