@@ -145,7 +145,7 @@ public struct API: Sendable {
         let all = node.store.list()
         let served = all.filter(\.isServed)
         return InfoJSON(
-            version: DataMesherVersion.string, node_name: node.nodeName, node_id: node.store.nodeID,
+            version: DataMesherVersion.string, node_name: node.nodeName, node_id: node.nodeID,
             network_id: node.config.cluster.networkID,
             counts: .init(
                 files: served.count, bytes: served.reduce(0) { $0 + $1.version.contentLength },

@@ -26,14 +26,15 @@ struct ChunkSource {
         return raw.readBytes(length: count) ?? []
     }
 
-    /// The next sealed record's length prefix and body; nil at a clean end of stream.
-    mutating func readRecord() async throws -> (prefix: [UInt8], record: [UInt8])? {
+    /// The next sealed record's length prefix and body, refused when longer than `limit`; nil at
+    /// a clean end of stream.
+    mutating func readRecord(limit: Int = StreamCipher.maxRecord) async throws -> (prefix: [UInt8], record: [UInt8])? {
         guard try await fillRaw(4) else {
             if raw.readableBytes == 0 { return nil }
             throw WireError.truncated
         }
         let prefix = raw.getBytes(at: raw.readerIndex, length: 4) ?? []
-        let length = try StreamCipher.recordLength(prefix)
+        let length = try StreamCipher.recordLength(prefix, limit: limit)
         guard try await fillRaw(4 + length) else { throw WireError.truncated }
         raw.moveReaderIndex(forwardBy: 4)
         return (prefix, raw.readBytes(length: length) ?? [])

@@ -24,6 +24,8 @@ public final class MeshNode: Sendable {
     public let policy: FilePolicy
     public let store: FileStore
     public let nodeName: String
+    /// The node ID (hex), derived from the node key.
+    public let nodeID: String
     public let clusterAddresses: [String]
     let wallClock: @Sendable () -> Int64
     let logger: Logger
@@ -36,13 +38,15 @@ public final class MeshNode: Sendable {
     public let events = EventHub()
 
     public init(
-        config: NodeConfig, store: FileStore, nodeName: String, clusterAddresses: [String], logger: Logger,
+        config: NodeConfig, store: FileStore, nodeName: String, nodeID: String, clusterAddresses: [String],
+        logger: Logger,
         wallClock: @escaping @Sendable () -> Int64 = WallClock.now
     ) {
         self.config = config
         self.policy = config.filePolicy
         self.store = store
         self.nodeName = nodeName
+        self.nodeID = nodeID
         self.clusterAddresses = clusterAddresses
         self.logger = logger
         self.wallClock = wallClock
@@ -124,7 +128,7 @@ public final class MeshNode: Sendable {
         let published = clusterSnapshot.withLockedValue { $0.members }
         if !published.isEmpty { return published }
         return [
-            MemberInfo(id: store.nodeID, name: nodeName, addresses: clusterAddresses, state: .alive, incarnation: 0)
+            MemberInfo(id: nodeID, name: nodeName, addresses: clusterAddresses, state: .alive, incarnation: 0)
         ]
     }
 
