@@ -133,7 +133,9 @@ public enum StreamHandshake {
         do {
             let nodeKey = try reader.bytes(32)
             let certificateLength = Int(try reader.u16())
-            guard certificateLength <= maxCertificateLength else { throw HandshakeError.malformed("certificate length") }
+            guard certificateLength <= maxCertificateLength else {
+                throw HandshakeError.malformed("certificate length")
+            }
             let certificate = try reader.bytes(certificateLength)
             let signature = try reader.bytes(64)
             guard reader.remaining == 0 else { throw HandshakeError.malformed("bytes after the proof") }

@@ -144,7 +144,8 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .unknownAuthority: return "certificate is not signed by any of the configured certificate authorities"
         case .notYetValid(let date): return "certificate is not valid before \(date)"
         case .expired(let date): return "certificate expired at \(date)"
-        case .notNodeProfile(let why): return "not a node certificate: \(why) (issue one with `data-mesher certificate sign`)"
+        case .notNodeProfile(let why):
+            return "not a node certificate: \(why) (issue one with `data-mesher certificate sign`)"
         }
     }
 }

@@ -35,7 +35,8 @@ public actor ClusterNode {
     var udpChannels: [NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>] = []
     var tcpServers: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
     /// Inbound TCP streams open now, in total and per source host.
-    let inbound = InboundStreams(total: ClusterNode.maxInboundStreams, perSource: ClusterNode.maxInboundStreamsPerSource)
+    let inbound = InboundStreams(
+        total: ClusterNode.maxInboundStreams, perSource: ClusterNode.maxInboundStreamsPerSource)
     let snapshot: NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>
     var counters = ClusterCounters()
     /// The `membershipVersion` of the member list last published (nil: never).
@@ -119,7 +120,8 @@ public actor ClusterNode {
             }
         } catch {
             await closeAll()
-            let address = PeerAddress(host: bindAddresses[min(udpChannels.count, bindAddresses.count - 1)], port: UInt16(port))
+            let address = PeerAddress(
+                host: bindAddresses[min(udpChannels.count, bindAddresses.count - 1)], port: UInt16(port))
             throw ClusterBindError(
                 description: "cluster.port: cannot bind \(address) (UDP and TCP): \(ClusterBindError.reason(error))")
         }
@@ -539,7 +541,8 @@ public actor ClusterNode {
         {
             bootstrap = bootstrap.bind(to: local)
         }
-        return try await bootstrap
+        return
+            try await bootstrap
             .connect(host: address.host, port: Int(address.port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)

@@ -148,7 +148,8 @@ struct StreamSession {
         }
         guard Array(key.rawRepresentation) == proof.nodeKey else {
             throw HandshakeRefusal(
-                "certificate", "certificate of \"\(certificate.name)\" is not for the node key that signed the handshake")
+                "certificate",
+                "certificate of \"\(certificate.name)\" is not for the node key that signed the handshake")
         }
         return VerifiedPeer(id: id, name: certificate.name, validUntil: certificate.notValidAfter)
     }

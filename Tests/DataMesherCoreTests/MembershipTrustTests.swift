@@ -165,7 +165,8 @@ import Testing
         node.meet(node.b)
         let elsewhere = PeerAddress(host: "10.66.66.66", port: 7946)
         // Mallory's key signing a claim under B's ID: the key does not derive that ID.
-        var stolen = MemberAnnouncement.signed(by: node.mallory, name: "b", incarnation: .max - 5, addresses: [elsewhere])
+        var stolen = MemberAnnouncement.signed(
+            by: node.mallory, name: "b", incarnation: .max - 5, addresses: [elsewhere])
         stolen.id = node.b.id
         stolen.signature = node.mallory.sign(stolen.publicKey)
         // B's key and ID, with a signature that does not cover these fields.
@@ -209,7 +210,8 @@ import Testing
         // The right sequence from the other member, or naming the other member: no.
         node.receive(.ack(sequence: probe.sequence, responder: other.id, clock: node.now), items: [], sender: other)
         node.receive(.ack(sequence: probe.sequence, responder: target.id, clock: node.now), items: [], sender: other)
-        node.receive(.ack(sequence: probe.sequence &+ 1, responder: target.id, clock: node.now), items: [], sender: target)
+        node.receive(
+            .ack(sequence: probe.sequence &+ 1, responder: target.id, clock: node.now), items: [], sender: target)
         // So the probe runs out, and the target is suspected.
         node.now += 2 * Self.second
         node.feed(.tick)

@@ -20,7 +20,8 @@ import Testing
             addresses: [PeerAddress(host: "127.0.0.2", port: 7946), PeerAddress(host: "fd00::2", port: 7946)],
             publicKey: [UInt8](repeating: 5, count: 32), signature: Self.signature)
         let items: [GossipItem] = [
-            .alive(announcement), .suspect(Accusation(id: Self.b, incarnation: 3, from: Self.a, signature: WireTests.signature)),
+            .alive(announcement),
+            .suspect(Accusation(id: Self.b, incarnation: 3, from: Self.a, signature: WireTests.signature)),
             .dead(Accusation(id: Self.b, incarnation: 4, from: Self.b, signature: WireTests.signature)),
             .file(try Self.version(), inline: Array("zone".utf8)), .file(try Self.version(), inline: nil),
         ]
@@ -87,28 +88,42 @@ import Testing
         // Newest first among the least sent.
         #expect(
             queue.take(budget: 1400, limit: 3) == [
-                .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)), .suspect(Accusation(id: a, incarnation: 1, from: b, signature: WireTests.signature)),
+                .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
+                .suspect(Accusation(id: a, incarnation: 1, from: b, signature: WireTests.signature)),
             ])
         // A newer item about `a` replaces the queued one and goes out before the older `b`.
         queue.enqueue(.dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)))
         #expect(
             queue.take(budget: 1400, limit: 3) == [
-                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)), .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
+                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)),
+                .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
             ])
         #expect(
             queue.take(budget: 1400, limit: 3) == [
-                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)), .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
+                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)),
+                .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
             ])
         // `b` reached its limit of 3; `a` has one more to go.
-        #expect(queue.take(budget: 1400, limit: 3) == [.dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature))])
+        #expect(
+            queue.take(budget: 1400, limit: 3) == [
+                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature))
+            ])
         #expect(queue.take(budget: 1400, limit: 3).isEmpty)
         #expect(queue.count == 0)
         // A small budget takes what fits and leaves the rest for the next packet.
-        let size = WireCodec.encode(GossipItem.suspect(Accusation(id: a, incarnation: 1, from: b, signature: WireTests.signature))).count
+        let size = WireCodec.encode(
+            GossipItem.suspect(Accusation(id: a, incarnation: 1, from: b, signature: WireTests.signature))
+        ).count
         queue.enqueue(.suspect(Accusation(id: a, incarnation: 5, from: b, signature: WireTests.signature)))
         queue.enqueue(.suspect(Accusation(id: b, incarnation: 5, from: a, signature: WireTests.signature)))
-        #expect(queue.take(budget: size, limit: 2) == [.suspect(Accusation(id: b, incarnation: 5, from: a, signature: WireTests.signature))])
-        #expect(queue.take(budget: size, limit: 2) == [.suspect(Accusation(id: a, incarnation: 5, from: b, signature: WireTests.signature))])
+        #expect(
+            queue.take(budget: size, limit: 2) == [
+                .suspect(Accusation(id: b, incarnation: 5, from: a, signature: WireTests.signature))
+            ])
+        #expect(
+            queue.take(budget: size, limit: 2) == [
+                .suspect(Accusation(id: a, incarnation: 5, from: b, signature: WireTests.signature))
+            ])
         #expect(queue.count == 2)
     }
 
@@ -224,7 +239,8 @@ import Testing
             checked.withItems += 1
             // Changing the items drops the kept encoding.
             var changed = packet
-            changed.items.append(.dead(Accusation(id: WireTests.b, incarnation: 2, from: WireTests.a, signature: WireTests.signature)))
+            changed.items.append(
+                .dead(Accusation(id: WireTests.b, incarnation: 2, from: WireTests.a, signature: WireTests.signature)))
             let changedPlain = Packet(sender: packet.sender, message: packet.message, items: changed.items)
             if WireCodec.encode(changed) != WireCodec.encode(changedPlain) { checked.mismatches += 1 }
         }

@@ -40,7 +40,9 @@ import X509
             let opened = try opener.open(packets[index], receiver: Self.receiver)
             #expect(opened == [UInt8(index)])
         }
-        for index in [0, 3, 5] { #expect(throws: SealError.replayed) { try opener.open(packets[index], receiver: Self.receiver) } }
+        for index in [0, 3, 5] {
+            #expect(throws: SealError.replayed) { try opener.open(packets[index], receiver: Self.receiver) }
+        }
         let last = try opener.open(packets[1999], receiver: Self.receiver)
         #expect(last == [UInt8(truncatingIfNeeded: 1999)])
         // Older than the window: refused, even if never seen.
@@ -120,7 +122,8 @@ import X509
         let aliceSecret = try #require(StreamHandshake.sharedSecret(aliceEphemeral, theirs: bobPreamble.ephemeral))
         let bobSecret = try #require(StreamHandshake.sharedSecret(bobEphemeral, theirs: alicePreamble.ephemeral))
         #expect(aliceSecret == bobSecret)
-        let aliceKeys = StreamHandshake.sessionKeys(sharedSecret: aliceSecret, ringKey: Self.ring1, transcript: transcript)
+        let aliceKeys = StreamHandshake.sessionKeys(
+            sharedSecret: aliceSecret, ringKey: Self.ring1, transcript: transcript)
         let bobKeys = StreamHandshake.sessionKeys(sharedSecret: bobSecret, ringKey: Self.ring1, transcript: transcript)
         var sealer = StreamCipher(key: aliceKeys.initiatorToResponder)
         var opener = StreamCipher(key: bobKeys.initiatorToResponder)

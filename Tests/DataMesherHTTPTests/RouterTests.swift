@@ -25,7 +25,8 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
         let logger = Logger(label: "test")
         let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
         node = MeshNode(
-            config: config, store: store, nodeName: "t", nodeID: String(repeating: "0", count: 32), clusterAddresses: [],
+            config: config, store: store, nodeName: "t", nodeID: String(repeating: "0", count: 32),
+            clusterAddresses: [],
             logger: logger)
     }
 

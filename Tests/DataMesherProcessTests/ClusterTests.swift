@@ -183,15 +183,18 @@ import Testing
 }
 
 enum UDP {
-    /// One datagram, from `source` (a local address) when given.
-    static func send(_ bytes: [UInt8], to host: String, port: Int, from source: String? = nil) {
+    /// One datagram, from `source` (a local address) and `fromPort` when given.
+    static func send(_ bytes: [UInt8], to host: String, port: Int, from source: String? = nil, fromPort: UInt16 = 0) {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }
         if let source {
             var local = sockaddr_in()
             local.sin_family = sa_family_t(AF_INET)
+            local.sin_port = fromPort.bigEndian
             inet_pton(AF_INET, source, &local.sin_addr)
+            var reuse: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
             _ = withUnsafePointer(to: &local) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

@@ -717,7 +717,9 @@ public struct Mesh: Sendable {
 
     /// A member's signed claim about itself. `source`: the host it was heard from (nil: a
     /// push/pull list), for the limit on new members per source.
-    mutating func alive(_ announcement: MemberAnnouncement, source: String?, now: Int64, into out: inout [MeshDirective]) {
+    mutating func alive(
+        _ announcement: MemberAnnouncement, source: String?, now: Int64, into out: inout [MeshDirective]
+    ) {
         if announcement.id == me.id {
             // Our own signed claim with a newer incarnation (we restarted, and the clock went
             // back): outbid it. A forged one does not verify.
@@ -737,11 +739,11 @@ public struct Mesh: Sendable {
             out.append(.droppedClaim(reason: "implausible_incarnation"))
             return
         }
-        guard announcement.isAuthentic(verifier) else {
-            out.append(.droppedClaim(reason: "bad_signature"))
-            return
-        }
         if var record = members[announcement.id] {
+            guard announcement.isAuthentic(verifier) else {
+                out.append(.droppedClaim(reason: "bad_signature"))
+                return
+            }
             let previous = record.state
             record.announcement = announcement
             record.state = .alive
@@ -753,7 +755,8 @@ public struct Mesh: Sendable {
             if previous != .alive { out.append(.memberChanged(record, previous: previous)) }
             return
         }
-        // A member not seen before: it costs nothing until it answers a ping at its address.
+        // A member not seen before: it costs nothing until it answers a ping at its address. The
+        // limits come before the signature check, so a flood costs lookups, not verifications.
         guard members.count + 1 < settings.maxMembers, confirmations.count < settings.maxUnconfirmed else {
             out.append(.droppedClaim(reason: "member_limit"))
             return
@@ -770,7 +773,12 @@ public struct Mesh: Sendable {
             }
             newMembersBySource[source] = count + 1
         }
-        let record = MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil, confirmed: false)
+        guard announcement.isAuthentic(verifier) else {
+            out.append(.droppedClaim(reason: "bad_signature"))
+            return
+        }
+        let record = MemberRecord(
+            announcement: announcement, state: .alive, since: now, lastSource: nil, confirmed: false)
         setRecord(record)
         // Pinged at the next tick (at once), then every `confirmationRetry` until it answers.
         confirmations[announcement.id] = Confirmation(
@@ -807,7 +815,8 @@ public struct Mesh: Sendable {
         else { return }
         if status.state == .suspect {
             // In place: a copy of the suspicion would copy its set of confirmations.
-            guard let index = suspicions.index(forKey: id), suspicions.values[index].incarnation == accusation.incarnation,
+            guard let index = suspicions.index(forKey: id),
+                suspicions.values[index].incarnation == accusation.incarnation,
                 !suspicions.values[index].confirmations.contains(accusation.from)
             else { return }
             guard isAuthentic(accusation, dead: false) else {
@@ -943,7 +952,9 @@ public struct Mesh: Sendable {
         var targets: [(NodeID, PeerAddress)] = []
         targets.reserveCapacity(wanted)
         for index in chosen {
-            if let record = members[liveIDs[index]], let address = record.address { targets.append((record.id, address)) }
+            if let record = members[liveIDs[index]], let address = record.address {
+                targets.append((record.id, address))
+            }
         }
         return targets
     }

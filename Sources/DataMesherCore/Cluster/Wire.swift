@@ -204,7 +204,8 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .truncated: return "packet is truncated"
         case .badMagic: return "not a data-mesher packet"
-        case .unsupportedVersion(let version): return "wire version \(version) is not supported (this node speaks \(WireCodec.version))"
+        case .unsupportedVersion(let version):
+            return "wire version \(version) is not supported (this node speaks \(WireCodec.version))"
         case .unknownMessage(let type): return "unknown message type \(type)"
         case .unknownItem(let type): return "unknown gossip item type \(type)"
         case .tooLong(let field, let length, let limit): return "\(field) is \(length) long, limit \(limit)"
