@@ -151,7 +151,8 @@ public struct API: Sendable {
                 files: served.count, bytes: served.reduce(0) { $0 + $1.version.contentLength },
                 tombstones: all.filter { $0.state == .tombstone }.count,
                 expired: all.filter { $0.state == .expired }.count, members: node.members().count),
-            cluster: node.clusterCounters)
+            cluster: node.clusterCounters,
+            clock_offset_seconds: node.clusterCounters.clockOffsetNanoseconds.map { Double($0) / 1e9 })
     }
 
     // MARK: Reading a file

@@ -16,6 +16,12 @@ public struct ClusterCounters: Sendable, Equatable, Codable {
     public var packetsDropped = 0
     public var syncs = 0
     public var fetches = 0
+    /// Bytes read from and written to cluster TCP streams.
+    public var tcpBytesIn = 0
+    public var tcpBytesOut = 0
+    /// This node's clock minus the median of its confirmed peers' clocks (ns); nil until a peer
+    /// answered a direct probe.
+    public var clockOffsetNanoseconds: Int64?
 }
 
 extension ClusterNode: Service {}
@@ -39,6 +45,7 @@ public actor ClusterNode {
         total: ClusterNode.maxInboundStreams, perSource: ClusterNode.maxInboundStreamsPerSource)
     let snapshot: NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>
     var counters = ClusterCounters()
+    var lastClockWarning: Int64 = .min
     /// The `membershipVersion` of the member list last published (nil: never).
     var publishedMembership: UInt64?
     let group = MultiThreadedEventLoopGroup.singleton
@@ -252,6 +259,10 @@ public actor ClusterNode {
     /// Makes members and counters visible to the HTTP API. The member list is rebuilt only
     /// when the core says it changed; most packets change nothing but the counters.
     func publish() {
+        let tcp = node.metrics.tcpTotals.withLockedValue { $0 }
+        counters.tcpBytesIn = tcp.in
+        counters.tcpBytesOut = tcp.out
+        noteClockOffset()
         let counters = self.counters
         guard mesh.membershipVersion != publishedMembership else {
             snapshot.withLockedValue { $0.counters = counters }
@@ -263,11 +274,33 @@ public actor ClusterNode {
     }
 
     func memberInfo(_ record: MemberRecord) -> MemberInfo {
-        MemberInfo(
+        var info = MemberInfo(
             id: record.id.hex, name: record.announcement.name,
             addresses: record.announcement.addresses.map(\.description),
             state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
             incarnation: record.announcement.incarnation)
+        info.clock_offset_seconds = mesh.clockOffsets[record.id].map { Double($0) / 1e9 }
+        info.certificate_expires_at = admitted[record.id].map { ISO8601DateFormatter().string(from: $0.until) }
+        return info
+    }
+
+    /// Keeps the clock offset current, and says so (at most every 10 minutes) when it is more
+    /// than half of `max_clock_skew`: such a node would refuse correctly-clocked versions as
+    /// "in the future", or have its own refused, while it looks alive.
+    func noteClockOffset() {
+        guard let median = mesh.medianClockOffset else { return }
+        let offset = Int64(0).subtractingSaturated(median)
+        counters.clockOffsetNanoseconds = offset
+        node.metrics.clockOffset.record(Double(offset) / 1e9)
+        let limit = Int64(clamping: node.config.maxClockSkew / 2)
+        let now = WallClock.now()
+        guard offset.magnitude > UInt64(limit), now.subtractingSaturated(lastClockWarning) > 600_000_000_000 else {
+            return
+        }
+        lastClockWarning = now
+        logger.warning(
+            "this node's clock differs from its peers' by more than half of max_clock_skew: versions may be refused",
+            metadata: ["dm.clock_offset_seconds": "\(Double(offset) / 1e9)"])
     }
 
     /// A version accepted through the local API.
@@ -446,7 +479,8 @@ public actor ClusterNode {
                         channel.close(promise: nil)
                     }
                     var session = try await StreamSession.open(
-                        inbound: inbound, outbound: outbound, initiator: false, security: self.security)
+                        inbound: inbound, outbound: outbound, initiator: false, security: self.security,
+                        metrics: self.node.metrics)
                     deadline.cancel()
                     guard let first = try await session.reader.frame() else { return }
                     switch first {
@@ -560,7 +594,8 @@ public actor ClusterNode {
             return try await withTimeout(seconds: timeout) {
                 try await channel.executeThenClose { inbound, outbound in
                     var session = try await StreamSession.open(
-                        inbound: inbound, outbound: outbound, initiator: true, security: self.security)
+                        inbound: inbound, outbound: outbound, initiator: true, security: self.security,
+                        metrics: self.node.metrics)
                     await self.admitted(session.peer, at: address)
                     return try await body(&session)
                 }

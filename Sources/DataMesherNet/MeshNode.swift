@@ -12,6 +12,18 @@ public struct MemberInfo: Sendable, Equatable, Codable {
     public var addresses: [String]
     public var state: State
     public var incarnation: UInt64
+    /// Its clock minus this node's (s), from the last direct probe it answered.
+    public var clock_offset_seconds: Double?
+    /// When its certificate expires (RFC 3339), with node identities.
+    public var certificate_expires_at: String?
+
+    public init(id: String, name: String, addresses: [String], state: State, incarnation: UInt64) {
+        self.id = id
+        self.name = name
+        self.addresses = addresses
+        self.state = state
+        self.incarnation = incarnation
+    }
 }
 
 /// A node: the local file store behind the acceptance rules of the core.

@@ -38,7 +38,7 @@ struct StreamSession {
 
     static func open(
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-        initiator: Bool, security: ClusterSecurity
+        initiator: Bool, security: ClusterSecurity, metrics: NodeMetrics? = nil
     ) async throws -> StreamSession {
         let ephemeral = Curve25519.KeyAgreement.PrivateKey()
         let flags =
@@ -46,8 +46,9 @@ struct StreamSession {
             | (security.identity != nil ? StreamHandshake.flagIdentity : 0)
         let mine = StreamHandshake.Preamble(flags: flags, ephemeral: Array(ephemeral.publicKey.rawRepresentation))
         try await outbound.write(ByteBuffer(bytes: mine.encoded))
+        metrics?.tcpBytes(out: StreamHandshake.preambleLength)
 
-        var source = ChunkSource(inbound)
+        var source = ChunkSource(inbound, metrics: metrics)
         let theirs: StreamHandshake.Preamble
         do {
             theirs = try StreamHandshake.preamble(try await source.readRaw(StreamHandshake.preambleLength))
@@ -85,7 +86,7 @@ struct StreamSession {
         if initiator {
             let keys = StreamHandshake.sessionKeys(
                 sharedSecret: secret, ringKey: security.ring.first, transcript: transcript)
-            writer = StreamWriter(outbound, cipher: StreamCipher(key: keys.initiatorToResponder))
+            writer = StreamWriter(outbound, cipher: StreamCipher(key: keys.initiatorToResponder), metrics: metrics)
             var receive = StreamCipher(key: keys.responderToInitiator)
             try await writer.write(myProof.encoded)
             guard let (prefix, record) = try await source.readRecord(limit: maxProofRecord) else {
@@ -118,7 +119,7 @@ struct StreamSession {
             }
             source.cipher = opened.cipher
             peer = try verify(opened.plain, transcript: transcript, initiator: true, security: security)
-            writer = StreamWriter(outbound, cipher: StreamCipher(key: opened.keys.1))
+            writer = StreamWriter(outbound, cipher: StreamCipher(key: opened.keys.1), metrics: metrics)
             try await writer.write(myProof.encoded)
         }
         return StreamSession(reader: FrameReader(source), writer: writer, peer: peer)
