@@ -48,6 +48,7 @@ public actor ClusterNode {
     var lastClockWarning: Int64 = .min
     /// The `membershipVersion` of the member list last published (nil: never).
     var publishedMembership: UInt64?
+    var publishedAt: Int64 = .min
     let group = MultiThreadedEventLoopGroup.singleton
 
     // Encryption and admission (docs/PROTOCOL.md, "Encryption" and "Node identities").
@@ -264,11 +265,15 @@ public actor ClusterNode {
         counters.tcpBytesOut = tcp.out
         noteClockOffset()
         let counters = self.counters
-        guard mesh.membershipVersion != publishedMembership else {
+        // Also once a second: clock offsets move without the membership changing.
+        let now = WallClock.now()
+        guard mesh.membershipVersion != publishedMembership || now.subtractingSaturated(publishedAt) > 1_000_000_000
+        else {
             snapshot.withLockedValue { $0.counters = counters }
             return
         }
         publishedMembership = mesh.membershipVersion
+        publishedAt = now
         let members = mesh.localState.map(memberInfo)
         snapshot.withLockedValue { $0 = (members, counters) }
     }

@@ -1,3 +1,4 @@
+@preconcurrency import Crypto
 import DataMesherCore
 import Foundation
 import Testing
@@ -116,5 +117,107 @@ import Testing
         #expect(lines.count == 1, "\(result.stderr)")
         #expect(result.stderr.contains("\(node.address):7946") && result.stderr.contains("already in use"))
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("backtrace"))
+    }
+}
+
+/// A node whose clock is wrong says so, and shows each peer's offset, instead of silently refusing
+/// correctly-clocked versions while it looks alive. Its peers here are the test's own: members
+/// with real keys that answer probes with a clock an hour slow.
+@Suite struct ClockTests {
+    /// A member played by the test: announces itself and acks every ping with a skewed clock.
+    final class FakePeer: @unchecked Sendable {  // used from one test thread
+        let key = NodeKey(Curve25519.Signing.PrivateKey())
+        let address: String
+        let fd: Int32
+        let skew: Int64
+
+        init(address: String, skew: Int64) throws {
+            self.address = address
+            self.skew = skew
+            fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_port = UInt16(7946).bigEndian
+            inet_pton(AF_INET, address, &local.sin_addr)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else { throw HarnessError("cannot bind \(address):7946") }
+            var timeout = timeval(tv_sec: 0, tv_usec: 20_000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+
+        deinit { close(fd) }
+
+        func announce(to node: Daemon) {
+            let me = MemberAnnouncement.signed(
+                by: key, name: "slow-\(address)", incarnation: 1, addresses: [PeerAddress(host: address, port: 7946)])
+            UDP.send(
+                WireCodec.encode(Packet(sender: key.id, message: .gossip, items: [.alive(me)])), to: node.address,
+                port: 7946, from: address, fromPort: 7946)
+        }
+
+        /// Answers the pings that arrived by now.
+        func answer() {
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            var from = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            for _ in 0..<100 {
+                let count = withUnsafeMutablePointer(to: &from) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(fd, &buffer, buffer.count, 0, $0, &length)
+                    }
+                }
+                guard count > 0 else { return }
+                guard let packet = try? WireCodec.decode(Array(buffer.prefix(count))),
+                    case .ping(let sequence, let target) = packet.message, target == key.id
+                else { continue }
+                var host = [CChar](repeating: 0, count: 64)
+                inet_ntop(AF_INET, &from.sin_addr, &host, socklen_t(host.count))
+                let ack = Packet(
+                    sender: key.id,
+                    message: .ack(sequence: sequence, responder: key.id, clock: nowNanoseconds() - skew))
+                UDP.send(
+                    WireCodec.encode(ack), to: String(cString: host), port: Int(UInt16(bigEndian: from.sin_port)),
+                    from: address, fromPort: 7946)
+            }
+        }
+    }
+
+    static func info(_ node: Daemon) -> [String: Any]? {
+        guard let reply = node.get("/v1/info") else { return nil }
+        return try? JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any]
+    }
+
+    static func offsets(seenBy node: Daemon) -> [Double] {
+        guard let reply = node.get("/v1/members"),
+            let list = try? JSONSerialization.jsonObject(with: Data(reply.body)) as? [[String: Any]]
+        else { return [] }
+        return list.compactMap { ($0["clock_offset_seconds"] as? NSNumber)?.doubleValue }
+    }
+
+    @Test func aNodeWhoseClockDiffersFromItsPeersIsLoud() throws {
+        let node = try Daemon(files: [:])
+        defer { node.cleanUp() }
+        try node.start()
+        let hour: Int64 = 3_600_000_000_000
+        let base = node.address.split(separator: ".").prefix(3).joined(separator: ".")
+        let last = Int(node.address.split(separator: ".").last ?? "") ?? 1
+        let peers = try (1...3).map { try FakePeer(address: "\(base).\((last + 100 + $0) % 250 + 1)", skew: hour) }
+        for peer in peers { peer.announce(to: node) }
+        // Every peer is an hour behind: this node is an hour ahead of its peers' median.
+        var offset = 0.0
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            for peer in peers { peer.answer() }
+            offset = (Self.info(node)?["clock_offset_seconds"] as? NSNumber)?.doubleValue ?? 0
+            if offset > 3500 && Self.offsets(seenBy: node).filter({ $0 < -3500 }).count == 3 { break }
+        }
+        #expect(offset > 3500 && offset < 3700, "\(String(describing: Self.info(node)))")
+        #expect(Self.offsets(seenBy: node).filter { $0 < -3500 }.count == 3)
+        #expect(SecurityTests.metric(node, "dm_clock_offset_seconds") > 3500)
+        #expect(node.tailOfLog(100_000).contains("clock differs from its peers"))
     }
 }
