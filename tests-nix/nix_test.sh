@@ -3,6 +3,11 @@
 # here may import <nixpkgs>), plus the plain systemd unit:
 #
 #   - every .nix file of the repository parses (nix-instantiate --parse);
+#   - the Nix pins: Package.resolved and nix/swiftpm2nix/ are tracked, and
+#     scripts/update-nix-pins --check (every hash recomputed from SwiftPM's checkouts, and
+#     Package.swift / Package.resolved / pins in agreement) passes, and fails on a drifted
+#     hash, a disagreeing revision and an unmet version requirement; nix/package.nix fetches
+#     exactly the pinned sources (tests-nix/package-eval.nix);
 #   - nix/lib.nix evaluates on its own; its toTOML writes the expected text for a tricky
 #     [files] map and for strings that need escaping;
 #   - the seed's example inventory (tests-nix/seed-inventory.nix) maps to the expected
@@ -24,7 +29,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
-DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+DM_BIN=${DM_BIN:-$ROOT/.build/debug/data-mesher}
 T=nix_test
 
 passed=0
@@ -124,6 +129,90 @@ elif [ -n "$parse_errors" ]; then
     bad "parse: nix-instantiate --parse failed" "$parse_errors"
 else
     ok "parse: ${#nixfiles[@]} .nix files (${nixfiles[*]})"
+fi
+
+# --- 1b. Nix pins of the Swift dependencies ------------------------------------------------
+#
+# Package.resolved is tracked; nix/swiftpm2nix/ has one hash per dependency; the package uses
+# them. scripts/update-nix-pins --check recomputes every hash from SwiftPM's checkouts (in the
+# scratch folder the binary was built in: DM_BIN=<scratch>/debug/data-mesher, or
+# DM_SCRATCH=<folder>) and fails on drift or when Package.swift, Package.resolved and the pins
+# disagree.
+
+if git ls-files --error-unmatch Package.resolved nix/swiftpm2nix/default.nix nix/swiftpm2nix/workspace-state.json >/dev/null 2>&1; then
+    ok "pins: Package.resolved and nix/swiftpm2nix/ are tracked by git"
+elif [ ! -d .git ] && [ ! -f .git ]; then
+    skip "pins: not a git checkout; cannot tell whether Package.resolved is tracked"
+else
+    bad "pins: Package.resolved or nix/swiftpm2nix/ is not tracked by git" "$(git status --short --ignored Package.resolved nix/swiftpm2nix 2>&1)"
+fi
+
+scratch=${DM_SCRATCH:-}
+if [ -z "$scratch" ]; then
+    d=$(dirname "$DM_BIN")
+    for _ in 1 2 3; do
+        d=$(dirname "$d")
+        if [ -f "$d/workspace-state.json" ] && [ -d "$d/checkouts" ]; then
+            scratch=$d
+            break
+        fi
+    done
+fi
+if [ -z "$scratch" ]; then
+    bad "pins: no SwiftPM scratch folder (workspace-state.json, checkouts/) above DM_BIN=$DM_BIN; set DM_SCRATCH"
+elif out=$(bash scripts/update-nix-pins --check --scratch-path "$scratch" 2>&1); then
+    ok "pins: $(tail -n 1 <<<"$out" | sed 's/^update-nix-pins: --check: //')"
+else
+    bad "pins: scripts/update-nix-pins --check --scratch-path $scratch" "$out"
+fi
+
+# The check must be able to fail: a changed hash, a revision that disagrees with
+# Package.resolved, and a Package.swift that needs a newer version are each reported.
+pins_copy="$WORK/pins-repo"
+if [ -n "$scratch" ]; then
+    mkdir -p "$pins_copy/scripts" "$pins_copy/nix"
+    cp scripts/update-nix-pins "$pins_copy/scripts/"
+    cp Package.swift Package.resolved "$pins_copy/"
+    cp -r nix/swiftpm2nix "$pins_copy/nix/"
+    chmod -R u+w "$pins_copy"
+    abs_scratch=$(realpath "$scratch")
+    # pins_mutation NAME FILE SED-EXPR EXPECTED-TEXT
+    pins_mutation() {
+        local name=$1 file=$2 expr=$3 text=$4 out
+        cp "$file" "$WORK/pins-saved"
+        sed -i -E "$expr" "$pins_copy/$file"
+        if cmp -s "$file" "$pins_copy/$file"; then
+            bad "pins: mutation '$name' changed nothing ($expr)"
+        elif out=$(bash "$pins_copy/scripts/update-nix-pins" --check --scratch-path "$abs_scratch" 2>&1); then
+            bad "pins: --check passed although $name" "$out"
+        elif grep -qF -- "$text" <<<"$out"; then
+            ok "pins: --check fails when $name"
+        else
+            bad "pins: --check failed without saying '$text' when $name" "$out"
+        fi
+        cp "$WORK/pins-saved" "$pins_copy/$file"
+    }
+    pins_mutation "a hash drifts" nix/swiftpm2nix/default.nix \
+        '0,/"swift-log" = "sha256-[^"]{4}/s//"swift-log" = "sha256-AAAA/' "hash of swift-log at"
+    pins_mutation "the Nix pins name another revision than Package.resolved" nix/swiftpm2nix/workspace-state.json \
+        '0,/"revision": "[0-9a-f]{40}"/s//"revision": "0000000000000000000000000000000000000000"/' "disagree"
+    pins_mutation "Package.swift needs a newer version than is pinned" Package.swift \
+        's|(swift-log.git", from: )"[^"]*"|\1"9.0.0"|' "Package.resolved pins"
+fi
+
+# The package takes its sources from the pins: one fetchgit per dependency with the pinned
+# url, revision and hash, each linked into .build/checkouts by the configure phase.
+if out=$(nix_eval "$ROOT/tests-nix/package-eval.nix" 2>&1) &&
+    [ "$(jq '.sources | length' <<<"$out")" = "$(jq '.object.dependencies | length' nix/swiftpm2nix/workspace-state.json)" ] &&
+    gen=$(nix_eval -E "(import $ROOT/nix/swiftpm2nix).hashes" 2>&1) &&
+    jq -e --slurpfile ws nix/swiftpm2nix/workspace-state.json --argjson hashes "$gen" '
+        . as $pkg | all($ws[0].object.dependencies[]; . as $d
+          | $pkg.sources[$d.subpath] == { url: $d.packageRef.location, rev: $d.state.checkoutState.revision, hash: $hashes[$d.subpath] }
+          and ($pkg.configurePhase | contains("ln -s \u0027/nix/store/fetched-" + $d.state.checkoutState.revision + "\u0027 \u0027.build/checkouts/" + $d.subpath + "\u0027")))
+        and ($pkg.configurePhase | contains("./.build/workspace-state.json"))' <<<"$out" >/dev/null; then
+    ok "package.nix: fetches every pinned dependency (url, revision, hash from nix/swiftpm2nix) and links it into .build/checkouts"
+else
+    bad "package.nix: sources from the pins" "$out"
 fi
 
 # --- 2. lib.nix on its own ---------------------------------------------------------------
