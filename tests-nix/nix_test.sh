@@ -314,7 +314,9 @@ state_dir = "$STATE"
 [cluster]
 bootstrap_nodes = ["192.168.1.1:7946", "192.168.1.2:7946"]
 interfaces = ["eth1"]
+join_interval = "30s"
 port = 7946
+push_pull_interval = "30s"
 
 [files]
 "config:app" = ["$K1"]
@@ -345,7 +347,7 @@ if [ "$(jq -c .bootstrapNodes <<<"$out" 2>/dev/null)" = "$want" ]; then
 else
     bad "clan service: bootstrap-role machines merged into bootstrap_nodes" "want $want; got: $out"
 fi
-if jq -e '.enable == true and .openFirewall == true and .warnings == [] and (.imports | length == 1) and (.imports[0] | endswith("/nix/module.nix"))' <<<"$out" >/dev/null 2>&1 &&
+if jq -e '.enable == true and .openFirewall == true and .failedAssertions == [] and (.imports | length == 1) and (.imports[0] | endswith("/nix/module.nix"))' <<<"$out" >/dev/null 2>&1 &&
     jq -e '.settings.node_name == "alpha" and .settings.cluster.encryption.enable == true' <<<"$out" >/dev/null 2>&1; then
     ok "clan service: default role imports module.nix, enables it with the firewall open, node_name = machine, encryption on"
 else
@@ -363,10 +365,74 @@ expect_eval "lib: bootstrap machine addresses -> host:port (IPv4, IPv6 in bracke
 
 out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine gamma \
     --arg settings '{ interfaces = [ "eth1" ]; }' --arg roles '{ default.machines.gamma = { }; }' 2>&1)
-if jq -e '.warnings | length == 1 and (.[0] | contains("no bootstrap node"))' <<<"$out" >/dev/null 2>&1; then
-    ok "clan service: a machine with no bootstrap node at all gets a warning"
+if jq -e '.failedAssertions | length == 1 and (.[0] | contains("no bootstrap node"))' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: a machine with no bootstrap node at all fails an assertion (as clan-core's)"
 else
-    bad "clan service: warning when nothing to join through" "$out"
+    bad "clan service: assertion when nothing to join through" "$out"
+fi
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine solo \
+    --arg settings '{ interfaces = [ "eth1" ]; }' --arg roles '{ default.machines.solo = { }; bootstrap.machines.solo = { }; }' 2>&1)
+if jq -e '.failedAssertions == [] and .bootstrapNodes == []' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: a lone bootstrap machine may start with nothing to join"
+else
+    bad "clan service: lone bootstrap machine" "$out"
+fi
+
+# Exports: every export's dataMesher.files merged with the role's files; lists of the same
+# name concatenated (a key already listed is not repeated); exports without dataMesher skipped.
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha \
+    --arg settings '{ interfaces = [ "eth1" ]; extraBootstrapNodes = [ "b:7946" ]; files = { "config:app" = [ "'$K1'" ]; }; }' \
+    --arg roles '{ default.machines.alpha = { }; }' \
+    --arg exports '{ "dm-dns:::" = { dataMesher.files = { "dns/cnames" = [ "'$K2'" ]; "config:app" = [ "'$K2'" "'$K1'" ]; }; };
+                     "other:::" = { networking.priority = 900; };
+                     "dm-deploy:::" = { dataMesher = null; }; }' 2>&1)
+want='{"config:app":["'$K1'","'$K2'"],"dns/cnames":["'$K2'"]}'
+if [ "$(jq -c '.settings.files' <<<"$out" 2>/dev/null)" = "$want" ]; then
+    ok "clan service: exports' dataMesher.files merged with the role's files (lists of one name concatenated)"
+else
+    bad "clan service: exports merged into files" "want $want; got: $out"
+fi
+
+# The facts clan-core's data-mesher service has, which a clan keeps when it moves between the
+# two: description, generator names, files, ownership, scripts.
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha --argstr domain clan \
+    --arg settings '{ interfaces = [ "eth1" ]; }' --arg roles '{ default.machines = { alpha = { }; beta = { }; }; bootstrap.machines.beta = { }; }' 2>&1)
+jq -n --arg v 2160h '{
+  "data-mesher-ca": { share: true, dependencies: [], files: ["ca.key", "ca.pub"],
+    fileAttrs: { "ca.key": { deploy: false }, "ca.pub": { secret: false } },
+    script: "data-mesher generate ca --public-key-path \"$out/ca.pub\" --private-key-path \"$out/ca.key\"\n" },
+  "data-mesher-node-identity": { share: false, dependencies: ["data-mesher-ca"], files: ["identity.cert", "identity.key", "identity.pub"],
+    fileAttrs: { "identity.key": { owner: "data-mesher", group: "data-mesher" }, "identity.cert": { owner: "data-mesher", group: "data-mesher" }, "identity.pub": { secret: false } },
+    script: ("data-mesher generate node-key --public-key-path \"$out/identity.pub\" --private-key-path \"$out/identity.key\"\n"
+      + "data-mesher certificate sign --ca-key \"$in/data-mesher-ca/ca.key\" --node-key \"$out/identity.pub\" --output \"$out/identity.cert\" --validity \u0027" + $v + "\u0027\n") },
+  "data-mesher-node-keyring": { share: true, dependencies: [], files: ["pre_shared_key"],
+    fileAttrs: { "pre_shared_key": { owner: "data-mesher", group: "data-mesher" } },
+    script: "openssl rand -base64 32 > \"$out/pre_shared_key\"\n" }
+}' >"$WORK/gens.expected"
+if jq -S '.generators | map_values({ share, dependencies, files, fileAttrs, script })' <<<"$out" >"$WORK/gens.got" 2>&1 &&
+    diff -u <(jq -S . "$WORK/gens.expected") "$WORK/gens.got" >"$WORK/gens.diff"; then
+    ok "clan service: generators data-mesher-ca, data-mesher-node-identity, data-mesher-node-keyring: files, ownership and scripts as clan-core's"
+else
+    bad "clan service: generators as clan-core's (- expected, + ours)" "$(cat "$WORK/gens.diff") $(head -c 400 <<<"$out")"
+fi
+if jq -e '.description == "Set up data-mesher"
+          and .generators["data-mesher-node-keyring"].runtimeInputs == ["/nix/store/00000000000000000000000000000000-openssl"]
+          and .generators["data-mesher-ca"].runtimeInputs == ["/nix/store/00000000000000000000000000000000-data-mesher"]
+          and .settings.cluster.join_interval == "30s" and .settings.cluster.push_pull_interval == "30s"
+          and .settings.http == { port: 7331, interfaces: ["lo"] }
+          and .settings.cluster.encryption.keyring == [ "/run/vars/data-mesher-node-keyring/pre_shared_key" ]
+          and .bootstrapNodes == ["beta.clan:7946"]' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: description \"Set up data-mesher\", openssl for the keyring, 30s intervals, http on lo:7331, keyring = pre_shared_key"
+else
+    bad "clan service: description, runtime inputs, settings" "$out"
+fi
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha \
+    --arg settings '{ interfaces = [ "eth1" ]; certificateValidity = "720h"; extraBootstrapNodes = [ "b:1" ]; }' --arg roles '{ default.machines.alpha = { }; }' 2>&1)
+if jq -e '.generators["data-mesher-node-identity"].script | contains("--validity '"'"'720h'"'"'")' <<<"$out" >/dev/null 2>&1 &&
+    jq -e '.settings | has("certificateValidity") | not' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: certificateValidity is what the identity generator signs for"
+else
+    bad "clan service: certificateValidity" "$out"
 fi
 
 out=$(nix_eval -E "let s = import $ROOT/nix/clan-service.nix { }; m = (s.roles.bootstrap.perInstance {
@@ -379,9 +445,14 @@ else
 fi
 
 for role in admin peer signer; do
-    expect_throw "clan service: v1 role '$role' fails with the migration message" \
-        "data-mesher v2: role '$role' was removed; use role 'default' (and 'bootstrap'" \
-        -E "(import $ROOT/nix/clan-service.nix { }).roles.$role.perInstance { settings = { network.interface = \"eth0\"; }; roles = { }; machine.name = \"m\"; }"
+    out=$(nix_eval -E "let r = (import $ROOT/nix/clan-service.nix { }).roles.$role; m = (r.perInstance { settings = { }; roles = { }; machine.name = \"m\"; }).nixosModule;
+          in { interface = r.interface; failed = map (a: a.message) (builtins.filter (a: !a.assertion) m.assertions); }" 2>&1)
+    if jq -e --arg r "$role" '.interface == {} and (.failed | length == 1)
+            and (.failed[0] | startswith("data-mesher v2: role \u0027" + $r + "\u0027 was removed; use role \u0027default\u0027 (and \u0027bootstrap\u0027"))' <<<"$out" >/dev/null 2>&1; then
+        ok "clan service: v1 role '$role' takes no settings and fails with the migration message"
+    else
+        bad "clan service: v1 role '$role'" "$out"
+    fi
 done
 expect_throw "lib: checkRoles names a v1 role that has machines" "data-mesher v2: role 'peer' was removed" \
     -E "(import $ROOT/nix/lib.nix).checkRoles { default.machines.a = { }; admin.machines = { }; peer.machines.b = { }; }"
@@ -541,7 +612,7 @@ netns_part() {
 
     if [ "$VARS_OK" = 1 ]; then
         check "check-config: the clan service's dm.toml with the generated keyring, identity and CA" "$WORK/clan.toml" 0 \
-            '^config .*: valid' '^node: alpha' '^encryption: .*keyring of 1 key' 'identity "alpha" valid until' '1 CA key'
+            '^config .*: valid' '^node: alpha' '^encryption: .*keyring of 1 key' 'identity "identity" valid until' '1 CA key'
     fi
 
     hardened_run
