@@ -11,12 +11,12 @@
 # Saves a screenshot to tests-ui/artifacts/status-page.png (also on failure).
 #
 # Installs Debian's chromium and chromium-driver and PyPI's selenium when missing (root).
-# Env: DM_BIN (default /work/main/.build/debug/data-mesher), DM_KEEP=1 keeps the temp dir.
+# Env: DM_BIN (default .build/debug/data-mesher of this repository), DM_KEEP=1 keeps the temp dir.
 # Last line: "status_page_test: passed" or "status_page_test: failed" (exit status 1).
 set -u
 TEST=status_page_test
 HERE=$(cd "$(dirname "$0")" && pwd)
-DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+DM_BIN=${DM_BIN:-$HERE/../.build/debug/data-mesher}
 ADDRS=(127.0.0.41 127.0.0.42 127.0.0.43)
 NAMES=(ui-node1 'ui-node2 <b>&amp;</b>' ui-node3)
 SCREENSHOT="$HERE/artifacts/status-page.png"
@@ -87,9 +87,20 @@ if ! command -v chromium >/dev/null 2>&1 || ! [ -x /usr/bin/chromedriver ]; then
         apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium chromium-driver; } >"$WORK/apt.log" 2>&1 ||
         fail "apt-get install chromium chromium-driver failed: $(tail -n 3 "$WORK/apt.log")"
 fi
-if ! python3 -c 'import selenium' 2>/dev/null; then
-    say "installing selenium (PyPI)"
-    python3 -m pip install -q 'selenium>=4.11' >"$WORK/pip.log" 2>&1 ||
+# selenium in a venv of this test's own (.venv-tests/, ignored by git), never the system Python.
+VENV=${UI_VENV:-$HERE/../.venv-tests/selenium}
+PY="$VENV/bin/python"
+if ! "$PY" -c 'import selenium' 2>/dev/null; then
+    say "installing selenium (PyPI) into $VENV"
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        [ "$(id -u)" = 0 ] || fail "python3-venv is missing"
+        { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv; } >"$WORK/apt-venv.log" 2>&1 ||
+            fail "apt-get install python3-venv failed: $(tail -n 3 "$WORK/apt-venv.log")"
+    fi
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" || fail "python3 -m venv $VENV"
+    "$PY" -m pip install -q --disable-pip-version-check 'selenium>=4.11' >"$WORK/pip.log" 2>&1 ||
         fail "pip install selenium failed: $(tail -n 3 "$WORK/pip.log")"
 fi
 
@@ -163,7 +174,7 @@ grep -q 'id="members"' "$WORK/index.html" || fail "GET / is not the status page"
 
 STEP="browser checks"
 printf 'status page test %s\n' "$FILE_NAME" >"$WORK/upload.txt"
-timeout -s TERM 600 python3 "$HERE/status_page_driver.py" --url "$URL1/" --names "${NAMES[@]}" --file-name "$FILE_NAME" \
+timeout -s TERM 600 "$PY" "$HERE/status_page_driver.py" --url "$URL1/" --names "${NAMES[@]}" --file-name "$FILE_NAME" \
     --screenshot "$SCREENSHOT" -- \
     timeout 60 "$DM_BIN" file update "$WORK/upload.txt" --url "$URL2" --key "$key" --name "$FILE_NAME" &
 DRIVER_PID=$!
