@@ -621,9 +621,58 @@ netns_part() {
     if [ "$VARS_OK" = 1 ]; then
         check "check-config: the clan service's dm.toml with the generated keyring, identity and CA" "$WORK/clan.toml" 0 \
             '^config .*: valid' '^node: alpha' '^encryption: .*keyring of 1 key' 'identity "identity" valid until' '1 CA key'
+        check_config_refusals
     fi
 
     hardened_run
+}
+
+# --check-config refuses, with one line naming the key: a state_dir the daemon's user cannot
+# write, and a certificate that has expired.
+check_config_refusals() {
+    local dir="$WORK/refusals" out status
+    mkdir -p "$dir/state-root"
+    chmod 755 "$dir" "$dir/state-root" # owned by root: uid 65534 may enter but not write
+    sed "s|^state_dir = .*|state_dir = \"$dir/state-root\"|" "$WORK/clan.toml" >"$dir/dm.toml"
+    chmod 644 "$dir/dm.toml"
+    # the unprivileged user must be able to read the key files the config names: copies
+    mkdir -p "$dir/vars"
+    cp -r "$WORK/vars/." "$dir/vars/"
+    chmod -R a+rX "$dir/vars"
+    sed -i "s|$WORK/vars/|$dir/vars/|g" "$dir/dm.toml"
+    local bin=$DM_BIN
+    if ! setpriv --reuid 65534 --regid 65534 --clear-groups test -x "$bin"; then
+        cp "$DM_BIN" "$dir/data-mesher" && chmod 755 "$dir/data-mesher"
+        bin="$dir/data-mesher"
+    fi
+    out=$(ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups timeout 60 "$bin" server --check-config --config "$dir/dm.toml" 2>&1)
+    status=$?
+    if [ "$status" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -qE "^data-mesher: state_dir: $dir/state-root is not writable by this user \(uid 65534\)" <<<"$out"; then
+        ok "check-config: a state_dir the daemon's user cannot write is refused in one line naming state_dir"
+    else
+        bad "check-config: unwritable state_dir (exit $status)" "$out"
+    fi
+    # The same user with a state_dir it owns: valid (so the refusal above was about the folder).
+    chown 65534:65534 "$dir/state-root"
+    if out=$(ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups timeout 60 "$bin" server --check-config --config "$dir/dm.toml" 2>&1) &&
+        [ -z "$(find "$dir/state-root" -mindepth 1)" ]; then
+        ok "check-config: the same state_dir owned by the daemon's user is valid, and the probe file is gone"
+    else
+        bad "check-config: writable state_dir" "$out $(ls -la "$dir/state-root")"
+    fi
+    # A certificate that has ended: signed for 1s, checked 2s later.
+    "$DM_BIN" certificate sign --ca-key "$WORK/vars/data-mesher-ca/ca.key" --node-key "$dir/vars/data-mesher-node-identity/identity.pub" \
+        --output "$dir/short.cert" --validity 1s >/dev/null 2>&1
+    sleep 2
+    sed "s|$dir/vars/data-mesher-node-identity/identity.cert|$dir/short.cert|" "$dir/dm.toml" >"$dir/expired.toml"
+    out=$(ip netns exec "$NS" timeout 60 "$DM_BIN" server --check-config --config "$dir/expired.toml" 2>&1)
+    status=$?
+    if [ "$status" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] &&
+        grep -qE "^data-mesher: cluster.encryption.identity_cert: $dir/short.cert: certificate expired at" <<<"$out"; then
+        ok "check-config: an expired own certificate is refused in one line naming identity_cert"
+    else
+        bad "check-config: expired certificate (exit $status)" "$out"
+    fi
 }
 
 # The daemon under the unit's sandbox, as far as it can be rebuilt without systemd: an
@@ -684,6 +733,18 @@ hardened_run() {
         --key "$dir/signing.key" --url http://127.0.0.1:7331 2>&1); then
         bad "$name" "upload refused: $out"$'\n'"$(tail -n 40 "$dir/log")"
         return
+    fi
+    # The seed's example uploads /tmp/myfile, whose name defaults to "myfile": the refusal says
+    # which names the node takes and how to choose one.
+    printf 'x\n' >"$dir/myfile"
+    if out=$(ip netns exec "$NS" timeout 30 "$DM_BIN" file update "$dir/myfile" --key "$dir/signing.key" \
+        --url http://127.0.0.1:7331 2>&1); then
+        bad "file update of a name not in [files] was accepted" "$out"
+    elif grep -qF 'configured names: "config:app" (the name defaults to the file'"'"'s base name; choose one with --name NAME)' <<<"$out" &&
+        [ "$(wc -l <<<"$out")" = 1 ]; then
+        ok "file update of a name not in [files]: one line listing the configured names and suggesting --name"
+    else
+        bad "file update of a name not in [files]: refusal without the names or --name" "$out"
     fi
     ip netns exec "$NS" curl -s --max-time 5 -o "$dir/fetched" http://127.0.0.1:7331/v1/files/config:app
     if ! cmp -s "$dir/payload" "$dir/fetched"; then

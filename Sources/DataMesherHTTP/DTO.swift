@@ -43,6 +43,12 @@ public struct InfoJSON: Codable, Sendable, Equatable {
     public var counts: Counts
     /// Gossip and transfer counters (packets in/out/dropped, syncs, fetches).
     public var cluster: ClusterCounters
+    /// The file names this node is configured for (`[files]`), sorted.
+    public var files_configured: [String]
+    /// This node's own certificate: when it ends (RFC 3339, UTC) and the seconds left until
+    /// then (negative once it has ended). Left out when the node has no certificate.
+    public var certificate_expires_at: String?
+    public var certificate_expires_in_seconds: Int64?
 }
 
 public struct ErrorJSON: Codable, Sendable, Equatable {

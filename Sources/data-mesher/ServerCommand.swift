@@ -43,6 +43,8 @@ struct Server {
         let clusterAddresses = try InterfaceResolver.addresses(
             for: config.cluster.interfaces, key: "cluster.interfaces")
         let security = try ClusterSecurity.load(config.cluster.encryption)
+        try ConfigChecks.ownCertificate(security, path: config.cluster.encryption?.identityCert, now: Date())
+        try ConfigChecks.stateDirWritable(config.stateDir)
         let port = config.cluster.port
         let names = config.filePolicy.allowedSigners.keys.map(\.value).sorted()
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
@@ -64,9 +66,6 @@ struct Server {
         lines.append("http: " + http.joined(separator: ", "))
         lines.append("files: " + files)
         lines.append("encryption: " + security.summary)
-        if let problem = security.ownCertificateProblem(now: Date()) {
-            lines.append("warning: this node's certificate will be refused by its peers: \(problem)")
-        }
         return lines
     }
 
@@ -87,24 +86,31 @@ struct Server {
             stateDir: config.stateDir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
         logger[metadataKey: "dm.node"] = "\(nodeName)"
-        let node = MeshNode(
-            config: config, store: store, nodeName: nodeName,
-            clusterAddresses: clusterAddresses.map { PeerAddress(host: $0, port: config.cluster.port).description },
-            logger: logger)
-
-        var settings = MeshSettings()
-        settings.joinInterval = Int64(clamping: config.cluster.joinInterval)
-        settings.pushPullInterval = Int64(clamping: config.cluster.pushPullInterval)
         let security = try ClusterSecurity.load(config.cluster.encryption)
         if let problem = security.ownCertificateProblem(now: Date()) {
             logger.error("this node's certificate will be refused by its peers: \(problem)")
         }
+        let certificateExpiry = security.identity.map {
+            CertificateExpiry(notValidAfter: $0.certificate.notValidAfter)
+        }
+        let node = MeshNode(
+            config: config, store: store, nodeName: nodeName,
+            clusterAddresses: clusterAddresses.map { PeerAddress(host: $0, port: config.cluster.port).description },
+            logger: logger, certificateExpiry: certificateExpiry)
+
+        var settings = MeshSettings()
+        settings.joinInterval = Int64(clamping: config.cluster.joinInterval)
+        settings.pushPullInterval = Int64(clamping: config.cluster.pushPullInterval)
         let cluster = ClusterNode(
             node: node, bindAddresses: clusterAddresses, settings: settings, security: security, logger: logger)
         node.addListener(cluster)
 
         let api = API(node: node)
         var services: [any Service] = [ExpiryService(node: node), cluster]
+        if let certificateExpiry {
+            // A warning once a day from 14 days before the certificate ends (an error after).
+            services.append(CertificateExpiryWarningService(expiry: certificateExpiry, logger: logger))
+        }
         for address in httpAddresses {
             let appLogger = logger
             let app = Application(

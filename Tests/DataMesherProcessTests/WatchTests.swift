@@ -62,4 +62,63 @@ import Testing
         #expect(lines().allSatisfy { $0 == "accepted config:app" }, "\(lines())")
         #expect(watch.isRunning)
     }
+
+    /// A daemon killed right after a change and started again, with nothing changed meanwhile:
+    /// watch must not report the name as changed "while disconnected", nor run the command.
+    @Test func aRestartWithoutChangesRunsNothing() throws {
+        let dir = try ClusterTests.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["config:app": [key.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+
+        let runs = dir + "/runs"
+        let out = dir + "/watch.out"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let watch = Process()
+        watch.executableURL = URL(fileURLWithPath: Binary.path)
+        watch.arguments = [
+            "file", "watch", "config:app", "--url", daemon.url, "--exec", "echo \"$DM_EVENT $DM_FILES\" >> \(runs)",
+            "--debounce", "100ms",
+        ]
+        watch.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        watch.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try watch.run()
+        defer {
+            if watch.isRunning { kill(watch.processIdentifier, SIGKILL) }
+            watch.waitUntilExit()
+        }
+        let runLines = { ((try? String(contentsOfFile: runs, encoding: .utf8)) ?? "").split(separator: "\n") }
+        let printed = { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n") }
+        func upload(_ text: String) throws -> Int64 {
+            let bytes = Array(text.utf8)
+            let timestamp = nowNanoseconds()
+            let reply = try HTTP.put(daemon, try key.sign("config:app", bytes, at: timestamp), bytes)
+            #expect(reply.status == 201, "\(reply.text)")
+            return timestamp
+        }
+        // Watch is subscribed once a live upload shows up in its output.
+        var first: Int64 = 0
+        #expect(
+            eventually(30) {
+                first = (try? upload("v \(nowNanoseconds())")) ?? 0
+                return eventually(2) { printed().contains { $0 == "accepted config:app \(first)" } }
+            })
+        #expect(eventually(30) { runLines().count >= 1 }, "\(runLines())")
+
+        // Killed: the stream ends and the refresh after it fails; then the same state returns.
+        daemon.stop(signal: SIGKILL)
+        try daemon.start()
+        // A new version after the restart; once its live line is printed, the comparison made
+        // on reconnecting is done too (it comes first).
+        let second = try upload("after the restart")
+        #expect(eventually(30) { printed().contains { $0 == "accepted config:app \(second)" } }, "\(printed())")
+        #expect(eventually(30) { runLines().count >= 2 }, "\(runLines())")
+        // The bug this guards against: the name reported (and the command run) as changed
+        // "while disconnected" although the node came back with the version watch had seen.
+        #expect(!printed().contains { $0.contains("while disconnected") }, "\(printed())")
+        #expect(runLines().allSatisfy { $0 == "accepted config:app" }, "\(runLines())")
+        #expect(watch.isRunning)
+    }
 }
