@@ -69,7 +69,7 @@ import Testing
         let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let key = try TestKey(dir: dir, name: "owner")
-        let daemon = try Daemon(files: ["config:app": [key.base64]])
+        let daemon = try Daemon(files: ["config:app": [key.base64], "marker": [key.base64]])
         defer { daemon.cleanUp() }
         try daemon.start()
 
@@ -79,8 +79,8 @@ import Testing
         let watch = Process()
         watch.executableURL = URL(fileURLWithPath: Binary.path)
         watch.arguments = [
-            "file", "watch", "config:app", "--url", daemon.url, "--exec", "echo \"$DM_EVENT $DM_FILES\" >> \(runs)",
-            "--debounce", "100ms",
+            "file", "watch", "config:app", "marker", "--url", daemon.url, "--exec",
+            "echo \"$DM_EVENT $DM_FILES\" >> \(runs)", "--debounce", "100ms",
         ]
         watch.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         watch.standardError = FileHandle(forWritingAtPath: "/dev/null")
@@ -91,34 +91,34 @@ import Testing
         }
         let runLines = { ((try? String(contentsOfFile: runs, encoding: .utf8)) ?? "").split(separator: "\n") }
         let printed = { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n") }
-        func upload(_ text: String) throws -> Int64 {
-            let bytes = Array(text.utf8)
+        func upload(_ name: String) throws -> Int64 {
+            let bytes = Array("\(name) \(nowNanoseconds())".utf8)
             let timestamp = nowNanoseconds()
-            let reply = try HTTP.put(daemon, try key.sign("config:app", bytes, at: timestamp), bytes)
+            let reply = try HTTP.put(daemon, try key.sign(name, bytes, at: timestamp), bytes)
             #expect(reply.status == 201, "\(reply.text)")
             return timestamp
         }
-        // Watch is subscribed once a live upload shows up in its output.
-        var first: Int64 = 0
-        #expect(
-            eventually(30) {
-                first = (try? upload("v \(nowNanoseconds())")) ?? 0
-                return eventually(2) { printed().contains { $0 == "accepted config:app \(first)" } }
-            })
-        #expect(eventually(30) { runLines().count >= 1 }, "\(runLines())")
+        // Uploads `name` until one of its versions shows up live in watch's output: from then
+        // on watch is subscribed, and the comparison it makes on (re)connecting is done.
+        func uploadUntilSeenLive(_ name: String) -> Bool {
+            eventually(60) {
+                guard let timestamp = try? upload(name) else { return false }
+                return eventually(2) { printed().contains { $0 == "accepted \(name) \(timestamp)" } }
+            }
+        }
+        #expect(uploadUntilSeenLive("config:app"), "\(printed())")
+        #expect(eventually(30) { runLines().contains { $0.contains("config:app") } }, "\(runLines())")
+        let appRuns = runLines().filter { $0.contains("config:app") }.count
 
         // Killed: the stream ends and the refresh after it fails; then the same state returns.
         daemon.stop(signal: SIGKILL)
         try daemon.start()
-        // A new version after the restart; once its live line is printed, the comparison made
-        // on reconnecting is done too (it comes first).
-        let second = try upload("after the restart")
-        #expect(eventually(30) { printed().contains { $0 == "accepted config:app \(second)" } }, "\(printed())")
-        #expect(eventually(30) { runLines().count >= 2 }, "\(runLines())")
-        // The bug this guards against: the name reported (and the command run) as changed
+        #expect(uploadUntilSeenLive("marker"), "\(printed())")
+        // The bug this guards against: config:app reported (and the command run) as changed
         // "while disconnected" although the node came back with the version watch had seen.
-        #expect(!printed().contains { $0.contains("while disconnected") }, "\(printed())")
-        #expect(runLines().allSatisfy { $0 == "accepted config:app" }, "\(runLines())")
+        #expect(!printed().contains { $0.contains("config:app (while disconnected)") }, "\(printed())")
+        #expect(eventually(30) { runLines().contains { $0.contains("marker") } }, "\(runLines())")
+        #expect(runLines().filter { $0.contains("config:app") }.count == appRuns, "\(runLines())")
         #expect(watch.isRunning)
     }
 }
