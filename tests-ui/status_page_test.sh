@@ -112,6 +112,18 @@ key="$WORK/owner.key"
     fail "generate keypair: $(cat "$WORK/keygen.log")"
 pub=$("$DM_BIN" key public "$key") || fail "key public failed"
 FILE_NAME="ui:status-$$-$(date +%s)"
+# Encrypted cluster traffic with node certificates of 10 days: the status page shows the end of
+# node 1's certificate, highlighted (less than 14 days left).
+"$DM_BIN" generate ca --public-key-path "$WORK/ca.pub" --private-key-path "$WORK/ca.key" >"$WORK/ca.log" 2>&1 ||
+    fail "generate ca: $(cat "$WORK/ca.log")"
+"$DM_BIN" generate keyring-key --output "$WORK/keyring" >"$WORK/keyring.log" 2>&1 ||
+    fail "generate keyring-key: $(cat "$WORK/keyring.log")"
+for i in 1 2 3; do
+    { "$DM_BIN" generate node-key --public-key-path "$WORK/node$i.pub" --private-key-path "$WORK/node$i.key" &&
+        "$DM_BIN" certificate sign --ca-key "$WORK/ca.key" --node-key "$WORK/node$i.pub" --output "$WORK/node$i.cert" \
+            --validity 240h; } >"$WORK/cert$i.log" 2>&1 || fail "node $i identity: $(cat "$WORK/cert$i.log")"
+done
+verified=$("$DM_BIN" certificate verify --ca "$WORK/ca.pub" "$WORK/node1.cert" 2>&1) || fail "certificate verify: $verified"
 for i in 1 2 3; do
     cat >"$WORK/node$i.toml" <<TOML
 log_level = "info"
@@ -123,6 +135,13 @@ interfaces = ["${ADDRS[$((i - 1))]}"]
 bootstrap_nodes = ["${ADDRS[0]}:7946"]
 join_interval = "1s"
 push_pull_interval = "5s"
+
+[cluster.encryption]
+enable = true
+keyring = ["$WORK/keyring"]
+identity_key = "$WORK/node$i.key"
+identity_cert = "$WORK/node$i.cert"
+certificate_authorities = ["$WORK/ca.pub"]
 
 [http]
 port = 7331
@@ -169,13 +188,15 @@ ctype=$(curl -fsS -m 10 -o "$WORK/index.html" -w '%{content_type}' "$URL1/" 2>"$
     fail "GET $URL1/ failed: $(cat "$WORK/curl.err")"
 case "$ctype" in text/html*) ;; *) fail "GET / has Content-Type '$ctype'" ;; esac
 grep -q 'id="members"' "$WORK/index.html" || fail "GET / is not the status page"
+CERT_AT=$(curl -fsS -m 10 "$URL1/v1/info" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("certificate_expires_at", ""))')
+[ -n "$CERT_AT" ] || fail "GET /v1/info has no certificate_expires_at"
 
 # --- browser -----------------------------------------------------------------------------
 
 STEP="browser checks"
 printf 'status page test %s\n' "$FILE_NAME" >"$WORK/upload.txt"
 timeout -s TERM 600 "$PY" "$HERE/status_page_driver.py" --url "$URL1/" --names "${NAMES[@]}" --file-name "$FILE_NAME" \
-    --screenshot "$SCREENSHOT" -- \
+    --certificate-until "$CERT_AT" --screenshot "$SCREENSHOT" -- \
     timeout 60 "$DM_BIN" file update "$WORK/upload.txt" --url "$URL2" --key "$key" --name "$FILE_NAME" &
 DRIVER_PID=$!
 wait "$DRIVER_PID"

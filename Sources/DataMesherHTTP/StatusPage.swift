@@ -121,7 +121,7 @@ enum StatusPage {
         function certificateText(i) {
           const left = i.certificate_expires_in_seconds;
           if (left <= 0) return 'expired at ' + i.certificate_expires_at;
-          const span = left >= 2 * 86400 ? Math.floor(left / 86400) + ' days'
+          const span = left >= 2 * 86400 ? Math.round(left / 86400) + ' days'
             : left >= 7200 ? Math.floor(left / 3600) + ' hours' : Math.max(1, Math.floor(left / 60)) + ' minutes';
           return 'until ' + i.certificate_expires_at + ' (' + span + ')';
         }
