@@ -120,7 +120,8 @@ in
           };
 
           certificateValidity = lib.mkOption {
-            type = lib.types.str;
+            # a duration as `data-mesher certificate sign --validity` reads it (safe in a script)
+            type = lib.types.strMatching "([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h|d))+";
             default = dmLib.defaultCertificateValidity;
             example = "8760h";
             description = ''
@@ -239,7 +240,7 @@ in
                 runtimeInputs = [ cfg.package ];
                 script = ''
                   ${dm} generate node-key --public-key-path "$out/identity.pub" --private-key-path "$out/identity.key"
-                  ${dm} certificate sign --ca-key "$in/${gen.ca}/ca.key" --node-key "$out/identity.pub" --output "$out/identity.cert" --validity ${dmLib.shellQuote settings.certificateValidity}
+                  ${dm} certificate sign --ca-key "$in/${gen.ca}/ca.key" --node-key "$out/identity.pub" --output "$out/identity.cert" --validity ${settings.certificateValidity}
                 '';
               };
 

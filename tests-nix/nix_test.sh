@@ -412,7 +412,7 @@ jq -n --arg v 2160h '{
   "data-mesher-node-identity": { share: false, dependencies: ["data-mesher-ca"], files: ["identity.cert", "identity.key", "identity.pub"],
     fileAttrs: { "identity.key": { owner: "data-mesher", group: "data-mesher" }, "identity.cert": { owner: "data-mesher", group: "data-mesher" }, "identity.pub": { secret: false } },
     script: ("data-mesher generate node-key --public-key-path \"$out/identity.pub\" --private-key-path \"$out/identity.key\"\n"
-      + "data-mesher certificate sign --ca-key \"$in/data-mesher-ca/ca.key\" --node-key \"$out/identity.pub\" --output \"$out/identity.cert\" --validity \u0027" + $v + "\u0027\n") },
+      + "data-mesher certificate sign --ca-key \"$in/data-mesher-ca/ca.key\" --node-key \"$out/identity.pub\" --output \"$out/identity.cert\" --validity " + $v + "\n") },
   "data-mesher-node-keyring": { share: true, dependencies: [], files: ["pre_shared_key"],
     fileAttrs: { "pre_shared_key": { owner: "data-mesher", group: "data-mesher" } },
     script: "openssl rand -base64 32 > \"$out/pre_shared_key\"\n" }
@@ -436,7 +436,7 @@ else
 fi
 out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha \
     --arg settings '{ interfaces = [ "eth1" ]; certificateValidity = "720h"; extraBootstrapNodes = [ "b:1" ]; }' --arg roles '{ default.machines.alpha = { }; }' 2>&1)
-if jq -e '.generators["data-mesher-node-identity"].script | contains("--validity '"'"'720h'"'"'")' <<<"$out" >/dev/null 2>&1 &&
+if jq -e '.generators["data-mesher-node-identity"].script | endswith("--validity 720h\n")' <<<"$out" >/dev/null 2>&1 &&
     jq -e '.settings | has("certificateValidity") | not' <<<"$out" >/dev/null 2>&1; then
     ok "clan service: certificateValidity is what the identity generator signs for"
 else
