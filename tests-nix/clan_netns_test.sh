@@ -17,6 +17,10 @@
 #      VM test's steps: the cluster forms, `file update ... --url http://[::1]:7331 --key`
 #      on alpha, the file appears under <state_dir>/files/NAME on all three, `file delete` on
 #      beta, it is gone from all three.
+#   5. Renew beta's certificate as DEPLOY.md says (its generator again, with the CA from the
+#      vars store; a restart of beta alone): beta's /v1/info shows the new end, the update
+#      made on alpha while beta was down reaches beta, and one made on beta after its restart
+#      reaches the others.
 #
 # Every process started here is killed by PID on exit, and every namespace removed. Needs
 # root and ip netns (installs nix-bin, jq, curl, openssl, util-linux when missing); prints "clan_netns: skipped (...)" and
@@ -120,6 +124,9 @@ for m in beta gamma; do
         fail "copy shared vars to $m"
 done
 for m in "${MACHINES[@]}"; do run_generator "$m" data-mesher-node-identity; done
+# The vars store keeps the CA's private key (deploy = false), for renewals later.
+mkdir -p "$WORK/store"
+cp -r "$WORK/vars-alpha/data-mesher-ca" "$WORK/store/"
 # What `openssl rand -base64 32` wrote is what the keyring reader takes (checked by
 # --check-config below); it is 44 characters of base64 and a newline.
 psk="$WORK/vars-alpha/data-mesher-node-keyring/pre_shared_key"
@@ -214,6 +221,52 @@ out=$(in_ns 2 timeout 30 "$DM_BIN" file delete config:app --url "$API_URL" --key
 gone_on_disk() { [ ! -e "$WORK/n$1/state/files/$2" ]; }
 for i in 1 2 3; do wait_until 60 gone_on_disk "$i" config:app; done
 for i in 1 2 3; do wait_until 30 is_gone "$i" config:app; done
+
+STEP="renew beta's certificate: regenerate its identity, restart beta alone"
+info_field() { # index field
+    in_ns "$1" curl -sS -g --max-time 3 "$API_URL/v1/info" 2>/dev/null | jq -r --arg f "$2" '.[$f] // empty'
+}
+old_end=$(info_field 2 certificate_expires_at)
+[ -n "$old_end" ] || fail "beta's /v1/info has no certificate_expires_at"
+left=$(info_field 2 certificate_expires_in_seconds)
+[ -n "$left" ] && [ "$left" -gt $((2160 * 3600 - 600)) ] && [ "$left" -le $((2160 * 3600)) ] ||
+    fail "beta's certificate has $left seconds left, not about 2160h"
+# The generator again, as `clan vars generate beta --generator data-mesher-node-identity
+# --regenerate` runs it: a fresh $out, $in with the CA from the vars store.
+sleep 1 # so the new certificate's end differs from the old one by at least a second
+script=$(jq -r '.generators["data-mesher-node-identity"].script' "$WORK/beta.json")
+renew="$WORK/renew/data-mesher-node-identity"
+mkdir -p "$renew"
+out=$(cd "$WORK" && PATH="$WORK/path:/usr/bin:/bin" out="$renew" in="$WORK/store" timeout 120 bash -euo pipefail -c "$script" 2>&1) ||
+    fail "regenerating beta's identity: $out"
+for f in identity.key identity.cert identity.pub; do
+    [ -s "$renew/$f" ] || fail "regenerating beta's identity did not write $f"
+done
+# Updates keep flowing while beta restarts: one on alpha while beta is down.
+stop_daemon 2
+for f in identity.key identity.cert identity.pub; do
+    install -m 0400 -o "$DUID" -g "$DUID" "$renew/$f" "$WORK/vars-beta/data-mesher-node-identity/$f" || fail "deploy $f"
+done
+chmod 0444 "$WORK/vars-beta/data-mesher-node-identity/identity.pub"
+printf 'while beta restarts %s\n' "$PREFIX" >"$WORK/upload/config:app"
+out=$(in_ns 1 timeout 30 "$DM_BIN" file update "$WORK/upload/config:app" --url "$API_URL" --key "$WORK/owner.key" 2>&1) ||
+    fail "file update on alpha while beta is down: $out"
+out=$(in_ns 2 setpriv --reuid $DUID --regid $DUID --clear-groups timeout 60 "$BIN" server --check-config --config "$WORK/n2/dm.toml" 2>&1) ||
+    fail "--check-config for beta with the new identity: $out"
+ip netns exec "${NODES[2]}" setpriv --reuid $DUID --regid $DUID --clear-groups \
+    "$BIN" server --config "$WORK/n2/dm.toml" >>"$WORK/n2/log" 2>&1 </dev/null &
+PIDS[2]=$!
+wait_until 30 api_up 2
+new_end=$(info_field 2 certificate_expires_at)
+[ -n "$new_end" ] && [ "$new_end" != "$old_end" ] || fail "beta's certificate end did not change ($old_end -> $new_end)"
+say "beta's certificate renewed: $old_end -> $new_end"
+# No update lost, in either direction: beta gets the one it missed, and one made on beta
+# after the restart reaches alpha and gamma (which shows they accept its new certificate).
+for i in 1 2 3; do wait_until 90 files_on_disk "$i" config:app "$WORK/upload/config:app"; done
+printf 'cname www beta (renewed)\n' >"$WORK/upload/cnames"
+out=$(in_ns 2 timeout 30 "$DM_BIN" file update "$WORK/upload/cnames" --name dns/cnames --url "$API_URL" --key "$WORK/owner.key" 2>&1) ||
+    fail "file update dns/cnames on beta after the renewal: $out"
+for i in 1 2 3; do wait_until 90 has_content "$i" dns/cnames "$WORK/upload/cnames"; done
 
 STEP="daemons still running"
 daemons_running || fail "a daemon exited"
