@@ -20,11 +20,19 @@ public enum Seal {
         HKDF<SHA256>.deriveKey(inputKeyMaterial: ringKey, salt: salt, info: Array(info.utf8), outputByteCount: 32)
     }
 
-    static func nonce(_ counter: UInt64) -> AES.GCM.Nonce {
+    static func nonceBytes(_ counter: UInt64) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: nonceLength)
         for index in 0..<8 { bytes[4 + index] = UInt8(truncatingIfNeeded: counter >> (56 - 8 * UInt64(index))) }
-        // A 12-byte nonce is always accepted.
-        return try! AES.GCM.Nonce(data: bytes)
+        return bytes
+    }
+
+    /// AES-GCM under `key` with the counter nonce; `AES.GCM` refuses only nonces that are not 12
+    /// bytes and keys of a wrong size, neither of which can happen here.
+    static func seal(_ plain: [UInt8], key: SymmetricKey, counter: UInt64, authenticating data: [UInt8]) -> [UInt8] {
+        guard let nonce = try? AES.GCM.Nonce(data: nonceBytes(counter)),
+            let box = try? AES.GCM.seal(plain, using: key, nonce: nonce, authenticating: data)
+        else { return [] }
+        return Array(box.ciphertext) + Array(box.tag)
     }
 
     static func counter(_ nonce: ArraySlice<UInt8>) -> UInt64? {
@@ -60,8 +68,9 @@ public enum SealError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Seals this node's datagrams: marker, salt, nonce, ciphertext, tag. The marker and salt are
-/// authenticated as associated data.
+/// Seals this node's datagrams: marker, salt, nonce, ciphertext, tag. The associated data is the
+/// marker, the salt (the sender's epoch: new for each process) and the receiver's node ID, so a
+/// datagram opens only at the node it was sealed for.
 public struct PacketSealer: Sendable {
     let key: SymmetricKey
     let header: [UInt8]
@@ -70,16 +79,15 @@ public struct PacketSealer: Sendable {
     /// `ringKey`: the keyring's first key; `salt`: 16 random bytes, new for each process.
     public init(ringKey: SymmetricKey, salt: [UInt8]) {
         precondition(salt.count == Seal.saltLength, "salt must be 16 bytes")
-        key = Seal.derive(ringKey, salt: salt, info: "data-mesher udp v1")
+        key = Seal.derive(ringKey, salt: salt, info: "data-mesher udp v2")
         header = [Seal.sealedPacketMarker] + salt
     }
 
-    public mutating func seal(_ plain: [UInt8]) -> [UInt8] {
-        let nonce = Seal.nonce(counter)
-        counter += 1
-        // AES-GCM with a 32-byte key and a 12-byte nonce cannot fail.
-        let box = try! AES.GCM.seal(plain, using: key, nonce: nonce, authenticating: header)
-        return header + Array(nonce) + Array(box.ciphertext) + Array(box.tag)
+    public mutating func seal(_ plain: [UInt8], for receiver: NodeID) -> [UInt8] {
+        let sealed = Seal.seal(plain, key: key, counter: counter, authenticating: header + receiver.bytes)
+        let nonce = Seal.nonceBytes(counter)
+        counter &+= 1
+        return header + nonce + sealed
     }
 }
 
@@ -103,11 +111,19 @@ public struct PacketOpener: Sendable {
 
     public init(ring: [SymmetricKey]) { self.ring = ring }
 
-    public mutating func open(_ packet: [UInt8]) throws(SealError) -> [UInt8] {
+    /// True when the datagram comes from a sender (salt) this opener knows: opening it costs one
+    /// AES-GCM operation, not a trial of every keyring key.
+    public func knowsSender(of packet: [UInt8]) -> Bool {
+        guard packet.first == Seal.sealedPacketMarker, packet.count >= Seal.packetOverhead else { return false }
+        return senders[Array(packet[1..<(1 + Seal.saltLength)])] != nil
+    }
+
+    /// Opens a datagram sealed for `receiver` (this node).
+    public mutating func open(_ packet: [UInt8], receiver: NodeID) throws(SealError) -> [UInt8] {
         guard packet.first == Seal.sealedPacketMarker else { throw .notSealed }
         guard packet.count >= Seal.packetOverhead else { throw .truncated }
         let headerEnd = 1 + Seal.saltLength
-        let header = Array(packet[..<headerEnd])
+        let header = Array(packet[..<headerEnd]) + receiver.bytes
         let salt = Array(packet[1..<headerEnd])
         let nonceBytes = packet[headerEnd..<(headerEnd + Seal.nonceLength)]
         guard let counter = Seal.counter(nonceBytes), let nonce = try? AES.GCM.Nonce(data: nonceBytes) else {
@@ -131,7 +147,7 @@ public struct PacketOpener: Sendable {
             return Array(plain)
         }
         for ringKey in ring {
-            let key = Seal.derive(ringKey, salt: salt, info: "data-mesher udp v1")
+            let key = Seal.derive(ringKey, salt: salt, info: "data-mesher udp v2")
             guard let plain = try? AES.GCM.open(box, using: key, authenticating: header) else { continue }
             if senders.count >= Self.maxSenders, let oldest = senders.min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 senders[oldest.key] = nil
@@ -178,12 +194,8 @@ public struct StreamCipher: Sendable {
     let key: SymmetricKey
     var counter: UInt64 = 0
 
-    /// The key for one direction of a connection: both sides' salts and the direction.
-    public init(ringKey: SymmetricKey, initiatorSalt: [UInt8], responderSalt: [UInt8], fromInitiator: Bool) {
-        key = Seal.derive(
-            ringKey, salt: initiatorSalt + responderSalt,
-            info: fromInitiator ? "data-mesher tcp v1 initiator" : "data-mesher tcp v1 responder")
-    }
+    /// One direction of a session, under a key from the handshake (`StreamHandshake.sessionKeys`).
+    public init(key: SymmetricKey) { self.key = key }
 
     /// A whole record, length prefix included; the length is authenticated.
     public mutating func seal(_ plain: [UInt8]) -> [UInt8] {
@@ -192,29 +204,30 @@ public struct StreamCipher: Sendable {
             UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8),
             UInt8(truncatingIfNeeded: length),
         ]
-        let box = try! AES.GCM.seal(plain, using: key, nonce: Seal.nonce(counter), authenticating: prefix)
-        counter += 1
-        return prefix + Array(box.ciphertext) + Array(box.tag)
+        let sealed = Seal.seal(plain, key: key, counter: counter, authenticating: prefix)
+        counter &+= 1
+        return prefix + sealed
     }
 
-    /// The record length from its 4-byte prefix, refused beyond the limit.
-    public static func recordLength(_ prefix: [UInt8]) throws(SealError) -> Int {
+    /// The record length from its 4-byte prefix, refused beyond `limit` (during a handshake, a
+    /// proof's size; after it, `maxRecord`).
+    public static func recordLength(_ prefix: [UInt8], limit: Int = maxRecord) throws(SealError) -> Int {
         guard prefix.count == 4 else { throw .truncated }
         let length = prefix.reduce(0) { $0 << 8 | Int($1) }
-        guard length >= Seal.tagLength, length <= maxRecord else { throw .authentication }
+        guard length >= Seal.tagLength, length <= limit else { throw .authentication }
         return length
     }
 
     /// Opens the record that follows `prefix`; the counter moves on only when it authenticates.
     public mutating func open(prefix: [UInt8], record: [UInt8]) throws(SealError) -> [UInt8] {
         guard record.count >= Seal.tagLength else { throw .truncated }
-        guard
+        guard let nonce = try? AES.GCM.Nonce(data: Seal.nonceBytes(counter)),
             let box = try? AES.GCM.SealedBox(
-                nonce: Seal.nonce(counter), ciphertext: record.dropLast(Seal.tagLength),
+                nonce: nonce, ciphertext: record.dropLast(Seal.tagLength),
                 tag: record.suffix(Seal.tagLength)),
             let plain = try? AES.GCM.open(box, using: key, authenticating: prefix)
         else { throw .authentication }
-        counter += 1
+        counter &+= 1
         return Array(plain)
     }
 }

@@ -149,13 +149,14 @@ public struct API: Sendable {
         let all = node.store.list()
         let served = all.filter(\.isServed)
         return InfoJSON(
-            version: DataMesherVersion.string, node_name: node.nodeName, node_id: node.store.nodeID,
+            version: DataMesherVersion.string, node_name: node.nodeName, node_id: node.nodeID,
             network_id: node.config.cluster.networkID,
             counts: .init(
                 files: served.count, bytes: served.reduce(0) { $0 + $1.version.contentLength },
                 tombstones: all.filter { $0.state == .tombstone }.count,
                 expired: all.filter { $0.state == .expired }.count, members: node.members().count),
             cluster: node.clusterCounters,
+            clock_offset_seconds: node.clusterCounters.clockOffsetNanoseconds.map { Double($0) / 1e9 },
             files_configured: node.policy.allowedSigners.keys.map(\.value).sorted(),
             certificate_expires_at: node.certificateExpiry?.rfc3339,
             certificate_expires_in_seconds: node.certificateExpiry?.secondsLeft(now: Date()))

@@ -43,6 +43,8 @@ public struct InfoJSON: Codable, Sendable, Equatable {
     public var counts: Counts
     /// Gossip and transfer counters (packets in/out/dropped, syncs, fetches).
     public var cluster: ClusterCounters
+    /// This node's clock minus the median of its peers' clocks (s); absent until a peer answered.
+    public var clock_offset_seconds: Double?
     /// The file names this node is configured for (`[files]`), sorted.
     public var files_configured: [String]
     /// This node's own certificate: when it ends (RFC 3339, UTC) and the seconds left until

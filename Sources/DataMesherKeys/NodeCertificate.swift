@@ -44,7 +44,22 @@ public struct NodeCertificate: Sendable {
 
     static let maxDERBytes = 16 * 1024
 
-    /// Issues a certificate for `nodeKey`, named `name`, valid from a minute ago for `validity`.
+    /// The subject alternative name that carries a node ID: `urn:data-mesher:node:<32 hex digits>`.
+    public static func nodeURI(_ id: NodeID) -> String { "urn:data-mesher:node:" + id.hex }
+
+    /// The node IDs named in the certificate's subject alternative names.
+    public var nodeIDs: [NodeID] {
+        guard let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
+        return names.compactMap { name in
+            guard case .uniformResourceIdentifier(let uri) = name, uri.hasPrefix("urn:data-mesher:node:") else {
+                return nil
+            }
+            return NodeID(hex: String(uri.dropFirst("urn:data-mesher:node:".count)))
+        }
+    }
+
+    /// Issues a certificate for `nodeKey` with the node profile (not a CA, digital signatures
+    /// only, the key's node ID as a URI name), named `name`, valid from a minute ago for `validity`.
     public static func issue(
         caKey: Curve25519.Signing.PrivateKey, nodeKey: Curve25519.Signing.PublicKey, name: String, now: Date,
         validity: TimeInterval
@@ -65,6 +80,10 @@ public struct NodeCertificate: Sendable {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
+                SubjectAlternativeNames([
+                    .uniformResourceIdentifier(
+                        nodeURI(NodeID(publicKey: Array(nodeKey.rawRepresentation))))
+                ])
             },
             issuerPrivateKey: .init(caKey))
         var serializer = DER.Serializer()
@@ -72,14 +91,29 @@ public struct NodeCertificate: Sendable {
         return try NodeCertificate(der: serializer.serializedBytes)
     }
 
+    /// A node certificate is an end entity that signs, and names its key's node ID.
+    func checkNodeProfile(key: Curve25519.Signing.PublicKey) throws(CertificateError) {
+        guard let constraints = try? certificate.extensions.basicConstraints,
+            constraints == .notCertificateAuthority
+        else { throw .notNodeProfile("its basic constraints do not say cA=false") }
+        guard let usage = try? certificate.extensions.keyUsage, usage.digitalSignature else {
+            throw .notNodeProfile("its key usage does not allow digital signatures")
+        }
+        let id = NodeID(publicKey: Array(key.rawRepresentation))
+        guard nodeIDs.contains(id) else {
+            throw .notNodeProfile("it does not name its key's node ID (\(NodeCertificate.nodeURI(id)))")
+        }
+    }
+
     public func pem() throws -> String {
         PEMDocument(type: "CERTIFICATE", derBytes: der).pemString + "\n"
     }
 
-    /// Checks that one of `authorities` signed this certificate, that it is valid at `now`, and
-    /// that it is for an ED25519 key; returns that key.
-    public func verify(authorities: [Curve25519.Signing.PublicKey], now: Date) throws(CertificateError)
-        -> Curve25519.Signing.PublicKey
+    /// Checks that one of `authorities` signed this certificate, that it is valid at `now`, that it
+    /// is for an ED25519 key and has the node profile (`cA` false, digitalSignature, the key's node
+    /// ID as a subject alternative name; `nodeID`, when given, must be that ID); returns the key.
+    public func verify(authorities: [Curve25519.Signing.PublicKey], now: Date, nodeID: NodeID? = nil)
+        throws(CertificateError) -> Curve25519.Signing.PublicKey
     {
         guard let key = nodeKey else { throw .notED25519 }
         guard
@@ -89,6 +123,8 @@ public struct NodeCertificate: Sendable {
         else { throw .unknownAuthority }
         guard now >= notValidBefore else { throw .notYetValid(notValidBefore) }
         guard now <= notValidAfter else { throw .expired(notValidAfter) }
+        try checkNodeProfile(key: key)
+        if let nodeID, !nodeIDs.contains(nodeID) { throw .notNodeProfile("it does not name node \(nodeID.hex)") }
         return key
     }
 }
@@ -99,6 +135,7 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
     case unknownAuthority
     case notYetValid(Date)
     case expired(Date)
+    case notNodeProfile(String)
 
     public var description: String {
         switch self {
@@ -107,6 +144,8 @@ public enum CertificateError: Error, Sendable, Equatable, CustomStringConvertibl
         case .unknownAuthority: return "certificate is not signed by any of the configured certificate authorities"
         case .notYetValid(let date): return "certificate is not valid before \(date)"
         case .expired(let date): return "certificate expired at \(date)"
+        case .notNodeProfile(let why):
+            return "not a node certificate: \(why) (issue one with `data-mesher certificate sign`)"
         }
     }
 }

@@ -16,6 +16,12 @@ public struct ClusterCounters: Sendable, Equatable, Codable {
     public var packetsDropped = 0
     public var syncs = 0
     public var fetches = 0
+    /// Bytes read from and written to cluster TCP streams.
+    public var tcpBytesIn = 0
+    public var tcpBytesOut = 0
+    /// This node's clock minus the median of its confirmed peers' clocks (ns); nil until a peer
+    /// answered a direct probe.
+    public var clockOffsetNanoseconds: Int64?
 }
 
 extension ClusterNode: Service {}
@@ -30,8 +36,16 @@ public actor ClusterNode {
     let port: Int
     let bindAddresses: [String]
     var udpWriters: [(isIPv6: Bool, writer: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>)] = []
+    /// Bound by `bind()` before the service group starts, so a busy address stops the daemon
+    /// with one line before anything runs.
+    var udpChannels: [NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>] = []
+    var tcpServers: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
+    /// Inbound TCP streams open now, in total and per source host.
+    let inbound = InboundStreams(
+        total: ClusterNode.maxInboundStreams, perSource: ClusterNode.maxInboundStreamsPerSource)
     let snapshot: NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>
     var counters = ClusterCounters()
+    var lastClockWarning: Int64 = .min
     /// The `membershipVersion` of the member list last published (nil: never).
     var publishedMembership: UInt64?
     let group = MultiThreadedEventLoopGroup.singleton
@@ -41,19 +55,23 @@ public actor ClusterNode {
     let me: NodeID
     var sealer: PacketSealer?
     var opener: PacketOpener?
-    var junk = JunkLimiter()
-    /// Members whose node ID was proved, by certificate, at these hosts (we dialed them there).
-    var admitted: [NodeID: (hosts: Set<String>, until: Date)] = [:]
+    var trials = TrialLimiter()
+    /// Members whose node ID was proved, by certificate, at these addresses (we dialed them there).
+    var admitted: [NodeID: (addresses: Set<PeerAddress>, until: Date)] = [:]
     /// Announcements of members not admitted yet, fed to the core once they are.
     var held: [NodeID: MemberRecord] = [:]
     /// When each address was last dialed to check its identity.
     var lastVerification: [PeerAddress: Int64] = [:]
     static let maxHeld = 1024
     static let verificationInterval: Int64 = 2_000_000_000
+    /// From accept to a completed handshake, at most (memberlist's TCPTimeout).
+    static let handshakeTimeout: Int64 = 10
+    /// Inbound streams open at once, in total and from one source host.
+    static let maxInboundStreams = 128
+    static let maxInboundStreamsPerSource = 16
 
     public init(
-        node: MeshNode, bindAddresses: [String], settings: MeshSettings, security: ClusterSecurity = .none,
-        logger: Logger
+        node: MeshNode, bindAddresses: [String], settings: MeshSettings, security: ClusterSecurity, logger: Logger
     ) {
         self.node = node
         self.logger = logger
@@ -62,21 +80,18 @@ public actor ClusterNode {
         self.security = security
         let now = WallClock.now()
         let addresses = bindAddresses.map { PeerAddress(host: $0, port: node.config.cluster.port) }
-        let id = NodeID(hex: node.store.nodeID) ?? NodeID(bytes: [UInt8](repeating: 0, count: 16))!
-        self.me = id
+        self.me = security.nodeKey.id
         if let ringKey = security.ring.first {
             var rng = SystemRandomNumberGenerator()
             sealer = PacketSealer(
                 ringKey: ringKey, salt: (0..<Seal.saltLength).map { _ in UInt8.random(in: 0...255, using: &rng) })
             opener = PacketOpener(ring: security.ring)
         }
-        let me = MemberAnnouncement(
-            id: id,
-            name: node.nodeName,
-            // Seconds since the epoch: a restarted node always outbids what others remember.
-            incarnation: UInt64(max(0, now / 1_000_000_000)), addresses: addresses)
         var mesh = Mesh(
-            me: me, settings: settings, policy: node.policy, bootstrap: node.config.cluster.bootstrapNodes, now: now)
+            key: security.nodeKey, name: node.nodeName, addresses: addresses,
+            // Seconds since the epoch: a restarted node always outbids what others remember.
+            incarnation: UInt64(max(0, now / 1_000_000_000)), settings: settings, policy: node.policy,
+            bootstrap: node.config.cluster.bootstrapNodes, now: now)
         mesh.load(node.store.list().map(\.version))
         self.mesh = mesh
         snapshot = node.clusterSnapshot
@@ -84,33 +99,57 @@ public actor ClusterNode {
 
     // MARK: Running
 
-    /// Binds UDP and TCP on every address, then runs until cancelled or shut down gracefully.
+    /// Binds UDP and TCP on every address. A failure closes what was bound and says which
+    /// address in one line.
+    public func bind() async throws {
+        do {
+            for address in bindAddresses {
+                let udp = try await DatagramBootstrap(group: group)
+                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                    // Room for bursts: a datagram the kernel drops is never seen, let alone counted.
+                    .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+                    .bind(host: address, port: port) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
+                                wrappingChannelSynchronously: channel)
+                        }
+                    }
+                udpChannels.append(udp)
+                let tcp = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .bind(host: address, port: port) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        }
+                    }
+                tcpServers.append(tcp)
+            }
+        } catch {
+            await closeAll()
+            let address = PeerAddress(
+                host: bindAddresses[min(udpChannels.count, bindAddresses.count - 1)], port: UInt16(port))
+            throw ClusterBindError(
+                description: "cluster.port: cannot bind \(address) (UDP and TCP): \(ClusterBindError.reason(error))")
+        }
+    }
+
+    /// Closes every bound channel (each async channel must be finished, not only dropped).
+    func closeAll() async {
+        for udp in udpChannels { try? await udp.executeThenClose { _, _ in } }
+        for tcp in tcpServers { try? await tcp.executeThenClose { _, _ in } }
+        udpChannels = []
+        tcpServers = []
+    }
+
+    /// Runs until cancelled or shut down gracefully (binding first if `bind()` was not called).
     public func run() async throws {
-        var udpChannels: [NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>] = []
-        var tcpServers: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
+        if udpChannels.isEmpty { try await bind() }
         for address in bindAddresses {
-            let udp = try await DatagramBootstrap(group: group)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                // Room for bursts: a datagram the kernel drops is never seen, let alone counted.
-                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
-                .bind(host: address, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
-                            wrappingChannelSynchronously: channel)
-                    }
-                }
-            udpChannels.append(udp)
-            let tcp = try await ServerBootstrap(group: group)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(host: address, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-            tcpServers.append(tcp)
             logger.info("cluster listening on \(PeerAddress(host: address, port: UInt16(port))) (UDP and TCP)")
         }
+        let udpChannels = self.udpChannels
+        let tcpServers = self.tcpServers
         try await withThrowingTaskGroup(of: Void.self) { group in
             for udp in udpChannels {
                 group.addTask {
@@ -125,7 +164,18 @@ public actor ClusterNode {
                     try await server.executeThenClose { connections in
                         try await withThrowingDiscardingTaskGroup { connectionGroup in
                             for try await connection in connections {
-                                connectionGroup.addTask { await self.serve(connection) }
+                                guard let host = connection.channel.remoteAddress?.ipAddress,
+                                    self.inbound.enter(host)
+                                else {
+                                    // Over the cap: closed at once, before any handshake work.
+                                    try? await connection.executeThenClose { _, _ in }
+                                    self.node.metrics.refusedStream("inbound_limit")
+                                    continue
+                                }
+                                connectionGroup.addTask {
+                                    await self.serve(connection)
+                                    self.inbound.leave(host)
+                                }
                             }
                         }
                     }
@@ -168,8 +218,8 @@ public actor ClusterNode {
 
     func execute(_ directive: MeshDirective) {
         switch directive {
-        case .send(let packet, let address):
-            send(WireCodec.encode(packet), to: address)
+        case .send(let packet, let address, let receiver):
+            send(WireCodec.encode(packet), to: address, node: receiver)
         case .store(let version, let inline, let source):
             Task { await self.store(version, inline: inline, from: source) }
         case .sync(let address, let join):
@@ -195,6 +245,9 @@ public actor ClusterNode {
             if let event {
                 node.events.publish(NodeEvent(kind: event, time: WallClock.now(), member: memberInfo(record)))
             }
+        case .droppedClaim(let reason):
+            node.metrics.droppedPacket("claim_" + reason)
+            logger.debug("dropped membership claim", metadata: ["dm.reason": "\(reason)"])
         case .refused(let name, let refusal, let from):
             node.metrics.refused(refusal)
             logger.info(
@@ -206,6 +259,10 @@ public actor ClusterNode {
     /// Makes members and counters visible to the HTTP API. The member list is rebuilt only
     /// when the core says it changed; most packets change nothing but the counters.
     func publish() {
+        let tcp = node.metrics.tcpTotals.withLockedValue { $0 }
+        counters.tcpBytesIn = tcp.in
+        counters.tcpBytesOut = tcp.out
+        noteClockOffset()
         let counters = self.counters
         guard mesh.membershipVersion != publishedMembership else {
             snapshot.withLockedValue { $0.counters = counters }
@@ -217,11 +274,33 @@ public actor ClusterNode {
     }
 
     func memberInfo(_ record: MemberRecord) -> MemberInfo {
-        MemberInfo(
+        var info = MemberInfo(
             id: record.id.hex, name: record.announcement.name,
             addresses: record.announcement.addresses.map(\.description),
             state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
             incarnation: record.announcement.incarnation)
+        info.clock_offset_seconds = mesh.clockOffsets[record.id].map { Double($0) / 1e9 }
+        info.certificate_expires_at = admitted[record.id].map { ISO8601DateFormatter().string(from: $0.until) }
+        return info
+    }
+
+    /// Keeps the clock offset current, and says so (at most every 10 minutes) when it is more
+    /// than half of `max_clock_skew`: such a node would refuse correctly-clocked versions as
+    /// "in the future", or have its own refused, while it looks alive.
+    func noteClockOffset() {
+        guard let median = mesh.medianClockOffset else { return }
+        let offset = Int64(0).subtractingSaturated(median)
+        counters.clockOffsetNanoseconds = offset
+        node.metrics.clockOffset.record(Double(offset) / 1e9)
+        let limit = Int64(clamping: node.config.maxClockSkew / 2)
+        let now = WallClock.now()
+        guard offset.magnitude > UInt64(limit), now.subtractingSaturated(lastClockWarning) > 600_000_000_000 else {
+            return
+        }
+        lastClockWarning = now
+        logger.warning(
+            "this node's clock differs from its peers' by more than half of max_clock_skew: versions may be refused",
+            metadata: ["dm.clock_offset_seconds": "\(Double(offset) / 1e9)"])
     }
 
     /// A version accepted through the local API.
@@ -248,15 +327,18 @@ public actor ClusterNode {
         node.metrics.packetsIn.increment()
         node.metrics.bytesIn.increment(by: envelope.data.readableBytes)
         guard let source = PeerAddress(envelope.remoteAddress) else { return }
-        let now = WallClock.now()
-        // A source over its junk allowance costs one lookup per datagram until it calms down.
-        guard !junk.isMuted(source.host, now: now) else {
-            drop(reason: "rate_limited", from: source, log: false)
-            return
-        }
         do {
             var bytes = Array(envelope.data.readableBytesView)
-            if opener != nil { bytes = try opener!.open(bytes) }
+            if var opener {
+                // A datagram of a known sender costs one decryption and always gets it; only a new
+                // sender (trying every keyring key) is limited, per source and overall.
+                if !opener.knowsSender(of: bytes) && !trials.allow(source.host, now: WallClock.now()) {
+                    drop(reason: "rate_limited", from: source, log: false)
+                    return
+                }
+                bytes = try opener.open(bytes, receiver: me)
+                self.opener = opener
+            }
             var packet = try WireCodec.decode(bytes)
             if security.identity != nil {
                 guard let admittedPacket = admit(packet, from: source) else { return }
@@ -265,10 +347,6 @@ public actor ClusterNode {
             handle(.packet(packet, from: source))
         } catch {
             let reason = (error as? SealError)?.reason ?? (error as? WireError)?.reason ?? "invalid"
-            if junk.noteJunk(source.host, now: now) {
-                logger.warning(
-                    "muting \(source.host) for a while: too many bad packets", metadata: ["dm.reason": "\(reason)"])
-            }
             drop(reason: reason, from: source, log: true)
         }
     }
@@ -285,7 +363,7 @@ public actor ClusterNode {
     /// A packet from a member proved at its source host, with announcements of members not proved
     /// yet held back (and their addresses dialed); nil when the sender itself is not admitted.
     func admit(_ packet: Packet, from source: PeerAddress) -> Packet? {
-        guard isAdmitted(packet.sender, host: source.host) else {
+        guard isAdmitted(packet.sender, at: source) else {
             drop(reason: "unadmitted", from: source, log: true)
             verify(source)
             return nil
@@ -294,17 +372,17 @@ public actor ClusterNode {
         let now = WallClock.now()
         packet.items = packet.items.filter { item in
             guard case .alive(let announcement) = item else { return true }
-            if isAdmitted(announcement.id, host: announcement.addresses.first?.host) { return true }
+            if isAdmitted(announcement.id, at: announcement.addresses.first) { return true }
             hold(MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil))
             return false
         }
         return packet
     }
 
-    func isAdmitted(_ id: NodeID, host: String?) -> Bool {
+    func isAdmitted(_ id: NodeID, at address: PeerAddress?) -> Bool {
         if id == me { return true }
-        guard let host, let entry = admitted[id] else { return false }
-        return entry.hosts.contains(host) && entry.until > Date()
+        guard let address, let entry = admitted[id] else { return false }
+        return entry.addresses.contains(address) && entry.until > Date()
     }
 
     /// Merges a member list from push/pull; with node identities only members proved at their
@@ -316,7 +394,7 @@ public actor ClusterNode {
         }
         var passed: [MemberRecord] = []
         for record in members {
-            if isAdmitted(record.id, host: record.address?.host) {
+            if isAdmitted(record.id, at: record.address) {
                 passed.append(record)
             } else {
                 hold(record)
@@ -347,33 +425,39 @@ public actor ClusterNode {
         }
     }
 
-    /// A peer proved its node ID on a stream we opened to `host`: admit it there, and let its
-    /// held announcement through if that is where it said it is.
-    func admitted(_ peer: VerifiedPeer, at host: String) {
-        let wasKnown = admitted[peer.id]?.hosts.contains(host) == true
-        var entry = admitted[peer.id] ?? (hosts: [], until: peer.validUntil)
-        entry.hosts.insert(host)
-        entry.until = peer.validUntil
+    /// A peer proved its node ID (and certificate) on a stream we opened to `address`: admit it
+    /// at that address (host and port), and let its held announcement through if that is where
+    /// it said it is.
+    func admitted(_ peer: VerifiedPeer, at address: PeerAddress) {
+        guard security.identity != nil, let validUntil = peer.validUntil else { return }
+        let wasKnown = admitted[peer.id]?.addresses.contains(address) == true
+        var entry = admitted[peer.id] ?? (addresses: [], until: validUntil)
+        entry.addresses.insert(address)
+        entry.until = validUntil
         admitted[peer.id] = entry
         if !wasKnown {
             logger.info(
                 "admitted cluster peer",
-                metadata: ["dm.peer": "\(peer.name)", "dm.peer_id": "\(peer.id)", "dm.host": "\(host)"])
+                metadata: ["dm.peer": "\(peer.name)", "dm.peer_id": "\(peer.id)", "dm.address": "\(address)"])
         }
-        if let record = held[peer.id], isAdmitted(peer.id, host: record.announcement.addresses.first?.host) {
+        if let record = held[peer.id], isAdmitted(peer.id, at: record.announcement.addresses.first) {
             held[peer.id] = nil
             handle(.remoteState([record]))
         }
     }
 
-    func send(_ bytes: [UInt8], to address: PeerAddress) {
+    func send(_ bytes: [UInt8], to address: PeerAddress, node receiver: NodeID) {
         guard let remote = try? SocketAddress(ipAddress: address.host, port: Int(address.port)) else {
             logger.debug("cannot send to \(address): not an IP address")
             return
         }
         let isIPv6 = remote.protocol == .inet6
         guard let writer = udpWriters.first(where: { $0.isIPv6 == isIPv6 })?.writer else { return }
-        let wire = sealer != nil ? sealer!.seal(bytes) : bytes
+        var wire = bytes
+        if var sealer {
+            wire = sealer.seal(bytes, for: receiver)
+            self.sealer = sealer
+        }
         counters.packetsOut += 1
         counters.bytesOut += wire.count
         node.metrics.packetsOut.increment()
@@ -389,8 +473,15 @@ public actor ClusterNode {
         do {
             try await withTimeout(seconds: 300) {
                 try await connection.executeThenClose { inbound, outbound in
+                    // A stranger gets `handshakeTimeout` to prove itself, and room for a proof only.
+                    let channel = connection.channel
+                    let deadline = channel.eventLoop.scheduleTask(in: .seconds(Self.handshakeTimeout)) {
+                        channel.close(promise: nil)
+                    }
                     var session = try await StreamSession.open(
-                        inbound: inbound, outbound: outbound, initiator: false, security: self.security, me: self.me)
+                        inbound: inbound, outbound: outbound, initiator: false, security: self.security,
+                        metrics: self.node.metrics)
+                    deadline.cancel()
                     guard let first = try await session.reader.frame() else { return }
                     switch first {
                     case .hello(let join, let members, let root):
@@ -474,9 +565,18 @@ public actor ClusterNode {
 
     // MARK: TCP: calling
 
+    /// Connects from the node's own bound address of the same family (firewall rules on
+    /// multi-homed machines rely on the source), or from whatever the kernel picks when it has none.
     nonisolated func connect(_ address: PeerAddress) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
-        try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(5))
+        var bootstrap = ClientBootstrap(group: group).connectTimeout(.seconds(5))
+        if let remote = try? SocketAddress(ipAddress: address.host, port: Int(address.port)),
+            let local = bindAddresses.lazy.compactMap({ try? SocketAddress(ipAddress: $0, port: 0) })
+                .first(where: { $0.protocol == remote.protocol })
+        {
+            bootstrap = bootstrap.bind(to: local)
+        }
+        return
+            try await bootstrap
             .connect(host: address.host, port: Int(address.port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -494,8 +594,9 @@ public actor ClusterNode {
             return try await withTimeout(seconds: timeout) {
                 try await channel.executeThenClose { inbound, outbound in
                     var session = try await StreamSession.open(
-                        inbound: inbound, outbound: outbound, initiator: true, security: self.security, me: self.me)
-                    if let peer = session.peer { await self.admitted(peer, at: address.host) }
+                        inbound: inbound, outbound: outbound, initiator: true, security: self.security,
+                        metrics: self.node.metrics)
+                    await self.admitted(session.peer, at: address)
                     return try await body(&session)
                 }
             }
@@ -543,11 +644,13 @@ public actor ClusterNode {
     }
 
     /// Stores a version announced by gossip: inline content directly, or fetched over TCP.
-    nonisolated func store(_ version: FileVersion, inline: [UInt8]?, from source: PeerAddress) async {
+    nonisolated func store(_ version: FileVersion, inline: [UInt8]?, from source: PeerAddress?) async {
         if version.isTombstone || inline != nil {
-            await commit(version, content: inline ?? [], peer: source)
-        } else {
+            await commit(version, content: inline ?? [], peer: source.map { "\($0)" } ?? "gossip")
+        } else if let source {
             await fetchAndStore(version.name, from: source, expected: version)
+        } else {
+            await handle(.storeFailed(version))
         }
     }
 
@@ -564,7 +667,7 @@ public actor ClusterNode {
                     return
                 }
                 if version.isTombstone {
-                    await self.commit(version, content: [], peer: address)
+                    await self.commit(version, content: [], peer: "\(address)")
                     return
                 }
                 // Refused (and logged) before any content is transferred.
@@ -583,7 +686,7 @@ public actor ClusterNode {
                     try await Blocking.run { try chunk.withUnsafeReadableBytes { try upload.write($0) } }
                 }
                 _ = try await Blocking.run { try upload.finish() }
-                await self.submit(version, upload: upload, peer: address)
+                await self.submit(version, upload: upload, peer: "\(address)")
             }
         } catch {
             logger.info("fetch of \(name) from \(address) failed: \(error)")
@@ -591,7 +694,7 @@ public actor ClusterNode {
         }
     }
 
-    nonisolated func commit(_ version: FileVersion, content: [UInt8], peer: PeerAddress) async {
+    nonisolated func commit(_ version: FileVersion, content: [UInt8], peer: String) async {
         do {
             let store = node.store
             let upload = try await Blocking.run { () throws -> Upload? in
@@ -610,9 +713,9 @@ public actor ClusterNode {
     }
 
     /// The same acceptance path as a local upload: every signature is checked here again.
-    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: PeerAddress) async {
+    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: String) async {
         do {
-            switch try await node.submit(version, content: upload, origin: "\(peer)") {
+            switch try await node.submit(version, content: upload, origin: peer) {
             case .stored:
                 await handle(.stored(version, inline: inlineContent(version)))
             case .refused:
@@ -631,6 +734,51 @@ extension PeerAddress {
             return nil
         }
         self.init(host: ip, port: port16)
+    }
+}
+
+/// A cluster address that could not be bound, in one line.
+public struct ClusterBindError: Error, CustomStringConvertible {
+    public let description: String
+
+    static func reason(_ error: Error) -> String {
+        if let io = error as? IOError {
+            if io.errnoCode == EADDRINUSE { return "address already in use" }
+            if io.errnoCode == EADDRNOTAVAIL { return "address not available on this machine" }
+            if io.errnoCode == EACCES { return "permission denied" }
+        }
+        return "\(error)"
+    }
+}
+
+/// Inbound TCP streams open now, capped in total and per source host.
+final class InboundStreams: Sendable {
+    let total: Int
+    let perSource: Int
+    let open = NIOLockedValueBox<(total: Int, bySource: [String: Int])>((0, [:]))
+
+    init(total: Int, perSource: Int) {
+        self.total = total
+        self.perSource = perSource
+    }
+
+    /// Counts a new stream from `host`; false when a cap is reached (the stream must be closed).
+    func enter(_ host: String) -> Bool {
+        open.withLockedValue { open in
+            let fromHost = open.bySource[host, default: 0]
+            guard open.total < total, fromHost < perSource else { return false }
+            open.total += 1
+            open.bySource[host] = fromHost + 1
+            return true
+        }
+    }
+
+    func leave(_ host: String) {
+        open.withLockedValue { open in
+            open.total -= 1
+            let left = open.bySource[host, default: 1] - 1
+            open.bySource[host] = left > 0 ? left : nil
+        }
     }
 }
 

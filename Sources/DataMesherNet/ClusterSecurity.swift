@@ -1,14 +1,20 @@
 @preconcurrency import Crypto
 import DataMesherCore
 import DataMesherKeys
+import DataMesherStore
 import Foundation
 
 /// What `[cluster.encryption]` asks of cluster traffic, with its keys loaded: the keyring that
-/// seals every datagram and stream, and the node identity (certificate) proved on every stream.
+/// seals every datagram and stream, the node identity (certificate) proved on every stream, and
+/// the node key that the node ID is derived from and that signs the node's claims.
 public struct ClusterSecurity: Sendable {
-    /// Empty: traffic is not encrypted.
+    /// Empty: datagrams are not encrypted (streams always are, without the keyring's key).
     public let ring: [SymmetricKey]
     public let identity: Identity?
+    /// With node identities, the certified identity key; otherwise `<state_dir>/node.key`.
+    public let nodeKey: NodeKey
+    /// Where the node key came from, for people.
+    public let nodeKeySource: String
 
     public struct Identity: Sendable {
         public let key: Curve25519.Signing.PrivateKey
@@ -16,18 +22,28 @@ public struct ClusterSecurity: Sendable {
         public let authorities: [Curve25519.Signing.PublicKey]
     }
 
-    public static let none = ClusterSecurity(ring: [], identity: nil)
-
-    public init(ring: [SymmetricKey], identity: Identity?) {
+    public init(ring: [SymmetricKey], identity: Identity?, nodeKey: NodeKey, nodeKeySource: String = "given") {
         self.ring = ring
         self.identity = identity
+        self.nodeKey = nodeKey
+        self.nodeKeySource = nodeKeySource
     }
+
+    /// The node key file in a state directory (PKCS#8 PEM, mode 0600).
+    public static func nodeKeyPath(stateDir: String) -> String { stateDir + "/node.key" }
 
     public var encrypts: Bool { !ring.isEmpty }
 
-    /// Loads every file the section names; errors name the key and the file.
-    public static func load(_ config: EncryptionConfig?) throws -> ClusterSecurity {
-        guard let config, config.enable else { return .none }
+    /// Loads every file the section names, and the node key; errors name the key and the file.
+    /// Without node identities the node key is `<state_dir>/node.key`, made on first start when
+    /// `createNodeKey` (`--check-config` does not write it).
+    public static func load(_ config: EncryptionConfig?, stateDir: String, createNodeKey: Bool) throws
+        -> ClusterSecurity
+    {
+        guard let config, config.enable else {
+            let (key, source) = try loadNodeKey(stateDir: stateDir, create: createNodeKey)
+            return ClusterSecurity(ring: [], identity: nil, nodeKey: key, nodeKeySource: source)
+        }
         var ring: [SymmetricKey] = []
         for path in config.keyring {
             do { ring.append(try KeyringFile.read(path: path)) } catch {
@@ -35,7 +51,8 @@ public struct ClusterSecurity: Sendable {
             }
         }
         guard let keyPath = config.identityKey, let certPath = config.identityCert else {
-            return ClusterSecurity(ring: ring, identity: nil)
+            let (key, source) = try loadNodeKey(stateDir: stateDir, create: createNodeKey)
+            return ClusterSecurity(ring: ring, identity: nil, nodeKey: key, nodeKeySource: source)
         }
         let key: Curve25519.Signing.PrivateKey
         do { key = try KeyFile.readPrivateKey(path: keyPath) } catch {
@@ -56,7 +73,27 @@ public struct ClusterSecurity: Sendable {
             }
         }
         return ClusterSecurity(
-            ring: ring, identity: Identity(key: key, certificate: certificate, authorities: authorities))
+            ring: ring, identity: Identity(key: key, certificate: certificate, authorities: authorities),
+            nodeKey: NodeKey(key), nodeKeySource: "identity_key \(keyPath)")
+    }
+
+    /// Reads `<state_dir>/node.key`, or makes it (or, for a check, only a key in memory).
+    static func loadNodeKey(stateDir: String, create: Bool) throws -> (NodeKey, String) {
+        let path = nodeKeyPath(stateDir: stateDir)
+        if FileManager.default.fileExists(atPath: path) {
+            do { return (NodeKey(try KeyFile.readPrivateKey(path: path)), path) } catch {
+                throw SecurityConfigError("state_dir: node key \(error)")
+            }
+        }
+        let key = Curve25519.Signing.PrivateKey()
+        guard create else { return (NodeKey(key), "\(path) (made at first start)") }
+        do {
+            try DiskIO.makeDirectories(stateDir)
+            try DiskIO.writeFileAtomically(path, bytes: Array(try KeyPEM.encodePrivateKey(key).utf8), mode: 0o600)
+        } catch {
+            throw SecurityConfigError("state_dir: cannot write the node key \(path): \(error)")
+        }
+        return (NodeKey(key), path + " (made now)")
     }
 
     /// One line for `--check-config` and the start-up log.

@@ -9,12 +9,22 @@ struct ChunkSource {
     /// Received and not yet handed on (plain) or not yet opened (sealed).
     var raw = ByteBuffer()
     var cipher: StreamCipher?
+    let metrics: NodeMetrics?
 
-    init(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) { iterator = inbound.makeAsyncIterator() }
+    init(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, metrics: NodeMetrics?) {
+        iterator = inbound.makeAsyncIterator()
+        self.metrics = metrics
+    }
+
+    mutating func nextChunk() async throws -> ByteBuffer? {
+        let chunk = try await iterator.next()
+        if let chunk { metrics?.tcpBytes(in: chunk.readableBytes) }
+        return chunk
+    }
 
     mutating func fillRaw(_ count: Int) async throws -> Bool {
         while raw.readableBytes < count {
-            guard var chunk = try await iterator.next() else { return false }
+            guard var chunk = try await nextChunk() else { return false }
             raw.writeBuffer(&chunk)
         }
         return true
@@ -26,14 +36,15 @@ struct ChunkSource {
         return raw.readBytes(length: count) ?? []
     }
 
-    /// The next sealed record's length prefix and body; nil at a clean end of stream.
-    mutating func readRecord() async throws -> (prefix: [UInt8], record: [UInt8])? {
+    /// The next sealed record's length prefix and body, refused when longer than `limit`; nil at
+    /// a clean end of stream.
+    mutating func readRecord(limit: Int = StreamCipher.maxRecord) async throws -> (prefix: [UInt8], record: [UInt8])? {
         guard try await fillRaw(4) else {
             if raw.readableBytes == 0 { return nil }
             throw WireError.truncated
         }
         let prefix = raw.getBytes(at: raw.readerIndex, length: 4) ?? []
-        let length = try StreamCipher.recordLength(prefix)
+        let length = try StreamCipher.recordLength(prefix, limit: limit)
         guard try await fillRaw(4 + length) else { throw WireError.truncated }
         raw.moveReaderIndex(forwardBy: 4)
         return (prefix, raw.readBytes(length: length) ?? [])
@@ -46,7 +57,7 @@ struct ChunkSource {
                 defer { raw = ByteBuffer() }
                 return raw
             }
-            return try await iterator.next()
+            return try await nextChunk()
         }
         guard let (prefix, record) = try await readRecord() else { return nil }
         let plain = try cipher.open(prefix: prefix, record: record)
@@ -117,10 +128,12 @@ struct FrameReader {
 final class StreamWriter: Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     let cipher: NIOLockedValueBox<StreamCipher?>
+    let metrics: NodeMetrics?
 
-    init(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, cipher: StreamCipher?) {
+    init(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, cipher: StreamCipher?, metrics: NodeMetrics?) {
         self.outbound = outbound
         self.cipher = NIOLockedValueBox(cipher)
+        self.metrics = metrics
     }
 
     func write(_ bytes: [UInt8]) async throws {
@@ -128,11 +141,14 @@ final class StreamWriter: Sendable {
             guard cipher != nil else { return nil }
             return cipher?.seal(bytes)
         }
-        try await outbound.write(ByteBuffer(bytes: sealed ?? bytes))
+        let out = sealed ?? bytes
+        metrics?.tcpBytes(out: out.count)
+        try await outbound.write(ByteBuffer(bytes: out))
     }
 
     func write(_ buffer: ByteBuffer) async throws {
         if cipher.withLockedValue({ $0 == nil }) {
+            metrics?.tcpBytes(out: buffer.readableBytes)
             try await outbound.write(buffer)
         } else {
             try await write(Array(buffer.readableBytesView))

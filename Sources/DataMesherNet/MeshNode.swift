@@ -12,6 +12,18 @@ public struct MemberInfo: Sendable, Equatable, Codable {
     public var addresses: [String]
     public var state: State
     public var incarnation: UInt64
+    /// Its clock minus this node's (s), from the last direct probe it answered.
+    public var clock_offset_seconds: Double?
+    /// When its certificate expires (RFC 3339), with node identities.
+    public var certificate_expires_at: String?
+
+    public init(id: String, name: String, addresses: [String], state: State, incarnation: UInt64) {
+        self.id = id
+        self.name = name
+        self.addresses = addresses
+        self.state = state
+        self.incarnation = incarnation
+    }
 }
 
 /// A node: the local file store behind the acceptance rules of the core.
@@ -24,6 +36,8 @@ public final class MeshNode: Sendable {
     public let policy: FilePolicy
     public let store: FileStore
     public let nodeName: String
+    /// The node ID (hex), derived from the node key.
+    public let nodeID: String
     public let clusterAddresses: [String]
     let wallClock: @Sendable () -> Int64
     let logger: Logger
@@ -38,7 +52,8 @@ public final class MeshNode: Sendable {
     public let certificateExpiry: CertificateExpiry?
 
     public init(
-        config: NodeConfig, store: FileStore, nodeName: String, clusterAddresses: [String], logger: Logger,
+        config: NodeConfig, store: FileStore, nodeName: String, nodeID: String, clusterAddresses: [String],
+        logger: Logger,
         wallClock: @escaping @Sendable () -> Int64 = WallClock.now, certificateExpiry: CertificateExpiry? = nil
     ) {
         self.certificateExpiry = certificateExpiry
@@ -46,6 +61,7 @@ public final class MeshNode: Sendable {
         self.policy = config.filePolicy
         self.store = store
         self.nodeName = nodeName
+        self.nodeID = nodeID
         self.clusterAddresses = clusterAddresses
         self.logger = logger
         self.wallClock = wallClock
@@ -127,7 +143,7 @@ public final class MeshNode: Sendable {
         let published = clusterSnapshot.withLockedValue { $0.members }
         if !published.isEmpty { return published }
         return [
-            MemberInfo(id: store.nodeID, name: nodeName, addresses: clusterAddresses, state: .alive, incarnation: 0)
+            MemberInfo(id: nodeID, name: nodeName, addresses: clusterAddresses, state: .alive, incarnation: 0)
         ]
     }
 

@@ -1,6 +1,7 @@
 import DataMesherCore
 import DataMesherStore
 import Metrics
+import NIOConcurrencyHelpers
 import Prometheus
 
 /// The node's metrics, through swift-metrics into its own Prometheus registry (one per node,
@@ -16,6 +17,11 @@ public final class NodeMetrics: Sendable {
     let bytesOut: Metrics.Counter
     let syncs: Metrics.Counter
     let fetches: Metrics.Counter
+    let tcpBytesIn: Metrics.Counter
+    let tcpBytesOut: Metrics.Counter
+    let clockOffset: Metrics.Gauge
+    /// TCP bytes in and out, also for `/v1/info` (the Prometheus counters cannot be read back).
+    let tcpTotals = NIOLockedValueBox<(in: Int, out: Int)>((0, 0))
     let files: Metrics.Gauge
     let bytes: Metrics.Gauge
     let tombstones: Metrics.Gauge
@@ -30,6 +36,9 @@ public final class NodeMetrics: Sendable {
         bytesOut = Metrics.Counter(label: "dm_gossip_bytes_out_total", factory: factory)
         syncs = Metrics.Counter(label: "dm_push_pull_total", factory: factory)
         fetches = Metrics.Counter(label: "dm_fetches_total", factory: factory)
+        tcpBytesIn = Metrics.Counter(label: "dm_cluster_tcp_bytes_in_total", factory: factory)
+        tcpBytesOut = Metrics.Counter(label: "dm_cluster_tcp_bytes_out_total", factory: factory)
+        clockOffset = Metrics.Gauge(label: "dm_clock_offset_seconds", factory: factory)
         files = Metrics.Gauge(label: "dm_files", factory: factory)
         bytes = Metrics.Gauge(label: "dm_file_bytes", factory: factory)
         tombstones = Metrics.Gauge(label: "dm_tombstones", factory: factory)
@@ -50,6 +59,17 @@ public final class NodeMetrics: Sendable {
     func propagationDelay(nanoseconds: Int64, origin: String) {
         Metrics.Timer(label: "dm_propagation_delay", dimensions: [("origin", origin)], factory: factory)
             .recordNanoseconds(max(0, nanoseconds))
+    }
+
+    /// Bytes read from or written to cluster TCP streams (preambles, records, content).
+    func tcpBytes(in count: Int) {
+        tcpBytesIn.increment(by: count)
+        tcpTotals.withLockedValue { $0.in += count }
+    }
+
+    func tcpBytes(out count: Int) {
+        tcpBytesOut.increment(by: count)
+        tcpTotals.withLockedValue { $0.out += count }
     }
 
     func refusedStream(_ reason: String) {

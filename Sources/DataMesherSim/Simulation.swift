@@ -47,6 +47,8 @@ public struct Simulation {
     public private(set) var packetsSent = 0
     /// Nodes whose `[files]` differ from `options.policy`.
     var policies: [NodeID: FilePolicy] = [:]
+    /// Each node's key, by index.
+    var keys: [NodeKey] = []
     var addresses: [PeerAddress] = []
     var idAt: [PeerAddress: Int] = [:]
     var queue = EventHeap()
@@ -82,12 +84,12 @@ public struct Simulation {
         start = now
         var order: [NodeID] = []
         for index in 0..<options.nodes {
-            // Readable IDs: the first 4 bytes (the 8 hex digits a NodeID prints) are the index.
-            var bytes = [UInt8](repeating: 0, count: 16)
-            for byte in 0..<4 { bytes[byte] = UInt8(truncatingIfNeeded: index >> (8 * (3 - byte))) }
-            bytes[15] = 1
-            guard let id = NodeID(bytes: bytes) else { preconditionFailure("16 bytes make a node ID") }
-            order.append(id)
+            // Each node's key from its index: the same node has the same ID in every run.
+            var seed = [UInt8](repeating: 0, count: 32)
+            for byte in 0..<8 { seed[24 + byte] = UInt8(truncatingIfNeeded: (index + 1) >> (8 * (7 - byte))) }
+            guard let key = NodeKey(seed: seed) else { preconditionFailure("32 bytes make a node key") }
+            keys.append(key)
+            order.append(key.id)
             let address = PeerAddress(host: "10.\(index / 65536 % 256).\(index / 256 % 256).\(index % 256)", port: 7946)
             addresses.append(address)
             idAt[address] = index
@@ -115,12 +117,13 @@ public struct Simulation {
 
     mutating func boot(_ index: Int, files: [FileVersion] = []) {
         let id = order[index]
-        let me = MemberAnnouncement(
-            id: id, name: "n\(index)", incarnation: UInt64(now / 1_000_000_000), addresses: [addresses[index]])
         let bootstrap = index == 0 ? [] : [addresses[0]]
         var mesh = Mesh(
-            me: me, settings: options.settings, policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
+            key: keys[index], name: "n\(index)", addresses: [addresses[index]],
+            incarnation: UInt64(now / 1_000_000_000), settings: options.settings,
+            policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
         mesh.signatureCache = signatures
+        mesh.verifier = signatures
         mesh.load(files)
         if index < cores.count { cores[index] = mesh } else { cores.append(mesh) }
         memberLists[index] = nil
@@ -128,7 +131,12 @@ public struct Simulation {
         schedule(tickOf: index)
     }
 
-    public func address(of id: NodeID) -> PeerAddress { addresses[indexOf[id]!] }
+    public func address(of id: NodeID) -> PeerAddress {
+        indexOf[id].map { addresses[$0] } ?? PeerAddress(host: "0.0.0.0", port: 0)
+    }
+
+    /// A node's key, to sign claims in its name (tests).
+    public func key(of id: NodeID) -> NodeKey? { indexOf[id].map { keys[$0] } }
     public func state(of id: NodeID, seenBy observer: NodeID) -> MemberState? { mesh(observer)?.members[id]?.state }
 
     public func reachable(_ a: NodeID, _ b: NodeID) -> Bool {
@@ -181,7 +189,7 @@ public struct Simulation {
     mutating func execute(_ directive: MeshDirective, by index: Int) {
         onDirective?(order[index], directive, now)
         switch directive {
-        case .send(let packet, let address):
+        case .send(let packet, let address, _):
             let bytes = WireCodec.encode(packet)
             bytesSent += bytes.count
             packetsSent += 1
@@ -200,8 +208,8 @@ public struct Simulation {
                 feed(index, .storeFailed(version))
                 return
             }
-            let source = idAt[address]
-            if inline == nil && (source == nil || !reachable(index, source!)) {
+            let source = address.flatMap { idAt[$0] }
+            if inline == nil && !version.isTombstone && (source.map { !reachable(index, $0) } ?? true) {
                 feed(index, .storeFailed(version))  // the TCP fetch would fail
                 return
             }
@@ -210,7 +218,7 @@ public struct Simulation {
         case .sync(let address, _):
             guard let peer = idAt[address], reachable(index, peer) else { return }
             pushPull(index, peer)
-        case .memberChanged, .refused:
+        case .memberChanged, .refused, .droppedClaim:
             break
         }
     }

@@ -80,7 +80,6 @@ public final class FileStore: Sendable {
     let index = NIOLockedValueBox<[FileName: StoredFile]>([:])
     /// Commits and reads of one name are serialized by the stripe its name hashes to.
     let stripes: [NIOLock] = (0..<64).map { _ in NIOLock() }
-    public let nodeID: String
 
     static let metaLimit = 64 * 1024
 
@@ -91,7 +90,6 @@ public final class FileStore: Sendable {
         metaDir = stateDir + "/meta"
         tmpDir = stateDir + "/tmp"
         for dir in [stateDir, filesDir, metaDir, tmpDir] { try DiskIO.makeDirectories(dir) }
-        nodeID = try FileStore.loadNodeID(stateDir + "/node_id")
         for event in try scan(policy: policy, now: now) {
             logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"])
         }
@@ -225,19 +223,6 @@ public final class FileStore: Sendable {
         while directory.count > filesDir.count, rmdir(directory) == 0 {
             directory = DiskIO.parent(of: directory)
         }
-    }
-
-    static func loadNodeID(_ path: String) throws -> String {
-        if let bytes = try DiskIO.readFile(path, limit: 1024),
-            let text = Optional(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: [" ", "\n"])),
-            text.utf8.count == 32, Hex.decode(text) != nil
-        {
-            return text
-        }
-        var generator = SystemRandomNumberGenerator()
-        let id = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
-        try DiskIO.writeFileAtomically(path, bytes: Array((id + "\n").utf8))
-        return id
     }
 
     /// Startup: clears tmp/, loads and verifies every record against policy and disk.

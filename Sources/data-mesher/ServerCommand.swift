@@ -42,9 +42,10 @@ struct Server {
         let httpAddresses = try InterfaceResolver.addresses(for: config.http.interfaces, key: "http.interfaces")
         let clusterAddresses = try InterfaceResolver.addresses(
             for: config.cluster.interfaces, key: "cluster.interfaces")
-        let security = try ClusterSecurity.load(config.cluster.encryption)
-        try ConfigChecks.ownCertificate(security, path: config.cluster.encryption?.identityCert, now: Date())
         try ConfigChecks.stateDirWritable(config.stateDir)
+        let security = try ClusterSecurity.load(
+            config.cluster.encryption, stateDir: config.stateDir, createNodeKey: false)
+        try ConfigChecks.ownCertificate(security, path: config.cluster.encryption?.identityCert, now: Date())
         let port = config.cluster.port
         let names = config.filePolicy.allowedSigners.keys.map(\.value).sorted()
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
@@ -61,6 +62,7 @@ struct Server {
         var lines: [String] = []
         lines.append("config \(path): valid")
         lines.append("node: \(nodeName), state_dir \(config.stateDir), log_level \(config.logLevel.rawValue)")
+        lines.append("node key: \(security.nodeKeySource), node ID \(security.nodeKey.id.hex)")
         lines.append("cluster: udp+tcp " + cluster.joined(separator: ", "))
         lines.append("join: " + join)
         lines.append("http: " + http.joined(separator: ", "))
@@ -86,7 +88,8 @@ struct Server {
             stateDir: config.stateDir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
         logger[metadataKey: "dm.node"] = "\(nodeName)"
-        let security = try ClusterSecurity.load(config.cluster.encryption)
+        let security = try ClusterSecurity.load(
+            config.cluster.encryption, stateDir: config.stateDir, createNodeKey: true)
         if let problem = security.ownCertificateProblem(now: Date()) {
             logger.error("this node's certificate will be refused by its peers: \(problem)")
         }
@@ -94,7 +97,7 @@ struct Server {
             CertificateExpiry(notValidAfter: $0.certificate.notValidAfter)
         }
         let node = MeshNode(
-            config: config, store: store, nodeName: nodeName,
+            config: config, store: store, nodeName: nodeName, nodeID: security.nodeKey.id.hex,
             clusterAddresses: clusterAddresses.map { PeerAddress(host: $0, port: config.cluster.port).description },
             logger: logger, certificateExpiry: certificateExpiry)
 
@@ -104,6 +107,7 @@ struct Server {
         let cluster = ClusterNode(
             node: node, bindAddresses: clusterAddresses, settings: settings, security: security, logger: logger)
         node.addListener(cluster)
+        try await cluster.bind()
 
         let api = API(node: node)
         var services: [any Service] = [ExpiryService(node: node), cluster]
@@ -122,7 +126,7 @@ struct Server {
         logger.info(
             "data-mesher \(DataMesherVersion.string) starting",
             metadata: [
-                "dm.node_id": "\(store.nodeID)", "dm.state_dir": "\(config.stateDir)",
+                "dm.node_id": "\(security.nodeKey.id.hex)", "dm.state_dir": "\(config.stateDir)",
                 "dm.files": "\(store.list().filter(\.isServed).count)", "dm.encryption": "\(security.summary)",
             ])
         let group = ServiceGroup(

@@ -7,6 +7,8 @@ import Testing
 @Suite struct WireTests {
     static let a = NodeID(bytes: [UInt8](repeating: 1, count: 16))!
     static let b = NodeID(bytes: [UInt8](repeating: 2, count: 16))!
+    /// A signature-shaped placeholder: the codec and the queue do not check signatures.
+    static let signature = [UInt8](repeating: 7, count: 64)
 
     static func version() throws -> FileVersion {
         try Signer().version("dns/cnames", at: 1_800_000_000_000_000_000, content: "zone", validFor: 5)
@@ -15,16 +17,18 @@ import Testing
     @Test func everyMessageAndItemRoundTrips() throws {
         let announcement = MemberAnnouncement(
             id: Self.b, name: "beta", incarnation: 7,
-            addresses: [PeerAddress(host: "127.0.0.2", port: 7946), PeerAddress(host: "fd00::2", port: 7946)])
+            addresses: [PeerAddress(host: "127.0.0.2", port: 7946), PeerAddress(host: "fd00::2", port: 7946)],
+            publicKey: [UInt8](repeating: 5, count: 32), signature: Self.signature)
         let items: [GossipItem] = [
-            .alive(announcement), .suspect(Self.b, incarnation: 3, from: Self.a),
-            .dead(Self.b, incarnation: 4, from: Self.b),
+            .alive(announcement),
+            .suspect(Accusation(id: Self.b, incarnation: 3, from: Self.a, signature: WireTests.signature)),
+            .dead(Accusation(id: Self.b, incarnation: 4, from: Self.b, signature: WireTests.signature)),
             .file(try Self.version(), inline: Array("zone".utf8)), .file(try Self.version(), inline: nil),
         ]
         let messages: [Packet.Message] = [
             .ping(sequence: 1, target: Self.b),
             .pingRequest(sequence: 2, target: Self.b, address: announcement.addresses[1]),
-            .ack(sequence: 3), .nack(sequence: 4), .gossip,
+            .ack(sequence: 3, responder: Self.b, clock: -5), .nack(sequence: 4), .gossip,
         ]
         for message in messages {
             let packet = Packet(sender: Self.a, message: message, items: items)
@@ -79,33 +83,47 @@ import Testing
         let a = WireTests.a
         let b = WireTests.b
         var queue = BroadcastQueue()
-        queue.enqueue(.suspect(a, incarnation: 1, from: b))
-        queue.enqueue(.suspect(b, incarnation: 1, from: a))
+        queue.enqueue(.suspect(Accusation(id: a, incarnation: 1, from: b, signature: WireTests.signature)))
+        queue.enqueue(.suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)))
         // Newest first among the least sent.
         #expect(
             queue.take(budget: 1400, limit: 3) == [
-                .suspect(b, incarnation: 1, from: a), .suspect(a, incarnation: 1, from: b),
+                .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
+                .suspect(Accusation(id: a, incarnation: 1, from: b, signature: WireTests.signature)),
             ])
         // A newer item about `a` replaces the queued one and goes out before the older `b`.
-        queue.enqueue(.dead(a, incarnation: 2, from: b))
+        queue.enqueue(.dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)))
         #expect(
             queue.take(budget: 1400, limit: 3) == [
-                .dead(a, incarnation: 2, from: b), .suspect(b, incarnation: 1, from: a),
+                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)),
+                .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
             ])
         #expect(
             queue.take(budget: 1400, limit: 3) == [
-                .dead(a, incarnation: 2, from: b), .suspect(b, incarnation: 1, from: a),
+                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature)),
+                .suspect(Accusation(id: b, incarnation: 1, from: a, signature: WireTests.signature)),
             ])
         // `b` reached its limit of 3; `a` has one more to go.
-        #expect(queue.take(budget: 1400, limit: 3) == [.dead(a, incarnation: 2, from: b)])
+        #expect(
+            queue.take(budget: 1400, limit: 3) == [
+                .dead(Accusation(id: a, incarnation: 2, from: b, signature: WireTests.signature))
+            ])
         #expect(queue.take(budget: 1400, limit: 3).isEmpty)
         #expect(queue.count == 0)
         // A small budget takes what fits and leaves the rest for the next packet.
-        let size = WireCodec.encode(GossipItem.suspect(a, incarnation: 1, from: b)).count
-        queue.enqueue(.suspect(a, incarnation: 5, from: b))
-        queue.enqueue(.suspect(b, incarnation: 5, from: a))
-        #expect(queue.take(budget: size, limit: 2) == [.suspect(b, incarnation: 5, from: a)])
-        #expect(queue.take(budget: size, limit: 2) == [.suspect(a, incarnation: 5, from: b)])
+        let size = WireCodec.encode(
+            GossipItem.suspect(Accusation(id: a, incarnation: 1, from: b, signature: WireTests.signature))
+        ).count
+        queue.enqueue(.suspect(Accusation(id: a, incarnation: 5, from: b, signature: WireTests.signature)))
+        queue.enqueue(.suspect(Accusation(id: b, incarnation: 5, from: a, signature: WireTests.signature)))
+        #expect(
+            queue.take(budget: size, limit: 2) == [
+                .suspect(Accusation(id: b, incarnation: 5, from: a, signature: WireTests.signature))
+            ])
+        #expect(
+            queue.take(budget: size, limit: 2) == [
+                .suspect(Accusation(id: a, incarnation: 5, from: b, signature: WireTests.signature))
+            ])
         #expect(queue.count == 2)
     }
 
@@ -174,16 +192,21 @@ import Testing
                 let id = ids[Int(rng.next() % UInt64(ids.count))]
                 let item: GossipItem
                 switch rng.next() % 10 {
-                case 0: item = .dead(id, incarnation: rng.next() % 9, from: ids[0])
+                case 0:
+                    item = .dead(
+                        Accusation(id: id, incarnation: rng.next() % 9, from: ids[0], signature: WireTests.signature))
                 case 1: item = .file(version, inline: [UInt8](repeating: 1, count: Int(rng.next() % 400)))
                 case 2, 3, 4:
-                    item = .suspect(id, incarnation: rng.next() % 9, from: ids[Int(rng.next() % 3)])
+                    let from = ids[Int(rng.next() % 3)]
+                    item = .suspect(
+                        Accusation(id: id, incarnation: rng.next() % 9, from: from, signature: WireTests.signature))
                 default:
                     item = .alive(
                         MemberAnnouncement(
                             id: id, name: String(repeating: "n", count: Int(rng.next() % 12)),
                             incarnation: rng.next() % 9,
-                            addresses: [PeerAddress(host: "10.0.0.\(rng.next() % 250)", port: 7946)]))
+                            addresses: [PeerAddress(host: "10.0.0.\(rng.next() % 250)", port: 7946)],
+                            publicKey: [UInt8](repeating: 5, count: 32), signature: WireTests.signature))
                 }
                 queue.enqueue(item)
                 reference.enqueue(item)
@@ -209,14 +232,15 @@ import Testing
         var cluster = simulatedCluster(size: 12, policy: FilePolicy(allowedSigners: [name: [signer.public_]]))
         let checked = Box()
         cluster.onDirective = { _, directive, _ in
-            guard case .send(let packet, _) = directive else { return }
+            guard case .send(let packet, _, _) = directive else { return }
             let plain = Packet(sender: packet.sender, message: packet.message, items: packet.items)
             if WireCodec.encode(packet) != WireCodec.encode(plain) { checked.mismatches += 1 }
             guard !packet.items.isEmpty else { return }
             checked.withItems += 1
             // Changing the items drops the kept encoding.
             var changed = packet
-            changed.items.append(.dead(WireTests.b, incarnation: 2, from: WireTests.a))
+            changed.items.append(
+                .dead(Accusation(id: WireTests.b, incarnation: 2, from: WireTests.a, signature: WireTests.signature)))
             let changedPlain = Packet(sender: packet.sender, message: packet.message, items: changed.items)
             if WireCodec.encode(changed) != WireCodec.encode(changedPlain) { checked.mismatches += 1 }
         }
@@ -268,8 +292,8 @@ import Testing
         for message in messages { #expect(SyncCodec.encodedSize(message) == SyncCodec.encode(message).count) }
         let version = try WireTests.version()
         for item: GossipItem in [
-            .suspect(WireTests.a, incarnation: 1, from: WireTests.b),
-            .dead(WireTests.a, incarnation: 2, from: WireTests.a),
+            .suspect(Accusation(id: WireTests.a, incarnation: 1, from: WireTests.b, signature: WireTests.signature)),
+            .dead(Accusation(id: WireTests.a, incarnation: 2, from: WireTests.a, signature: WireTests.signature)),
             .file(version, inline: nil), .file(version, inline: [1, 2, 3]),
         ] {
             #expect(WireCodec.encodedSize(item) == WireCodec.encode(item).count)
@@ -363,14 +387,15 @@ func simulatedCluster(size: Int, policy: FilePolicy, settings: MeshSettings = Me
         }
     }
 
-    @Test func aFalseSuspicionIsRefuted() {
+    @Test func aFalseSuspicionIsRefuted() throws {
         var cluster = simulatedCluster(size: 4, policy: FilePolicy(allowedSigners: [:]))
         cluster.run(for: 5 * Self.second)
         let accused = cluster.order[2]
         let incarnation = cluster.nodes[accused]!.me.incarnation
         let accuser = cluster.order[0]
-        let packet = Packet(
-            sender: accuser, message: .gossip, items: [.suspect(accused, incarnation: incarnation, from: accuser)])
+        let accusation = Accusation.signed(
+            id: accused, incarnation: incarnation, dead: false, by: try #require(cluster.key(of: accuser)))
+        let packet = Packet(sender: accuser, message: .gossip, items: [.suspect(accusation)])
         cluster.feed(accused, .packet(packet, from: cluster.address(of: accuser)))
         cluster.feed(cluster.order[1], .packet(packet, from: cluster.address(of: accuser)))
         cluster.run(for: 10 * Self.second)

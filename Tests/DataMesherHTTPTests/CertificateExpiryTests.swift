@@ -21,8 +21,9 @@ import Testing
         let logger = Logger(label: "test")
         let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
         return MeshNode(
-            config: config, store: store, nodeName: "t", clusterAddresses: [], logger: logger, certificateExpiry: expiry
-        )
+            config: config, store: store, nodeName: "t", nodeID: String(repeating: "0", count: 32),
+            clusterAddresses: [],
+            logger: logger, certificateExpiry: expiry)
     }
 
     @Test func infoAndMetricsShowTheCertificateEnd() async throws {

@@ -24,7 +24,10 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
         config.files = [try FileName("dns/cnames"): [try SignerKey(bytes: Array(key.publicKey.rawRepresentation))]]
         let logger = Logger(label: "test")
         let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
-        node = MeshNode(config: config, store: store, nodeName: "t", clusterAddresses: [], logger: logger)
+        node = MeshNode(
+            config: config, store: store, nodeName: "t", nodeID: String(repeating: "0", count: 32),
+            clusterAddresses: [],
+            logger: logger)
     }
 
     func app() -> some ApplicationProtocol { Application(router: API(node: node).router()) }

@@ -139,7 +139,13 @@ import Testing
         let target = nodes[0]
         let sender = NodeID(bytes: [UInt8](repeating: 9, count: 16))!
         let valid = WireCodec.encode(
-            Packet(sender: sender, message: .gossip, items: [.suspect(sender, incarnation: 1, from: sender)]))
+            Packet(
+                sender: sender, message: .gossip,
+                items: [
+                    .suspect(
+                        Accusation(
+                            id: sender, incarnation: 1, from: sender, signature: [UInt8](repeating: 1, count: 64)))
+                ]))
         var rng = SystemRandomNumberGenerator()
         var junk: [[UInt8]] = [[], [0], Array("GET / HTTP/1.1\r\n\r\n".utf8), [UInt8](repeating: 0xff, count: 60_000)]
         for length in stride(from: 0, to: valid.count - 1, by: 3) { junk.append(Array(valid.prefix(length))) }
@@ -147,7 +153,7 @@ import Testing
             junk.append((0..<Int.random(in: 1...1400, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) })
         }
         var oversized = valid
-        oversized[oversized.count - 1] = 200  // an item count beyond the limit
+        oversized[2 + 1 + 1 + NodeID.length] = 200  // an item count beyond the limit
         junk.append(oversized)
         var wrongVersion = valid
         wrongVersion[2] = 99
@@ -177,15 +183,18 @@ import Testing
 }
 
 enum UDP {
-    /// One datagram, from `source` (a local address) when given.
-    static func send(_ bytes: [UInt8], to host: String, port: Int, from source: String? = nil) {
+    /// One datagram, from `source` (a local address) and `fromPort` when given.
+    static func send(_ bytes: [UInt8], to host: String, port: Int, from source: String? = nil, fromPort: UInt16 = 0) {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }
         if let source {
             var local = sockaddr_in()
             local.sin_family = sa_family_t(AF_INET)
+            local.sin_port = fromPort.bigEndian
             inet_pton(AF_INET, source, &local.sin_addr)
+            var reuse: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
             _ = withUnsafePointer(to: &local) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

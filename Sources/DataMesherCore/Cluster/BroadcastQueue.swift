@@ -60,7 +60,6 @@ public struct BroadcastQueue: Sendable {
         counter += 1
         let subject = item.subject
         let bytes = WireCodec.encode(item)
-        count(bytes.count, by: 1)
         // A newer item about the same subject replaces the queued one (whose ticket goes stale).
         if let held = slotOf[subject] { release(held) }
         let slot = meta.count

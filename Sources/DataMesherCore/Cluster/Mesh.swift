@@ -19,14 +19,21 @@ public struct MemberRecord: Sendable, Equatable {
     public var state: MemberState
     /// When the state last changed (ns, the node's clock).
     public var since: Int64
-    /// Where packets from it last came from; used when it announced no reachable address.
+    /// Where its acks last came from; used when it announced no reachable address.
     public var lastSource: PeerAddress?
+    /// It answered a probe at its address. Until then it is neither probed in turn, nor gossiped
+    /// to, nor used for push/pull or fetches, nor relayed to others; unanswered, it is dropped.
+    public var confirmed: Bool
 
-    public init(announcement: MemberAnnouncement, state: MemberState, since: Int64, lastSource: PeerAddress?) {
+    public init(
+        announcement: MemberAnnouncement, state: MemberState, since: Int64, lastSource: PeerAddress?,
+        confirmed: Bool = true
+    ) {
         self.announcement = announcement
         self.state = state
         self.since = since
         self.lastSource = lastSource
+        self.confirmed = confirmed
     }
 
     public var id: NodeID { announcement.id }
@@ -54,14 +61,19 @@ public enum MeshInput: Sendable {
 
 /// What the core asks the shell to do.
 public enum MeshDirective: Sendable, Equatable {
-    case send(Packet, to: PeerAddress)
-    /// Store this version: with `inline` content directly, otherwise fetch it over TCP from `from`.
-    case store(FileVersion, inline: [UInt8]?, from: PeerAddress)
+    /// Send a datagram to member `node` at `address` (sealing binds it to that receiver).
+    case send(Packet, to: PeerAddress, node: NodeID)
+    /// Store this version: with `inline` content directly (or a tombstone), otherwise fetch it
+    /// over TCP from `from`, the confirmed member that offered it.
+    case store(FileVersion, inline: [UInt8]?, from: PeerAddress?)
     /// Run a push/pull exchange over TCP (`join`: with a bootstrap address).
     case sync(with: PeerAddress, join: Bool)
     case memberChanged(MemberRecord, previous: MemberState?)
     /// A version from the wire was refused; logged by the shell.
     case refused(FileName, Refusal, from: NodeID)
+    /// A membership claim was dropped (unsigned, forged, implausible, over a limit); counted by
+    /// the shell under `reason`.
+    case droppedClaim(reason: String)
 }
 
 /// The cluster protocol as a pure state machine: SWIM membership with the Lifeguard
@@ -69,12 +81,18 @@ public enum MeshDirective: Sendable, Equatable {
 /// confirmations), piggybacked and eagerly pushed broadcasts, and the file index that
 /// anti-entropy compares. No sockets, no clocks, no global randomness: time and a random
 /// generator come with every call.
+///
+/// Nothing about membership is believed unproven: a member's claims about itself are signed by
+/// the node key its ID is derived from; an accusation (suspect, dead) is signed by its accuser,
+/// a known member, and may only name the incarnation the accused itself signed last; a new
+/// member is used for nothing until it answered a probe at its address.
 public struct Mesh: Sendable {
     public let settings: MeshSettings
     public let policy: FilePolicy
+    public let key: NodeKey
     public private(set) var me: MemberAnnouncement
     public private(set) var members: [NodeID: MemberRecord] = [:]
-    /// IDs of alive and suspect members, sorted; kept current by `setRecord`/`removeRecord`.
+    /// IDs of confirmed alive and suspect members, sorted; kept current by `setRecord`/`removeRecord`.
     var liveIDs: [NodeID] = []
     /// Grows with every change others could see in the member list (a member's record, this
     /// node's incarnation or departure), so a shell republishes the list only when it moved.
@@ -95,13 +113,19 @@ public struct Mesh: Sendable {
     public let bootstrap: [PeerAddress]
 
     var queue = BroadcastQueue()
-    var sequence: UInt32 = 0
     /// Lifeguard's local health score: 0 is healthy; each point stretches probe timing.
     public private(set) var awareness = 0
     var probe: Probe?
     var probeOrder: [NodeID] = []
     var relays: [UInt32: Relay] = [:]
     var suspicions: [NodeID: Suspicion] = [:]
+    /// Members announced but not confirmed yet: the ping that would confirm them.
+    var confirmations: [NodeID: Confirmation] = [:]
+    /// New members accepted per announcing source in the current window.
+    var newMembersBySource: [String: Int] = [:]
+    var newMembersWindowEnd: Int64 = 0
+    /// Each confirmed member's clock minus ours (ns), from the last direct probe it answered.
+    public private(set) var clockOffsets: [NodeID: Int64] = [:]
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
     var nextProbe: Int64
@@ -113,21 +137,37 @@ public struct Mesh: Sendable {
     public private(set) var leaving = false
     /// Shared signature verdicts (a simulator's many cores); nil verifies every offered version.
     public var signatureCache: SignatureCache?
+    /// Checks members' signatures; a simulator hands its cores one that remembers verdicts.
+    public var verifier: any SignatureVerifier = Ed25519Verifier()
 
     struct Probe: Sendable {
         var sequence: UInt32
         var target: NodeID
+        var startedAt: Int64
         var timeoutAt: Int64
         var endAt: Int64
         var indirectSent = false
+        /// The members asked to ping the target for us: the only ones whose relayed ack counts.
+        var helpers: [NodeID] = []
         var expectedNacks = 0
         var nacks = 0
     }
 
     struct Relay: Sendable {
         var requester: PeerAddress
+        var requesterID: NodeID
         var requesterSequence: UInt32
+        var target: NodeID
         var deadline: Int64
+    }
+
+    struct Confirmation: Sendable {
+        /// The sequence of the last ping sent (nil before the first).
+        var sequence: UInt32?
+        /// When the next ping goes out.
+        var next: Int64
+        /// When the member is dropped if it never answered.
+        var expires: Int64
     }
 
     struct Suspicion: Sendable {
@@ -160,10 +200,9 @@ public struct Mesh: Sendable {
         }
 
         mutating func updateDeadline() {
-            deadline =
-                start
-                + Mesh.suspicionTimeout(
-                    confirmations: confirmations.count - 1, expected: expected, minimum: minimum, maximum: maximum)
+            deadline = start.addingSaturated(
+                Mesh.suspicionTimeout(
+                    confirmations: confirmations.count - 1, expected: expected, minimum: minimum, maximum: maximum))
         }
     }
 
@@ -174,19 +213,28 @@ public struct Mesh: Sendable {
         return Int64(max(Double(minimum), Double(maximum) - Double(maximum - minimum) * min(1, fraction)))
     }
 
+    /// The highest incarnation believed at `now`: a node starts at its start time in seconds and
+    /// adds one per refutation, so anything far beyond the clock is forged or corrupt. Keeps the
+    /// counter forever out of reach of its end, where a node could no longer refute.
+    public static func maxPlausibleIncarnation(now: Int64) -> UInt64 {
+        UInt64(max(0, now / 1_000_000_000)) &+ (1 << 40)
+    }
+
     public init(
-        me: MemberAnnouncement, settings: MeshSettings, policy: FilePolicy, bootstrap: [PeerAddress], now: Int64
+        key: NodeKey, name: String, addresses: [PeerAddress], incarnation: UInt64, settings: MeshSettings,
+        policy: FilePolicy, bootstrap: [PeerAddress], now: Int64
     ) {
-        self.me = me
+        self.key = key
+        self.me = MemberAnnouncement.signed(by: key, name: name, incarnation: incarnation, addresses: addresses)
         self.settings = settings
         self.policy = policy
-        self.bootstrap = bootstrap.filter { !me.addresses.contains($0) }
-        nextProbe = now + settings.probeInterval
-        nextGossip = now + settings.gossipInterval
-        nextPushPull = now + settings.pushPullInterval
+        self.bootstrap = bootstrap.filter { !addresses.contains($0) }
+        nextProbe = now.addingSaturated(settings.probeInterval)
+        nextGossip = now.addingSaturated(settings.gossipInterval)
+        nextPushPull = now.addingSaturated(settings.pushPullInterval)
         nextJoin = now
-        nextReconnect = now + settings.joinInterval
-        nextReap = now + settings.probeInterval
+        nextReconnect = now.addingSaturated(settings.joinInterval)
+        nextReap = now.addingSaturated(settings.probeInterval)
     }
 
     // MARK: Queries
@@ -194,7 +242,7 @@ public struct Mesh: Sendable {
     /// Every change of a member goes through here, so `liveIDs` stays exact.
     mutating func setRecord(_ record: MemberRecord) {
         membershipVersion &+= 1
-        let isLive = record.state == .alive || record.state == .suspect
+        let isLive = record.confirmed && (record.state == .alive || record.state == .suspect)
         var low = 0
         var high = liveIDs.count
         while low < high {
@@ -220,6 +268,8 @@ public struct Mesh: Sendable {
         members[id] = nil
         departed.remove(id)
         known[id] = nil
+        confirmations[id] = nil
+        clockOffsets[id] = nil
         liveIDs.removeAll { $0 == id }
     }
 
@@ -234,6 +284,7 @@ public struct Mesh: Sendable {
         for suspicion in suspicions.values {
             deadline = min(deadline, suspicion.deadline)
         }
+        for confirmation in confirmations.values { deadline = min(deadline, confirmation.next) }
         return deadline
     }
 
@@ -242,16 +293,29 @@ public struct Mesh: Sendable {
         files.set(versions)
     }
 
-    /// This node as others should see it, for push/pull.
+    /// This node and the confirmed members, as others should see them, for push/pull.
     public var localState: [MemberRecord] {
         // One pass over the table, then an order by ID over that copy: cheaper than sorting the
         // records themselves, and than looking each one up again in a table not in the cache.
-        let records = Array(members.values)
+        let records = members.values.filter(\.confirmed)
         let order = records.indices.sorted { records[$0].id < records[$1].id }
         var out = [MemberRecord(announcement: me, state: leaving ? .left : .alive, since: 0, lastSource: nil)]
         out.reserveCapacity(records.count + 1)
         for index in order { out.append(records[index]) }
         return out
+    }
+
+    /// How many members are announced but not confirmed yet.
+    public var unconfirmedCount: Int { confirmations.count }
+
+    /// The median of the confirmed members' clock offsets (their clock minus ours, ns); nil
+    /// while no member answered a direct probe.
+    public var medianClockOffset: Int64? {
+        let offsets = liveIDs.compactMap { clockOffsets[$0] }.sorted()
+        guard !offsets.isEmpty else { return nil }
+        let middle = offsets.count / 2
+        return offsets.count % 2 == 1
+            ? offsets[middle] : offsets[middle - 1] / 2 + offsets[middle] / 2
     }
 
     // MARK: Input
@@ -290,15 +354,14 @@ public struct Mesh: Sendable {
         case .remoteState(let records):
             // Like memberlist, what is new to us is re-broadcast, also when learned by push/pull:
             // nodes that joined earlier may not know it yet, and gossip alone can miss them.
-            for record in records { merge(record, now: now, into: &out) }
+            for record in records { merge(record, now: now, rng: &rng, into: &out) }
         case .leave:
             leaving = true
             membershipVersion &+= 1
-            let item = GossipItem.dead(me.id, incarnation: me.incarnation, from: me.id)
+            let item = GossipItem.dead(Accusation.signed(id: me.id, incarnation: me.incarnation, dead: true, by: key))
             queue.enqueue(item)
-            for member in pickLive(settings.gossipNodes + 2, rng: &rng) {
-                guard let address = member else { continue }
-                out.append(.send(Packet(sender: me.id, message: .gossip, items: [item]), to: address))
+            for (id, address) in pickLive(settings.gossipNodes + 2, rng: &rng) {
+                out.append(.send(Packet(sender: me.id, message: .gossip, items: [item]), to: address, node: id))
             }
         }
         return out
@@ -309,14 +372,13 @@ public struct Mesh: Sendable {
         _ item: GossipItem, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]
     ) {
         let encoded = WireCodec.encode(item)
-        for member in pickLive(settings.gossipNodes, rng: &rng) {
-            guard let address = member else { continue }
-            out.append(.send(compose(.gossip, now: now, first: item, encoded: encoded), to: address))
+        for (id, address) in pickLive(settings.gossipNodes, rng: &rng) {
+            out.append(.send(compose(.gossip, now: now, first: item, encoded: encoded), to: address, node: id))
         }
         queue.enqueue(item)
         // A second wave soon: a one-shot push with fanout 3 misses about e⁻³ of the members,
         // who would otherwise wait a whole gossip interval.
-        nextGossip = min(nextGossip, now + settings.gossipInterval / 10)
+        nextGossip = min(nextGossip, now.addingSaturated(settings.gossipInterval / 10))
     }
 
     // MARK: Timers
@@ -328,7 +390,9 @@ public struct Mesh: Sendable {
         for sequence in Mesh.due(relays, now: now, deadline: { $0.deadline }) {
             guard let relay = relays.removeValue(forKey: sequence) else { continue }
             out.append(
-                .send(Packet(sender: me.id, message: .nack(sequence: relay.requesterSequence)), to: relay.requester))
+                .send(
+                    Packet(sender: me.id, message: .nack(sequence: relay.requesterSequence)), to: relay.requester,
+                    node: relay.requesterID))
         }
         // The running probe: indirect checks after the timeout, suspicion at the end.
         if var current = probe {
@@ -336,17 +400,17 @@ public struct Mesh: Sendable {
                 current.indirectSent = true
                 if let target = members[current.target], let address = target.address {
                     let helpers = pickLive(settings.indirectChecks, excluding: current.target, rng: &rng)
-                    for helper in helpers {
-                        guard let helperAddress = helper else { continue }
+                    for (helper, helperAddress) in helpers {
                         out.append(
                             .send(
                                 Packet(
                                     sender: me.id,
                                     message: .pingRequest(
                                         sequence: current.sequence, target: current.target, address: address)),
-                                to: helperAddress))
+                                to: helperAddress, node: helper))
                     }
                     current.expectedNacks = helpers.count
+                    current.helpers = helpers.map(\.0)
                 }
                 probe = current
             }
@@ -356,8 +420,9 @@ public struct Mesh: Sendable {
                 let delta = current.expectedNacks > 0 ? max(0, current.expectedNacks - current.nacks) : 1
                 adjustAwareness(delta)
                 if let target = members[current.target], target.state == .alive {
-                    suspect(
-                        current.target, incarnation: target.announcement.incarnation, from: me.id, now: now, into: &out)
+                    let accusation = Accusation.signed(
+                        id: current.target, incarnation: target.announcement.incarnation, dead: false, by: key)
+                    suspect(accusation, now: now, into: &out)
                 }
             }
         }
@@ -371,45 +436,63 @@ public struct Mesh: Sendable {
             record.state = .dead
             record.since = now
             setRecord(record)
-            queue.enqueue(.dead(id, incarnation: suspicion.incarnation, from: me.id))
+            queue.enqueue(.dead(Accusation.signed(id: id, incarnation: suspicion.incarnation, dead: true, by: key)))
             out.append(.memberChanged(record, previous: previous))
+        }
+        // New members: ping until they answer; drop those that never do.
+        for id in Mesh.due(confirmations, now: now, deadline: { $0.next }) {
+            guard var confirmation = confirmations[id], let record = members[id] else { continue }
+            if confirmation.expires <= now {
+                removeRecord(id)
+                out.append(.droppedClaim(reason: "unconfirmed"))
+                continue
+            }
+            let sequence = UInt32(truncatingIfNeeded: rng.next())
+            confirmation.sequence = sequence
+            confirmation.next = min(now.addingSaturated(settings.confirmationRetry), confirmation.expires)
+            confirmations[id] = confirmation
+            if let address = record.address {
+                out.append(
+                    .send(Packet(sender: me.id, message: .ping(sequence: sequence, target: id)), to: address, node: id))
+            }
         }
         if probe == nil && nextProbe <= now && !leaving {
             startProbe(now: now, rng: &rng, into: &out)
-            nextProbe = now + settings.probeInterval * scale
+            nextProbe = now.addingSaturated(settings.probeInterval * scale)
         }
         if nextGossip <= now {
-            nextGossip = now + settings.gossipInterval
+            nextGossip = now.addingSaturated(settings.gossipInterval)
             let targets = gossipTargets(now: now, rng: &rng)
-            for target in targets {
+            for (id, address) in targets {
                 let gossip = compose(.gossip, now: now)
                 guard gossip.itemCount > 0 else { break }
-                guard let address = target else { continue }
-                out.append(.send(gossip, to: address))
+                out.append(.send(gossip, to: address, node: id))
             }
         }
         if nextPushPull <= now {
-            nextPushPull = now + settings.pushPullInterval
-            if let peer = pickLive(1, rng: &rng).first, let address = peer {
+            nextPushPull = now.addingSaturated(settings.pushPullInterval)
+            if let (_, address) = pickLive(1, rng: &rng).first {
                 out.append(.sync(with: address, join: false))
             }
         }
         if liveIDs.isEmpty && !bootstrap.isEmpty && nextJoin <= now && !leaving {
-            nextJoin = now + settings.joinInterval
+            nextJoin = now.addingSaturated(settings.joinInterval)
             for address in bootstrap { out.append(.sync(with: address, join: true)) }
         }
         // Reconnect: a member declared dead may be alive behind a healed partition.
         if nextReconnect <= now && !leaving {
-            nextReconnect = now + settings.joinInterval
+            nextReconnect = now.addingSaturated(settings.joinInterval)
             let failed = departed.compactMap { members[$0] }.filter { $0.state == .dead }.sorted { $0.id < $1.id }
             if let peer = pick(1, from: failed, rng: &rng).first, let address = peer.address {
                 out.append(.sync(with: address, join: false))
             }
         }
         if nextReap <= now {
-            nextReap = now + settings.probeInterval
-            for id in departed {
-                if let record = members[id], now - record.since > settings.deadReap { removeRecord(id) }
+            nextReap = now.addingSaturated(settings.probeInterval)
+            for id in departed.sorted() {
+                if let record = members[id], now.subtractingSaturated(record.since) > settings.deadReap {
+                    removeRecord(id)
+                }
             }
         }
     }
@@ -425,38 +508,48 @@ public struct Mesh: Sendable {
     mutating func startProbe(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
         guard !liveIDs.isEmpty else { return }
         // Round-robin over a shuffled order, reshuffled each pass (SWIM's time-bounded completeness).
-        func isLive(_ id: NodeID) -> Bool { members[id].map { $0.state == .alive || $0.state == .suspect } ?? false }
+        func isLive(_ id: NodeID) -> Bool {
+            members[id].map { $0.confirmed && ($0.state == .alive || $0.state == .suspect) } ?? false
+        }
         while let last = probeOrder.last, !isLive(last) { probeOrder.removeLast() }
         if probeOrder.isEmpty { probeOrder = liveIDs.shuffled(using: &rng) }
         let target = probeOrder.removeLast()
         guard let record = members[target], let address = record.address else { return }
-        sequence &+= 1
+        // Random, so that an ack cannot be forged by guessing the next number.
+        let sequence = UInt32(truncatingIfNeeded: rng.next())
         let scale = Int64(awareness + 1)
         probe = Probe(
-            sequence: sequence, target: target, timeoutAt: now + settings.probeTimeout * scale,
-            endAt: now + settings.probeInterval * scale)
+            sequence: sequence, target: target, startedAt: now,
+            timeoutAt: now.addingSaturated(settings.probeTimeout * scale),
+            endAt: now.addingSaturated(settings.probeInterval * scale))
         // Lifeguard's buddy system: a suspect learns of its suspicion from the ping itself and
         // can refute at once, instead of waiting for the gossip to reach it.
-        let suspicion: GossipItem? =
-            record.state == .suspect ? .suspect(target, incarnation: record.announcement.incarnation, from: me.id) : nil
+        var suspicion: GossipItem? = nil
+        if record.state == .suspect {
+            suspicion = .suspect(
+                Accusation.signed(id: target, incarnation: record.announcement.incarnation, dead: false, by: key))
+        }
         let ping = compose(.ping(sequence: sequence, target: target), now: now, first: suspicion, reserving: false)
-        out.append(.send(ping, to: address))
+        out.append(.send(ping, to: address, node: target))
     }
 
     /// `gossipNodes` random live members, and now and then one recently declared dead (so it
     /// can learn it and refute), in proportion to how many of those there are.
-    mutating func gossipTargets(now: Int64, rng: inout some RandomNumberGenerator) -> [PeerAddress?] {
+    mutating func gossipTargets(now: Int64, rng: inout some RandomNumberGenerator) -> [(NodeID, PeerAddress)] {
+        let members = self.members
+        let window = settings.gossipToTheDead
         recentlyDead.removeAll { id in
             guard let record = members[id], record.state == .dead else { return true }
-            return now - record.since >= settings.gossipToTheDead
+            return now.subtractingSaturated(record.since) >= window
         }
         var targets = pickLive(settings.gossipNodes, rng: &rng)
         if !recentlyDead.isEmpty,
             Int.random(in: 0..<(liveIDs.count + recentlyDead.count), using: &rng) < recentlyDead.count
                 * settings.gossipNodes,
-            let record = members[recentlyDead[Int.random(in: 0..<recentlyDead.count, using: &rng)]]
+            let record = members[recentlyDead[Int.random(in: 0..<recentlyDead.count, using: &rng)]],
+            let address = record.address
         {
-            targets.append(record.address)
+            targets.append((record.id, address))
         }
         return targets
     }
@@ -495,30 +588,36 @@ public struct Mesh: Sendable {
         into out: inout [MeshDirective]
     ) {
         guard packet.sender != me.id else { return }
-        if let index = members.index(forKey: packet.sender), members.values[index].lastSource != source {
-            members.values[index].lastSource = source
-        }
         switch packet.message {
         case .ping(let sequence, let target):
             // A ping for another ID is for a node that used to live at this address: stay silent.
             if target == me.id {
-                out.append(.send(compose(.ack(sequence: sequence), now: now), to: source))
+                out.append(
+                    .send(
+                        compose(.ack(sequence: sequence, responder: me.id, clock: now), now: now), to: source,
+                        node: packet.sender))
             }
         case .pingRequest(let requesterSequence, let target, let address):
-            sequence &+= 1
+            // Only for members we know at that address, and a bounded number at once: a stranger
+            // cannot make this node ping whatever it names.
+            guard relays.count < settings.maxRelays, target != me.id, let record = members[target],
+                record.announcement.addresses.contains(address) || record.lastSource == address
+            else { break }
+            let sequence = UInt32(truncatingIfNeeded: rng.next())
+            guard relays[sequence] == nil else { break }
             relays[sequence] = Relay(
-                requester: source, requesterSequence: requesterSequence, deadline: now + settings.probeTimeout)
-            out.append(.send(Packet(sender: me.id, message: .ping(sequence: sequence, target: target)), to: address))
-        case .ack(let sequence):
-            if let relay = relays.removeValue(forKey: sequence) {
-                out.append(
-                    .send(Packet(sender: me.id, message: .ack(sequence: relay.requesterSequence)), to: relay.requester))
-            } else if let current = probe, current.sequence == sequence {
-                probe = nil
-                adjustAwareness(-1)
-            }
+                requester: source, requesterID: packet.sender, requesterSequence: requesterSequence, target: target,
+                deadline: now.addingSaturated(settings.probeTimeout))
+            out.append(
+                .send(
+                    Packet(sender: me.id, message: .ping(sequence: sequence, target: target)), to: address,
+                    node: target))
+        case .ack(let sequence, let responder, let clock):
+            receiveAck(
+                sequence: sequence, responder: responder, clock: clock, sender: packet.sender, source: source,
+                now: now, into: &out)
         case .nack(let sequence):
-            if var current = probe, current.sequence == sequence {
+            if var current = probe, current.sequence == sequence, current.helpers.contains(packet.sender) {
                 current.nacks += 1
                 probe = current
             }
@@ -529,30 +628,66 @@ public struct Mesh: Sendable {
         for index in items.indices { apply(items[index], from: packet.sender, source: source, now: now, into: &out) }
     }
 
+    /// An ack counts only for the member that was pinged, under the random sequence of that ping.
+    mutating func receiveAck(
+        sequence: UInt32, responder: NodeID, clock: Int64, sender: NodeID, source: PeerAddress, now: Int64,
+        into out: inout [MeshDirective]
+    ) {
+        if let relay = relays[sequence] {
+            // Relayed on only when it is the target's own answer.
+            guard responder == relay.target, sender == relay.target else { return }
+            relays[sequence] = nil
+            out.append(
+                .send(
+                    Packet(
+                        sender: me.id,
+                        message: .ack(sequence: relay.requesterSequence, responder: responder, clock: clock)),
+                    to: relay.requester, node: relay.requesterID))
+            return
+        }
+        if let confirmation = confirmations[responder], confirmation.sequence == sequence, sender == responder {
+            confirm(responder, source: source, now: now, into: &out)
+            return
+        }
+        guard let current = probe, current.sequence == sequence, current.target == responder,
+            sender == responder || current.helpers.contains(sender)
+        else { return }
+        probe = nil
+        adjustAwareness(-1)
+        if sender == responder, members[responder] != nil {
+            // Its clock at about the middle of the round trip.
+            let middle = current.startedAt.addingSaturated(now.subtractingSaturated(current.startedAt) / 2)
+            clockOffsets[responder] = clock.subtractingSaturated(middle)
+            if members[responder]?.lastSource != source { members[responder]?.lastSource = source }
+        }
+    }
+
     mutating func apply(
         _ item: GossipItem, from sender: NodeID, source: PeerAddress, now: Int64, into out: inout [MeshDirective]
     ) {
         switch item {
         case .alive(let announcement):
-            alive(announcement, now: now, into: &out)
-        case .suspect(let id, let incarnation, let from):
-            suspect(id, incarnation: incarnation, from: from, now: now, into: &out)
-        case .dead(let id, let incarnation, let from):
-            dead(id, incarnation: incarnation, from: from, now: now, into: &out)
+            alive(announcement, source: source.host, now: now, into: &out)
+        case .suspect(let accusation):
+            suspect(accusation, now: now, into: &out)
+        case .dead(let accusation):
+            dead(accusation, now: now, into: &out)
         case .file(let version, let inline):
-            offer(version, inline: inline, from: sender, source: source, now: now, into: &out)
+            offer(version, inline: inline, from: sender, now: now, into: &out)
         }
     }
 
     /// A version heard from a peer: store it if this node is configured for it and it wins.
+    /// Content that does not ride inline is fetched from the confirmed member that offered it.
     mutating func offer(
-        _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, source: PeerAddress, now: Int64,
-        into out: inout [MeshDirective]
+        _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, now: Int64, into out: inout [MeshDirective]
     ) {
         guard policy.allowedSigners[version.name] != nil else { return }  // neither stored nor relayed
         if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) { return }
         // Duplicates are the common case: refuse them before paying for a signature check.
         if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { return }
+        let offerer = members[sender].flatMap { $0.confirmed && $0.state != .left ? $0.address : nil }
+        guard inline != nil || version.isTombstone || offerer != nil else { return }
         if let refusal = policy.evaluate(version, current: files[version.name], now: now, signatures: signatureCache) {
             if case .stale = refusal { return }
             out.append(.refused(version.name, refusal, from: sender))
@@ -563,138 +698,227 @@ public struct Mesh: Sendable {
             return
         }
         storing[version.name] = version
-        out.append(.store(version, inline: inline, from: source))
+        out.append(.store(version, inline: inline, from: offerer))
     }
 
     // MARK: Membership rules
 
-    mutating func alive(_ announcement: MemberAnnouncement, now: Int64, into out: inout [MeshDirective]) {
+    /// The public key of a member this node knows, to check what it signed.
+    func publicKey(of id: NodeID) -> [UInt8]? {
+        id == me.id ? key.publicKey : members[id]?.announcement.publicKey
+    }
+
+    /// Checks an accusation's signature against its accuser's known key.
+    func isAuthentic(_ accusation: Accusation, dead: Bool) -> Bool {
+        guard let accuserKey = publicKey(of: accusation.from) else { return false }
+        return verifier.isValidSignature(
+            accusation.signature, of: MemberClaims.accusationMessage(accusation, dead: dead), by: accuserKey)
+    }
+
+    /// A member's signed claim about itself. `source`: the host it was heard from (nil: a
+    /// push/pull list), for the limit on new members per source.
+    mutating func alive(
+        _ announcement: MemberAnnouncement, source: String?, now: Int64, into out: inout [MeshDirective]
+    ) {
         if announcement.id == me.id {
-            // Someone claims our ID with a newer incarnation (we restarted): outbid it.
-            if announcement.incarnation >= me.incarnation && announcement != me && !leaving {
+            // Our own signed claim with a newer incarnation (we restarted, and the clock went
+            // back): outbid it. A forged one does not verify.
+            if announcement.incarnation >= me.incarnation && announcement != me && !leaving
+                && announcement.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                && announcement.isAuthentic(verifier)
+            {
                 refute(announcement.incarnation)
             }
             return
         }
-        // Most announcements are old news: look before copying the record.
+        // Most announcements are old news: look before copying the record or checking a signature.
         if let status = known[announcement.id], announcement.incarnation <= status.incarnation {
             return
         }
+        guard announcement.incarnation < Mesh.maxPlausibleIncarnation(now: now) else {
+            out.append(.droppedClaim(reason: "implausible_incarnation"))
+            return
+        }
         if var record = members[announcement.id] {
+            guard announcement.isAuthentic(verifier) else {
+                out.append(.droppedClaim(reason: "bad_signature"))
+                return
+            }
             let previous = record.state
             record.announcement = announcement
             record.state = .alive
             if previous != .alive { record.since = now }
             setRecord(record)
             suspicions[announcement.id] = nil
+            guard record.confirmed else { return }
             queue.enqueue(.alive(announcement))
             if previous != .alive { out.append(.memberChanged(record, previous: previous)) }
-        } else {
-            let record = MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil)
-            setRecord(record)
-            // Not put into the current probe pass: it joins the next shuffled one. Inserting
-            // newcomers in a fixed place made every joiner probe the same few nodes first (a
-            // herd that, under loss, got them declared dead).
-            queue.enqueue(.alive(announcement))
-            out.append(.memberChanged(record, previous: nil))
-        }
-    }
-
-    mutating func suspect(_ id: NodeID, incarnation: UInt64, from: NodeID, now: Int64, into out: inout [MeshDirective])
-    {
-        if id == me.id {
-            if !leaving && incarnation >= me.incarnation { refute(incarnation) }
             return
         }
-        // Confirmations of a suspicion and news about the dead are common: decide them without
-        // copying the record.
-        guard let status = known[id], incarnation >= status.incarnation, status.state != .dead,
-            status.state != .left
+        // A member not seen before: it costs nothing until it answers a ping at its address. The
+        // limits come before the signature check, so a flood costs lookups, not verifications.
+        guard members.count + 1 < settings.maxMembers, confirmations.count < settings.maxUnconfirmed else {
+            out.append(.droppedClaim(reason: "member_limit"))
+            return
+        }
+        if let source {
+            if now >= newMembersWindowEnd {
+                newMembersBySource.removeAll(keepingCapacity: true)
+                newMembersWindowEnd = now.addingSaturated(settings.newMemberWindow)
+            }
+            let count = newMembersBySource[source, default: 0]
+            guard count < settings.newMembersPerSource else {
+                out.append(.droppedClaim(reason: "new_member_rate"))
+                return
+            }
+            newMembersBySource[source] = count + 1
+        }
+        guard announcement.isAuthentic(verifier) else {
+            out.append(.droppedClaim(reason: "bad_signature"))
+            return
+        }
+        let record = MemberRecord(
+            announcement: announcement, state: .alive, since: now, lastSource: nil, confirmed: false)
+        setRecord(record)
+        // Pinged at the next tick (at once), then every `confirmationRetry` until it answers.
+        confirmations[announcement.id] = Confirmation(
+            sequence: nil, next: now, expires: now.addingSaturated(settings.confirmationTimeout))
+    }
+
+    /// The member answered a ping at its address: from now on it is probed, gossiped to, used for
+    /// push/pull and fetches, and its announcement is relayed.
+    mutating func confirm(_ id: NodeID, source: PeerAddress, now: Int64, into out: inout [MeshDirective]) {
+        confirmations[id] = nil
+        guard var record = members[id], !record.confirmed else { return }
+        record.confirmed = true
+        record.lastSource = source
+        setRecord(record)
+        queue.enqueue(.alive(record.announcement))
+        if record.state == .alive { out.append(.memberChanged(record, previous: nil)) }
+    }
+
+    mutating func suspect(_ accusation: Accusation, now: Int64, into out: inout [MeshDirective]) {
+        let id = accusation.id
+        if id == me.id {
+            if !leaving && accusation.incarnation >= me.incarnation
+                && accusation.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                && isAuthentic(accusation, dead: false)
+            {
+                refute(accusation.incarnation)
+            }
+            return
+        }
+        // Only the incarnation the member itself signed last can be accused: an older one is
+        // stale, a newer one is not known to be real.
+        guard let status = known[id], accusation.incarnation == status.incarnation, status.state != .dead,
+            status.state != .left, confirmations[id] == nil
         else { return }
         if status.state == .suspect {
             // In place: a copy of the suspicion would copy its set of confirmations.
-            guard let index = suspicions.index(forKey: id), suspicions.values[index].incarnation == incarnation
+            guard let index = suspicions.index(forKey: id),
+                suspicions.values[index].incarnation == accusation.incarnation,
+                !suspicions.values[index].confirmations.contains(accusation.from)
             else { return }
-            if suspicions.values[index].confirm(from) {
-                queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
+            guard isAuthentic(accusation, dead: false) else {
+                out.append(.droppedClaim(reason: "bad_signature"))
+                return
+            }
+            if suspicions.values[index].confirm(accusation.from) {
+                queue.enqueue(.suspect(accusation))
             }
             return
         }
-        guard var record = members[id] else { return }
-        switch record.state {
-        case .suspect:
-            guard var suspicion = suspicions[id], suspicion.incarnation == incarnation else { return }
-            if suspicion.confirm(from) {
-                suspicions[id] = suspicion
-                queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
-            }
-        case .alive:
-            let previous = record.state
-            record.state = .suspect
-            record.since = now
-            record.announcement.incarnation = incarnation
-            setRecord(record)
-            let live = liveIDs.count + 1
-            let minimum = Int64(
-                Double(settings.suspicionMult) * max(1, log10(Double(live))) * Double(settings.probeInterval))
-            // As memberlist: expect suspicionMult - 2 confirmations, none where too few members could give them.
-            let expected = live - 2 < settings.suspicionMult - 2 ? 0 : settings.suspicionMult - 2
-            suspicions[id] = Suspicion(
-                incarnation: incarnation, start: now, from: from, minimum: minimum,
-                maximum: minimum * Int64(settings.suspicionMaxTimeoutMult), expected: expected)
-            queue.enqueue(.suspect(id, incarnation: incarnation, from: from))
-            out.append(.memberChanged(record, previous: previous))
-        case .dead, .left:
+        guard var record = members[id], record.state == .alive else { return }
+        guard isAuthentic(accusation, dead: false) else {
+            out.append(.droppedClaim(reason: "bad_signature"))
             return
         }
+        let previous = record.state
+        record.state = .suspect
+        record.since = now
+        setRecord(record)
+        let live = liveIDs.count + 1
+        let minimum = Int64(
+            Double(settings.suspicionMult) * max(1, log10(Double(live))) * Double(settings.probeInterval))
+        // As memberlist: expect suspicionMult - 2 confirmations, none where too few members could give them.
+        let expected = live - 2 < settings.suspicionMult - 2 ? 0 : settings.suspicionMult - 2
+        suspicions[id] = Suspicion(
+            incarnation: accusation.incarnation, start: now, from: accusation.from, minimum: minimum,
+            maximum: minimum.multipliedSaturated(Int64(settings.suspicionMaxTimeoutMult)), expected: expected)
+        queue.enqueue(.suspect(accusation))
+        if record.confirmed { out.append(.memberChanged(record, previous: previous)) }
     }
 
-    mutating func dead(_ id: NodeID, incarnation: UInt64, from: NodeID, now: Int64, into out: inout [MeshDirective]) {
+    mutating func dead(_ accusation: Accusation, now: Int64, into out: inout [MeshDirective]) {
+        let id = accusation.id
         if id == me.id {
-            if !leaving && incarnation >= me.incarnation { refute(incarnation) }
+            if !leaving && accusation.from != me.id && accusation.incarnation >= me.incarnation
+                && accusation.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                && isAuthentic(accusation, dead: true)
+            {
+                refute(accusation.incarnation)
+            }
             return
         }
-        guard let status = known[id], incarnation >= status.incarnation, status.state != .dead,
-            status.state != .left, var record = members[id]
+        guard let status = known[id], accusation.incarnation == status.incarnation, status.state != .dead,
+            status.state != .left, var record = members[id], record.confirmed
         else { return }
+        // A departure is signed by the member itself, a death by its accuser.
+        guard isAuthentic(accusation, dead: true) else {
+            out.append(.droppedClaim(reason: "bad_signature"))
+            return
+        }
         let previous = record.state
-        record.state = from == id ? .left : .dead
+        record.state = accusation.from == id ? .left : .dead
         record.since = now
-        record.announcement.incarnation = incarnation
         setRecord(record)
         suspicions[id] = nil
-        queue.enqueue(.dead(id, incarnation: incarnation, from: from))
-        out.append(.memberChanged(record, previous: previous))
+        confirmations[id] = nil
+        queue.enqueue(.dead(accusation))
+        if record.confirmed { out.append(.memberChanged(record, previous: previous)) }
     }
 
-    /// Refutation: a higher incarnation than anything said about us, told to everyone.
+    /// Refutation: a higher incarnation than anything said about us, signed and told to everyone.
     mutating func refute(_ heard: UInt64) {
-        me.incarnation = max(me.incarnation, heard) + 1
+        let incarnation = max(me.incarnation, heard).addingSaturated(1)
+        guard incarnation > me.incarnation else { return }
+        me = MemberAnnouncement.signed(by: key, name: me.name, incarnation: incarnation, addresses: me.addresses)
         membershipVersion &+= 1
         queue.enqueue(.alive(me))
         adjustAwareness(1)
     }
 
     /// Merges one record of a peer's member list (push/pull) like the gossip it stands for.
-    mutating func merge(_ record: MemberRecord, now: Int64, into out: inout [MeshDirective]) {
+    mutating func merge(
+        _ record: MemberRecord, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]
+    ) {
         let announcement = record.announcement
         switch record.state {
         case .alive:
-            alive(announcement, now: now, into: &out)
-        case .suspect:
-            if known[announcement.id] == nil && announcement.id != me.id {
-                alive(announcement, now: now, into: &out)
-            }
-            suspect(announcement.id, incarnation: announcement.incarnation, from: me.id, now: now, into: &out)
-        case .dead, .left:
+            alive(announcement, source: nil, now: now, into: &out)
+        case .suspect, .dead, .left:
             if announcement.id == me.id {
-                if !leaving && announcement.incarnation >= me.incarnation { refute(announcement.incarnation) }
-            } else if known[announcement.id] == nil {
-                return  // nothing to learn about a member we never saw
-            } else {
-                // Push/pull is not an independent observation: treat a remote death as suspicion.
-                suspect(announcement.id, incarnation: announcement.incarnation, from: me.id, now: now, into: &out)
+                // Our own signed claim at that incarnation, reported as failed: outbid it.
+                if !leaving && announcement.incarnation >= me.incarnation
+                    && announcement.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                    && announcement.isAuthentic(verifier)
+                {
+                    refute(announcement.incarnation)
+                }
+                return
             }
+            if known[announcement.id] == nil {
+                guard record.state == .suspect else { return }  // nothing to learn about a member we never saw
+                alive(announcement, source: nil, now: now, into: &out)
+            }
+            // Push/pull is not an independent observation: a remote failure is our own suspicion,
+            // and only at the incarnation the member signed (the record carries that claim).
+            guard let status = known[announcement.id], status.incarnation == announcement.incarnation,
+                announcement.isAuthentic(verifier)
+            else { return }
+            suspect(
+                Accusation.signed(id: announcement.id, incarnation: announcement.incarnation, dead: false, by: key),
+                now: now, into: &out)
         }
     }
 
@@ -706,18 +930,18 @@ public struct Mesh: Sendable {
         return Array(pool.prefix(take))
     }
 
-    /// The addresses of up to `count` distinct random live members other than `excluded`,
-    /// without copying the member list (a few draws of random indexes; the lists are long,
-    /// `count` is small). nil for a member with no address.
+    /// Up to `count` distinct random confirmed live members other than `excluded`, with their
+    /// addresses, without copying the member list (a few draws of random indexes; the lists are
+    /// long, `count` is small). Members with no address are left out.
     func pickLive(_ count: Int, excluding excluded: NodeID? = nil, rng: inout some RandomNumberGenerator)
-        -> [PeerAddress?]
+        -> [(NodeID, PeerAddress)]
     {
         let available = liveIDs.count - (excluded.map { liveIDs.contains($0) ? 1 : 0 } ?? 0)
         let wanted = min(count, available)
         guard wanted > 0 else { return [] }
         if wanted * 4 > liveIDs.count {
             return pick(wanted, from: liveIDs.filter { $0 != excluded }.compactMap { members[$0] }, rng: &rng)
-                .map(\.address)
+                .compactMap { record in record.address.map { (record.id, $0) } }
         }
         var chosen: [Int] = []
         chosen.reserveCapacity(wanted)
@@ -725,12 +949,14 @@ public struct Mesh: Sendable {
             let index = Int.random(in: 0..<liveIDs.count, using: &rng)
             if liveIDs[index] != excluded && !chosen.contains(index) { chosen.append(index) }
         }
-        var addresses: [PeerAddress?] = []
-        addresses.reserveCapacity(wanted)
+        var targets: [(NodeID, PeerAddress)] = []
+        targets.reserveCapacity(wanted)
         for index in chosen {
-            if let record = members[liveIDs[index]] { addresses.append(record.address) }
+            if let record = members[liveIDs[index]], let address = record.address {
+                targets.append((record.id, address))
+            }
         }
-        return addresses
+        return targets
     }
 }
 
@@ -738,4 +964,27 @@ public struct Mesh: Sendable {
 struct MeshRandom: RandomNumberGenerator {
     let draw: () -> UInt64
     mutating func next() -> UInt64 { draw() }
+}
+
+extension FixedWidthInteger {
+    /// `self + other`, held at the type's bounds instead of trapping.
+    public func addingSaturated(_ other: Self) -> Self {
+        let (sum, overflow) = addingReportingOverflow(other)
+        guard overflow else { return sum }
+        return other < 0 ? .min : .max
+    }
+
+    /// `self - other`, held at the type's bounds instead of trapping.
+    public func subtractingSaturated(_ other: Self) -> Self {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        guard overflow else { return difference }
+        return other < 0 ? .max : .min
+    }
+
+    /// `self * other`, held at the type's bounds instead of trapping.
+    public func multipliedSaturated(_ other: Self) -> Self {
+        let (product, overflow) = multipliedReportingOverflow(by: other)
+        guard overflow else { return product }
+        return (self < 0) != (other < 0) ? .min : .max
+    }
 }

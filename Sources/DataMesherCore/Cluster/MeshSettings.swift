@@ -29,6 +29,21 @@ public struct MeshSettings: Sendable, Equatable {
     /// Dead and departed members are forgotten after this long; until then a dead member is
     /// retried (push/pull) every `joinInterval`, so a healed partition merges again; default 24 h (ns).
     public var deadReap: Int64 = 86_400_000_000_000
+    /// Members of the cluster as this node sees it, itself included, at most
+    /// (`cluster.max_members`); announcements of more are dropped; default 4096.
+    public var maxMembers = 4096
+    /// Members announced but not yet confirmed by answering a ping, at most; default 1024.
+    public var maxUnconfirmed = 1024
+    /// New members accepted from one announcing source address per `newMemberWindow`; default 256.
+    public var newMembersPerSource = 256
+    /// The window of `newMembersPerSource`; default 10 s (ns).
+    public var newMemberWindow: Int64 = 10_000_000_000
+    /// A new member is pinged this often until it answers; default 5 s (ns).
+    public var confirmationRetry: Int64 = 5_000_000_000
+    /// A new member that never answered is dropped after this long; default 60 s (ns).
+    public var confirmationTimeout: Int64 = 60_000_000_000
+    /// Ping requests relayed at once, at most; default 64.
+    public var maxRelays = 64
 
     public init() {}
 }

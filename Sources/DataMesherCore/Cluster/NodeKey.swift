@@ -1,4 +1,4 @@
-import Crypto
+@preconcurrency import Crypto
 
 extension NodeID {
     /// The domain separator of node IDs: an ID is the first 16 bytes of
@@ -19,5 +19,119 @@ extension NodeID {
             low = low << 8 | UInt64(digest[index + 8])
         }
         self.init(high: high, low: low)
+    }
+}
+
+/// This node's ED25519 node key: it signs the node's claims about itself (alive, addresses,
+/// incarnation, leave), its accusations (suspect, dead) and its stream handshakes. The node ID is
+/// derived from its public half.
+public struct NodeKey: Sendable {
+    public let privateKey: Curve25519.Signing.PrivateKey
+    /// The 32 raw bytes of the public key.
+    public let publicKey: [UInt8]
+    public let id: NodeID
+
+    public init(_ privateKey: Curve25519.Signing.PrivateKey) {
+        self.privateKey = privateKey
+        publicKey = Array(privateKey.publicKey.rawRepresentation)
+        id = NodeID(publicKey: publicKey)
+    }
+
+    /// A key from 32 seed bytes (the simulator's deterministic keys); nil for another length.
+    public init?(seed: [UInt8]) {
+        guard let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else { return nil }
+        self.init(key)
+    }
+
+    /// An ED25519 signature over `message` (64 bytes). Signing with a valid key does not fail;
+    /// should the library ever report a failure, the empty signature is refused by every verifier.
+    public func sign(_ message: [UInt8]) -> [UInt8] {
+        (try? privateKey.signature(for: message)).map { Array($0) } ?? []
+    }
+}
+
+/// Decides whether a signature is valid. The daemon verifies directly; a simulator running many
+/// cores in one process hands them a verifier that remembers verdicts.
+public protocol SignatureVerifier: Sendable {
+    func isValidSignature(_ signature: [UInt8], of message: [UInt8], by publicKey: [UInt8]) -> Bool
+}
+
+/// Plain ED25519 verification.
+public struct Ed25519Verifier: SignatureVerifier {
+    public init() {}
+
+    public func isValidSignature(_ signature: [UInt8], of message: [UInt8], by publicKey: [UInt8]) -> Bool {
+        guard signature.count == 64, let key = try? Curve25519.Signing.PublicKey(rawRepresentation: publicKey)
+        else { return false }
+        return key.isValidSignature(signature, for: message)
+    }
+}
+
+/// What nodes sign about members. Each message starts with its own label, so a signature over
+/// one kind of claim can never be taken for another.
+public enum MemberClaims {
+    static let aliveLabel: [UInt8] = Array("data-mesher/alive/v2".utf8) + [0]
+    static let suspectLabel: [UInt8] = Array("data-mesher/suspect/v2".utf8) + [0]
+    static let deadLabel: [UInt8] = Array("data-mesher/dead/v2".utf8) + [0]
+
+    /// A member's claim about itself: ID, incarnation, name, addresses (as on the wire).
+    static func aliveMessage(_ member: MemberAnnouncement) -> [UInt8] {
+        var out = WireWriter()
+        out.bytes(aliveLabel)
+        WireCodec.encodeClaim(member, into: &out)
+        return out.buffer
+    }
+
+    /// An accusation: `from` says `id` at `incarnation` is suspect (or dead; `from == id`: left).
+    static func accusationMessage(_ accusation: Accusation, dead: Bool) -> [UInt8] {
+        var out = WireWriter()
+        out.bytes(dead ? deadLabel : suspectLabel)
+        out.nodeID(accusation.id)
+        out.u64(accusation.incarnation)
+        out.nodeID(accusation.from)
+        return out.buffer
+    }
+}
+
+/// `from` says member `id`, at the incarnation `incarnation` that `id` itself signed, is suspect
+/// or dead, and signed that with its own node key. `from == id` on a dead claim: `id` left.
+public struct Accusation: Sendable, Equatable {
+    public var id: NodeID
+    public var incarnation: UInt64
+    public var from: NodeID
+    public var signature: [UInt8]
+
+    public init(id: NodeID, incarnation: UInt64, from: NodeID, signature: [UInt8]) {
+        self.id = id
+        self.incarnation = incarnation
+        self.from = from
+        self.signature = signature
+    }
+
+    /// A signed accusation by `key`'s node.
+    public static func signed(id: NodeID, incarnation: UInt64, dead: Bool, by key: NodeKey) -> Accusation {
+        var accusation = Accusation(id: id, incarnation: incarnation, from: key.id, signature: [])
+        accusation.signature = key.sign(MemberClaims.accusationMessage(accusation, dead: dead))
+        return accusation
+    }
+}
+
+extension MemberAnnouncement {
+    /// This node's announcement, signed with its node key.
+    public static func signed(
+        by key: NodeKey, name: String, incarnation: UInt64, addresses: [PeerAddress]
+    ) -> MemberAnnouncement {
+        var member = MemberAnnouncement(
+            id: key.id, name: name, incarnation: incarnation, addresses: addresses, publicKey: key.publicKey,
+            signature: [])
+        member.signature = key.sign(MemberClaims.aliveMessage(member))
+        return member
+    }
+
+    /// True when the key in the announcement is the one its ID was derived from, and that key
+    /// signed exactly this announcement.
+    public func isAuthentic(_ verifier: any SignatureVerifier) -> Bool {
+        publicKey.count == 32 && NodeID(publicKey: publicKey) == id
+            && verifier.isValidSignature(signature, of: MemberClaims.aliveMessage(self), by: publicKey)
     }
 }

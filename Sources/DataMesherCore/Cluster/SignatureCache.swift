@@ -4,7 +4,7 @@ import Synchronization
 /// the version, and checking it is the most expensive thing the core does; a simulator running
 /// a thousand cores in one process gives them one cache, so each version is verified once
 /// instead of once per core. The daemon's core has none and verifies every version it is offered.
-public final class SignatureCache: Sendable {
+public final class SignatureCache: SignatureVerifier {
     /// Everything `FileVersion.hasValidSignature` reads.
     struct Key: Hashable {
         var message: [UInt8]
@@ -28,6 +28,15 @@ public final class SignatureCache: Sendable {
         let key = Key(message: version.signedMessage, signer: version.signer.bytes, signature: version.signature)
         if let known = verdicts.withLock({ $0[key] }) { return known }
         let valid = version.hasValidSignature
+        verdicts.withLock { $0[key] = valid }
+        return valid
+    }
+
+    /// Any ED25519 signature (members' claims), verified once per distinct (signature, message, key).
+    public func isValidSignature(_ signature: [UInt8], of message: [UInt8], by publicKey: [UInt8]) -> Bool {
+        let key = Key(message: message, signer: publicKey, signature: signature)
+        if let known = verdicts.withLock({ $0[key] }) { return known }
+        let valid = Ed25519Verifier().isValidSignature(signature, of: message, by: publicKey)
         verdicts.withLock { $0[key] = valid }
         return valid
     }

@@ -1,7 +1,7 @@
-/// The gossip wire format, version 1 (docs/PROTOCOL.md). Hand-written, big-endian, and every
+/// The gossip wire format, version 2 (docs/PROTOCOL.md). Hand-written, big-endian, and every
 /// length is checked against a fixed limit before anything is allocated.
 
-/// A member's identity: 16 random bytes made on first start and kept in the state dir.
+/// A member's identity: 16 bytes derived from its ED25519 node key (`NodeID(publicKey:)`).
 ///
 /// Held as two big-endian words rather than an array: IDs are dictionary keys and sort keys
 /// in every hot path of the core, and two words hash, compare and copy without touching the heap.
@@ -47,11 +47,16 @@ public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 }
 
-/// What a member says about itself: how to reach it and what it is called.
+/// What a member says about itself: how to reach it and what it is called, signed with its node
+/// key (`MemberAnnouncement.signed(by:…)`, checked by `isAuthentic`).
 public struct MemberAnnouncement: Sendable, Equatable {
     public var id: NodeID
     public var name: String
     public var incarnation: UInt64
+    /// The member's ED25519 node key, 32 bytes; `id` is derived from it.
+    public var publicKey: [UInt8]
+    /// The node key's signature over the claim (`MemberClaims.aliveMessage`), 64 bytes.
+    public var signature: [UInt8]
     /// The first address, held without an array: nearly every member announces one, and
     /// announcements are decoded by the million in a large cluster.
     public private(set) var firstAddress: PeerAddress?
@@ -69,29 +74,42 @@ public struct MemberAnnouncement: Sendable, Equatable {
         }
     }
 
-    public init(id: NodeID, name: String, incarnation: UInt64, addresses: [PeerAddress]) {
+    /// An announcement as given; unsigned unless `publicKey` and `signature` are (receivers refuse
+    /// unsigned ones).
+    public init(
+        id: NodeID, name: String, incarnation: UInt64, addresses: [PeerAddress], publicKey: [UInt8] = [],
+        signature: [UInt8] = []
+    ) {
         self.id = id
         self.name = name
         self.incarnation = incarnation
         self.firstAddress = addresses.first
         self.moreAddresses = Array(addresses.dropFirst())
+        self.publicKey = publicKey
+        self.signature = signature
     }
 
-    init(id: NodeID, name: String, incarnation: UInt64, firstAddress: PeerAddress?, moreAddresses: [PeerAddress]) {
+    init(
+        id: NodeID, name: String, incarnation: UInt64, firstAddress: PeerAddress?, moreAddresses: [PeerAddress],
+        publicKey: [UInt8], signature: [UInt8]
+    ) {
         self.id = id
         self.name = name
         self.incarnation = incarnation
         self.firstAddress = firstAddress
         self.moreAddresses = firstAddress == nil ? [] : moreAddresses
+        self.publicKey = publicKey
+        self.signature = signature
     }
 }
 
-/// Piggybacked news: membership changes and file versions.
+/// Piggybacked news: membership changes and file versions. Every one is signed: a member's
+/// claims about itself by its node key, accusations by the accuser's, versions by a file key.
 public enum GossipItem: Sendable, Equatable {
     case alive(MemberAnnouncement)
-    case suspect(NodeID, incarnation: UInt64, from: NodeID)
+    case suspect(Accusation)
     /// `from == id` means the member left on purpose.
-    case dead(NodeID, incarnation: UInt64, from: NodeID)
+    case dead(Accusation)
     /// A signed version; small contents travel inline.
     case file(FileVersion, inline: [UInt8]?)
 
@@ -99,7 +117,7 @@ public enum GossipItem: Sendable, Equatable {
     public var subject: GossipSubject {
         switch self {
         case .alive(let member): return .member(member.id)
-        case .suspect(let id, _, _), .dead(let id, _, _): return .member(id)
+        case .suspect(let accusation), .dead(let accusation): return .member(accusation.id)
         case .file(let version, _): return .file(version.name)
         }
     }
@@ -122,7 +140,9 @@ public struct Packet: Sendable, Equatable {
         case ping(sequence: UInt32, target: NodeID)
         /// Please ping `target` at `address` for me and relay the answer.
         case pingRequest(sequence: UInt32, target: NodeID, address: PeerAddress)
-        case ack(sequence: UInt32)
+        /// `responder`: the member that was pinged (the sender, or the target of a relayed ping);
+        /// `clock`: the responder's wall clock when it answered (ns), for clock-offset estimates.
+        case ack(sequence: UInt32, responder: NodeID, clock: Int64)
         /// Sent by an intermediary that could not reach the target (Lifeguard).
         case nack(sequence: UInt32)
         case gossip
@@ -184,7 +204,8 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .truncated: return "packet is truncated"
         case .badMagic: return "not a data-mesher packet"
-        case .unsupportedVersion(let version): return "wire version \(version) is not supported (this node speaks 1)"
+        case .unsupportedVersion(let version):
+            return "wire version \(version) is not supported (this node speaks \(WireCodec.version))"
         case .unknownMessage(let type): return "unknown message type \(type)"
         case .unknownItem(let type): return "unknown gossip item type \(type)"
         case .tooLong(let field, let length, let limit): return "\(field) is \(length) long, limit \(limit)"
@@ -209,7 +230,8 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
 
 public enum WireCodec {
     public static let magic: [UInt8] = [0x44, 0x4D]  // "DM"
-    public static let version: UInt8 = 1
+    /// The one version of the cluster protocol, on UDP and TCP alike.
+    public static let version: UInt8 = 2
     /// Limits that bound every allocation while decoding.
     public static let maxPacketSize = 65_507
     public static let maxItems = 64
@@ -239,10 +261,12 @@ public enum WireCodec {
             out.u32(sequence)
             out.nodeID(target)
             out.address(address)
-        case .ack(let sequence):
+        case .ack(let sequence, let responder, let clock):
             out.u8(MessageKind.ack.rawValue)
             out.nodeID(packet.sender)
             out.u32(sequence)
+            out.nodeID(responder)
+            out.i64(clock)
         case .nack(let sequence):
             out.u8(MessageKind.nack.rawValue)
             out.nodeID(packet.sender)
@@ -267,8 +291,8 @@ public enum WireCodec {
         switch item {
         case .alive(let member):
             return encodedSize(member)
-        case .suspect, .dead:
-            return 1 + NodeID.length + 8 + NodeID.length
+        case .suspect(let accusation), .dead(let accusation):
+            return 1 + NodeID.length + 8 + NodeID.length + 1 + accusation.signature.prefix(255).count
         case .file(let version, let inline):
             return 1 + encodedSize(version) + 1 + (inline.map { 2 + $0.count } ?? 0)
         }
@@ -281,7 +305,7 @@ public enum WireCodec {
             size += addressLength(first)
             for address in member.moreAddresses.prefix(maxAddresses - 1) { size += addressLength(address) }
         }
-        return size
+        return size + 1 + member.publicKey.prefix(255).count + 1 + member.signature.prefix(255).count
     }
 
     static func encodedSize(_ version: FileVersion) -> Int {
@@ -310,27 +334,15 @@ public enum WireCodec {
         switch item {
         case .alive(let member):
             out.u8(1)
-            out.nodeID(member.id)
-            out.u64(member.incarnation)
-            out.shortString(member.name, limit: maxNodeNameLength)
-            if let first = member.firstAddress {
-                let more = member.moreAddresses.prefix(maxAddresses - 1)
-                out.u8(UInt8(1 + more.count))
-                out.address(first)
-                for address in more { out.address(address) }
-            } else {
-                out.u8(0)
-            }
-        case .suspect(let id, let incarnation, let from):
+            encodeClaim(member, into: &out)
+            out.shortBytes(member.publicKey)
+            out.shortBytes(member.signature)
+        case .suspect(let accusation):
             out.u8(2)
-            out.nodeID(id)
-            out.u64(incarnation)
-            out.nodeID(from)
-        case .dead(let id, let incarnation, let from):
+            encode(accusation, into: &out)
+        case .dead(let accusation):
             out.u8(3)
-            out.nodeID(id)
-            out.u64(incarnation)
-            out.nodeID(from)
+            encode(accusation, into: &out)
         case .file(let version, let inline):
             out.u8(4)
             encode(version, into: &out)
@@ -342,6 +354,28 @@ public enum WireCodec {
                 out.u8(0)
             }
         }
+    }
+
+    /// What a member signs about itself: ID, incarnation, name, addresses.
+    static func encodeClaim(_ member: MemberAnnouncement, into out: inout WireWriter) {
+        out.nodeID(member.id)
+        out.u64(member.incarnation)
+        out.shortString(member.name, limit: maxNodeNameLength)
+        if let first = member.firstAddress {
+            let more = member.moreAddresses.prefix(maxAddresses - 1)
+            out.u8(UInt8(1 + more.count))
+            out.address(first)
+            for address in more { out.address(address) }
+        } else {
+            out.u8(0)
+        }
+    }
+
+    static func encode(_ accusation: Accusation, into out: inout WireWriter) {
+        out.nodeID(accusation.id)
+        out.u64(accusation.incarnation)
+        out.nodeID(accusation.from)
+        out.shortBytes(accusation.signature)
     }
 
     public static func encode(_ version: FileVersion, into out: inout WireWriter) {
@@ -377,7 +411,8 @@ public enum WireCodec {
         case .pingRequest:
             message = .pingRequest(
                 sequence: try reader.u32(), target: try reader.nodeID(), address: try reader.address())
-        case .ack: message = .ack(sequence: try reader.u32())
+        case .ack:
+            message = .ack(sequence: try reader.u32(), responder: try reader.nodeID(), clock: try reader.i64())
         case .nack: message = .nack(sequence: try reader.u32())
         case .gossip: message = .gossip
         }
@@ -417,11 +452,14 @@ public enum WireCodec {
                 more.reserveCapacity(count - 1)
                 for _ in 1..<count { more.append(try reader.address()) }
             }
+            let publicKey = try reader.shortBytes(exactly: 32, field: "node key")
+            let signature = try reader.shortBytes(exactly: 64, field: "member signature")
             return .alive(
                 MemberAnnouncement(
-                    id: id, name: name, incarnation: incarnation, firstAddress: first, moreAddresses: more))
-        case 2: return .suspect(try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID())
-        case 3: return .dead(try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID())
+                    id: id, name: name, incarnation: incarnation, firstAddress: first, moreAddresses: more,
+                    publicKey: publicKey, signature: signature))
+        case 2: return .suspect(try decodeAccusation(&reader))
+        case 3: return .dead(try decodeAccusation(&reader))
         case 4:
             let version = try decodeVersion(&reader)
             let hasInline = try reader.u8()
@@ -438,6 +476,12 @@ public enum WireCodec {
         default:
             throw .unknownItem(type)
         }
+    }
+
+    static func decodeAccusation(_ reader: inout WireReader) throws(WireError) -> Accusation {
+        Accusation(
+            id: try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID(),
+            signature: try reader.shortBytes(exactly: 64, field: "accusation signature"))
     }
 
     public static func decodeVersion(_ reader: inout WireReader) throws(WireError) -> FileVersion {
@@ -498,6 +542,14 @@ public struct WireWriter: Sendable {
     /// `value` cut to `limit` bytes (empty if the cut splits a character), as a short string.
     mutating func shortString(_ value: String, limit: Int) {
         shortString(value.utf8.count <= limit ? value : String(value.utf8.prefix(limit)) ?? "")
+    }
+
+    /// At most 255 bytes, prefixed with their count (keys and signatures: fixed lengths that a
+    /// reader checks, so a malformed one is refused rather than misread).
+    mutating func shortBytes(_ value: [UInt8]) {
+        let bytes = value.prefix(255)
+        u8(UInt8(bytes.count))
+        buffer += bytes
     }
 
     mutating func address(_ address: PeerAddress) {
@@ -561,6 +613,13 @@ public struct WireReader: Sendable {
             throw .invalid("\(field) (not UTF-8)")
         }
         return text
+    }
+
+    /// A count-prefixed byte string that must be exactly `length` bytes long.
+    mutating func shortBytes(exactly length: Int, field: String) throws(WireError) -> [UInt8] {
+        let count = Int(try u8())
+        guard count == length else { throw .invalid("\(field) (\(count) bytes, expected \(length))") }
+        return try bytes(count)
     }
 
     mutating func address() throws(WireError) -> PeerAddress {

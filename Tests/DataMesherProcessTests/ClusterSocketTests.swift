@@ -1,0 +1,120 @@
+import DataMesherCore
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The cluster port against strangers and clumsy operators: silent connections are closed at the
+/// handshake deadline, one source cannot take every stream, and a busy address stops the daemon
+/// with one line.
+@Suite struct ClusterSocketTests {
+    /// A TCP connection from `source` to `host:port` (blocking socket, receive timeout `seconds`).
+    static func connect(to host: String, port: UInt16, from source: String, timeout seconds: Int = 30) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, source, &local.sin_addr)
+        var remote = sockaddr_in()
+        remote.sin_family = sa_family_t(AF_INET)
+        remote.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &remote.sin_addr)
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        let connected = withUnsafePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0, connected == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Reads until the peer closes (true) or the receive timeout passes (false).
+    static func waitForClose(_ fd: Int32) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<1000 {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count == 0 { return true }
+            if count < 0 { return errno == ECONNRESET }
+        }
+        return false
+    }
+
+    @Test func aSilentConnectionIsClosedAtTheHandshakeDeadline() throws {
+        let node = try Daemon(files: [:])
+        defer { node.cleanUp() }
+        try node.start()
+        let opened = Date()
+        let fd = try #require(Self.connect(to: node.address, port: 7946, from: "127.0.0.250"))
+        defer { close(fd) }
+        #expect(Self.waitForClose(fd))
+        let waited = Date().timeIntervalSince(opened)
+        // The deadline is 10 s; anything near the old 300 s would have hit the 30 s receive timeout.
+        #expect(waited >= 9 && waited < 28, "closed after \(waited) s")
+    }
+
+    @Test func oneSourceCannotTakeEveryStreamAndReplicationGoesOn() throws {
+        let dir = try ClusterTests.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try ClusterTests.cluster(2, key: key) { _ in ["big": [key.base64]] }
+        defer { nodes.forEach { $0.cleanUp() } }
+        #expect(eventually { nodes[0].memberState("node1") == "alive" && nodes[1].memberState("node0") == "alive" })
+        // 40 silent connections from one address: at most 16 are kept, the rest closed at once.
+        var held: [Int32] = []
+        defer { held.forEach { close($0) } }
+        for _ in 0..<40 {
+            if let fd = Self.connect(to: nodes[0].address, port: 7946, from: "127.0.0.249", timeout: 2) {
+                held.append(fd)
+            }
+        }
+        usleep(300_000)
+        var closedAtOnce = 0
+        for fd in held {
+            var byte: UInt8 = 0
+            let count = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+            if count == 0 || (count < 0 && errno == ECONNRESET) { closedAtOnce += 1 }
+        }
+        #expect(closedAtOnce >= 40 - 16, "only \(closedAtOnce) of 40 were closed")
+        // Meanwhile another source (node1) still pushes and fetches over TCP.
+        let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        #expect(try HTTP.put(nodes[1], try key.sign("big", big, at: nowNanoseconds()), big).status == 201)
+        #expect(eventually(30) { ClusterTests.content(of: nodes[0], "big") == big })
+        #expect(SecurityTests.metric(nodes[0], "dm_cluster_streams_refused_total{reason=\"inbound_limit\"}") >= 20)
+    }
+
+    @Test func aBusyClusterAddressStopsTheDaemonWithOneLine() throws {
+        let node = try Daemon(files: [:])
+        defer { node.cleanUp() }
+        // Someone else holds the cluster port's UDP socket on the node's address.
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_port = UInt16(7946).bigEndian
+        inet_pton(AF_INET, node.address, &local.sin_addr)
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(bound == 0)
+        let result = try runProcess(Binary.path, ["server", "--config", node.configPath])
+        #expect(result.status == 1)
+        let lines = result.stderr.split(separator: "\n").filter { !$0.contains(" debug ") && !$0.contains(" info ") }
+        #expect(lines.count == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("\(node.address):7946") && result.stderr.contains("already in use"))
+        #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("backtrace"))
+    }
+}
