@@ -5,7 +5,7 @@ Usage: cluster_bench.py N [RUNS]        (N nodes, 2..60; RUNS propagation trials
 
 Starts N daemons on loopback, node i on IP_PREFIX.i (HTTP :7331, cluster UDP+TCP :7946),
 all bootstrapping through node 1, in a new temporary directory, and measures the same things
-as the anchor /work/shared/anchors/serf_bench.sh does for Serf:
+as the anchor ../shared/anchors/serf_bench.sh does for Serf:
 
   (c) idle cost: VmRSS per node and CPU% per node (utime+stime from /proc/PID/stat) over an
       IDLE_S second idle window, averaged over the nodes;

@@ -11,7 +11,7 @@
 #
 # Env knobs: NS ("3 10 30")  RUNS (5)  IDLE_S (10, passed to both)  DM_IP_PREFIX (127.0.2)
 #   SERF_IP_PREFIX (127.0.3)  PAUSE_S (5: quiet pause before each benchmark)
-#   SERF_BENCH (/work/shared/anchors/serf_bench.sh)  DM_BENCH_ARGS (extra cluster_bench.py options)
+#   SERF_BENCH (../shared/anchors/serf_bench.sh, beside the repository)  DM_BENCH_ARGS (extra cluster_bench.py options)
 #   DM_BIN (binary for cluster_bench.py; see bench/README.md)
 # Loopback only. Only processes started here are stopped (by PID: SIGTERM, then SIGKILL after
 # a bounded wait); each benchmark stops its own daemons/agents and removes its temp dir.
@@ -24,7 +24,7 @@ IDLE_S=${IDLE_S:-10}
 DM_IP_PREFIX=${DM_IP_PREFIX:-127.0.2}
 SERF_IP_PREFIX=${SERF_IP_PREFIX:-127.0.3}
 PAUSE_S=${PAUSE_S:-5}
-SERF_BENCH=${SERF_BENCH:-/work/shared/anchors/serf_bench.sh}
+SERF_BENCH=${SERF_BENCH:-$(cd "$(dirname "$0")/../.." && pwd)/shared/anchors/serf_bench.sh}
 DM_BENCH_ARGS=${DM_BENCH_ARGS:-}
 CHILD_STOP_WAIT_S=30   # serf_bench.sh may be inside `sleep IDLE_S` when it gets SIGTERM
 

@@ -2,12 +2,13 @@
 #
 # Roles:
 #   default    every machine that runs data-mesher; settings: interfaces, port, bootstrapNodes,
-#              extraBootstrapNodes, files, logLevel
+#              extraBootstrapNodes, files, logLevel, certificateValidity. Its files are merged
+#              with every clan export's dataMesher.files.
 #   bootstrap  no settings; its machines (which must also be in 'default') become bootstrap
 #              nodes of every member, merged with bootstrapNodes and extraBootstrapNodes
 #   admin, peer, signer
-#              the roles of data-mesher v1; assigning a machine to one stops the evaluation
-#              with a migration message
+#              the roles of data-mesher v1; they take no settings, and assigning a machine to
+#              one fails the evaluation (an assertion) with a migration message
 #
 # The mapping from settings to dm.toml is lib.nix's roleSettingsToDmSettings, the same pure
 # function tests-nix/nix_test.sh evaluates. Cluster traffic is always encrypted: a shared
@@ -17,21 +18,27 @@
 let
   dmLib = import ./lib.nix;
 
-  # A removed v1 role: it takes whatever settings v1 had (so they do not hide the message
-  # behind an "option does not exist" error) and fails with the migration message.
+  # A removed v1 role: it takes no settings, and a machine assigned to it fails the
+  # evaluation with the migration message (as clan-core's service does).
   removedRole = role: {
     description = "Removed in data-mesher v2: use role 'default' (and 'bootstrap').";
-    interface =
-      { lib, ... }:
-      {
-        freeformType = lib.types.attrsOf lib.types.anything;
+    interface = { };
+    perInstance = _: {
+      nixosModule = {
+        assertions = [
+          {
+            assertion = false;
+            message = dmLib.v1RoleMessage role;
+          }
+        ];
       };
-    perInstance = _: throw (dmLib.v1RoleMessage role);
+    };
   };
 
-  # Names of the vars generators (shared ones are the same for every machine of the clan).
+  # Names of the vars generators, the same as clan-core's data-mesher service uses, so a clan
+  # can move between the two services and keep its secrets (shared ones are clan-wide).
   gen = {
-    keyring = "data-mesher-keyring";
+    keyring = "data-mesher-node-keyring";
     ca = "data-mesher-ca";
     identity = "data-mesher-node-identity";
   };
@@ -39,7 +46,7 @@ in
 {
   _class = "clan.service";
   manifest.name = "data-mesher";
-  manifest.description = "Replicate ED25519-signed files across the machines of a clan (data-mesher v2)";
+  manifest.description = "Set up data-mesher";
   manifest.categories = [ "System" ];
 
   roles.default = {
@@ -112,6 +119,18 @@ in
             description = "Log level.";
           };
 
+          certificateValidity = lib.mkOption {
+            # a duration as `data-mesher certificate sign --validity` reads it (safe in a script)
+            type = lib.types.strMatching "([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h|d))+";
+            default = dmLib.defaultCertificateValidity;
+            example = "8760h";
+            description = ''
+              How long the node certificates issued by the data-mesher-node-identity generator
+              are valid (a duration: s, m, h). The generator runs once per machine; renew a
+              certificate before it lapses by regenerating it (see docs/DEPLOY.md).
+            '';
+          };
+
           # v1 settings: accepted only to fail with a message that says what replaces them.
           network = lib.mkOption {
             type = lib.types.nullOr lib.types.anything;
@@ -134,12 +153,18 @@ in
         roles,
         machine,
         ...
-      }:
+      }@args:
+      let
+        # The role's files merged with every clan export's dataMesher.files: lists of the same
+        # name are concatenated (duplicates dropped).
+        files = dmLib.mergeFiles ([ settings.files ] ++ dmLib.exportedFiles (args.exports or { }));
+      in
       {
         nixosModule =
           {
             config,
             lib,
+            pkgs,
             ...
           }:
           let
@@ -154,10 +179,13 @@ in
             ) (roles.bootstrap.machines or { });
 
             dmSettings = dmLib.roleSettingsToDmSettings {
-              inherit settings bootstrapMachines;
+              settings = removeAttrs settings [ "certificateValidity" ] // {
+                inherit files;
+              };
+              inherit bootstrapMachines;
               machineName = machine.name;
               encryption = {
-                keyring = [ vars.${gen.keyring}.files.key.path ];
+                keyring = [ vars.${gen.keyring}.files.pre_shared_key.path ];
                 identityKey = vars.${gen.identity}.files."identity.key".path;
                 identityCert = vars.${gen.identity}.files."identity.cert".path;
                 certificateAuthorities = [ vars.${gen.ca}.files."ca.pub".path ];
@@ -166,46 +194,40 @@ in
 
             isBootstrap = (roles.bootstrap.machines or { }) ? ${machine.name};
 
-            # Secret files the daemon reads at run time belong to its user.
+            # Secret files the daemon reads at run time belong to its user and group
+            # (clan vars deploys them 0400 to that owner).
             daemonSecret = {
-              secret = true;
               owner = cfg.user;
               group = cfg.group;
-              mode = "0400";
             };
             dm = "data-mesher";
           in
           {
             imports = [ ./module.nix ];
 
-            warnings = lib.optional (dmSettings.cluster.bootstrap_nodes == [ ] && !isBootstrap) (
-              "data-mesher: machine '${machine.name}' has no bootstrap node to join through; "
-              + "put a machine in role 'bootstrap' or set bootstrapNodes / extraBootstrapNodes"
-            );
+            # As clan-core's service: nothing to join through is an error. A bootstrap machine
+            # may start alone (the others join it), so it is exempt.
+            assertions = [
+              {
+                assertion = dmSettings.cluster.bootstrap_nodes != [ ] || isBootstrap;
+                message =
+                  "data-mesher: machine '${machine.name}' has no bootstrap node to join through; "
+                  + "put a machine in role 'bootstrap' or set bootstrapNodes / extraBootstrapNodes";
+              }
+            ];
 
+            # The same generators, files, ownership and scripts as clan-core's data-mesher
+            # service. The scripts run with the package (and openssl) on PATH.
             clan.core.vars.generators = {
-              # Pre-shared key of the cluster (AES-256-GCM), one for the whole clan.
-              ${gen.keyring} = {
-                share = true;
-                files.key = daemonSecret;
-                runtimeInputs = [ cfg.package ];
-                script = ''
-                  ${dm} generate keyring-key --output "$out/key"
-                '';
-              };
-
               # Certificate authority of the cluster; its private key stays in the vars store
               # (deploy = false) and is used only to sign the machines' certificates.
               ${gen.ca} = {
                 share = true;
-                files."ca.key" = {
-                  secret = true;
-                  deploy = false;
-                };
+                files."ca.key".deploy = false;
                 files."ca.pub".secret = false;
                 runtimeInputs = [ cfg.package ];
                 script = ''
-                  ${dm} generate ca --private-key-path "$out/ca.key" --public-key-path "$out/ca.pub"
+                  ${dm} generate ca --public-key-path "$out/ca.pub" --private-key-path "$out/ca.key"
                 '';
               };
 
@@ -214,12 +236,22 @@ in
                 dependencies = [ gen.ca ];
                 files."identity.key" = daemonSecret;
                 files."identity.pub".secret = false;
-                files."identity.cert".secret = false;
+                files."identity.cert" = daemonSecret;
                 runtimeInputs = [ cfg.package ];
                 script = ''
-                  ${dm} generate node-key --private-key-path "$out/identity.key" --public-key-path "$out/identity.pub"
-                  ${dm} certificate sign --ca-key "$in/${gen.ca}/ca.key" --node-key "$out/identity.pub" \
-                    --output "$out/identity.cert" --name ${dmLib.shellQuote machine.name}
+                  ${dm} generate node-key --public-key-path "$out/identity.pub" --private-key-path "$out/identity.key"
+                  ${dm} certificate sign --ca-key "$in/${gen.ca}/ca.key" --node-key "$out/identity.pub" --output "$out/identity.cert" --validity ${settings.certificateValidity}
+                '';
+              };
+
+              # Pre-shared key of the cluster (AES-256-GCM), one for the whole clan: the base64
+              # of 32 random bytes, which the daemon's keyring reader takes as it is.
+              ${gen.keyring} = {
+                share = true;
+                files.pre_shared_key = daemonSecret;
+                runtimeInputs = [ pkgs.openssl ];
+                script = ''
+                  openssl rand -base64 32 > "$out/pre_shared_key"
                 '';
               };
             };

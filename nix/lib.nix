@@ -202,6 +202,8 @@ let
   defaultPort = 7946;
   defaultHttpPort = 7331;
   defaultStateDir = "/var/lib/data-mesher";
+  # Lifetime of the node certificates the clan service issues (clan-core's 90 days).
+  defaultCertificateValidity = "2160h";
 
   # Settings of the v1 module that have no v2 meaning, with what to do instead.
   removedSettings = {
@@ -293,6 +295,28 @@ let
       else
         files;
 
+  # Merges file maps (name -> list of keys) in order: lists of the same name are concatenated,
+  # keys already present are not repeated. Used for the role's 'files' plus every clan
+  # export's dataMesher.files.
+  mergeFiles = foldl' (
+    acc: files:
+    acc
+    // listToAttrs (
+      map (name: {
+        inherit name;
+        value = unique ((acc.${name} or [ ]) ++ files.${name});
+      }) (attrNames files)
+    )
+  ) { };
+
+  # The dataMesher.files of every export value (clan passes `exports` to perInstance as an
+  # attribute set of scope key -> export value; values without dataMesher are skipped).
+  exportedFiles =
+    exports:
+    map (v: if isAttrs v && (v.dataMesher or null) != null then v.dataMesher.files or { } else { }) (
+      map (k: exports.${k}) (attrNames exports)
+    );
+
   # Encryption paths (all optional but keyring) -> [cluster.encryption].
   encryptionSection =
     enc:
@@ -362,6 +386,9 @@ let
         node_name = machineName;
         cluster = {
           inherit port interfaces;
+          # clan-core's service sets both to 30s
+          join_interval = "30s";
+          push_pull_interval = "30s";
           bootstrap_nodes = bootstrapNodes;
           encryption = if encryption == null then null else encryptionSection encryption;
         };
@@ -399,5 +426,8 @@ in
     checkRoles
     roleSettingsToDmSettings
     renderDmToml
+    mergeFiles
+    exportedFiles
+    defaultCertificateValidity
     ;
 }

@@ -3,7 +3,7 @@
 # services.data-mesher = {
 #   enable = true;
 #   openFirewall = true;                       # cluster port, UDP and TCP
-#   settings = {                               # dm.toml (SPEC section 4), rendered by lib.nix's toTOML
+#   settings = {                               # dm.toml (docs/CONFIG.md), rendered by lib.nix's toTOML
 #     cluster.interfaces = [ "eth1" ];
 #     cluster.bootstrap_nodes = [ "192.168.1.1:7946" ];
 #     files."config:app" = [ "azwT+VhTxA+BF73Hwq0uqdXHG8XvHU2BknoVXgmEjww=" ];
@@ -89,7 +89,7 @@ in
     settings = mkOption {
       default = { };
       description = ''
-        The contents of dm.toml (SPEC section 4), rendered to ${configPath}. Keys are dm.toml's
+        The contents of dm.toml (docs/CONFIG.md), rendered to ${configPath}. Keys are dm.toml's
         own (snake_case); null leaves a key out. Unknown keys are refused by the daemon when it
         starts (and by the ExecStartPre check).
       '';

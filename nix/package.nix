@@ -1,30 +1,53 @@
 # The data-mesher binary (daemon and CLI), built with SwiftPM from nixpkgs.
 #
-# Nix builds run without network, so SwiftPM cannot fetch the dependencies itself; they are
-# pinned by swiftpm2nix. To (re)generate nix/swiftpm2nix/ after a change of Package.swift:
+# Nix builds run without network, so SwiftPM cannot fetch the dependencies itself. They are
+# pinned in the repository: Package.resolved (SwiftPM's pins) and nix/swiftpm2nix/ (the
+# workspace state and one fixed-output hash per dependency, in the shape nixpkgs' swiftpm2nix
+# writes). After a change of Package.swift, regenerate them with
 #
-#   swift package resolve        # writes Package.resolved and .build/workspace-state.json
-#   nix run nixpkgs#swiftpm2nix  # writes ./nix/default.nix and ./nix/workspace-state.json
-#   mkdir -p nix/swiftpm2nix && mv nix/default.nix nix/workspace-state.json nix/swiftpm2nix/
+#   scripts/update-nix-pins
 #
-# and commit nix/swiftpm2nix/ (Package.resolved is not tracked; swiftpm2nix pins every
-# dependency's revision and hash in nix/swiftpm2nix/default.nix instead).
+# and commit Package.resolved and nix/swiftpm2nix/. tests-nix/nix_test.sh runs
+# `scripts/update-nix-pins --check`, which recomputes every hash and fails on drift.
+#
+# The configure step is written out here instead of taking swiftpm2nix.helpers: those assert a
+# workspace state of version 5 or 6, and SwiftPM 6 writes version 7. It does what they do: one
+# fetchgit per dependency, linked into .build/checkouts, with the pinned workspace state.
 #
 # Package.swift asks for swift-tools-version 6.0, so the nixpkgs in use must have Swift 6.
+# See docs/DEPLOY.md ("Building with Nix") for what has and has not been checked.
 {
   lib,
+  fetchgit,
   swift,
   swiftpm,
-  swiftpm2nix,
   swiftPackages,
 }:
 let
-  generatedDir = ./swiftpm2nix;
-  generated =
-    if builtins.pathExists (generatedDir + "/default.nix") then
-      swiftpm2nix.helpers generatedDir
-    else
-      throw "data-mesher: nix/swiftpm2nix/ is missing; generate it as described at the top of nix/package.nix";
+  generated = import ./swiftpm2nix;
+  workspaceState = lib.importJSON generated.workspaceStateFile;
+
+  # One fixed-output fetch per dependency, named by its checkout folder (subpath).
+  sources = lib.listToAttrs (
+    map (dep: {
+      name = dep.subpath;
+      value = fetchgit {
+        url = dep.packageRef.location;
+        rev = dep.state.checkoutState.revision;
+        hash = generated.hashes.${dep.subpath};
+      };
+    }) workspaceState.object.dependencies
+  );
+
+  configure = ''
+    mkdir -p .build/checkouts
+    install -m 0600 ${generated.workspaceStateFile} ./.build/workspace-state.json
+  ''
+  + lib.concatStrings (
+    lib.mapAttrsToList (name: src: ''
+      ln -s '${src}' '.build/checkouts/${name}'
+    '') sources
+  );
 in
 swiftPackages.stdenv.mkDerivation {
   pname = "data-mesher";
@@ -38,6 +61,7 @@ swiftPackages.stdenv.mkDerivation {
         base = baseNameOf path;
       in
       !(lib.hasPrefix ".build" base)
+      && !(lib.hasPrefix ".venv" base)
       && base != ".demo"
       && base != "bench"
       && base != "tests-net"
@@ -50,7 +74,11 @@ swiftPackages.stdenv.mkDerivation {
   ];
   buildInputs = [ swiftPackages.Foundation ];
 
-  configurePhase = generated.configure;
+  configurePhase = ''
+    runHook preConfigure
+    ${configure}
+    runHook postConfigure
+  '';
 
   # Only the daemon/CLI product; dm-sim and the fuzz libraries are not installed.
   swiftpmFlags = [ "--product data-mesher" ];
@@ -61,6 +89,8 @@ swiftPackages.stdenv.mkDerivation {
     install -Dm755 "$binPath/data-mesher" "$out/bin/data-mesher"
     runHook postInstall
   '';
+
+  passthru = { inherit sources; };
 
   meta = {
     description = "Replicates ED25519-signed files across the machines of a cluster (gossip, SWIM)";

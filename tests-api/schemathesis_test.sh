@@ -18,7 +18,7 @@
 #      no internal error.
 # Last line: "schemathesis_test: passed" (exit 0) or "schemathesis_test: failed" (exit 1).
 #
-# Environment: DM_BIN (default /work/main/.build/debug/data-mesher), DM_KEEP=1 keeps the temp
+# Environment: DM_BIN (default .build/debug/data-mesher of this repository), DM_KEEP=1 keeps the temp
 # dir, ST_MAX_EXAMPLES (default 50), ST_MAX_TIME (default 120 s), ST_SEED (default: random,
 # printed), ST_WORKERS (default 2), DM_OPENAPI (default docs/openapi.yaml of this checkout),
 # ST_VENV (default ~/.cache/data-mesher/schemathesis-VERSION).
@@ -27,7 +27,7 @@ set -uo pipefail
 TEST=schemathesis_test
 ST_VERSION=4.32.5
 HERE=$(cd "$(dirname "$0")" && pwd)
-DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+DM_BIN=${DM_BIN:-$HERE/../.build/debug/data-mesher}
 DM_OPENAPI=${DM_OPENAPI:-$HERE/../docs/openapi.yaml}
 ST_MAX_EXAMPLES=${ST_MAX_EXAMPLES:-50}
 ST_MAX_TIME=${ST_MAX_TIME:-120}
@@ -102,7 +102,7 @@ fi
 
 # schemathesis, pinned, in a venv of our own (reused while it has that version); its Python
 # (with PyYAML and jsonschema_rs, both schemathesis dependencies) also checks /v1/events.
-VENV=${ST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/data-mesher/schemathesis-$ST_VERSION}
+VENV=${ST_VENV:-$HERE/../.venv-tests/schemathesis-$ST_VERSION}
 if [ "$("$VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $ST_VERSION" ]; then
     STEP="install schemathesis $ST_VERSION"
     say "installing schemathesis $ST_VERSION into $VENV"

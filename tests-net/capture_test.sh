@@ -6,9 +6,9 @@
 # Needs root for tcpdump on lo; installs tcpdump when missing. Last line: "capture_test: ...".
 set -uo pipefail
 TEST=capture_test
-DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+DM_BIN=${DM_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.build/debug/data-mesher}
 say() { echo "$TEST: $*"; }
-[ "$(id -u)" = 0 ] || { say "skipped (needs root to capture on lo)"; exit 0; }
+[ "$(id -u)" = 0 ] || { say "skipped (needs root to capture on lo)"; exit 77; }
 if ! command -v tcpdump >/dev/null 2>&1; then
     apt-get install -y -qq tcpdump >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tcpdump >/dev/null; }
 fi

@@ -7,7 +7,7 @@
 #
 # The caller sets TEST (name printed in the summary line) before sourcing.
 
-DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+DM_BIN=${DM_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.build/debug/data-mesher}
 PREFIX="dm$$"
 BRNS="$PREFIX-br"
 WORK=""
@@ -20,7 +20,7 @@ CLEANED=0
 say() { echo "$TEST: $*"; }
 skip() {
     echo "$TEST: skipped ($1)"
-    exit 0
+    exit 77 # scripts/test counts this as skipped, not passed
 }
 
 # --- preconditions -------------------------------------------------------------------

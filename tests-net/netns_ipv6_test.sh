@@ -5,7 +5,7 @@
 # Checks: the cluster forms (every node sees 3 alive members), a CLI upload on n1 reaches
 # all three, a CLI delete on n2 removes it from all three.
 #
-# Needs root and `ip netns`; prints "netns_ipv6: skipped (...)" and exits 0 otherwise.
+# Needs root and `ip netns`; prints "netns_ipv6: skipped (...)" and exits 77 otherwise.
 # Env: DM_BIN (daemon binary), DM_KEEP=1 (keep the temp dir), DM_LOG_LEVEL, DM_LOG_LINES.
 set -u
 TEST=netns_ipv6

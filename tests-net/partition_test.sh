@@ -11,7 +11,7 @@
 # after healing (ports back on the first bridge), within DM_HEAL_TIMEOUT (default 60 s) every
 # node holds A, B and side 2's C, and sees all four members alive.
 #
-# Needs root and `ip netns`; prints "partition: skipped (...)" and exits 0 otherwise.
+# Needs root and `ip netns`; prints "partition: skipped (...)" and exits 77 otherwise.
 # Env: DM_BIN, DM_KEEP=1, DM_LOG_LEVEL, DM_LOG_LINES, DM_HEAL_TIMEOUT (s),
 #      DM_PARTITION_HOLD (seconds the partition is kept after the uploads; default 35, so the
 #      sides have been dead to each other for longer than the 30 s they still gossip to the dead).

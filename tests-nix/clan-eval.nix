@@ -14,6 +14,8 @@
   machine,
   roles,
   domain ? null,
+  # clan's `exports` for perInstance: scope key -> export value (dataMesher.files, ...)
+  exports ? { },
   varsDir ? "/run/vars",
   # merged over the generated dm.toml settings (e.g. a state_dir the test may write)
   overrides ? { },
@@ -31,6 +33,7 @@ let
       extraBootstrapNodes = [ ];
       files = { };
       logLevel = "info";
+      certificateValidity = "2160h";
       network = null;
       extraHostNames = null;
     }
@@ -55,7 +58,7 @@ let
 
   instance = role.perInstance {
     settings = withDefaults;
-    inherit roles;
+    inherit roles exports;
     machine = {
       name = machine;
       roles = builtins.filter (r: (roles.${r}.machines or { }) ? ${machine}) (builtins.attrNames roles);
@@ -64,12 +67,14 @@ let
   nixos = instance.nixosModule {
     inherit config;
     lib = stubLib;
+    pkgs.openssl = "/nix/store/00000000000000000000000000000000-openssl";
   };
 
   dmSettings = dmLib.recursiveUpdate nixos.services.data-mesher.settings overrides;
 in
 {
-  inherit (nixos) warnings;
+  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) nixos.assertions);
+  inherit (service.manifest) description;
   imports = map toString nixos.imports;
   inherit (nixos.services.data-mesher) enable openFirewall;
   settings = dmSettings;
@@ -78,6 +83,8 @@ in
   generators = builtins.mapAttrs (_: g: {
     script = g.script;
     files = builtins.attrNames g.files;
+    fileAttrs = g.files;
+    runtimeInputs = g.runtimeInputs or [ ];
     share = g.share or false;
     dependencies = g.dependencies or [ ];
     secretFiles = builtins.filter (f: g.files.${f}.secret or true) (builtins.attrNames g.files);

@@ -3,6 +3,11 @@
 # here may import <nixpkgs>), plus the plain systemd unit:
 #
 #   - every .nix file of the repository parses (nix-instantiate --parse);
+#   - the Nix pins: Package.resolved and nix/swiftpm2nix/ are tracked, and
+#     scripts/update-nix-pins --check (every hash recomputed from SwiftPM's checkouts, and
+#     Package.swift / Package.resolved / pins in agreement) passes, and fails on a drifted
+#     hash, a disagreeing revision and an unmet version requirement; nix/package.nix fetches
+#     exactly the pinned sources (tests-nix/package-eval.nix);
 #   - nix/lib.nix evaluates on its own; its toTOML writes the expected text for a tricky
 #     [files] map and for strings that need escaping;
 #   - the seed's example inventory (tests-nix/seed-inventory.nix) maps to the expected
@@ -18,17 +23,19 @@
 #   - contrib/systemd/data-mesher.service passes `systemd-analyze verify`.
 #
 # Installs nix-bin, jq and iproute2 when they are missing (as root). The namespace parts need
-# root and print "nix_test: skipped (...)" without it. Last line: "nix_test: N passed, M failed".
+# root and print "nix_test: skipped (...)" without it. Last line: "nix_test: N passed, M failed,
+# K skipped"; exit 0 (all ran and passed), 1 (a failure) or 77 (no failure, K > 0).
 #
 #   DM_BIN=/path/to/data-mesher bash tests-nix/nix_test.sh
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
-DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+DM_BIN=${DM_BIN:-$ROOT/.build/debug/data-mesher}
 T=nix_test
 
 passed=0
 failed=0
+skipped=0
 WORK=""
 NS=""
 DAEMON_PID=""
@@ -66,12 +73,18 @@ bad() { # name [details]
     if [ $# -gt 1 ] && [ -n "$2" ]; then printf '%s\n' "$2" | head -n 60 | sed 's/^/    /'; fi
     failed=$((failed + 1))
 }
-skip() { echo "$T: skipped ($1)"; }
+skip() {
+    echo "$T: skipped ($1)"
+    skipped=$((skipped + 1))
+}
 
+# Exit 0 when everything ran and passed, 1 on a failure, 77 (scripts/test: "skipped") when
+# nothing failed but a part could not run here.
 finish() {
-    echo "$T: $passed passed, $failed failed"
-    [ "$failed" = 0 ]
-    exit $?
+    echo "$T: $passed passed, $failed failed, $skipped skipped"
+    [ "$failed" = 0 ] || exit 1
+    [ "$skipped" = 0 ] || exit 77
+    exit 0
 }
 
 # --- tools -------------------------------------------------------------------------------
@@ -124,6 +137,90 @@ elif [ -n "$parse_errors" ]; then
     bad "parse: nix-instantiate --parse failed" "$parse_errors"
 else
     ok "parse: ${#nixfiles[@]} .nix files (${nixfiles[*]})"
+fi
+
+# --- 1b. Nix pins of the Swift dependencies ------------------------------------------------
+#
+# Package.resolved is tracked; nix/swiftpm2nix/ has one hash per dependency; the package uses
+# them. scripts/update-nix-pins --check recomputes every hash from SwiftPM's checkouts (in the
+# scratch folder the binary was built in: DM_BIN=<scratch>/debug/data-mesher, or
+# DM_SCRATCH=<folder>) and fails on drift or when Package.swift, Package.resolved and the pins
+# disagree.
+
+if git ls-files --error-unmatch Package.resolved nix/swiftpm2nix/default.nix nix/swiftpm2nix/workspace-state.json >/dev/null 2>&1; then
+    ok "pins: Package.resolved and nix/swiftpm2nix/ are tracked by git"
+elif [ ! -d .git ] && [ ! -f .git ]; then
+    skip "pins: not a git checkout; cannot tell whether Package.resolved is tracked"
+else
+    bad "pins: Package.resolved or nix/swiftpm2nix/ is not tracked by git" "$(git status --short --ignored Package.resolved nix/swiftpm2nix 2>&1)"
+fi
+
+scratch=${DM_SCRATCH:-}
+if [ -z "$scratch" ]; then
+    d=$(dirname "$DM_BIN")
+    for _ in 1 2 3; do
+        d=$(dirname "$d")
+        if [ -f "$d/workspace-state.json" ] && [ -d "$d/checkouts" ]; then
+            scratch=$d
+            break
+        fi
+    done
+fi
+if [ -z "$scratch" ]; then
+    bad "pins: no SwiftPM scratch folder (workspace-state.json, checkouts/) above DM_BIN=$DM_BIN; set DM_SCRATCH"
+elif out=$(bash scripts/update-nix-pins --check --scratch-path "$scratch" 2>&1); then
+    ok "pins: $(tail -n 1 <<<"$out" | sed 's/^update-nix-pins: --check: //')"
+else
+    bad "pins: scripts/update-nix-pins --check --scratch-path $scratch" "$out"
+fi
+
+# The check must be able to fail: a changed hash, a revision that disagrees with
+# Package.resolved, and a Package.swift that needs a newer version are each reported.
+pins_copy="$WORK/pins-repo"
+if [ -n "$scratch" ]; then
+    mkdir -p "$pins_copy/scripts" "$pins_copy/nix"
+    cp scripts/update-nix-pins "$pins_copy/scripts/"
+    cp Package.swift Package.resolved "$pins_copy/"
+    cp -r nix/swiftpm2nix "$pins_copy/nix/"
+    chmod -R u+w "$pins_copy"
+    abs_scratch=$(realpath "$scratch")
+    # pins_mutation NAME FILE SED-EXPR EXPECTED-TEXT
+    pins_mutation() {
+        local name=$1 file=$2 expr=$3 text=$4 out
+        cp "$file" "$WORK/pins-saved"
+        sed -i -E "$expr" "$pins_copy/$file"
+        if cmp -s "$file" "$pins_copy/$file"; then
+            bad "pins: mutation '$name' changed nothing ($expr)"
+        elif out=$(bash "$pins_copy/scripts/update-nix-pins" --check --scratch-path "$abs_scratch" 2>&1); then
+            bad "pins: --check passed although $name" "$out"
+        elif grep -qF -- "$text" <<<"$out"; then
+            ok "pins: --check fails when $name"
+        else
+            bad "pins: --check failed without saying '$text' when $name" "$out"
+        fi
+        cp "$WORK/pins-saved" "$pins_copy/$file"
+    }
+    pins_mutation "a hash drifts" nix/swiftpm2nix/default.nix \
+        '0,/"swift-log" = "sha256-[^"]{4}/s//"swift-log" = "sha256-AAAA/' "hash of swift-log at"
+    pins_mutation "the Nix pins name another revision than Package.resolved" nix/swiftpm2nix/workspace-state.json \
+        '0,/"revision": "[0-9a-f]{40}"/s//"revision": "0000000000000000000000000000000000000000"/' "disagree"
+    pins_mutation "Package.swift needs a newer version than is pinned" Package.swift \
+        's|(swift-log.git", from: )"[^"]*"|\1"9.0.0"|' "Package.resolved pins"
+fi
+
+# The package takes its sources from the pins: one fetchgit per dependency with the pinned
+# url, revision and hash, each linked into .build/checkouts by the configure phase.
+if out=$(nix_eval "$ROOT/tests-nix/package-eval.nix" 2>&1) &&
+    [ "$(jq '.sources | length' <<<"$out")" = "$(jq '.object.dependencies | length' nix/swiftpm2nix/workspace-state.json)" ] &&
+    gen=$(nix_eval -E "(import $ROOT/nix/swiftpm2nix).hashes" 2>&1) &&
+    jq -e --slurpfile ws nix/swiftpm2nix/workspace-state.json --argjson hashes "$gen" '
+        . as $pkg | all($ws[0].object.dependencies[]; . as $d
+          | $pkg.sources[$d.subpath] == { url: $d.packageRef.location, rev: $d.state.checkoutState.revision, hash: $hashes[$d.subpath] }
+          and ($pkg.configurePhase | contains("ln -s \u0027/nix/store/fetched-" + $d.state.checkoutState.revision + "\u0027 \u0027.build/checkouts/" + $d.subpath + "\u0027")))
+        and ($pkg.configurePhase | contains("./.build/workspace-state.json"))' <<<"$out" >/dev/null; then
+    ok "package.nix: fetches every pinned dependency (url, revision, hash from nix/swiftpm2nix) and links it into .build/checkouts"
+else
+    bad "package.nix: sources from the pins" "$out"
 fi
 
 # --- 2. lib.nix on its own ---------------------------------------------------------------
@@ -225,7 +322,9 @@ state_dir = "$STATE"
 [cluster]
 bootstrap_nodes = ["192.168.1.1:7946", "192.168.1.2:7946"]
 interfaces = ["eth1"]
+join_interval = "30s"
 port = 7946
+push_pull_interval = "30s"
 
 [files]
 "config:app" = ["$K1"]
@@ -256,7 +355,7 @@ if [ "$(jq -c .bootstrapNodes <<<"$out" 2>/dev/null)" = "$want" ]; then
 else
     bad "clan service: bootstrap-role machines merged into bootstrap_nodes" "want $want; got: $out"
 fi
-if jq -e '.enable == true and .openFirewall == true and .warnings == [] and (.imports | length == 1) and (.imports[0] | endswith("/nix/module.nix"))' <<<"$out" >/dev/null 2>&1 &&
+if jq -e '.enable == true and .openFirewall == true and .failedAssertions == [] and (.imports | length == 1) and (.imports[0] | endswith("/nix/module.nix"))' <<<"$out" >/dev/null 2>&1 &&
     jq -e '.settings.node_name == "alpha" and .settings.cluster.encryption.enable == true' <<<"$out" >/dev/null 2>&1; then
     ok "clan service: default role imports module.nix, enables it with the firewall open, node_name = machine, encryption on"
 else
@@ -274,10 +373,74 @@ expect_eval "lib: bootstrap machine addresses -> host:port (IPv4, IPv6 in bracke
 
 out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine gamma \
     --arg settings '{ interfaces = [ "eth1" ]; }' --arg roles '{ default.machines.gamma = { }; }' 2>&1)
-if jq -e '.warnings | length == 1 and (.[0] | contains("no bootstrap node"))' <<<"$out" >/dev/null 2>&1; then
-    ok "clan service: a machine with no bootstrap node at all gets a warning"
+if jq -e '.failedAssertions | length == 1 and (.[0] | contains("no bootstrap node"))' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: a machine with no bootstrap node at all fails an assertion (as clan-core's)"
 else
-    bad "clan service: warning when nothing to join through" "$out"
+    bad "clan service: assertion when nothing to join through" "$out"
+fi
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine solo \
+    --arg settings '{ interfaces = [ "eth1" ]; }' --arg roles '{ default.machines.solo = { }; bootstrap.machines.solo = { }; }' 2>&1)
+if jq -e '.failedAssertions == [] and .bootstrapNodes == []' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: a lone bootstrap machine may start with nothing to join"
+else
+    bad "clan service: lone bootstrap machine" "$out"
+fi
+
+# Exports: every export's dataMesher.files merged with the role's files; lists of the same
+# name concatenated (a key already listed is not repeated); exports without dataMesher skipped.
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha \
+    --arg settings '{ interfaces = [ "eth1" ]; extraBootstrapNodes = [ "b:7946" ]; files = { "config:app" = [ "'$K1'" ]; }; }' \
+    --arg roles '{ default.machines.alpha = { }; }' \
+    --arg exports '{ "dm-dns:::" = { dataMesher.files = { "dns/cnames" = [ "'$K2'" ]; "config:app" = [ "'$K2'" "'$K1'" ]; }; };
+                     "other:::" = { networking.priority = 900; };
+                     "dm-deploy:::" = { dataMesher = null; }; }' 2>&1)
+want='{"config:app":["'$K1'","'$K2'"],"dns/cnames":["'$K2'"]}'
+if [ "$(jq -c '.settings.files' <<<"$out" 2>/dev/null)" = "$want" ]; then
+    ok "clan service: exports' dataMesher.files merged with the role's files (lists of one name concatenated)"
+else
+    bad "clan service: exports merged into files" "want $want; got: $out"
+fi
+
+# The facts clan-core's data-mesher service has, which a clan keeps when it moves between the
+# two: description, generator names, files, ownership, scripts.
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha --argstr domain clan \
+    --arg settings '{ interfaces = [ "eth1" ]; }' --arg roles '{ default.machines = { alpha = { }; beta = { }; }; bootstrap.machines.beta = { }; }' 2>&1)
+jq -n --arg v 2160h '{
+  "data-mesher-ca": { share: true, dependencies: [], files: ["ca.key", "ca.pub"],
+    fileAttrs: { "ca.key": { deploy: false }, "ca.pub": { secret: false } },
+    script: "data-mesher generate ca --public-key-path \"$out/ca.pub\" --private-key-path \"$out/ca.key\"\n" },
+  "data-mesher-node-identity": { share: false, dependencies: ["data-mesher-ca"], files: ["identity.cert", "identity.key", "identity.pub"],
+    fileAttrs: { "identity.key": { owner: "data-mesher", group: "data-mesher" }, "identity.cert": { owner: "data-mesher", group: "data-mesher" }, "identity.pub": { secret: false } },
+    script: ("data-mesher generate node-key --public-key-path \"$out/identity.pub\" --private-key-path \"$out/identity.key\"\n"
+      + "data-mesher certificate sign --ca-key \"$in/data-mesher-ca/ca.key\" --node-key \"$out/identity.pub\" --output \"$out/identity.cert\" --validity " + $v + "\n") },
+  "data-mesher-node-keyring": { share: true, dependencies: [], files: ["pre_shared_key"],
+    fileAttrs: { "pre_shared_key": { owner: "data-mesher", group: "data-mesher" } },
+    script: "openssl rand -base64 32 > \"$out/pre_shared_key\"\n" }
+}' >"$WORK/gens.expected"
+if jq -S '.generators | map_values({ share, dependencies, files, fileAttrs, script })' <<<"$out" >"$WORK/gens.got" 2>&1 &&
+    diff -u <(jq -S . "$WORK/gens.expected") "$WORK/gens.got" >"$WORK/gens.diff"; then
+    ok "clan service: generators data-mesher-ca, data-mesher-node-identity, data-mesher-node-keyring: files, ownership and scripts as clan-core's"
+else
+    bad "clan service: generators as clan-core's (- expected, + ours)" "$(cat "$WORK/gens.diff") $(head -c 400 <<<"$out")"
+fi
+if jq -e '.description == "Set up data-mesher"
+          and .generators["data-mesher-node-keyring"].runtimeInputs == ["/nix/store/00000000000000000000000000000000-openssl"]
+          and .generators["data-mesher-ca"].runtimeInputs == ["/nix/store/00000000000000000000000000000000-data-mesher"]
+          and .settings.cluster.join_interval == "30s" and .settings.cluster.push_pull_interval == "30s"
+          and .settings.http == { port: 7331, interfaces: ["lo"] }
+          and .settings.cluster.encryption.keyring == [ "/run/vars/data-mesher-node-keyring/pre_shared_key" ]
+          and .bootstrapNodes == ["beta.clan:7946"]' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: description \"Set up data-mesher\", openssl for the keyring, 30s intervals, http on lo:7331, keyring = pre_shared_key"
+else
+    bad "clan service: description, runtime inputs, settings" "$out"
+fi
+out=$(nix_eval "$ROOT/tests-nix/clan-eval.nix" --argstr machine alpha \
+    --arg settings '{ interfaces = [ "eth1" ]; certificateValidity = "720h"; extraBootstrapNodes = [ "b:1" ]; }' --arg roles '{ default.machines.alpha = { }; }' 2>&1)
+if jq -e '.generators["data-mesher-node-identity"].script | endswith("--validity 720h\n")' <<<"$out" >/dev/null 2>&1 &&
+    jq -e '.settings | has("certificateValidity") | not' <<<"$out" >/dev/null 2>&1; then
+    ok "clan service: certificateValidity is what the identity generator signs for"
+else
+    bad "clan service: certificateValidity" "$out"
 fi
 
 out=$(nix_eval -E "let s = import $ROOT/nix/clan-service.nix { }; m = (s.roles.bootstrap.perInstance {
@@ -290,9 +453,14 @@ else
 fi
 
 for role in admin peer signer; do
-    expect_throw "clan service: v1 role '$role' fails with the migration message" \
-        "data-mesher v2: role '$role' was removed; use role 'default' (and 'bootstrap'" \
-        -E "(import $ROOT/nix/clan-service.nix { }).roles.$role.perInstance { settings = { network.interface = \"eth0\"; }; roles = { }; machine.name = \"m\"; }"
+    out=$(nix_eval -E "let r = (import $ROOT/nix/clan-service.nix { }).roles.$role; m = (r.perInstance { settings = { }; roles = { }; machine.name = \"m\"; }).nixosModule;
+          in { interface = r.interface; failed = map (a: a.message) (builtins.filter (a: !a.assertion) m.assertions); }" 2>&1)
+    if jq -e --arg r "$role" '.interface == {} and (.failed | length == 1)
+            and (.failed[0] | startswith("data-mesher v2: role \u0027" + $r + "\u0027 was removed; use role \u0027default\u0027 (and \u0027bootstrap\u0027"))' <<<"$out" >/dev/null 2>&1; then
+        ok "clan service: v1 role '$role' takes no settings and fails with the migration message"
+    else
+        bad "clan service: v1 role '$role'" "$out"
+    fi
 done
 expect_throw "lib: checkRoles names a v1 role that has machines" "data-mesher v2: role 'peer' was removed" \
     -E "(import $ROOT/nix/lib.nix).checkRoles { default.machines.a = { }; admin.machines = { }; peer.machines.b = { }; }"
@@ -452,10 +620,59 @@ netns_part() {
 
     if [ "$VARS_OK" = 1 ]; then
         check "check-config: the clan service's dm.toml with the generated keyring, identity and CA" "$WORK/clan.toml" 0 \
-            '^config .*: valid' '^node: alpha' '^encryption: .*keyring of 1 key' 'identity "alpha" valid until' '1 CA key'
+            '^config .*: valid' '^node: alpha' '^encryption: .*keyring of 1 key' 'identity "identity" valid until' '1 CA key'
+        check_config_refusals
     fi
 
     hardened_run
+}
+
+# --check-config refuses, with one line naming the key: a state_dir the daemon's user cannot
+# write, and a certificate that has expired.
+check_config_refusals() {
+    local dir="$WORK/refusals" out status
+    mkdir -p "$dir/state-root"
+    chmod 755 "$dir" "$dir/state-root" # owned by root: uid 65534 may enter but not write
+    sed "s|^state_dir = .*|state_dir = \"$dir/state-root\"|" "$WORK/clan.toml" >"$dir/dm.toml"
+    chmod 644 "$dir/dm.toml"
+    # the unprivileged user must be able to read the key files the config names: copies
+    mkdir -p "$dir/vars"
+    cp -r "$WORK/vars/." "$dir/vars/"
+    chmod -R a+rX "$dir/vars"
+    sed -i "s|$WORK/vars/|$dir/vars/|g" "$dir/dm.toml"
+    local bin=$DM_BIN
+    if ! setpriv --reuid 65534 --regid 65534 --clear-groups test -x "$bin"; then
+        cp "$DM_BIN" "$dir/data-mesher" && chmod 755 "$dir/data-mesher"
+        bin="$dir/data-mesher"
+    fi
+    out=$(ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups timeout 60 "$bin" server --check-config --config "$dir/dm.toml" 2>&1)
+    status=$?
+    if [ "$status" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -qE "^data-mesher: state_dir: $dir/state-root is not writable by this user \(uid 65534\)" <<<"$out"; then
+        ok "check-config: a state_dir the daemon's user cannot write is refused in one line naming state_dir"
+    else
+        bad "check-config: unwritable state_dir (exit $status)" "$out"
+    fi
+    # The same user with a state_dir it owns: valid (so the refusal above was about the folder).
+    chown 65534:65534 "$dir/state-root"
+    if out=$(ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups timeout 60 "$bin" server --check-config --config "$dir/dm.toml" 2>&1) &&
+        [ -z "$(find "$dir/state-root" -mindepth 1)" ]; then
+        ok "check-config: the same state_dir owned by the daemon's user is valid, and the probe file is gone"
+    else
+        bad "check-config: writable state_dir" "$out $(ls -la "$dir/state-root")"
+    fi
+    # A certificate that has ended: signed for 1s, checked 2s later.
+    "$DM_BIN" certificate sign --ca-key "$WORK/vars/data-mesher-ca/ca.key" --node-key "$dir/vars/data-mesher-node-identity/identity.pub" \
+        --output "$dir/short.cert" --validity 1s >/dev/null 2>&1
+    sleep 2
+    sed "s|$dir/vars/data-mesher-node-identity/identity.cert|$dir/short.cert|" "$dir/dm.toml" >"$dir/expired.toml"
+    out=$(ip netns exec "$NS" timeout 60 "$DM_BIN" server --check-config --config "$dir/expired.toml" 2>&1)
+    status=$?
+    if [ "$status" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] &&
+        grep -qE "^data-mesher: cluster.encryption.identity_cert: $dir/short.cert: certificate expired at" <<<"$out"; then
+        ok "check-config: an expired own certificate is refused in one line naming identity_cert"
+    else
+        bad "check-config: expired certificate (exit $status)" "$out"
+    fi
 }
 
 # The daemon under the unit's sandbox, as far as it can be rebuilt without systemd: an
@@ -479,6 +696,9 @@ hardened_run() {
         cp "$DM_BIN" "$dir/data-mesher" && chmod 755 "$dir/data-mesher"
         bin="$dir/data-mesher"
     fi
+    # ... and read the seccomp wrapper: the clone may sit in a folder only its owner can enter
+    # (a home folder of mode 0700), so it gets a copy in the test's world-readable folder.
+    cp "$ROOT/tests-nix/seccomp_exec.py" "$dir/seccomp_exec.py" && chmod 644 "$dir/seccomp_exec.py"
     if ! out=$("$DM_BIN" generate keypair --private-key-path "$dir/signing.key" --public-key-path "$dir/signing.pub" 2>&1) ||
         ! pub=$("$DM_BIN" key public "$dir/signing.key" 2>&1); then
         bad "$name" "generate keypair / key public: $out $pub"
@@ -494,7 +714,7 @@ hardened_run() {
     json_raw <<<"$out" >"$dir/dm.toml"
     chmod 644 "$dir/dm.toml"
     ip netns exec "$NS" setpriv --reuid 65534 --regid 65534 --clear-groups --bounding-set -all --inh-caps -all \
-        --no-new-privs /usr/bin/python3 "$ROOT/tests-nix/seccomp_exec.py" -- "$bin" server --config "$dir/dm.toml" \
+        --no-new-privs /usr/bin/python3 "$dir/seccomp_exec.py" -- "$bin" server --config "$dir/dm.toml" \
         >"$dir/log" 2>&1 </dev/null &
     DAEMON_PID=$!
     code=""
@@ -513,6 +733,18 @@ hardened_run() {
         --key "$dir/signing.key" --url http://127.0.0.1:7331 2>&1); then
         bad "$name" "upload refused: $out"$'\n'"$(tail -n 40 "$dir/log")"
         return
+    fi
+    # The seed's example uploads /tmp/myfile, whose name defaults to "myfile": the refusal says
+    # which names the node takes and how to choose one.
+    printf 'x\n' >"$dir/myfile"
+    if out=$(ip netns exec "$NS" timeout 30 "$DM_BIN" file update "$dir/myfile" --key "$dir/signing.key" \
+        --url http://127.0.0.1:7331 2>&1); then
+        bad "file update of a name not in [files] was accepted" "$out"
+    elif grep -qF 'configured names: "config:app" (the name defaults to the file'"'"'s base name; choose one with --name NAME)' <<<"$out" &&
+        [ "$(wc -l <<<"$out")" = 1 ]; then
+        ok "file update of a name not in [files]: one line listing the configured names and suggesting --name"
+    else
+        bad "file update of a name not in [files]: refusal without the names or --name" "$out"
     fi
     ip netns exec "$NS" curl -s --max-time 5 -o "$dir/fetched" http://127.0.0.1:7331/v1/files/config:app
     if ! cmp -s "$dir/payload" "$dir/fetched"; then

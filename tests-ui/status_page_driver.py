@@ -85,6 +85,22 @@ def run_checks(driver, args):
     node_name = args.names[0]
     wait_for("#node to show %r" % node_name, 60, lambda: node_name in driver.find_element(By.ID, "node").text)
 
+    if args.certificate_until:
+        # The node's own certificate: its end, with the days left, highlighted within 14 days.
+        def certificate_fact():
+            for div in driver.find_elements(By.CSS_SELECTOR, "#node dl > div"):
+                if div.find_element(By.TAG_NAME, "dt").text.strip() == "certificate":
+                    return div.find_element(By.TAG_NAME, "dd")
+            return None
+
+        dd = wait_for("a certificate fact in #node", 30, certificate_fact)
+        text = dd.text.strip()
+        if not re.fullmatch(r"until %s \((9|10) days\)" % re.escape(args.certificate_until), text):
+            raise CheckFailed("certificate reads %r, expected 'until %s (9 or 10 days)'" % (text, args.certificate_until))
+        if "warn" not in (dd.get_attribute("class") or "").split():
+            raise CheckFailed("a certificate with 10 days left is not highlighted (class %r)" % dd.get_attribute("class"))
+        say("certificate shown: %s (highlighted)" % text)
+
     def all_alive():
         rows = member_rows(driver)
         return all(
@@ -135,6 +151,7 @@ def main():
     p.add_argument("--url", required=True)
     p.add_argument("--names", nargs="+", required=True, help="member names; the first is the node opened")
     p.add_argument("--file-name", required=True)
+    p.add_argument("--certificate-until", default="", help="certificate_expires_at of the node opened")
     p.add_argument("--screenshot", required=True)
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")

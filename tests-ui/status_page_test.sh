@@ -11,12 +11,12 @@
 # Saves a screenshot to tests-ui/artifacts/status-page.png (also on failure).
 #
 # Installs Debian's chromium and chromium-driver and PyPI's selenium when missing (root).
-# Env: DM_BIN (default /work/main/.build/debug/data-mesher), DM_KEEP=1 keeps the temp dir.
+# Env: DM_BIN (default .build/debug/data-mesher of this repository), DM_KEEP=1 keeps the temp dir.
 # Last line: "status_page_test: passed" or "status_page_test: failed" (exit status 1).
 set -u
 TEST=status_page_test
 HERE=$(cd "$(dirname "$0")" && pwd)
-DM_BIN=${DM_BIN:-/work/main/.build/debug/data-mesher}
+DM_BIN=${DM_BIN:-$HERE/../.build/debug/data-mesher}
 ADDRS=(127.0.0.41 127.0.0.42 127.0.0.43)
 NAMES=(ui-node1 'ui-node2 <b>&amp;</b>' ui-node3)
 SCREENSHOT="$HERE/artifacts/status-page.png"
@@ -87,9 +87,20 @@ if ! command -v chromium >/dev/null 2>&1 || ! [ -x /usr/bin/chromedriver ]; then
         apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium chromium-driver; } >"$WORK/apt.log" 2>&1 ||
         fail "apt-get install chromium chromium-driver failed: $(tail -n 3 "$WORK/apt.log")"
 fi
-if ! python3 -c 'import selenium' 2>/dev/null; then
-    say "installing selenium (PyPI)"
-    python3 -m pip install -q 'selenium>=4.11' >"$WORK/pip.log" 2>&1 ||
+# selenium in a venv of this test's own (.venv-tests/, ignored by git), never the system Python.
+VENV=${UI_VENV:-$HERE/../.venv-tests/selenium}
+PY="$VENV/bin/python"
+if ! "$PY" -c 'import selenium' 2>/dev/null; then
+    say "installing selenium (PyPI) into $VENV"
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        [ "$(id -u)" = 0 ] || fail "python3-venv is missing"
+        { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3-venv; } >"$WORK/apt-venv.log" 2>&1 ||
+            fail "apt-get install python3-venv failed: $(tail -n 3 "$WORK/apt-venv.log")"
+    fi
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" || fail "python3 -m venv $VENV"
+    "$PY" -m pip install -q --disable-pip-version-check 'selenium>=4.11' >"$WORK/pip.log" 2>&1 ||
         fail "pip install selenium failed: $(tail -n 3 "$WORK/pip.log")"
 fi
 
@@ -101,6 +112,18 @@ key="$WORK/owner.key"
     fail "generate keypair: $(cat "$WORK/keygen.log")"
 pub=$("$DM_BIN" key public "$key") || fail "key public failed"
 FILE_NAME="ui:status-$$-$(date +%s)"
+# Encrypted cluster traffic with node certificates of 10 days: the status page shows the end of
+# node 1's certificate, highlighted (less than 14 days left).
+"$DM_BIN" generate ca --public-key-path "$WORK/ca.pub" --private-key-path "$WORK/ca.key" >"$WORK/ca.log" 2>&1 ||
+    fail "generate ca: $(cat "$WORK/ca.log")"
+"$DM_BIN" generate keyring-key --output "$WORK/keyring" >"$WORK/keyring.log" 2>&1 ||
+    fail "generate keyring-key: $(cat "$WORK/keyring.log")"
+for i in 1 2 3; do
+    { "$DM_BIN" generate node-key --public-key-path "$WORK/node$i.pub" --private-key-path "$WORK/node$i.key" &&
+        "$DM_BIN" certificate sign --ca-key "$WORK/ca.key" --node-key "$WORK/node$i.pub" --output "$WORK/node$i.cert" \
+            --validity 240h; } >"$WORK/cert$i.log" 2>&1 || fail "node $i identity: $(cat "$WORK/cert$i.log")"
+done
+verified=$("$DM_BIN" certificate verify --ca "$WORK/ca.pub" "$WORK/node1.cert" 2>&1) || fail "certificate verify: $verified"
 for i in 1 2 3; do
     cat >"$WORK/node$i.toml" <<TOML
 log_level = "info"
@@ -112,6 +135,13 @@ interfaces = ["${ADDRS[$((i - 1))]}"]
 bootstrap_nodes = ["${ADDRS[0]}:7946"]
 join_interval = "1s"
 push_pull_interval = "5s"
+
+[cluster.encryption]
+enable = true
+keyring = ["$WORK/keyring"]
+identity_key = "$WORK/node$i.key"
+identity_cert = "$WORK/node$i.cert"
+certificate_authorities = ["$WORK/ca.pub"]
 
 [http]
 port = 7331
@@ -158,13 +188,15 @@ ctype=$(curl -fsS -m 10 -o "$WORK/index.html" -w '%{content_type}' "$URL1/" 2>"$
     fail "GET $URL1/ failed: $(cat "$WORK/curl.err")"
 case "$ctype" in text/html*) ;; *) fail "GET / has Content-Type '$ctype'" ;; esac
 grep -q 'id="members"' "$WORK/index.html" || fail "GET / is not the status page"
+CERT_AT=$(curl -fsS -m 10 "$URL1/v1/info" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("certificate_expires_at", ""))')
+[ -n "$CERT_AT" ] || fail "GET /v1/info has no certificate_expires_at"
 
 # --- browser -----------------------------------------------------------------------------
 
 STEP="browser checks"
 printf 'status page test %s\n' "$FILE_NAME" >"$WORK/upload.txt"
-timeout -s TERM 600 python3 "$HERE/status_page_driver.py" --url "$URL1/" --names "${NAMES[@]}" --file-name "$FILE_NAME" \
-    --screenshot "$SCREENSHOT" -- \
+timeout -s TERM 600 "$PY" "$HERE/status_page_driver.py" --url "$URL1/" --names "${NAMES[@]}" --file-name "$FILE_NAME" \
+    --certificate-until "$CERT_AT" --screenshot "$SCREENSHOT" -- \
     timeout 60 "$DM_BIN" file update "$WORK/upload.txt" --url "$URL2" --key "$key" --name "$FILE_NAME" &
 DRIVER_PID=$!
 wait "$DRIVER_PID"

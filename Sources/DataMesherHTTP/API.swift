@@ -1,6 +1,7 @@
 import DataMesherCore
 import DataMesherNet
 import DataMesherStore
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -88,7 +89,10 @@ public struct API: Sendable {
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(
-                    byteBuffer: ByteBuffer(bytes: node.metrics.render(store: node.store, members: node.members()))))
+                    byteBuffer: ByteBuffer(
+                        bytes: node.metrics.render(
+                            store: node.store, members: node.members(),
+                            certificateSecondsLeft: node.certificateExpiry?.secondsLeft(now: Date())))))
         }
         return router
     }
@@ -152,7 +156,10 @@ public struct API: Sendable {
                 tombstones: all.filter { $0.state == .tombstone }.count,
                 expired: all.filter { $0.state == .expired }.count, members: node.members().count),
             cluster: node.clusterCounters,
-            clock_offset_seconds: node.clusterCounters.clockOffsetNanoseconds.map { Double($0) / 1e9 })
+            clock_offset_seconds: node.clusterCounters.clockOffsetNanoseconds.map { Double($0) / 1e9 },
+            files_configured: node.policy.allowedSigners.keys.map(\.value).sorted(),
+            certificate_expires_at: node.certificateExpiry?.rfc3339,
+            certificate_expires_in_seconds: node.certificateExpiry?.secondsLeft(now: Date()))
     }
 
     // MARK: Reading a file

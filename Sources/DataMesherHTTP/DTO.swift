@@ -45,6 +45,12 @@ public struct InfoJSON: Codable, Sendable, Equatable {
     public var cluster: ClusterCounters
     /// This node's clock minus the median of its peers' clocks (s); absent until a peer answered.
     public var clock_offset_seconds: Double?
+    /// The file names this node is configured for (`[files]`), sorted.
+    public var files_configured: [String]
+    /// This node's own certificate: when it ends (RFC 3339, UTC) and the seconds left until
+    /// then (negative once it has ended). Left out when the node has no certificate.
+    public var certificate_expires_at: String?
+    public var certificate_expires_in_seconds: Int64?
 }
 
 public struct ErrorJSON: Codable, Sendable, Equatable {

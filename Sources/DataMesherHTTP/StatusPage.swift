@@ -22,6 +22,7 @@ enum StatusPage {
         dl div{display:flex;gap:6px}
         dt{color:var(--mut)}
         dd{margin:0;font-variant-numeric:tabular-nums}
+        dd.warn{color:var(--warn);font-weight:600}
         .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
         #live{padding:3px 10px;border-radius:12px;font-size:12px;font-weight:600;white-space:nowrap;background:var(--off);color:#fff}
         #live.live{background:var(--ok)}#live.reconnecting,#live.connecting{background:var(--warn)}#live.offline{background:var(--bad)}
@@ -116,6 +117,15 @@ enum StatusPage {
           return r.json();
         }
 
+        // "until 2026-02-26T12:00:00Z (89 days)", or "expired at ..." once it has ended.
+        function certificateText(i) {
+          const left = i.certificate_expires_in_seconds;
+          if (left <= 0) return 'expired at ' + i.certificate_expires_at;
+          const span = left >= 2 * 86400 ? Math.round(left / 86400) + ' days'
+            : left >= 7200 ? Math.floor(left / 3600) + ' hours' : Math.max(1, Math.floor(left / 60)) + ' minutes';
+          return 'until ' + i.certificate_expires_at + ' (' + span + ')';
+        }
+
         function renderInfo(i) {
           const c = i.counts || {};
           const fact = (k, v, cls) => el('div', null, el('dt', null, k), el('dd', cls ? { class: cls } : null, v));
@@ -129,7 +139,10 @@ enum StatusPage {
               fact('files', c.files),
               fact('bytes', fmtSize(c.bytes)),
               fact('tombstones', c.tombstones),
-              fact('expired', c.expired)),
+              fact('expired', c.expired),
+              ...(i.certificate_expires_at
+                ? [fact('certificate', certificateText(i), i.certificate_expires_in_seconds < 14 * 86400 ? 'warn' : null)]
+                : [])),
             el('div', { id: 'msg' }));
           document.title = i.node_name + ' \u00b7 data-mesher';
         }

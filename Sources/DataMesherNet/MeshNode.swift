@@ -48,12 +48,15 @@ public final class MeshNode: Sendable {
     public let metrics = NodeMetrics()
     /// What `GET /v1/events` streams.
     public let events = EventHub()
+    /// When this node's own certificate ends, if it has one (`/v1/info`, `/metrics`).
+    public let certificateExpiry: CertificateExpiry?
 
     public init(
         config: NodeConfig, store: FileStore, nodeName: String, nodeID: String, clusterAddresses: [String],
         logger: Logger,
-        wallClock: @escaping @Sendable () -> Int64 = WallClock.now
+        wallClock: @escaping @Sendable () -> Int64 = WallClock.now, certificateExpiry: CertificateExpiry? = nil
     ) {
+        self.certificateExpiry = certificateExpiry
         self.config = config
         self.policy = config.filePolicy
         self.store = store

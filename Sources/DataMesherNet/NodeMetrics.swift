@@ -78,7 +78,12 @@ public final class NodeMetrics: Sendable {
     }
 
     /// The Prometheus text, with the gauges that describe state brought up to date first.
-    public func render(store: FileStore, members: [MemberInfo]) -> [UInt8] {
+    /// `certificateSecondsLeft`: seconds until this node's certificate ends (negative once it
+    /// has), as `dm_certificate_expiry_seconds`; nil for a node without one (no such line).
+    public func render(store: FileStore, members: [MemberInfo], certificateSecondsLeft: Int64? = nil) -> [UInt8] {
+        if let certificateSecondsLeft {
+            Metrics.Gauge(label: "dm_certificate_expiry_seconds", factory: factory).record(certificateSecondsLeft)
+        }
         let all = store.list()
         let served = all.filter(\.isServed)
         files.record(served.count)

@@ -103,7 +103,11 @@ struct FileUpdate: AsyncParsableCommand {
                 body: .stream(FileChunks(file: file, progress: progress), length: .known(Int64(length))))
             progress?.finish()
             guard reply.status == 201 || reply.status == 200 else {
-                throw CLIError("the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
+                var message = "the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))"
+                if reply.status == 403, APIClient.reason(reply).contains("is not configured") {
+                    message += await Self.configuredNamesHint(client: client, defaulted: self.name == nil)
+                }
+                throw CLIError(message)
             }
             let entry = try? JSONDecoder().decode(FileEntryJSON.self, from: Data(reply.body))
             print("stored " + (entry.map(summary) ?? name.value))
@@ -219,6 +223,26 @@ struct FileGet: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension FileUpdate {
+    /// For a name the node is not configured for: the names it is (a few, then "and N more")
+    /// and how to pick one. Empty when the node does not say.
+    static func configuredNamesHint(client: APIClient, defaulted: Bool) async -> String {
+        guard let info = try? client.decode(InfoJSON.self, try await client.send(.GET, "/v1/info")) else { return "" }
+        return configuredNamesHint(info.files_configured, defaulted: defaulted)
+    }
+
+    static func configuredNamesHint(_ names: [String], defaulted: Bool) -> String {
+        let how =
+            defaulted
+            ? "the name defaults to the file's base name; choose one with --name NAME"
+            : "choose one with --name NAME"
+        guard !names.isEmpty else { return "; this node has no [files] configured" }
+        let shown = names.prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
+        let more = names.count > 5 ? " and \(names.count - 5) more" : ""
+        return "; configured names: \(shown)\(more) (\(how))"
     }
 }
 

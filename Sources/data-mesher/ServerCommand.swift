@@ -42,8 +42,10 @@ struct Server {
         let httpAddresses = try InterfaceResolver.addresses(for: config.http.interfaces, key: "http.interfaces")
         let clusterAddresses = try InterfaceResolver.addresses(
             for: config.cluster.interfaces, key: "cluster.interfaces")
+        try ConfigChecks.stateDirWritable(config.stateDir)
         let security = try ClusterSecurity.load(
             config.cluster.encryption, stateDir: config.stateDir, createNodeKey: false)
+        try ConfigChecks.ownCertificate(security, path: config.cluster.encryption?.identityCert, now: Date())
         let port = config.cluster.port
         let names = config.filePolicy.allowedSigners.keys.map(\.value).sorted()
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
@@ -66,9 +68,6 @@ struct Server {
         lines.append("http: " + http.joined(separator: ", "))
         lines.append("files: " + files)
         lines.append("encryption: " + security.summary)
-        if let problem = security.ownCertificateProblem(now: Date()) {
-            lines.append("warning: this node's certificate will be refused by its peers: \(problem)")
-        }
         return lines
     }
 
@@ -94,10 +93,13 @@ struct Server {
         if let problem = security.ownCertificateProblem(now: Date()) {
             logger.error("this node's certificate will be refused by its peers: \(problem)")
         }
+        let certificateExpiry = security.identity.map {
+            CertificateExpiry(notValidAfter: $0.certificate.notValidAfter)
+        }
         let node = MeshNode(
             config: config, store: store, nodeName: nodeName, nodeID: security.nodeKey.id.hex,
             clusterAddresses: clusterAddresses.map { PeerAddress(host: $0, port: config.cluster.port).description },
-            logger: logger)
+            logger: logger, certificateExpiry: certificateExpiry)
 
         var settings = MeshSettings()
         settings.joinInterval = Int64(clamping: config.cluster.joinInterval)
@@ -109,6 +111,10 @@ struct Server {
 
         let api = API(node: node)
         var services: [any Service] = [ExpiryService(node: node), cluster]
+        if let certificateExpiry {
+            // A warning once a day from 14 days before the certificate ends (an error after).
+            services.append(CertificateExpiryWarningService(expiry: certificateExpiry, logger: logger))
+        }
         for address in httpAddresses {
             let appLogger = logger
             let app = Application(

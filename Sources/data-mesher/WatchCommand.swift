@@ -44,7 +44,7 @@ struct FileWatch: AsyncParsableCommand {
             do { delay = try DurationFormat.parse(debounce) } catch { throw CLIError("--debounce: \(error)") }
             let client = try APIClient(url: server.url)
             let runner = ChangeRunner(command: exec, debounce: .nanoseconds(Int64(clamping: delay)), json: json)
-            var known: [String: FileEntryJSON]? = nil
+            var known: [String: SeenVersion]? = nil
             var failures = 0
             while true {
                 do {
@@ -63,7 +63,7 @@ struct FileWatch: AsyncParsableCommand {
     /// Subscribes to events, then compares the file list with what was known (catching up on
     /// changes missed while disconnected), then hands every change of a watched file on.
     func follow(
-        client: APIClient, watched: Set<String>, runner: ChangeRunner, known: inout [String: FileEntryJSON]?
+        client: APIClient, watched: Set<String>, runner: ChangeRunner, known: inout [String: SeenVersion]?
     ) async throws {
         try await client.withClient { http in
             let response = try await http.execute(
@@ -72,14 +72,13 @@ struct FileWatch: AsyncParsableCommand {
                 throw CLIError("the node answered \(response.status.code) to GET /v1/events")
             }
             let list = try client.decode([FileEntryJSON].self, try await client.send(.GET, "/v1/files"))
-            let now = Dictionary(list.filter { watched.contains($0.name) }.map { ($0.name, $0) }) { $1 }
+            let now = SeenVersion.map(list, watched: watched)
             if let before = known {
                 for name in watched.sorted() where before[name] != now[name] {
-                    let kind =
-                        now[name].map { $0.deleted ? "deleted" : $0.expired ? "expired" : "accepted" } ?? "deleted"
+                    let kind = now[name].map { $0.expired ? "expired" : "accepted" } ?? "deleted"
                     await runner.changed(name: name, kind: kind, line: "\(kind) \(name) (while disconnected)")
                 }
-            } else if initial, let present = watched.sorted().first(where: { now[$0]?.deleted == false }) {
+            } else if initial, let present = watched.sorted().first(where: { now[$0].map { !$0.expired } ?? false }) {
                 await runner.changed(name: present, kind: "accepted", line: nil)
             }
             known = now
@@ -89,7 +88,9 @@ struct FileWatch: AsyncParsableCommand {
                     guard let name = event.name, watched.contains(name),
                         [.accepted, .deleted, .expired].contains(event.kind)
                     else { continue }
-                    known?[name] = nil
+                    // What the node holds after this event, so a reconnect that finds the same
+                    // does not count it again (even when the node went down right after it).
+                    known?[name] = SeenVersion(event: event)
                     let line =
                         json
                         ? String(event.serverSentEvent.split(separator: "\n")[1].dropFirst("data: ".count))
@@ -99,9 +100,41 @@ struct FileWatch: AsyncParsableCommand {
             }
             // Remember the list as it is now, so a reconnect compares against the latest state.
             if let latest = try? client.decode([FileEntryJSON].self, try await client.send(.GET, "/v1/files")) {
-                known = Dictionary(latest.filter { watched.contains($0.name) }.map { ($0.name, $0) }) { $1 }
+                known = SeenVersion.map(latest, watched: watched)
             }
         }
+    }
+}
+
+/// The version of a watched name that the node holds, as far as `watch` tells changes apart: a
+/// name without one (never uploaded, deleted, or its tombstone forgotten) has none.
+struct SeenVersion: Equatable {
+    var timestamp: Int64
+    var sha256: String
+    var expired: Bool
+
+    init?(entry: FileEntryJSON) {
+        guard !entry.deleted else { return nil }
+        timestamp = entry.timestamp
+        sha256 = entry.sha256
+        expired = entry.expired
+    }
+
+    /// From a live event; an event that lacks the version's fields gives nil, so the next
+    /// reconnect compares against "nothing" and reports the name (as before this existed).
+    init?(event: NodeEvent) {
+        guard event.kind == .accepted || event.kind == .expired, let timestamp = event.timestamp,
+            let sha256 = event.sha256
+        else { return nil }
+        self.timestamp = timestamp
+        self.sha256 = sha256
+        expired = event.kind == .expired
+    }
+
+    static func map(_ list: [FileEntryJSON], watched: Set<String>) -> [String: SeenVersion] {
+        var out: [String: SeenVersion] = [:]
+        for entry in list where watched.contains(entry.name) { out[entry.name] = SeenVersion(entry: entry) }
+        return out
     }
 }
 

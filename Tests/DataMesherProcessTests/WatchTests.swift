@@ -62,4 +62,63 @@ import Testing
         #expect(lines().allSatisfy { $0 == "accepted config:app" }, "\(lines())")
         #expect(watch.isRunning)
     }
+
+    /// A daemon killed right after a change and started again, with nothing changed meanwhile:
+    /// watch must not report the name as changed "while disconnected", nor run the command.
+    @Test func aRestartWithoutChangesRunsNothing() throws {
+        let dir = try ClusterTests.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["config:app": [key.base64], "marker": [key.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+
+        let runs = dir + "/runs"
+        let out = dir + "/watch.out"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let watch = Process()
+        watch.executableURL = URL(fileURLWithPath: Binary.path)
+        watch.arguments = [
+            "file", "watch", "config:app", "marker", "--url", daemon.url, "--exec",
+            "echo \"$DM_EVENT $DM_FILES\" >> \(runs)", "--debounce", "100ms",
+        ]
+        watch.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        watch.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try watch.run()
+        defer {
+            if watch.isRunning { kill(watch.processIdentifier, SIGKILL) }
+            watch.waitUntilExit()
+        }
+        let runLines = { ((try? String(contentsOfFile: runs, encoding: .utf8)) ?? "").split(separator: "\n") }
+        let printed = { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n") }
+        func upload(_ name: String) throws -> Int64 {
+            let bytes = Array("\(name) \(nowNanoseconds())".utf8)
+            let timestamp = nowNanoseconds()
+            let reply = try HTTP.put(daemon, try key.sign(name, bytes, at: timestamp), bytes)
+            #expect(reply.status == 201, "\(reply.text)")
+            return timestamp
+        }
+        // Uploads `name` until one of its versions shows up live in watch's output: from then
+        // on watch is subscribed, and the comparison it makes on (re)connecting is done.
+        func uploadUntilSeenLive(_ name: String) -> Bool {
+            eventually(60) {
+                guard let timestamp = try? upload(name) else { return false }
+                return eventually(2) { printed().contains { $0 == "accepted \(name) \(timestamp)" } }
+            }
+        }
+        #expect(uploadUntilSeenLive("config:app"), "\(printed())")
+        #expect(eventually(30) { runLines().contains { $0.contains("config:app") } }, "\(runLines())")
+        let appRuns = runLines().filter { $0.contains("config:app") }.count
+
+        // Killed: the stream ends and the refresh after it fails; then the same state returns.
+        daemon.stop(signal: SIGKILL)
+        try daemon.start()
+        #expect(uploadUntilSeenLive("marker"), "\(printed())")
+        // The bug this guards against: config:app reported (and the command run) as changed
+        // "while disconnected" although the node came back with the version watch had seen.
+        #expect(!printed().contains { $0.contains("config:app (while disconnected)") }, "\(printed())")
+        #expect(eventually(30) { runLines().contains { $0.contains("marker") } }, "\(runLines())")
+        #expect(runLines().filter { $0.contains("config:app") }.count == appRuns, "\(runLines())")
+        #expect(watch.isRunning)
+    }
 }

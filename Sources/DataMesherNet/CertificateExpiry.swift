@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// When this node's own certificate (`cluster.encryption.identity_cert`) stops being valid, for
+/// `/v1/info`, `/metrics`, the status page and the warning in the log.
+public struct CertificateExpiry: Sendable, Equatable {
+    public let notValidAfter: Date
+
+    public init(notValidAfter: Date) { self.notValidAfter = notValidAfter }
+
+    /// Whole seconds from `now` to the end of validity; negative once it has expired.
+    public func secondsLeft(now: Date) -> Int64 {
+        let seconds = notValidAfter.timeIntervalSince(now).rounded(.down)
+        guard seconds.isFinite else { return seconds < 0 ? Int64.min : Int64.max }
+        return Int64(max(Double(Int64.min), min(Double(Int64.max), seconds)))
+    }
+
+    /// RFC 3339 in UTC, e.g. 2026-02-26T12:00:00Z.
+    public var rfc3339: String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: notValidAfter)
+    }
+
+    /// How long before the end of validity the log starts warning (once a day).
+    public static let warnBefore: TimeInterval = 14 * 24 * 3600
+
+    /// The line to log at `now`, if one is due: a warning within 14 days of the end, an error
+    /// once it has passed; nil before that.
+    public func logLine(now: Date) -> (level: Logger.Level, message: String)? {
+        let left = secondsLeft(now: now)
+        if left <= 0 {
+            return (
+                .error,
+                "this node's certificate expired at \(rfc3339); its peers refuse its streams until it is renewed"
+            )
+        }
+        guard Double(left) <= Self.warnBefore else { return nil }
+        let days = Double(left) / 86400
+        return (
+            .warning,
+            "this node's certificate expires at \(rfc3339) (in \(String(format: "%.1f", days)) days); renew it (docs/DEPLOY.md)"
+        )
+    }
+}
+
+/// Logs `CertificateExpiry.logLine` at start and then once a day while one is due.
+public struct CertificateExpiryWarningService: Service {
+    let expiry: CertificateExpiry
+    let logger: Logger
+    let interval: Duration
+    let clock: @Sendable () -> Date
+
+    public init(
+        expiry: CertificateExpiry, logger: Logger, interval: Duration = .seconds(86400),
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.expiry = expiry
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            if let line = expiry.logLine(now: clock()) {
+                logger.log(level: line.level, "\(line.message)")
+            }
+            // Sleeps until the next check; a graceful shutdown (SIGTERM) ends the sleep at once.
+            do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) } } catch { return }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import DataMesherCore
+import DataMesherHTTP
+import DataMesherNet
+import DataMesherStore
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// The node's own certificate end in `/v1/info` and `/metrics`, and the log lines before it.
+@Suite struct CertificateExpiryTests {
+    func node(dir: String, expiry: CertificateExpiry?) throws -> MeshNode {
+        var config = NodeConfig()
+        config.stateDir = dir
+        config.files = [
+            try FileName("dns/cnames"): [try SignerKey(base64: "azwT+VhTxA+BF73Hwq0uqdXHG8XvHU2BknoVXgmEjww=")],
+            try FileName("config:app"): [try SignerKey(base64: "azwT+VhTxA+BF73Hwq0uqdXHG8XvHU2BknoVXgmEjww=")],
+        ]
+        let logger = Logger(label: "test")
+        let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
+        return MeshNode(
+            config: config, store: store, nodeName: "t", nodeID: String(repeating: "0", count: 32),
+            clusterAddresses: [],
+            logger: logger, certificateExpiry: expiry)
+    }
+
+    @Test func infoAndMetricsShowTheCertificateEnd() async throws {
+        let dir = NSTemporaryDirectory() + "dm-cert-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A whole second, so the RFC 3339 text is exact.
+        let end = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 10 * 86400).rounded(.down))
+        let node = try node(dir: dir, expiry: CertificateExpiry(notValidAfter: end))
+        let app = Application(router: API(node: node).router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/info", method: .get) { response in
+                let info = try JSONDecoder().decode(InfoJSON.self, from: Data(buffer: response.body))
+                let parsed = ISO8601DateFormatter().date(from: info.certificate_expires_at ?? "")
+                #expect(parsed == end, "\(info.certificate_expires_at ?? "nil")")
+                #expect(info.certificate_expires_at?.hasSuffix("Z") == true)
+                let left = info.certificate_expires_in_seconds ?? 0
+                #expect(left <= 10 * 86400 && left > 10 * 86400 - 120, "\(left)")
+                #expect(info.files_configured == ["config:app", "dns/cnames"])
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                let line = text.split(separator: "\n").first { $0.hasPrefix("dm_certificate_expiry_seconds ") }
+                let value = line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+                #expect(value <= 10 * 86400 && value > 10 * 86400 - 120, "\(line ?? "no line")")
+            }
+        }
+    }
+
+    @Test func aNodeWithoutCertificateHasNoExpiry() async throws {
+        let dir = NSTemporaryDirectory() + "dm-cert-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let node = try node(dir: dir, expiry: nil)
+        let app = Application(router: API(node: node).router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/info", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(!text.contains("certificate_expires"), "\(text)")
+                let info = try JSONDecoder().decode(InfoJSON.self, from: Data(buffer: response.body))
+                #expect(info.files_configured == ["config:app", "dns/cnames"])
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(!String(buffer: response.body).contains("dm_certificate_expiry_seconds"))
+            }
+        }
+    }
+
+    @Test func logLinesStartFourteenDaysBefore() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let at = { (days: Double) in CertificateExpiry(notValidAfter: now.addingTimeInterval(days * 86400)) }
+        #expect(at(15).logLine(now: now) == nil)
+        #expect(at(14.01).logLine(now: now) == nil)
+        let soon = at(13.5).logLine(now: now)
+        #expect(soon?.level == .warning)
+        #expect(soon?.message.contains("expires at 2027-01-") == true, "\(soon?.message ?? "nil")")
+        #expect(soon?.message.contains("13.5 days") == true, "\(soon?.message ?? "nil")")
+        let gone = at(-1).logLine(now: now)
+        #expect(gone?.level == .error)
+        #expect(gone?.message.contains("expired at") == true)
+    }
+
+    /// The service logs at start and again after each interval while a line is due, and stops
+    /// when its task is cancelled.
+    @Test func theServiceRepeatsTheWarning() async throws {
+        let lines = Lines()
+        var logger = Logger(label: "cert") { _ in CollectingHandler(lines: lines) }
+        logger.logLevel = .debug
+        let expiry = CertificateExpiry(notValidAfter: Date().addingTimeInterval(3 * 86400))
+        let service = CertificateExpiryWarningService(expiry: expiry, logger: logger, interval: .milliseconds(20))
+        let task = Task { try await service.run() }
+        let deadline = Date().addingTimeInterval(30)
+        while lines.count < 3 && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        task.cancel()
+        _ = try? await task.value
+        let seen = lines.all
+        #expect(seen.count >= 3, "\(seen)")
+        #expect(
+            seen.allSatisfy { $0.hasPrefix("warning ") && $0.contains("this node's certificate expires at") }, "\(seen)"
+        )
+        // Far from the end: nothing at all.
+        let quiet = Lines()
+        let far = CertificateExpiryWarningService(
+            expiry: CertificateExpiry(notValidAfter: Date().addingTimeInterval(90 * 86400)),
+            logger: Logger(label: "cert") { _ in CollectingHandler(lines: quiet) }, interval: .milliseconds(5))
+        let farTask = Task { try await far.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        farTask.cancel()
+        _ = try? await farTask.value
+        #expect(quiet.all.isEmpty)
+    }
+}
+
+final class Lines: @unchecked Sendable {  // every access holds `lock`
+    private let lock = NSLock()
+    private var items: [String] = []
+
+    func append(_ line: String) { lock.withLock { items.append(line) } }
+    var count: Int { lock.withLock { items.count } }
+    var all: [String] { lock.withLock { items } }
+}
+
+struct CollectingHandler: LogHandler {
+    let lines: Lines
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+        function: String, line: UInt
+    ) {
+        lines.append("\(level) \(message)")
+    }
+}
