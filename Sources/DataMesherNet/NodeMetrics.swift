@@ -16,6 +16,7 @@ public final class NodeMetrics: Sendable {
     let bytesOut: Metrics.Counter
     let syncs: Metrics.Counter
     let fetches: Metrics.Counter
+    let diskFull: Metrics.Counter
     let files: Metrics.Gauge
     let bytes: Metrics.Gauge
     let tombstones: Metrics.Gauge
@@ -30,6 +31,7 @@ public final class NodeMetrics: Sendable {
         bytesOut = Metrics.Counter(label: "dm_gossip_bytes_out_total", factory: factory)
         syncs = Metrics.Counter(label: "dm_push_pull_total", factory: factory)
         fetches = Metrics.Counter(label: "dm_fetches_total", factory: factory)
+        diskFull = Metrics.Counter(label: "dm_disk_full_total", factory: factory)
         files = Metrics.Gauge(label: "dm_files", factory: factory)
         bytes = Metrics.Gauge(label: "dm_file_bytes", factory: factory)
         tombstones = Metrics.Gauge(label: "dm_tombstones", factory: factory)

@@ -1,0 +1,147 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTPTypes
+
+/// The `[http]` limits that keep strangers from exhausting the API (issue 14.1): a header
+/// timeout, the keep-alive idle timeout (Hummingbird's own), and a cap on open connections per
+/// source address.
+public struct HTTPLimits: Sendable {
+    public var headerTimeout: TimeAmount
+    public var idleTimeout: TimeAmount
+    public var maxConnectionsPerSource: Int
+
+    public init(headerTimeout: TimeAmount, idleTimeout: TimeAmount, maxConnectionsPerSource: Int) {
+        self.headerTimeout = headerTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnectionsPerSource = maxConnectionsPerSource
+    }
+
+    /// The Hummingbird HTTP/1 server with these limits; `counter` is shared by every listener of
+    /// one node so that the cap holds across its addresses.
+    public func server(counter: SourceConnectionCounter) -> HTTPServerBuilder {
+        let headerTimeout = self.headerTimeout
+        return .http1(
+            configuration: .init(
+                additionalChannelHandlers: [
+                    SourceLimitHandler(counter: counter), HeaderTimeoutHandler(timeout: headerTimeout),
+                ],
+                idleTimeout: idleTimeout))
+    }
+}
+
+/// Open connections per source address, shared by the listeners of one node.
+public final class SourceConnectionCounter: Sendable {
+    let limit: Int
+    let logger: Logger
+    let open = NIOLockedValueBox<[String: Int]>([:])
+    let refusedTotal = NIOLockedValueBox<UInt64>(0)
+
+    public init(limit: Int, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    /// Counts a new connection from `source`; false (and not counted) when the source is at its cap.
+    func admit(_ source: String) -> Bool {
+        let admitted = open.withLockedValue { open -> Bool in
+            let count = open[source, default: 0]
+            guard count < limit else { return false }
+            open[source] = count + 1
+            return true
+        }
+        if !admitted {
+            let total = refusedTotal.withLockedValue { total -> UInt64 in
+                total += 1
+                return total
+            }
+            // One line for the first refusal and then every 1000th, so a flood does not flood the log.
+            if total % 1000 == 1 {
+                logger.warning(
+                    "refused HTTP connection: source at max_connections_per_source",
+                    metadata: ["dm.peer": "\(source)", "dm.limit": "\(limit)", "dm.refused_total": "\(total)"])
+            }
+        }
+        return admitted
+    }
+
+    func release(_ source: String) {
+        open.withLockedValue { open in
+            let count = open[source, default: 0]
+            if count <= 1 { open[source] = nil } else { open[source] = count - 1 }
+        }
+    }
+
+    /// Connections closed at once because their source was at its cap, since start.
+    public var refused: UInt64 { refusedTotal.withLockedValue { $0 } }
+
+    /// Open connections from `source` now.
+    public func count(_ source: String) -> Int { open.withLockedValue { $0[source, default: 0] } }
+}
+
+/// Closes a connection at once when its source address already has `limit` open ones.
+final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    let counter: SourceConnectionCounter
+    var source: String?
+    var refused = false
+
+    init(counter: SourceConnectionCounter) { self.counter = counter }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        if counter.admit(address) {
+            source = address
+        } else {
+            refused = true
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if let source { counter.release(source) }
+        source = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A refused connection is closing; nothing it sent reaches the routes.
+        if refused { return }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Closes a connection whose first request head has not arrived `timeout` after it was
+/// accepted (slow or silent clients). Later requests on a kept-alive connection are covered by
+/// Hummingbird's idle timeout.
+final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    let timeout: TimeAmount
+    var timer: Scheduled<Void>?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if let timer, case .head = unwrapInboundIn(data) {
+            timer.cancel()
+            self.timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+}
