@@ -92,6 +92,7 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--port", type=int, default=17600)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (state, config, log)")
     args = parser.parse_args()
     if not 1 <= args.files <= 200_000 or not 1 <= args.clients <= 64:
         raise SystemExit("--files must be 1-200000 and --clients 1-64")
@@ -108,7 +109,7 @@ def main():
         config = os.path.join(work, "dm.toml")
         with open(config, "w") as f:
             f.write(
-                f'state_dir = "{work}/state"\nlog_level = "warn"\ndisk_reserve = "0B"\n'
+                f'state_dir = "{work}/state"\nlog_level = "warn"\n'
                 f'[http]\nport = {args.port}\ninterfaces = ["127.0.0.1"]\n'
                 f'[cluster]\nport = {args.port + 1}\ninterfaces = ["127.0.0.1"]\n[files]\n'
             )
@@ -192,7 +193,10 @@ def main():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

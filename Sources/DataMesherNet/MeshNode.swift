@@ -166,6 +166,19 @@ public final class MeshNode: Sendable {
 
     public var clusterCounters: ClusterCounters { clusterSnapshot.withLockedValue { $0.counters } }
 
+    /// Checks, once after start, what the startup scan took on trust (record signatures, and
+    /// content whose size, mtime and inode were unchanged); logs what it dropped or marked missing.
+    public func verifyStore() async {
+        let store = self.store
+        do {
+            let events = try await Blocking.run { try store.verify() }
+            for event in events { logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"]) }
+            logger.debug("background verification of the store done", metadata: ["dm.problems": "\(events.count)"])
+        } catch {
+            logger.error("background verification of the store failed: \(error)")
+        }
+    }
+
     /// Expires `valid_for` versions and forgets old tombstones when one is due.
     public func sweepIfDue() async {
         guard let due = store.nextSweepDue(policy: policy), due <= now else { return }

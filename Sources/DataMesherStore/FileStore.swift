@@ -91,6 +91,9 @@ public final class FileStore: Sendable {
     /// For names whose record was forgotten (tombstone_retention): the newest version ever
     /// accepted, so an older one is refused for as long as the name is configured.
     let marks = NIOLockedValueBox<[FileName: HighWater]>([:])
+    /// What the startup scan took on trust, for `verify`: records whose signature is not
+    /// checked yet, and content trusted by its size, mtime and inode.
+    let unverified = NIOLockedValueBox<(signatures: Set<FileName>, contents: Set<FileName>)>(([], []))
     /// Commits and reads of one name are serialized by the stripe its name hashes to.
     let stripes: [NIOLock] = (0..<64).map { _ in NIOLock() }
     public let nodeID: String
@@ -193,6 +196,43 @@ public final class FileStore: Sendable {
             index.withLockedValue { $0[name] = stored }
             return .stored(stored)
         }
+    }
+
+    /// Checks what the startup scan took on trust, one name at a time under its stripe lock: a
+    /// record whose signature fails is dropped; content trusted by its stat but not matching its
+    /// signed hash is marked missing. Run once in the background after the node serves.
+    public func verify() throws -> [StoreEvent] {
+        let (signatures, contents) = unverified.withLockedValue { $0 }
+        var events = [StoreEvent]()
+        for name in signatures.union(contents).sorted() {
+            try stripe(name).withLock { () throws in
+                let pending = unverified.withLockedValue { ($0.signatures.contains(name), $0.contents.contains(name)) }
+                unverified.withLockedValue {
+                    $0.signatures.remove(name)
+                    $0.contents.remove(name)
+                }
+                guard let held = current(name) else { return }
+                if pending.0 && !held.version.hasValidSignature {
+                    try removeRecord(name)
+                    try removeContent(name)
+                    index.withLockedValue { $0[name] = nil }
+                    events.append(.droppedUnconfigured(name))
+                    return
+                }
+                guard pending.1, held.state == .content else { return }
+                let onDisk = try DiskIO.hashFile(contentPath(name))
+                if let onDisk, onDisk.sha256 == held.version.contentSHA256, onDisk.length == held.version.contentLength
+                {
+                    return
+                }
+                let missing = StoredFile(version: held.version, state: .missing)
+                try writeRecord(MetaRecord(current: missing, previous: nil))
+                try removeContent(name)
+                index.withLockedValue { $0[name] = missing }
+                events.append(.markedMissing(name))
+            }
+        }
+        return events
     }
 
     /// Expires versions past `valid_for` and forgets tombstones past retention.
@@ -326,6 +366,7 @@ public final class FileStore: Sendable {
         var events = [StoreEvent]()
         for entry in DiskIO.listDirectory(tmpDir) { unlink(tmpDir + "/" + entry.name) }
         var loaded = [FileName: StoredFile]()
+        var trusted = Set<FileName>()
         for entry in DiskIO.listDirectory(metaDir) {
             let path = metaDir + "/" + entry.name
             guard entry.name.utf8.count == 64, !entry.isDirectory,
@@ -338,8 +379,10 @@ public final class FileStore: Sendable {
             }
             let version = record.current.version
             let name = version.name
+            // Signatures are checked by `verify` once the node serves (this daemon checked each one
+            // before it wrote the record; 20,000 checks would hold up the start by seconds).
             guard policy.allowedSigners[name]?.contains(version.signer) == true, version.networkID == policy.networkID,
-                version.hasValidSignature, record.previous.map({ $0.hasValidSignature && $0.name == name }) ?? true
+                record.previous.map({ $0.name == name }) ?? true
             else {
                 try removeRecord(name)
                 try removeContent(name)
@@ -351,8 +394,10 @@ public final class FileStore: Sendable {
                 if let remembered = record.stat, remembered.size == version.contentLength,
                     FileStat(path: contentPath(name)) == remembered
                 {
-                    // Unchanged since it was committed (size, mtime and inode): not re-hashed.
+                    // Unchanged since it was committed (size, mtime and inode): not re-hashed
+                    // now, but by `verify` in the background.
                     loaded[name] = record.current
+                    trusted.insert(name)
                     continue
                 }
                 let onDisk = try DiskIO.hashFile(contentPath(name))
@@ -363,7 +408,7 @@ public final class FileStore: Sendable {
                         try? writeRecord(MetaRecord(current: record.current, previous: nil, stat: stat))
                     }
                 } else if let previous = record.previous, let onDisk, onDisk.sha256 == previous.contentSHA256,
-                    onDisk.length == previous.contentLength
+                    onDisk.length == previous.contentLength, previous.hasValidSignature
                 {
                     let restored = StoredFile(version: previous, state: .content)
                     try writeRecord(
@@ -386,6 +431,7 @@ public final class FileStore: Sendable {
         let loadedMarks = loadMarks(policy: policy, events: &events)
         marks.withLockedValue { $0 = loadedMarks }
         index.withLockedValue { $0 = loaded }
+        unverified.withLockedValue { $0 = (signatures: Set(loaded.keys), contents: trusted) }
         return events + (try sweep(policy: policy, now: now))
     }
 

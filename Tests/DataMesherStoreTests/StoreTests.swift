@@ -283,6 +283,40 @@ struct StoreFixture {
         #expect(reopened.current(name)?.state == .content)
     }
 
+    @Test func whatTheScanTookOnTrustIsVerifiedInTheBackground() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "a", "alpha", at: fixture.now - 10)
+        try fixture.put(store, "b", "bravo", at: fixture.now - 10)
+        // A change that keeps size, inode and mtime: the stat cannot see it.
+        let path = fixture.dir + "/files/a"
+        let before = try #require(FileStat(path: path))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.write(Data("ALPHA".utf8))
+        try handle.close()
+        let seconds = before.mtime_ns / 1_000_000_000
+        let time = timespec(tv_sec: Int(seconds), tv_nsec: Int(before.mtime_ns - seconds * 1_000_000_000))
+        var times = [time, time]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        #expect(FileStat(path: path) == before)
+        // And a record whose signature was altered on disk.
+        let bytes = try #require(try DiskIO.readFile(store.metaPath(try FileName("b")), limit: 65536))
+        var record = try #require(MetaRecord.decode(bytes))
+        record.current.version.signature[0] ^= 1
+        try store.writeRecord(record)
+
+        let reopened = try fixture.open()
+        #expect(reopened.current(try FileName("a"))?.state == .content)
+        #expect(reopened.current(try FileName("b")) != nil)
+        let events = try reopened.verify()
+        #expect(events.contains(.markedMissing(try FileName("a"))))
+        #expect(events.contains(.droppedUnconfigured(try FileName("b"))))
+        #expect(reopened.current(try FileName("a"))?.state == .missing)
+        #expect(reopened.current(try FileName("b")) == nil)
+        #expect(try reopened.verify().isEmpty)
+    }
+
     @Test func unchangedFilesAreTrustedByStatAndChangedOnesAreHashed() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
