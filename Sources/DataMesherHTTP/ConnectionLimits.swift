@@ -24,10 +24,12 @@ public struct HTTPLimits: Sendable {
     /// one node so that the cap holds across its addresses.
     public func server(counter: SourceConnectionCounter) -> HTTPServerBuilder {
         let headerTimeout = self.headerTimeout
+        let bodyTimeout = self.idleTimeout
         return .http1(
             configuration: .init(
                 additionalChannelHandlers: [
-                    SourceLimitHandler(counter: counter), HeaderTimeoutHandler(timeout: headerTimeout),
+                    SourceLimitHandler(counter: counter),
+                    ReadTimeoutHandler(headerTimeout: headerTimeout, bodyTimeout: bodyTimeout),
                 ],
                 idleTimeout: idleTimeout))
     }
@@ -115,33 +117,44 @@ final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Closes a connection whose first request head has not arrived `timeout` after it was
-/// accepted (slow or silent clients). Later requests on a kept-alive connection are covered by
-/// Hummingbird's idle timeout.
-final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// Closes a connection that stalls while the server waits on it: no complete first request
+/// head `headerTimeout` after it was accepted (silent or slow clients), or no body bytes for
+/// `bodyTimeout` while a request's body is being received (a stalled upload would otherwise
+/// hold one of the `max_concurrent_uploads` slots forever). Between requests on a kept-alive
+/// connection Hummingbird's idle timeout applies.
+final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
 
-    let timeout: TimeAmount
+    let headerTimeout: TimeAmount
+    let bodyTimeout: TimeAmount
     var timer: Scheduled<Void>?
 
-    init(timeout: TimeAmount) { self.timeout = timeout }
+    init(headerTimeout: TimeAmount, bodyTimeout: TimeAmount) {
+        self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
+    }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    func handlerAdded(context: ChannelHandlerContext) { arm(context, headerTimeout) }
+
+    func handlerRemoved(context: ChannelHandlerContext) { disarm() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head, .body: arm(context, bodyTimeout)
+        case .end: disarm()
+        }
+        context.fireChannelRead(data)
+    }
+
+    func arm(_ context: ChannelHandlerContext, _ timeout: TimeAmount) {
+        disarm()
         let channel = context.channel
         timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    func disarm() {
         timer?.cancel()
         timer = nil
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if let timer, case .head = unwrapInboundIn(data) {
-            timer.cancel()
-            self.timer = nil
-        }
-        context.fireChannelRead(data)
     }
 }

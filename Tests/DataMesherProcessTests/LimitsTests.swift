@@ -156,6 +156,35 @@ import Testing
         #expect(try HTTP.put(daemon, second, content).status == 201)
     }
 
+    @Test func aStalledUploadIsClosedAndFreesItsSlot() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(
+            files: ["a": [owner.base64], "b": [owner.base64]],
+            http: "max_concurrent_uploads = 1\nidle_timeout = \"1s\"")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let content = [UInt8](repeating: 7, count: 1000)
+        let first = try owner.sign("a", content, at: nowNanoseconds())
+        var head = "PUT /v1/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
+        for (name, value) in HTTP.signed(first) { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        // Head and ten body bytes, then nothing: without a body timeout it holds the only slot.
+        let stalled = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(stalled) }
+        Sockets.send(stalled, Array(head.utf8) + content.prefix(10))
+        #expect(Sockets.waitForClose(stalled, seconds: 15) == .closed)
+        let second = try owner.sign("b", content, at: nowNanoseconds())
+        var reply: HTTP.Reply?
+        #expect(
+            eventually(15) {
+                reply = try? HTTP.put(daemon, second, content)
+                return reply?.status == 201
+            }, "upload after the stalled one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
+    }
+
     // MARK: Nothing comes back
 
     @Test func aDeletedFileDoesNotComeBackAfterItsTombstoneIsForgotten() throws {
