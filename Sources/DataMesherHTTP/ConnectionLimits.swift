@@ -101,8 +101,18 @@ final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
             source = address
         } else {
             refused = true
-            context.close(promise: nil)
+            // The pipeline is set up before the channel is registered; closing it then may not
+            // reach the socket, so a refused connection is closed once it is active.
+            if context.channel.isActive { context.close(promise: nil) }
         }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if refused {
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
