@@ -45,7 +45,7 @@ public enum ConfigLoader {
         let top = Section(table: root, path: "")
         try top.onlyKeys([
             "log_level", "state_dir", "node_name", "max_file_size", "max_clock_skew", "tombstone_retention", "cluster",
-            "http", "files",
+            "http", "files", "disk_reserve",
         ])
         if let level = try top.string("log_level") {
             guard let parsed = NodeConfig.LogLevel(rawValue: level) else {
@@ -70,6 +70,11 @@ public enum ConfigLoader {
                 throw top.error("max_file_size", error.description)
             }
             guard config.maxFileSize > 0 else { throw top.error("max_file_size", "must be larger than 0") }
+        }
+        if let size = try top.string("disk_reserve") {
+            do { config.diskReserve = try ByteSize.parse(size) } catch {
+                throw top.error("disk_reserve", error.description)
+            }
         }
         if let value = try top.duration("max_clock_skew") { config.maxClockSkew = value }
         if let value = try top.duration("tombstone_retention") { config.tombstoneRetention = value }
@@ -128,8 +133,19 @@ public enum ConfigLoader {
         }
 
         if let http = try top.section("http") {
-            try http.onlyKeys(["port", "interfaces"])
+            try http.onlyKeys([
+                "port", "interfaces", "header_timeout", "idle_timeout", "max_connections_per_source",
+                "max_concurrent_uploads",
+            ])
             if let port = try http.port("port") { config.http.port = port }
+            if let value = try http.duration("header_timeout", nonZero: true) { config.http.headerTimeout = value }
+            if let value = try http.duration("idle_timeout", nonZero: true) { config.http.idleTimeout = value }
+            if let value = try http.count("max_connections_per_source", range: 1...1_000_000) {
+                config.http.maxConnectionsPerSource = value
+            }
+            if let value = try http.count("max_concurrent_uploads", range: 1...100_000) {
+                config.http.maxConcurrentUploads = value
+            }
             if let interfaces = try http.bindTargets("interfaces") {
                 guard !interfaces.isEmpty else {
                     throw http.error("interfaces", "must list at least one interface or address")
@@ -152,22 +168,41 @@ public enum ConfigLoader {
                     }
                 }
             }
-            // A name cannot be both a file and a folder on disk (`a` and `a/b`).
-            let names = config.files.keys.map(\.value)
-            let nameSet = Set(names)
-            for name in names.sorted() {
+            // Names are stored as paths under files/: on a case-insensitive file system `x/A` and
+            // `x/a` would be one file, so names that differ only by case are refused here, and a
+            // name cannot be both a file and a folder on disk (`a` and `a/b`, nor `A` and `a/b`).
+            var byFolded = [String: String]()
+            for name in config.files.keys.map(\.value).sorted() {
+                let folded = ConfigLoader.foldCase(name)
+                if let other = byFolded[folded] {
+                    throw ConfigError(
+                        key: "files.\"\(name)\"",
+                        "differs from files.\"\(other)\" only by case; names must differ by more than case")
+                }
+                byFolded[folded] = name
+            }
+            for name in config.files.keys.map(\.value).sorted() {
                 var prefix = ""
                 for segment in name.split(separator: "/").dropLast() {
                     prefix += prefix.isEmpty ? String(segment) : "/" + segment
-                    if nameSet.contains(prefix) {
+                    if let other = byFolded[ConfigLoader.foldCase(prefix)] {
                         throw ConfigError(
                             key: "files.\"\(name)\"",
-                            "conflicts with files.\"\(prefix)\": a name cannot also be a folder of another")
+                            "conflicts with files.\"\(other)\": a name cannot also be a folder of another")
                     }
                 }
             }
         }
         return config
+    }
+}
+
+extension ConfigLoader {
+    /// ASCII lower case: file names are ASCII only (SPEC §5).
+    static func foldCase(_ name: String) -> String {
+        String(
+            decoding: name.utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 },
+            as: UTF8.self)
     }
 }
 
@@ -226,6 +261,15 @@ struct Section {
         guard case .integer(let value) = raw else { throw wrongType(key, "integer", raw) }
         guard let port = UInt16(exactly: value), port > 0 else { throw error(key, "\(value) is not a port (1-65535)") }
         return port
+    }
+
+    func count(_ key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let raw = table[key] else { return nil }
+        guard case .integer(let value) = raw else { throw wrongType(key, "integer", raw) }
+        guard let count = Int(exactly: value), range.contains(count) else {
+            throw error(key, "\(value) is out of range (\(range.lowerBound)-\(range.upperBound))")
+        }
+        return count
     }
 
     func duration(_ key: String, nonZero: Bool = false) throws(ConfigError) -> UInt64? {

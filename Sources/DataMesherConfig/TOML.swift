@@ -28,6 +28,29 @@ public enum TOMLValue: Equatable, Sendable {
     }
 }
 
+extension TOMLValue {
+    /// Changes this table, or the last table of this array of tables, in place. Each value is
+    /// taken out of its holder before it changes (a `guard case`, not a `switch`, whose subject
+    /// would hold a second reference and force a copy).
+    mutating func modifyLastTable(_ change: (inout TOMLTable) -> Void) {
+        if case .table(var inner) = self {
+            self = .boolean(false)
+            change(&inner)
+            self = .table(inner)
+        } else if case .array(var items) = self {
+            self = .boolean(false)
+            guard let last = items.indices.last, case .table(var inner) = items[last] else {
+                self = .array(items)
+                return
+            }
+            items[last] = .boolean(false)
+            change(&inner)
+            items[last] = .table(inner)
+            self = .array(items)
+        }
+    }
+}
+
 /// A table: keys in document order and their values.
 public struct TOMLTable: Equatable, Sendable {
     public private(set) var keys: [String] = []
@@ -189,18 +212,12 @@ public struct TOMLParser {
             change(&table)
             return
         }
-        switch table[first] {
-        case .table(var inner):
-            modify(&inner, path.dropFirst(), change)
-            table.set(first, .table(inner))
-        case .array(var items):
-            guard case .table(var inner) = items.last else { return }
-            modify(&inner, path.dropFirst(), change)
-            items[items.count - 1] = .table(inner)
-            table.set(first, .array(items))
-        default:
-            return
-        }
+        // The value is taken out of its parent while it changes, so it has one owner and is
+        // changed in place; leaving it in would copy the whole table on every key (quadratic
+        // for a [files] table of 20,000 names).
+        guard var value = table.values.removeValue(forKey: first) else { return }
+        value.modifyLastTable { inner in modify(&inner, path.dropFirst(), change) }
+        table.values[first] = value
     }
 
     // MARK: Keys

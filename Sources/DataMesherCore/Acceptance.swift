@@ -30,8 +30,10 @@ public struct FilePolicy: Sendable, Equatable {
         guard let signers = allowedSigners[name] else { return .nameNotConfigured(name) }
         guard signers.contains(signer) else { return .signerNotAllowed(name, signer) }
         if let contentLength, contentLength > maxFileSize { return .tooLarge(name, contentLength, limit: maxFileSize) }
-        if timestamp > now, timestamp - now > maxClockSkew {
-            return .inFuture(name, aheadBy: timestamp - now, limit: maxClockSkew)
+        if timestamp < 0 { return .negativeTimestamp(name, timestamp) }
+        if timestamp > now {
+            let ahead = FilePolicy.distance(from: now, to: timestamp)
+            if ahead > maxClockSkew { return .inFuture(name, aheadBy: ahead, limit: maxClockSkew) }
         }
         if validFor > 0 {
             let (end, overflow) = timestamp.addingReportingOverflow(Int64(clamping: validFor))
@@ -40,10 +42,26 @@ public struct FilePolicy: Sendable, Equatable {
         return nil
     }
 
+    /// `later - earlier` for `later >= earlier`, saturated at `Int64.max` instead of trapping.
+    public static func distance(from earlier: Int64, to later: Int64) -> Int64 {
+        let (difference, overflow) = later.subtractingReportingOverflow(earlier)
+        return overflow ? Int64.max : difference
+    }
+
+    /// `instant + duration`, saturated at the ends of `Int64` instead of trapping or wrapping.
+    public static func saturatingAdd(_ instant: Int64, _ duration: Int64) -> Int64 {
+        let (sum, overflow) = instant.addingReportingOverflow(duration)
+        if !overflow { return sum }
+        return duration > 0 ? Int64.max : Int64.min
+    }
+
     /// Every rule, with the content's hash and length known: the version may replace `current` iff nil.
     /// `signatures` (the simulator's shared verdicts) may answer the signature check; nil: verified here.
+    /// `highWater`: the newest version this node ever accepted for the name, when the version
+    /// itself is no longer held (its tombstone or expiry record was forgotten).
     public func evaluate(
-        _ version: FileVersion, current: FileVersion?, now: Int64, signatures: SignatureCache? = nil
+        _ version: FileVersion, current: FileVersion?, now: Int64, signatures: SignatureCache? = nil,
+        highWater: HighWater? = nil
     ) -> Refusal? {
         if let refusal = precheck(
             name: version.name, signer: version.signer, contentLength: version.contentLength,
@@ -56,8 +74,13 @@ public struct FilePolicy: Sendable, Equatable {
         }
         let signed = signatures?.isValid(version) ?? version.hasValidSignature
         if version.networkID != networkID || !signed { return .badSignature(version.name) }
-        if version.isTombstone, now > version.timestamp, now - version.timestamp > tombstoneRetention {
+        if version.isTombstone, now > version.timestamp,
+            FilePolicy.distance(from: version.timestamp, to: now) > tombstoneRetention
+        {
             return .stale(version.name, held: current?.timestamp)
+        }
+        if let highWater, !highWater.isOlder(than: version) {
+            return .stale(version.name, held: highWater.timestamp)
         }
         return checkOrder(version, current: current)
     }
@@ -86,7 +109,31 @@ public struct FilePolicy: Sendable, Equatable {
         } else {
             return false
         }
-        return now > since && now - since > tombstoneRetention
+        return now > since && FilePolicy.distance(from: since, to: now) > tombstoneRetention
+    }
+}
+
+/// The newest version ever accepted for a name, kept after the version itself is forgotten, so
+/// an older signed version cannot come back (issue 14.5).
+public struct HighWater: Sendable, Equatable {
+    public var timestamp: Int64
+    public var signature: [UInt8]
+
+    public init(timestamp: Int64, signature: [UInt8]) {
+        self.timestamp = timestamp
+        self.signature = signature
+    }
+
+    public init(_ version: FileVersion) { self.init(timestamp: version.timestamp, signature: version.signature) }
+
+    /// True when `version` comes after this mark in the version order.
+    public func isOlder(than version: FileVersion) -> Bool {
+        isOlder(timestamp: version.timestamp, signature: version.signature)
+    }
+
+    public func isOlder(timestamp: Int64, signature: [UInt8]) -> Bool {
+        if timestamp != self.timestamp { return timestamp > self.timestamp }
+        return self.signature.lexicographicallyPrecedes(signature)
     }
 }
 
@@ -101,6 +148,7 @@ public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
     case expired(FileName)
     case tooLarge(FileName, UInt64, limit: UInt64)
     case contentMismatch(FileName)
+    case negativeTimestamp(FileName, Int64)
 
     public var description: String {
         switch self {
@@ -123,6 +171,8 @@ public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
             return "content of \"\(name)\" is \(size) bytes; max_file_size is \(limit) bytes"
         case .contentMismatch(let name):
             return "content of \"\(name)\" does not match the signed length and hash"
+        case .negativeTimestamp(let name, let timestamp):
+            return "timestamp of \"\(name)\" is \(timestamp): it must be nanoseconds since the Unix epoch, not negative"
         }
     }
 
@@ -138,6 +188,7 @@ public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case .expired: return "expired"
         case .tooLarge: return "too_large"
         case .contentMismatch: return "content_mismatch"
+        case .negativeTimestamp: return "negative_timestamp"
         }
     }
 }

@@ -17,6 +17,9 @@ public struct NodeConfig: Sendable, Equatable {
     public var maxClockSkew: UInt64 = 600 * 1_000_000_000
     /// How long a deletion is remembered (ns); default 720h.
     public var tombstoneRetention: UInt64 = 720 * 3_600 * 1_000_000_000
+    /// Free space kept on the state_dir's file system: an upload whose length would eat into
+    /// it is refused (507) before its body is read; default 64 MiB.
+    public var diskReserve: UInt64 = 64 << 20
     public var cluster = ClusterConfig()
     public var http = HTTPConfig()
     /// `[files]`: name -> keys allowed to sign it.
@@ -65,6 +68,14 @@ public struct HTTPConfig: Sendable, Equatable {
     public var port: UInt16 = 7331
     /// Interfaces (names or literal addresses) to bind; default `["lo"]`.
     public var interfaces: [BindTarget] = [.interface("lo")]
+    /// A new connection that has not sent a complete request head by then is closed (ns); default 10s.
+    public var headerTimeout: UInt64 = 10 * 1_000_000_000
+    /// A keep-alive connection with no request for this long is closed (ns); default 60s.
+    public var idleTimeout: UInt64 = 60 * 1_000_000_000
+    /// Open connections from one source address; more are closed at once; default 64.
+    public var maxConnectionsPerSource: Int = 64
+    /// Uploads (PUT) whose bodies are received at once; more answer 503; default 16.
+    public var maxConcurrentUploads: Int = 16
 
     public init() {}
 }

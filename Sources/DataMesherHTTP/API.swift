@@ -5,6 +5,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -30,13 +31,15 @@ struct APIError: Error {
         switch refusal {
         case .nameNotConfigured, .signerNotAllowed, .badSignature, .contentMismatch: status = .forbidden
         case .stale, .inFuture, .expired: status = .conflict
-        case .malformedTombstone: status = .badRequest
+        case .malformedTombstone, .negativeTimestamp: status = .badRequest
         case .tooLarge: status = .contentTooLarge
         }
         message = refusal.description
     }
 
     var response: Response { jsonResponse(status, ErrorJSON(error: message)) }
+
+    static let insufficientStorage = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
 }
 
 func jsonResponse<T: Encodable>(_ status: HTTPResponse.Status, _ value: T, headers: HTTPFields = [:]) -> Response {
@@ -62,16 +65,21 @@ enum DMHeader {
 /// The HTTP API (SPEC §6) over one node.
 public struct API: Sendable {
     let node: MeshNode
+    /// Uploads receiving their bodies now, capped by `[http] max_concurrent_uploads`.
+    let uploads: UploadSlots
     static let filesPrefix = "/v1/files/"
     /// Bytes gathered before one write to disk.
     static let writeBatch = 1 << 20
 
-    public init(node: MeshNode) { self.node = node }
+    public init(node: MeshNode) {
+        self.node = node
+        self.uploads = UploadSlots(limit: node.config.http.maxConcurrentUploads)
+    }
 
     /// The router with every route; refusals become JSON `{"error": …}`.
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
-        router.middlewares.add(JSONErrorMiddleware())
+        router.middlewares.add(JSONErrorMiddleware(node: node))
         router.get("/v1/files") { _, _ in listFiles() }
         router.get("/v1/files/**") { request, _ in try await getFile(request) }
         router.head("/v1/files/**") { request, _ in try await getFile(request, headOnly: true) }
@@ -169,6 +177,10 @@ public struct API: Sendable {
         let store = node.store
         guard let (stored, file) = try await Blocking.run({ try store.openContent(name) }) else {
             if let held = store.current(name) {
+                if held.state == .missing {
+                    throw APIError(
+                        .notFound, "the content of \"\(name)\" was damaged on this node; it waits to be fetched again")
+                }
                 throw APIError(.notFound, "\"\(name)\" was \(held.state == .tombstone ? "deleted" : "expired")")
             }
             throw APIError(.notFound, "\"\(name)\" is not held on this node")
@@ -223,7 +235,16 @@ public struct API: Sendable {
         {
             throw APIError(refusal)
         }
+        guard uploads.acquire() else {
+            throw APIError(
+                .serviceUnavailable,
+                "too many uploads in progress (max_concurrent_uploads \(uploads.limit)); try again shortly")
+        }
+        defer { uploads.release() }
         let store = node.store
+        if let declaredLength, let problem = node.spaceProblem(forUpload: declaredLength) {
+            throw APIError(APIError.insufficientStorage, problem)
+        }
         let upload = try await Blocking.run { try store.makeUpload() }
         defer { upload.discard() }
         let limit = node.policy.maxFileSize
@@ -364,6 +385,7 @@ public struct API: Sendable {
 /// Turns every error into a JSON `{"error": …}` with the right status; never leaks a trace.
 struct JSONErrorMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
+    let node: MeshNode
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
@@ -372,6 +394,11 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return error.response
+        } catch let error as DiskError where error.isDiskFull {
+            // Nothing held was changed (the store commits by rename); the upload's temporary
+            // file is gone again, so the next upload works once space is free.
+            node.noteDiskFull(error, path: request.uri.path)
+            return jsonResponse(APIError.insufficientStorage, ErrorJSON(error: "disk full: \(error)"))
         } catch let error as HTTPParserError {
             // The client sent a malformed request or went away mid-body: its problem, not ours.
             context.logger.debug("request ended early: \(error)")
@@ -384,4 +411,22 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return jsonResponse(.internalServerError, ErrorJSON(error: "internal error; see the node's log"))
         }
     }
+}
+
+/// A counter of uploads in progress with a fixed cap.
+final class UploadSlots: Sendable {
+    let limit: Int
+    let inUse = NIOLockedValueBox(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    func acquire() -> Bool {
+        inUse.withLockedValue { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func release() { inUse.withLockedValue { $0 -= 1 } }
 }

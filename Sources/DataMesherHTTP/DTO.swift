@@ -13,6 +13,9 @@ public struct FileEntryJSON: Codable, Sendable, Equatable {
     public var valid_for: UInt64
     public var deleted: Bool
     public var expired: Bool
+    /// Present (true) only when the record is kept but its content is missing (damaged on
+    /// disk) until the version is fetched again.
+    public var missing: Bool?
 
     public init(_ stored: StoredFile) {
         let version = stored.version
@@ -24,6 +27,7 @@ public struct FileEntryJSON: Codable, Sendable, Equatable {
         valid_for = version.validFor
         deleted = stored.state == .tombstone
         expired = stored.state == .expired
+        missing = stored.state == .missing ? true : nil
     }
 }
 

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 public struct NodeEvent: Sendable, Codable, Equatable {
     public enum Kind: String, Sendable, Codable {
         case accepted, deleted, expired, refused
+        case diskFull = "disk_full"
         case memberJoined = "member_joined"
         case memberLeft = "member_left"
         case memberFailed = "member_failed"

@@ -78,10 +78,14 @@ public final class MeshNode: Sendable {
         var refusal = policy.precheck(
             name: name, signer: signer, contentLength: contentLength, timestamp: timestamp, validFor: validFor, now: now
         )
-        if refusal == nil, let held = store.current(name)?.version,
-            !VersionOrder.isNewer(timestamp: timestamp, signature: signature, than: held)
+        if refusal == nil, let held = store.current(name), held.state == .missing, held.version.timestamp == timestamp,
+            held.version.signature == signature
         {
-            refusal = .stale(name, held: held.timestamp)
+            // The version whose content went missing is welcome again.
+        } else if refusal == nil, let mark = store.highWater(name),
+            !mark.isOlder(timestamp: timestamp, signature: signature)
+        {
+            refusal = .stale(name, held: mark.timestamp)
         }
         if let refusal { noteRefusal(refusal, name: name, timestamp: timestamp, origin: origin) }
         return refusal
@@ -105,6 +109,33 @@ public final class MeshNode: Sendable {
         }
     }
 
+    /// Why an upload of `length` bytes cannot be stored now, or nil: refused when it would leave
+    /// less than `disk_reserve` free on the state_dir's file system (answered before the body).
+    public func spaceProblem(forUpload length: UInt64) -> String? {
+        guard let free = DiskIO.freeBytes(store.stateDir) else { return nil }
+        let reserve = config.diskReserve
+        let (needed, overflow) = length.addingReportingOverflow(reserve)
+        guard overflow || needed > free else { return nil }
+        metrics.diskFull.increment()
+        let reason =
+            "disk full: an upload of \(length) bytes would leave less than disk_reserve (\(reserve) bytes) free on \(store.stateDir) (\(free) bytes free)"
+        events.publish(NodeEvent(kind: .diskFull, time: now, reason: reason))
+        logger.warning("refused upload: disk full", metadata: ["dm.bytes": "\(length)", "dm.free": "\(free)"])
+        return reason
+    }
+
+    /// A write failed because the disk is full (ENOSPC, EDQUOT): counted, logged and published.
+    /// The cluster layer calls it too when storing a fetched version fails that way.
+    public func noteDiskFull(_ error: DiskError, path: String, origin: String? = nil) {
+        metrics.diskFull.increment()
+        let reason = "disk full: \(error)"
+        events.publish(
+            NodeEvent(kind: .diskFull, time: now, origin: origin == nil ? "local" : "peer", reason: reason))
+        var metadata: Logger.Metadata = ["dm.path": "\(path)", "dm.reason": "disk_full"]
+        if let origin { metadata["dm.peer"] = "\(origin)" }
+        logger.error("write failed, disk full: \(error)", metadata: metadata)
+    }
+
     public func addListener(_ listener: any VersionListener) { listeners.withLockedValue { $0.append(listener) } }
 
     /// Checks every rule against the version held now and stores the version if it passes.
@@ -123,7 +154,8 @@ public final class MeshNode: Sendable {
             metrics.accepted.increment()
             let acceptedAt = self.now
             metrics.propagationDelay(
-                nanoseconds: acceptedAt - version.timestamp, origin: origin == nil ? "local" : "peer")
+                nanoseconds: FilePolicy.distance(from: version.timestamp, to: acceptedAt),
+                origin: origin == nil ? "local" : "peer")
             events.publish(
                 .file(stored.state == .tombstone ? .deleted : .accepted, version, time: acceptedAt, origin: origin))
             logger.info(
@@ -147,7 +179,24 @@ public final class MeshNode: Sendable {
         ]
     }
 
+    /// Versions held as records whose content is missing (found damaged at start): the cluster
+    /// layer should fetch exactly these again from a peer that holds them (`submit` takes them).
+    public func missingVersions() -> [FileVersion] { store.missing() }
+
     public var clusterCounters: ClusterCounters { clusterSnapshot.withLockedValue { $0.counters } }
+
+    /// Checks, once after start, what the startup scan took on trust (record signatures, and
+    /// content whose size, mtime and inode were unchanged); logs what it dropped or marked missing.
+    public func verifyStore() async {
+        let store = self.store
+        do {
+            let events = try await Blocking.run { try store.verify() }
+            for event in events { logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"]) }
+            logger.debug("background verification of the store done", metadata: ["dm.problems": "\(events.count)"])
+        } catch {
+            logger.error("background verification of the store failed: \(error)")
+        }
+    }
 
     /// Expires `valid_for` versions and forgets old tombstones when one is due.
     public func sweepIfDue() async {

@@ -22,6 +22,7 @@ public final class NodeMetrics: Sendable {
     let clockOffset: Metrics.Gauge
     /// TCP bytes in and out, also for `/v1/info` (the Prometheus counters cannot be read back).
     let tcpTotals = NIOLockedValueBox<(in: Int, out: Int)>((0, 0))
+    let diskFull: Metrics.Counter
     let files: Metrics.Gauge
     let bytes: Metrics.Gauge
     let tombstones: Metrics.Gauge
@@ -39,6 +40,7 @@ public final class NodeMetrics: Sendable {
         tcpBytesIn = Metrics.Counter(label: "dm_cluster_tcp_bytes_in_total", factory: factory)
         tcpBytesOut = Metrics.Counter(label: "dm_cluster_tcp_bytes_out_total", factory: factory)
         clockOffset = Metrics.Gauge(label: "dm_clock_offset_seconds", factory: factory)
+        diskFull = Metrics.Counter(label: "dm_disk_full_total", factory: factory)
         files = Metrics.Gauge(label: "dm_files", factory: factory)
         bytes = Metrics.Gauge(label: "dm_file_bytes", factory: factory)
         tombstones = Metrics.Gauge(label: "dm_tombstones", factory: factory)

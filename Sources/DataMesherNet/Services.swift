@@ -3,13 +3,17 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// Runs `valid_for` expiry and tombstone retention once a second until shutdown.
+/// Runs `valid_for` expiry and tombstone retention once a second until shutdown, and once at
+/// start the background verification of what the startup scan took on trust.
 public struct ExpiryService: Service {
     let node: MeshNode
 
     public init(node: MeshNode) { self.node = node }
 
     public func run() async throws {
+        let node = self.node
+        let verification = Task { await node.verifyStore() }
+        defer { verification.cancel() }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await node.sweepIfDue()
             try? await Task.sleep(for: .seconds(1))

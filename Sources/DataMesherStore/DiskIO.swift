@@ -19,6 +19,9 @@ public struct DiskError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+
+    /// No space left, or over a quota: the disk is full for this node.
+    public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT }
 }
 
 /// Thin, blocking POSIX helpers: every write that must survive a crash goes through
@@ -131,6 +134,14 @@ public enum DiskIO {
             length += UInt64(count)
         }
         return (Array(hasher.finalize()), length)
+    }
+
+    /// Bytes an unprivileged writer may still use on the file system holding `path`.
+    public static func freeBytes(_ path: String) -> UInt64? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        let (bytes, overflow) = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
+        return overflow ? UInt64.max : bytes
     }
 
     public static func isRegularFile(_ path: String) -> Bool {

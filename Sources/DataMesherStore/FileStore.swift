@@ -18,6 +18,9 @@ public struct StoredFile: Sendable, Equatable {
         case tombstone
         /// Past `timestamp + valid_for`; the content was removed.
         case expired
+        /// The content was found damaged (or gone) behind the daemon's back: the record is kept
+        /// so nothing older comes back, and exactly this version may be stored again.
+        case missing
     }
 
     public var version: FileVersion
@@ -40,6 +43,7 @@ public enum CommitResult: Sendable, Equatable {
 /// Something the store did on its own (startup scan, expiry), for the log.
 public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
     case droppedDamaged(FileName)
+    case markedMissing(FileName)
     case droppedUnconfigured(FileName)
     case rolledBack(FileName)
     case removedOrphan(String)
@@ -49,6 +53,9 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .droppedDamaged(let name): return "dropped \"\(name)\": content does not match its signed hash"
+        case .markedMissing(let name):
+            return
+                "content of \"\(name)\" is damaged or gone: record kept, content marked missing until this version is fetched again"
         case .droppedUnconfigured(let name):
             return "dropped \"\(name)\": the name or its signer is no longer configured, or its signature fails"
         case .rolledBack(let name): return "rolled back an unacknowledged update of \"\(name)\""
@@ -64,6 +71,8 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
 ///     files/NAME              current content, 0640, replaced atomically
 ///     meta/<sha256(NAME)>     the signed version (and the one before it, until the content is in place)
 ///     tmp/                    uploads being received
+///     marks/<sha256(NAME)>    high-water mark (timestamp, signature) of a forgotten record
+///     lock                    flock'd by the running daemon (StateDirLock)
 ///     node_id                 this node's identity
 ///
 /// Commit order: content fsynced in tmp/ -> metadata (naming the previous version) written
@@ -77,7 +86,14 @@ public final class FileStore: Sendable {
     public let filesDir: String
     let metaDir: String
     let tmpDir: String
+    let marksDir: String
     let index = NIOLockedValueBox<[FileName: StoredFile]>([:])
+    /// For names whose record was forgotten (tombstone_retention): the newest version ever
+    /// accepted, so an older one is refused for as long as the name is configured.
+    let marks = NIOLockedValueBox<[FileName: HighWater]>([:])
+    /// What the startup scan took on trust, for `verify`: records whose signature is not
+    /// checked yet, and content trusted by its size, mtime and inode.
+    let unverified = NIOLockedValueBox<(signatures: Set<FileName>, contents: Set<FileName>)>(([], []))
     /// Commits and reads of one name are serialized by the stripe its name hashes to.
     let stripes: [NIOLock] = (0..<64).map { _ in NIOLock() }
 
@@ -89,7 +105,8 @@ public final class FileStore: Sendable {
         filesDir = stateDir + "/files"
         metaDir = stateDir + "/meta"
         tmpDir = stateDir + "/tmp"
-        for dir in [stateDir, filesDir, metaDir, tmpDir] { try DiskIO.makeDirectories(dir) }
+        marksDir = stateDir + "/marks"
+        for dir in [stateDir, filesDir, metaDir, tmpDir, marksDir] { try DiskIO.makeDirectories(dir) }
         for event in try scan(policy: policy, now: now) {
             logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"])
         }
@@ -98,6 +115,17 @@ public final class FileStore: Sendable {
     // MARK: Reading
 
     public func current(_ name: FileName) -> StoredFile? { index.withLockedValue { $0[name] } }
+
+    /// The newest version ever accepted for `name`: the one held, or the mark left when its
+    /// record was forgotten. A version not newer than this is refused.
+    public func highWater(_ name: FileName) -> HighWater? {
+        if let held = current(name) { return HighWater(held.version) }
+        return marks.withLockedValue { $0[name] }
+    }
+
+    /// Versions whose record is kept but whose content is missing (damaged on disk): the
+    /// cluster should fetch exactly these versions again; `commit` accepts them.
+    public func missing() -> [FileVersion] { list().filter { $0.state == .missing }.map(\.version) }
 
     /// Everything held, sorted by name.
     public func list() -> [StoredFile] {
@@ -135,19 +163,74 @@ public final class FileStore: Sendable {
         }
         return try stripe(name).withLock { () throws -> CommitResult in
             let held = current(name)
-            if let refusal = check(held?.version) { return .refused(refusal) }
+            // A record whose content went missing takes exactly its own version back.
+            let refetch = held?.state == .missing && held?.version == version
+            if let refusal = check(refetch ? nil : held?.version) { return .refused(refusal) }
+            if held == nil, let mark = marks.withLockedValue({ $0[name] }), !mark.isOlder(than: version) {
+                return .refused(.stale(name, held: mark.timestamp))
+            }
             let stored = StoredFile(version: version, state: version.isTombstone ? .tombstone : .content)
             let previous = held?.state == .content ? held?.version : nil
-            try writeRecord(MetaRecord(current: stored, previous: previous))
-            if let content {
-                try DiskIO.makeDirectories(DiskIO.parent(of: contentPath(name)))
-                try content.moveInto(contentPath(name))
-            } else {
-                try removeContent(name)
+            let stat = content?.stamp(modifiedAt: version.timestamp)
+            try writeRecord(MetaRecord(current: stored, previous: previous, stat: stat))
+            do {
+                if let content {
+                    try DiskIO.makeDirectories(DiskIO.parent(of: contentPath(name)))
+                    try content.moveInto(contentPath(name))
+                } else {
+                    try removeContent(name)
+                }
+            } catch {
+                // The content did not move (a full disk can refuse the new folder or directory
+                // entry): put the record back as it was, so what is held stays what is served.
+                // Should this fail too, the startup scan rolls the record back.
+                if let held {
+                    try? writeRecord(MetaRecord(current: held, previous: nil))
+                } else {
+                    try? removeRecord(name)
+                }
+                throw error
             }
             index.withLockedValue { $0[name] = stored }
             return .stored(stored)
         }
+    }
+
+    /// Checks what the startup scan took on trust, one name at a time under its stripe lock: a
+    /// record whose signature fails is dropped; content trusted by its stat but not matching its
+    /// signed hash is marked missing. Run once in the background after the node serves.
+    public func verify() throws -> [StoreEvent] {
+        let (signatures, contents) = unverified.withLockedValue { $0 }
+        var events = [StoreEvent]()
+        for name in signatures.union(contents).sorted() {
+            try stripe(name).withLock { () throws in
+                let pending = unverified.withLockedValue { ($0.signatures.contains(name), $0.contents.contains(name)) }
+                unverified.withLockedValue {
+                    $0.signatures.remove(name)
+                    $0.contents.remove(name)
+                }
+                guard let held = current(name) else { return }
+                if pending.0 && !held.version.hasValidSignature {
+                    try removeRecord(name)
+                    try removeContent(name)
+                    index.withLockedValue { $0[name] = nil }
+                    events.append(.droppedUnconfigured(name))
+                    return
+                }
+                guard pending.1, held.state == .content else { return }
+                let onDisk = try DiskIO.hashFile(contentPath(name))
+                if let onDisk, onDisk.sha256 == held.version.contentSHA256, onDisk.length == held.version.contentLength
+                {
+                    return
+                }
+                let missing = StoredFile(version: held.version, state: .missing)
+                try writeRecord(MetaRecord(current: missing, previous: nil))
+                try removeContent(name)
+                index.withLockedValue { $0[name] = missing }
+                events.append(.markedMissing(name))
+            }
+        }
+        return events
     }
 
     /// Expires versions past `valid_for` and forgets tombstones past retention.
@@ -157,13 +240,18 @@ public final class FileStore: Sendable {
             let name = stored.version.name
             try stripe(name).withLock { () throws in
                 guard let held = current(name), held.version == stored.version else { return }
-                if held.state == .content && policy.isExpired(held.version, now: now) {
+                if (held.state == .content || held.state == .missing) && policy.isExpired(held.version, now: now) {
                     let expired = StoredFile(version: held.version, state: .expired)
                     try writeRecord(MetaRecord(current: expired, previous: nil))
                     try removeContent(name)
                     index.withLockedValue { $0[name] = expired }
                     events.append(.expired(name))
                 } else if held.state != .content && policy.mayForget(held.version, now: now) {
+                    // The record goes; its high-water mark stays (written first, so a crash
+                    // in between leaves both, never neither).
+                    let mark = HighWater(held.version)
+                    try writeMark(name, mark)
+                    marks.withLockedValue { $0[name] = mark }
                     try removeRecord(name)
                     index.withLockedValue { $0[name] = nil }
                     events.append(.forgot(name))
@@ -178,12 +266,12 @@ public final class FileStore: Sendable {
         index.withLockedValue { files in
             files.values.compactMap { stored -> Int64? in
                 switch stored.state {
-                case .content: return stored.version.expiresAt
+                case .content, .missing: return stored.version.expiresAt
                 case .tombstone:
-                    return stored.version.timestamp.addingReportingOverflow(policy.tombstoneRetention).partialValue
+                    return FilePolicy.saturatingAdd(stored.version.timestamp, policy.tombstoneRetention)
                 case .expired:
-                    return (stored.version.expiresAt ?? stored.version.timestamp)
-                        .addingReportingOverflow(policy.tombstoneRetention).partialValue
+                    return FilePolicy.saturatingAdd(
+                        stored.version.expiresAt ?? stored.version.timestamp, policy.tombstoneRetention)
                 }
             }.min()
         }
@@ -199,6 +287,39 @@ public final class FileStore: Sendable {
 
     func metaPath(_ name: FileName) -> String {
         metaDir + "/" + Hex.encode(SHA256.hash(data: Array(name.value.utf8)))
+    }
+
+    func markPath(_ name: FileName) -> String {
+        marksDir + "/" + Hex.encode(SHA256.hash(data: Array(name.value.utf8)))
+    }
+
+    func writeMark(_ name: FileName, _ mark: HighWater) throws {
+        let text = "\(Base64.encode(mark.signature)) \(mark.timestamp) \(name.value)\n"
+        try DiskIO.writeFileAtomically(markPath(name), bytes: Array(text.utf8))
+    }
+
+    /// Loads marks/, dropping those of names no longer configured (and damaged ones).
+    func loadMarks(policy: FilePolicy, events: inout [StoreEvent]) -> [FileName: HighWater] {
+        var loaded = [FileName: HighWater]()
+        for entry in DiskIO.listDirectory(marksDir) {
+            let path = marksDir + "/" + entry.name
+            guard !entry.isDirectory, let bytes = try? DiskIO.readFile(path, limit: 4096) else {
+                unlink(path)
+                continue
+            }
+            let parts = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\n"])
+                .split(separator: " ", maxSplits: 2).map(String.init)
+            guard parts.count == 3, let signature = Base64.decode(parts[0]),
+                signature.count == FileVersion.signatureLength, let timestamp = Int64(parts[1]),
+                let name = try? FileName(parts[2]), markPath(name) == path, policy.allowedSigners[name] != nil
+            else {
+                unlink(path)
+                events.append(.removedOrphan(path))
+                continue
+            }
+            loaded[name] = HighWater(timestamp: timestamp, signature: signature)
+        }
+        return loaded
     }
 
     func writeRecord(_ record: MetaRecord) throws {
@@ -230,6 +351,7 @@ public final class FileStore: Sendable {
         var events = [StoreEvent]()
         for entry in DiskIO.listDirectory(tmpDir) { unlink(tmpDir + "/" + entry.name) }
         var loaded = [FileName: StoredFile]()
+        var trusted = Set<FileName>()
         for entry in DiskIO.listDirectory(metaDir) {
             let path = metaDir + "/" + entry.name
             guard entry.name.utf8.count == 64, !entry.isDirectory,
@@ -242,8 +364,10 @@ public final class FileStore: Sendable {
             }
             let version = record.current.version
             let name = version.name
+            // Signatures are checked by `verify` once the node serves (this daemon checked each one
+            // before it wrote the record; 20,000 checks would hold up the start by seconds).
             guard policy.allowedSigners[name]?.contains(version.signer) == true, version.networkID == policy.networkID,
-                version.hasValidSignature, record.previous.map({ $0.hasValidSignature && $0.name == name }) ?? true
+                record.previous.map({ $0.name == name }) ?? true
             else {
                 try removeRecord(name)
                 try removeContent(name)
@@ -252,28 +376,47 @@ public final class FileStore: Sendable {
             }
             switch record.current.state {
             case .content:
+                if let remembered = record.stat, remembered.size == version.contentLength,
+                    FileStat(path: contentPath(name)) == remembered
+                {
+                    // Unchanged since it was committed (size, mtime and inode): not re-hashed
+                    // now, but by `verify` in the background.
+                    loaded[name] = record.current
+                    trusted.insert(name)
+                    continue
+                }
                 let onDisk = try DiskIO.hashFile(contentPath(name))
                 if let onDisk, onDisk.sha256 == version.contentSHA256, onDisk.length == version.contentLength {
                     loaded[name] = record.current
+                    // Remember what the verified file looks like, so the next start can skip it.
+                    if let stat = FileStat(path: contentPath(name)) {
+                        try? writeRecord(MetaRecord(current: record.current, previous: nil, stat: stat))
+                    }
                 } else if let previous = record.previous, let onDisk, onDisk.sha256 == previous.contentSHA256,
-                    onDisk.length == previous.contentLength
+                    onDisk.length == previous.contentLength, previous.hasValidSignature
                 {
                     let restored = StoredFile(version: previous, state: .content)
-                    try writeRecord(MetaRecord(current: restored, previous: nil))
+                    try writeRecord(
+                        MetaRecord(current: restored, previous: nil, stat: FileStat(path: contentPath(name))))
                     loaded[name] = restored
                     events.append(.rolledBack(name))
                 } else {
-                    try removeRecord(name)
+                    let missing = StoredFile(version: version, state: .missing)
+                    try writeRecord(MetaRecord(current: missing, previous: nil))
                     try removeContent(name)
-                    events.append(.droppedDamaged(name))
+                    loaded[name] = missing
+                    events.append(.markedMissing(name))
                 }
-            case .tombstone, .expired:
+            case .tombstone, .expired, .missing:
                 try removeContent(name)
                 loaded[name] = record.current
             }
         }
         try removeOrphans(in: filesDir, prefix: "", keep: loaded, events: &events)
+        let loadedMarks = loadMarks(policy: policy, events: &events)
+        marks.withLockedValue { $0 = loadedMarks }
         index.withLockedValue { $0 = loaded }
+        unverified.withLockedValue { $0 = (signatures: Set(loaded.keys), contents: trusted) }
         return events + (try sweep(policy: policy, now: now))
     }
 

@@ -6,6 +6,8 @@ import Foundation
 struct MetaRecord: Equatable {
     var current: StoredFile
     var previous: FileVersion?
+    /// Size, mtime and inode of `files/NAME` as committed; nil when unknown (re-hashed at start).
+    var stat: FileStat? = nil
 
     struct VersionJSON: Codable {
         var kind: String
@@ -52,12 +54,13 @@ struct MetaRecord: Equatable {
         var state: StoredFile.State
         var version: VersionJSON
         var previous: VersionJSON?
+        var content_stat: FileStat?
     }
 
     func encoded() -> [UInt8] {
         let json = RecordJSON(
             format: 1, state: current.state, version: VersionJSON(current.version),
-            previous: previous.map(VersionJSON.init))
+            previous: previous.map(VersionJSON.init), content_stat: stat)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         // Encoding plain strings and integers cannot fail.
@@ -73,6 +76,7 @@ struct MetaRecord: Equatable {
             guard let decoded = previousJSON.version else { return nil }
             previous = decoded
         }
-        return MetaRecord(current: StoredFile(version: version, state: json.state), previous: previous)
+        return MetaRecord(
+            current: StoredFile(version: version, state: json.state), previous: previous, stat: json.content_stat)
     }
 }

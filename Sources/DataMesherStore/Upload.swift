@@ -63,6 +63,17 @@ public final class Upload: Sendable {
         }
     }
 
+    /// Sets the finished file's times to `nanoseconds` (the version's signed timestamp) and
+    /// returns what it then looks like. A write behind the daemon's back sets the time to "now",
+    /// which differs from a signed timestamp even within one tick of the kernel's coarse clock,
+    /// so the startup scan sees the change without hashing. Nil when it cannot be done.
+    func stamp(modifiedAt nanoseconds: Int64) -> FileStat? {
+        let time = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        var times = [time, time]
+        guard utimensat(AT_FDCWD, path, &times, 0) == 0 else { return nil }
+        return FileStat(path: path)
+    }
+
     /// Renames the finished content to `destination` and makes the rename durable.
     func moveInto(_ destination: String) throws {
         try state.withLockedValue { (state) throws in
@@ -87,4 +98,38 @@ public final class Upload: Sendable {
     }
 
     deinit { discard() }
+}
+
+/// What identifies a file's content cheaply: when size, mtime and inode are what the metadata
+/// record remembers, the startup scan trusts the content without hashing it again.
+struct FileStat: Sendable, Equatable, Codable {
+    var size: UInt64
+    var mtime_ns: Int64
+    var inode: UInt64
+
+    init(size: UInt64, mtime_ns: Int64, inode: UInt64) {
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.inode = inode
+    }
+
+    init?(path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+        self.init(info)
+    }
+
+    init(_ info: stat) {
+        size = UInt64(clamping: info.st_size)
+        #if canImport(Darwin)
+            let seconds = Int64(info.st_mtimespec.tv_sec)
+            let nanos = Int64(info.st_mtimespec.tv_nsec)
+        #else
+            let seconds = Int64(info.st_mtim.tv_sec)
+            let nanos = Int64(info.st_mtim.tv_nsec)
+        #endif
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        mtime_ns = overflow ? Int64.max : scaled.addingReportingOverflow(nanos).partialValue
+        inode = UInt64(info.st_ino)
+    }
 }

@@ -51,7 +51,9 @@ func parseName(_ text: String) throws -> FileName {
 }
 
 func summary(_ entry: FileEntryJSON) -> String {
-    let state = entry.deleted ? "deleted" : entry.expired ? "expired" : "\(entry.size) bytes"
+    let state =
+        entry.deleted
+        ? "deleted" : entry.expired ? "expired" : entry.missing == true ? "missing (damaged)" : "\(entry.size) bytes"
     return "\(entry.name): \(state), sha256 \(entry.sha256.prefix(16))…, timestamp \(entry.timestamp)"
 }
 
@@ -163,7 +165,9 @@ struct FileList: AsyncParsableCommand {
                 header: ["NAME", "SIZE", "STATE", "TIMESTAMP", "SIGNER", "SHA256"]
             ) { entry in
                 [
-                    entry.name, String(entry.size), entry.deleted ? "deleted" : entry.expired ? "expired" : "present",
+                    entry.name, String(entry.size),
+                    entry.deleted
+                        ? "deleted" : entry.expired ? "expired" : entry.missing == true ? "missing" : "present",
                     isoTime(entry.timestamp), String(entry.signer.prefix(12)) + "…", String(entry.sha256.prefix(16)),
                 ]
             }

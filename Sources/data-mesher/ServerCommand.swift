@@ -84,6 +84,18 @@ struct Server {
         let httpAddresses = try InterfaceResolver.addresses(for: config.http.interfaces, key: "http.interfaces")
         let clusterAddresses = try InterfaceResolver.addresses(
             for: config.cluster.interfaces, key: "cluster.interfaces")
+        let fileLimit = StartupChecks.raiseFileLimit()
+        // Start-up conflicts end here in one line, before anything is bound or written.
+        let stateLock = try StateDirLock(stateDir: config.stateDir)
+        for address in httpAddresses {
+            try StartupChecks.checkBindable(host: address, port: config.http.port, transport: .tcp, role: "http")
+        }
+        for address in clusterAddresses {
+            for transport in [StartupChecks.Transport.tcp, .udp] {
+                try StartupChecks.checkBindable(
+                    host: address, port: config.cluster.port, transport: transport, role: "cluster")
+            }
+        }
         let store = try FileStore(
             stateDir: config.stateDir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
@@ -115,10 +127,16 @@ struct Server {
             // A warning once a day from 14 days before the certificate ends (an error after).
             services.append(CertificateExpiryWarningService(expiry: certificateExpiry, logger: logger))
         }
+        let limits = HTTPLimits(
+            headerTimeout: .nanoseconds(Int64(clamping: config.http.headerTimeout)),
+            idleTimeout: .nanoseconds(Int64(clamping: config.http.idleTimeout)),
+            maxConnectionsPerSource: config.http.maxConnectionsPerSource)
+        let perSource = SourceConnectionCounter(limit: config.http.maxConnectionsPerSource, logger: logger)
         for address in httpAddresses {
             let appLogger = logger
             let app = Application(
                 router: api.router(),
+                server: limits.server(counter: perSource),
                 configuration: .init(address: .hostname(address, port: Int(config.http.port)), serverName: nil),
                 logger: appLogger)
             services.append(app)
@@ -128,12 +146,15 @@ struct Server {
             metadata: [
                 "dm.node_id": "\(security.nodeKey.id.hex)", "dm.state_dir": "\(config.stateDir)",
                 "dm.files": "\(store.list().filter(\.isServed).count)", "dm.encryption": "\(security.summary)",
+                "dm.open_files_limit": "\(fileLimit)",
             ])
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
+        // The lock is held until the process ends; this keeps it alive past the group.
+        defer { withExtendedLifetime(stateLock) {} }
         try await group.run()
         logger.info("stopped")
     }

@@ -61,6 +61,32 @@ import Testing
         #expect(config.http.interfaces == [.interface("lo")])
     }
 
+    @Test func httpLimitsHaveDefaultsAndCanBeSet() throws {
+        let defaults = try ConfigLoader.parse("")
+        #expect(defaults.http.headerTimeout == 10_000_000_000 && defaults.http.idleTimeout == 60_000_000_000)
+        #expect(defaults.http.maxConnectionsPerSource == 64 && defaults.http.maxConcurrentUploads == 16)
+        #expect(defaults.diskReserve == 64 << 20)
+        let config = try ConfigLoader.parse(
+            """
+            disk_reserve = "1GiB"
+            [http]
+            header_timeout = "5s"
+            idle_timeout = "2m"
+            max_connections_per_source = 8
+            max_concurrent_uploads = 2
+            """)
+        #expect(config.http.headerTimeout == 5_000_000_000 && config.http.idleTimeout == 120_000_000_000)
+        #expect(config.http.maxConnectionsPerSource == 8 && config.http.maxConcurrentUploads == 2)
+        #expect(config.diskReserve == 1 << 30)
+    }
+
+    @Test func twentyThousandNamesLoad() throws {
+        var text = "[files]\n"
+        for index in 0..<20_000 { text += "\"dir\(index % 100)/file\(index)\" = [\"\(Self.key)\"]\n" }
+        let config = try ConfigLoader.parse(text)
+        #expect(config.files.count == 20_000)
+    }
+
     @Test func literalAddressesAreAddresses() throws {
         let config = try ConfigLoader.parse(
             """
@@ -94,6 +120,15 @@ import Testing
         ("[cluster.encryption]\nidentity_key = \"/k\"", "cluster.encryption.identity_key", "together"),
         ("[http]\ninterfaces = []", "http.interfaces", "at least one"),
         ("[http]\nport = 0", "http.port", "not a port"),
+        ("[http]\nheader_timeout = \"0s\"", "http.header_timeout", "longer than 0"),
+        ("[http]\nheader_timeout = 10", "http.header_timeout", "must be a string"),
+        ("[http]\nidle_timeout = \"soon\"", "http.idle_timeout", "not a duration"),
+        ("[http]\nmax_connections_per_source = 0", "http.max_connections_per_source", "out of range"),
+        ("[http]\nmax_connections_per_source = \"64\"", "http.max_connections_per_source", "must be an integer"),
+        ("[http]\nmax_concurrent_uploads = -1", "http.max_concurrent_uploads", "out of range"),
+        ("disk_reserve = \"lots\"", "disk_reserve", "not a size"),
+        ("[files]\n\"x/A\" = [\"\(key)\"]\n\"x/a\" = [\"\(key)\"]", "files.\"x/a\"", "only by case"),
+        ("[files]\n\"A\" = [\"\(key)\"]\n\"a/b\" = [\"\(key)\"]", "files.\"a/b\"", "folder of another"),
         ("[files]\n\"../etc\" = [\"\(key)\"]", "files.\"../etc\"", "starts with '.'"),
         ("[files]\n\"a\" = [\"not base64!\"]", "files.\"a\"[0]", "not valid base64"),
         ("[files]\n\"a\" = [\"YWJj\"]", "files.\"a\"[0]", "has 3 bytes"),

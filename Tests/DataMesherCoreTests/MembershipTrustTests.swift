@@ -148,6 +148,16 @@ import Testing
             items: [Self.forged(node.b, incarnation: 100, from: node.c.id, dead: false)], sender: node.c)
         #expect(node.state(node.b) == .alive)
         #expect(forged.contains(.droppedClaim(reason: "bad_signature")))
+        // A fresh key announced in the same datagram, accusing at once: it is not confirmed, so
+        // its accusations count for nothing, and neither do its "independent confirmations".
+        let fresh = node.mallory
+        node.receive(
+            items: [
+                .alive(node.announcement(fresh)),
+                Self.signedAccusation(node.b, incarnation: 100, dead: false, by: fresh),
+                Self.signedAccusation(node.b, incarnation: 100, dead: true, by: fresh),
+            ], sender: fresh)
+        #expect(node.state(node.b) == .alive)
         // A signed suspicion by C at B's own incarnation counts.
         node.receive(items: [Self.signedAccusation(node.b, incarnation: 100, dead: false, by: node.c)], sender: node.c)
         #expect(node.state(node.b) == .suspect)

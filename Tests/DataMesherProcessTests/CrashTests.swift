@@ -168,7 +168,10 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
                 with: Data(
                     try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files").body))
             as? [[String: Any]]
-        #expect(list?.map { $0["name"] as? String } == ["b", "gone"])
+        // The damaged name keeps its record (so nothing older comes back), marked missing.
+        #expect(list?.map { $0["name"] as? String } == ["a", "b", "gone"])
+        #expect(list?.first?["missing"] as? Bool == true)
+        #expect(list?.dropFirst().allSatisfy { $0["missing"] == nil } == true)
         let infoAfter = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/info")
         let idBefore =
             (try JSONSerialization.jsonObject(with: Data(info.body)) as? [String: Any])?["node_id"] as? String

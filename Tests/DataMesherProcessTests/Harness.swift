@@ -80,7 +80,10 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
     var stateDir: String { dir + "/state" }
     var url: String { "http://\(address):\(port)" }
 
-    init(files: [String: [String]], extra: String = "", cluster: String = "", name: String = "test") throws {
+    /// `extra` goes at the top level, `cluster` into [cluster], `http` into [http].
+    init(
+        files: [String: [String]], extra: String = "", cluster: String = "", http: String = "", name: String = "test"
+    ) throws {
         dir = NSTemporaryDirectory() + "dm-proc-" + UUID().uuidString
         address = LoopbackAddress.next()
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -92,6 +95,7 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
             [http]
             port = \(port)
             interfaces = ["\(self.address)"]
+            \(http)
             [cluster]
             interfaces = ["\(self.address)"]
             \(cluster)

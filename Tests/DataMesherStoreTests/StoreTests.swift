@@ -135,7 +135,8 @@ struct StoreFixture {
         try fixture.put(store, "b", "untouched", at: fixture.now)
         try "evil".write(toFile: fixture.dir + "/files/a", atomically: false, encoding: .utf8)
         let reopened = try fixture.open()
-        #expect(reopened.current(try FileName("a")) == nil)
+        // The record stays (so nothing older comes back), its content is marked missing.
+        #expect(reopened.current(try FileName("a"))?.state == .missing)
         #expect(fixture.content("a") == nil)
         #expect(fixture.content("b") == "untouched")
     }
@@ -190,5 +191,144 @@ struct StoreFixture {
         #expect(Set(forgotten.map(\.description)).count == 2)
         #expect(store.list().isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/meta").isEmpty)
+    }
+}
+
+/// Issue 14.5 and 14.6: nothing older comes back, damaged content keeps its record, and an
+/// unchanged file is trusted at start by size, mtime and inode.
+@Suite struct HighWaterTests {
+    static let second: Int64 = 1_000_000_000
+
+    @Test func anOlderVersionIsRefusedAfterTheTombstoneIsForgottenAndAfterARestart() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        let name = try FileName("a")
+        try fixture.put(store, "a", "v1", at: fixture.now - 20)
+        try fixture.delete(store, "a", at: fixture.now - 10)
+        let later = fixture.now + fixture.policy.tombstoneRetention + 60 * Self.second
+        #expect(try store.sweep(policy: fixture.policy, now: later) == [.forgot(name)])
+        #expect(store.current(name) == nil)
+        #expect(store.highWater(name)?.timestamp == fixture.now - 10)
+
+        // v1 was signed and handed out by GET: offered again, it must not come back.
+        let replay = try fixture.version("a", "v1", at: fixture.now - 20)
+        let upload = try store.makeUpload()
+        defer { upload.discard() }
+        try Array("v1".utf8).withUnsafeBytes { try upload.write($0) }
+        try upload.finish()
+        let policy = fixture.policy
+        let result = try store.commit(replay, content: upload) { policy.evaluate(replay, current: $0, now: later) }
+        #expect(result == .refused(.stale(name, held: fixture.now - 10)))
+
+        // The same after a restart.
+        let reopened = try fixture.open(at: later)
+        #expect(reopened.highWater(name)?.timestamp == fixture.now - 10)
+        let again = try reopened.makeUpload()
+        defer { again.discard() }
+        try Array("v1".utf8).withUnsafeBytes { try again.write($0) }
+        try again.finish()
+        #expect(
+            try reopened.commit(replay, content: again) { policy.evaluate(replay, current: $0, now: later) }
+                == .refused(.stale(name, held: fixture.now - 10)))
+
+        // A newer version is welcome, and the mark goes when the name is no longer configured.
+        let newer = try fixture.version("a", "v2", at: fixture.now - 5)
+        let fresh = try reopened.makeUpload()
+        defer { fresh.discard() }
+        try Array("v2".utf8).withUnsafeBytes { try fresh.write($0) }
+        try fresh.finish()
+        guard
+            case .stored = try reopened.commit(
+                newer, content: fresh, check: { policy.evaluate(newer, current: $0, now: later) })
+        else {
+            Issue.record("newer version refused")
+            return
+        }
+        var unconfigured = fixture
+        unconfigured.policy.allowedSigners[name] = nil
+        try fixture.delete(reopened, "a", at: fixture.now - 1)
+        _ = try reopened.sweep(policy: fixture.policy, now: later + fixture.policy.tombstoneRetention)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/marks").count == 1)
+        let dropped = try unconfigured.open(at: later)
+        #expect(dropped.highWater(name) == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/marks").isEmpty)
+    }
+
+    @Test func damagedContentKeepsItsRecordAndTakesExactlyThatVersionBack() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        let name = try FileName("a")
+        try fixture.put(store, "a", "original", at: fixture.now - 10)
+        let held = try #require(store.current(name))
+        // Same size, changed at once: the stat shortcut must still see it (mtime is the signed
+        // timestamp, a write behind the daemon's back sets it to now).
+        try "evil!!!!".write(toFile: fixture.dir + "/files/a", atomically: false, encoding: .utf8)
+        let reopened = try fixture.open()
+        #expect(reopened.current(name) == StoredFile(version: held.version, state: .missing))
+        #expect(reopened.missing() == [held.version])
+        #expect(fixture.content("a") == nil)
+        // An older version stays refused; the very same version is taken back.
+        #expect(
+            try fixture.put(reopened, "a", "older", at: fixture.now - 20)
+                == .refused(.stale(name, held: fixture.now - 10)))
+        guard case .stored = try fixture.put(reopened, "a", "original", at: fixture.now - 10) else {
+            Issue.record("the missing version was not taken back")
+            return
+        }
+        #expect(fixture.content("a") == "original")
+        #expect(reopened.current(name)?.state == .content)
+    }
+
+    @Test func whatTheScanTookOnTrustIsVerifiedInTheBackground() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "a", "alpha", at: fixture.now - 10)
+        try fixture.put(store, "b", "bravo", at: fixture.now - 10)
+        // A change that keeps size, inode and mtime: the stat cannot see it.
+        let path = fixture.dir + "/files/a"
+        let before = try #require(FileStat(path: path))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.write(Data("ALPHA".utf8))
+        try handle.close()
+        let seconds = before.mtime_ns / 1_000_000_000
+        let time = timespec(tv_sec: Int(seconds), tv_nsec: Int(before.mtime_ns - seconds * 1_000_000_000))
+        var times = [time, time]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        #expect(FileStat(path: path) == before)
+        // And a record whose signature was altered on disk.
+        let bytes = try #require(try DiskIO.readFile(store.metaPath(try FileName("b")), limit: 65536))
+        var record = try #require(MetaRecord.decode(bytes))
+        record.current.version.signature[0] ^= 1
+        try store.writeRecord(record)
+
+        let reopened = try fixture.open()
+        #expect(reopened.current(try FileName("a"))?.state == .content)
+        #expect(reopened.current(try FileName("b")) != nil)
+        let events = try reopened.verify()
+        #expect(events.contains(.markedMissing(try FileName("a"))))
+        #expect(events.contains(.droppedUnconfigured(try FileName("b"))))
+        #expect(reopened.current(try FileName("a"))?.state == .missing)
+        #expect(reopened.current(try FileName("b")) == nil)
+        #expect(try reopened.verify().isEmpty)
+    }
+
+    @Test func unchangedFilesAreTrustedByStatAndChangedOnesAreHashed() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "a", "alpha", at: fixture.now - 10)
+        try fixture.put(store, "b", "bravo", at: fixture.now - 10)
+        let bytes = try #require(try DiskIO.readFile(store.metaPath(try FileName("a")), limit: 65536))
+        let record = try #require(MetaRecord.decode(bytes))
+        #expect(record.stat != nil)
+        #expect(record.stat?.mtime_ns == fixture.now - 10)
+        // Replaced by another file of the same size (new inode): hashed and found damaged.
+        try "BRAVO".write(toFile: fixture.dir + "/files/b", atomically: true, encoding: .utf8)
+        let reopened = try fixture.open()
+        #expect(reopened.current(try FileName("a"))?.state == .content)
+        #expect(reopened.current(try FileName("b"))?.state == .missing)
     }
 }

@@ -703,9 +703,13 @@ public struct Mesh: Sendable {
 
     // MARK: Membership rules
 
-    /// The public key of a member this node knows, to check what it signed.
+    /// The public key of this node or of a confirmed member, to check an accusation it signed.
+    /// An unconfirmed member accuses nobody: otherwise a fresh key announced in the same datagram
+    /// could accuse, and each fresh key would count as another independent confirmation.
     func publicKey(of id: NodeID) -> [UInt8]? {
-        id == me.id ? key.publicKey : members[id]?.announcement.publicKey
+        if id == me.id { return key.publicKey }
+        guard let record = members[id], record.confirmed else { return nil }
+        return record.announcement.publicKey
     }
 
     /// Checks an accusation's signature against its accuser's known key.

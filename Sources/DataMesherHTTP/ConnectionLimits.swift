@@ -1,0 +1,170 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTPTypes
+
+/// The `[http]` limits that keep strangers from exhausting the API (issue 14.1): a header
+/// timeout, the keep-alive idle timeout (Hummingbird's own), and a cap on open connections per
+/// source address.
+public struct HTTPLimits: Sendable {
+    public var headerTimeout: TimeAmount
+    public var idleTimeout: TimeAmount
+    public var maxConnectionsPerSource: Int
+
+    public init(headerTimeout: TimeAmount, idleTimeout: TimeAmount, maxConnectionsPerSource: Int) {
+        self.headerTimeout = headerTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnectionsPerSource = maxConnectionsPerSource
+    }
+
+    /// The Hummingbird HTTP/1 server with these limits; `counter` is shared by every listener of
+    /// one node so that the cap holds across its addresses.
+    public func server(counter: SourceConnectionCounter) -> HTTPServerBuilder {
+        let headerTimeout = self.headerTimeout
+        let bodyTimeout = self.idleTimeout
+        return .http1(
+            configuration: .init(
+                additionalChannelHandlers: [
+                    SourceLimitHandler(counter: counter),
+                    ReadTimeoutHandler(headerTimeout: headerTimeout, bodyTimeout: bodyTimeout),
+                ],
+                idleTimeout: idleTimeout))
+    }
+}
+
+/// Open connections per source address, shared by the listeners of one node.
+public final class SourceConnectionCounter: Sendable {
+    let limit: Int
+    let logger: Logger
+    let open = NIOLockedValueBox<[String: Int]>([:])
+    let refusedTotal = NIOLockedValueBox<UInt64>(0)
+
+    public init(limit: Int, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    /// Counts a new connection from `source`; false (and not counted) when the source is at its cap.
+    func admit(_ source: String) -> Bool {
+        let admitted = open.withLockedValue { open -> Bool in
+            let count = open[source, default: 0]
+            guard count < limit else { return false }
+            open[source] = count + 1
+            return true
+        }
+        if !admitted {
+            let total = refusedTotal.withLockedValue { total -> UInt64 in
+                total += 1
+                return total
+            }
+            // One line for the first refusal and then every 1000th, so a flood does not flood the log.
+            if total % 1000 == 1 {
+                logger.warning(
+                    "refused HTTP connection: source at max_connections_per_source",
+                    metadata: ["dm.peer": "\(source)", "dm.limit": "\(limit)", "dm.refused_total": "\(total)"])
+            }
+        }
+        return admitted
+    }
+
+    func release(_ source: String) {
+        open.withLockedValue { open in
+            let count = open[source, default: 0]
+            if count <= 1 { open[source] = nil } else { open[source] = count - 1 }
+        }
+    }
+
+    /// Connections closed at once because their source was at its cap, since start.
+    public var refused: UInt64 { refusedTotal.withLockedValue { $0 } }
+
+    /// Open connections from `source` now.
+    public func count(_ source: String) -> Int { open.withLockedValue { $0[source, default: 0] } }
+}
+
+/// Closes a connection at once when its source address already has `limit` open ones.
+final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    let counter: SourceConnectionCounter
+    var source: String?
+    var refused = false
+
+    init(counter: SourceConnectionCounter) { self.counter = counter }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        if counter.admit(address) {
+            source = address
+        } else {
+            refused = true
+            // The pipeline is set up before the channel is registered; closing it then may not
+            // reach the socket, so a refused connection is closed once it is active.
+            if context.channel.isActive { context.close(promise: nil) }
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if refused {
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if let source { counter.release(source) }
+        source = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A refused connection is closing; nothing it sent reaches the routes.
+        if refused { return }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Closes a connection that stalls while the server waits on it: no complete first request
+/// head `headerTimeout` after it was accepted (silent or slow clients), or no body bytes for
+/// `bodyTimeout` while a request's body is being received (a stalled upload would otherwise
+/// hold one of the `max_concurrent_uploads` slots forever). Between requests on a kept-alive
+/// connection Hummingbird's idle timeout applies.
+final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    let headerTimeout: TimeAmount
+    let bodyTimeout: TimeAmount
+    var timer: Scheduled<Void>?
+
+    init(headerTimeout: TimeAmount, bodyTimeout: TimeAmount) {
+        self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { arm(context, headerTimeout) }
+
+    func handlerRemoved(context: ChannelHandlerContext) { disarm() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head, .body: arm(context, bodyTimeout)
+        case .end: disarm()
+        }
+        context.fireChannelRead(data)
+    }
+
+    func arm(_ context: ChannelHandlerContext, _ timeout: TimeAmount) {
+        disarm()
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func disarm() {
+        timer?.cancel()
+        timer = nil
+    }
+}

@@ -1,0 +1,470 @@
+import DataMesherCore
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Issue 14 (start-up conflicts, HTTP limits, a full disk): each test runs real daemons on
+/// loopback and makes its own hostile traffic.
+@Suite(.serialized) struct LimitsTests {
+    // MARK: Start-up conflicts
+
+    @Test func aSecondDaemonOnTheSameStateDirExitsWithOneLine() throws {
+        let first = try Daemon(files: [:])
+        defer { first.cleanUp() }
+        try first.start()
+        let pid = try #require(first.process?.processIdentifier)
+
+        // The same config on another address: only the state_dir is shared.
+        let second = try Daemon(files: [:])
+        defer { second.cleanUp() }
+        let config = try String(contentsOfFile: first.configPath, encoding: .utf8)
+            .replacingOccurrences(of: first.address, with: second.address)
+        try config.write(toFile: second.configPath, atomically: true, encoding: .utf8)
+        let result = try runBounded(Binary.path, ["server", "--config", second.configPath], seconds: 30)
+        #expect(result.status == 1)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(result.stderr)")
+        #expect(result.stderr.contains("is in use") && result.stderr.contains("pid \(pid)"), "\(result.stderr)")
+        // The first daemon is untouched and still serves.
+        #expect(first.get("/v1/info")?.status == 200)
+    }
+
+    @Test func aBusyHTTPAddressExitsWithOneLineAndBindsNothing() throws {
+        let daemon = try Daemon(files: [:])
+        defer { daemon.cleanUp() }
+        let holder = try Sockets.listen(daemon.address, daemon.port)
+        var holding = true
+        defer { if holding { close(holder) } }
+        let result = try runBounded(Binary.path, ["server", "--config", daemon.configPath], seconds: 30)
+        #expect(result.status == 1)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(result.stderr)")
+        #expect(result.stderr.contains("\(daemon.address):\(daemon.port)"), "\(result.stderr)")
+        #expect(result.stderr.contains("in use"), "\(result.stderr)")
+        // Nothing half-bound is left: the cluster port is free again for anyone.
+        let cluster = try Sockets.listen(daemon.address, 7946)
+        close(cluster)
+        // And the state_dir lock went with the process: a daemon can start there now.
+        close(holder)
+        holding = false
+        try daemon.start()
+        #expect(daemon.get("/v1/info")?.status == 200)
+    }
+
+    // MARK: HTTP limits
+
+    @Test func aSilentOrSlowClientIsClosedWithinTheHeaderTimeout() throws {
+        let daemon = try Daemon(files: [:], http: "header_timeout = \"1s\"")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let silent = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(silent) }
+        let slow = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(slow) }
+        Sockets.send(slow, Array("GET /v1/info HTTP/1.1\r\nHost: x\r\n".utf8))
+        // Without a header timeout neither connection is ever closed: the read times out instead.
+        #expect(Sockets.waitForClose(silent, seconds: 15) == .closed)
+        #expect(Sockets.waitForClose(slow, seconds: 15) == .closed)
+        // A client that sends its request in time is served.
+        #expect(daemon.get("/v1/info")?.status == 200)
+    }
+
+    @Test func connectionsBeyondThePerSourceCapAreRefusedWhileOthersAreServed() throws {
+        let daemon = try Daemon(files: [:], http: "max_connections_per_source = 3\nheader_timeout = \"120s\"")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let greedy = LoopbackAddress.next()
+        var held = [Int32]()
+        defer { for fd in held { close(fd) } }
+        // Each held connection is answered once (and kept alive), so the server has surely
+        // counted it before the next one comes.
+        for _ in 0..<3 {
+            let fd = try Sockets.connect(daemon.address, daemon.port, from: greedy)
+            held.append(fd)
+            Sockets.send(fd, Array("GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            let answer = Sockets.readReply(fd, seconds: 15)
+            try #require(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(200))")
+        }
+        // A fourth from the same source is closed without an answer.
+        let fourth = try Sockets.connect(daemon.address, daemon.port, from: greedy)
+        defer { close(fourth) }
+        Sockets.send(fourth, Array("GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+        let refused = Sockets.readReply(fourth, seconds: 15)
+        #expect(refused.isEmpty, "the fourth connection was answered: \(refused.prefix(200))")
+        // Another source is served meanwhile.
+        let other = LoopbackAddress.next()
+        let reply = try Sockets.request(
+            daemon.address, daemon.port, from: other, "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(reply.hasPrefix("HTTP/1.1 200"), "\(reply.prefix(200))")
+        // Once one of the held connections ends, the greedy source is served again.
+        close(held.removeLast())
+        #expect(
+            eventually(20) {
+                let text = try? Sockets.request(
+                    daemon.address, daemon.port, from: greedy,
+                    "GET /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return text?.hasPrefix("HTTP/1.1 200") == true
+            }, "\(daemon.tailOfLog(4000))")
+    }
+
+    @Test func anUploadLargerThanTheFreeSpaceIsRefusedBeforeItsBody() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["big": [owner.base64]], extra: "max_file_size = \"1000000TiB\"")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let length: UInt64 = 1_000_000_000_000_000
+        let version = try owner.sign("big", [], at: nowNanoseconds())
+        var head = "PUT /v1/files/big HTTP/1.1\r\nHost: x\r\nContent-Length: \(length)\r\n"
+        for (name, value) in HTTP.signed(version) { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        // Only the head is sent: the answer must come without any body byte.
+        let fd = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(fd) }
+        Sockets.send(fd, Array(head.utf8))
+        let reply = Sockets.readReply(fd, seconds: 15)
+        #expect(reply.hasPrefix("HTTP/1.1 507"), "\(reply.prefix(300))")
+        #expect(reply.contains("disk full"), "\(reply.prefix(300))")
+        #expect(daemon.get("/metrics").map { $0.text.contains("dm_disk_full_total 1") } == true)
+    }
+
+    @Test func uploadsBeyondTheConcurrencyCapAreTurnedAway() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(
+            files: ["a": [owner.base64], "b": [owner.base64]], http: "max_concurrent_uploads = 1")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let content = [UInt8](repeating: 7, count: 1000)
+        let first = try owner.sign("a", content, at: nowNanoseconds())
+        var head = "PUT /v1/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
+        for (name, value) in HTTP.signed(first) { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        // The first upload holds its slot: head and ten body bytes, then it waits.
+        let slow = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(slow) }
+        Sockets.send(slow, Array(head.utf8) + content.prefix(10))
+        // It holds the only slot once its body is being received into tmp/.
+        #expect(
+            eventually(20) {
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDir + "/tmp")) ?? []
+                return entries.contains { $0.hasPrefix("upload-") }
+            })
+        let second = try owner.sign("b", content, at: nowNanoseconds())
+        let busy = try HTTP.put(daemon, second, content)
+        #expect(busy.status == 503, "second upload answered \(busy.status): \(busy.text)")
+        // When the first finishes, the next upload is taken.
+        Sockets.send(slow, Array(content.dropFirst(10)))
+        #expect(Sockets.readReply(slow, seconds: 15).hasPrefix("HTTP/1.1 201"))
+        #expect(try HTTP.put(daemon, second, content).status == 201)
+    }
+
+    @Test func aStalledUploadIsClosedAndFreesItsSlot() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(
+            files: ["a": [owner.base64], "b": [owner.base64]],
+            http: "max_concurrent_uploads = 1\nidle_timeout = \"1s\"")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let content = [UInt8](repeating: 7, count: 1000)
+        let first = try owner.sign("a", content, at: nowNanoseconds())
+        var head = "PUT /v1/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
+        for (name, value) in HTTP.signed(first) { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        // Head and ten body bytes, then nothing: without a body timeout it holds the only slot.
+        let stalled = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(stalled) }
+        Sockets.send(stalled, Array(head.utf8) + content.prefix(10))
+        #expect(Sockets.waitForClose(stalled, seconds: 15) == .closed)
+        let second = try owner.sign("b", content, at: nowNanoseconds())
+        var reply: HTTP.Reply?
+        #expect(
+            eventually(15) {
+                reply = try? HTTP.put(daemon, second, content)
+                return reply?.status == 201
+            }, "upload after the stalled one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
+    }
+
+    // MARK: Nothing comes back
+
+    @Test func aDeletedFileDoesNotComeBackAfterItsTombstoneIsForgotten() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["a": [owner.base64]], extra: "tombstone_retention = \"2s\"")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let now = nowNanoseconds()
+        let content = Array("v1".utf8)
+        let v1 = try owner.sign("a", content, at: now)
+        #expect(try HTTP.put(daemon, v1, content).status == 201)
+        let tombstone = try owner.sign("a", [], at: now + 1_000_000, tombstone: true)
+        let deleted = try HTTP.request(
+            daemon.address, daemon.port, method: "DELETE", path: "/v1/files/a", headers: HTTP.signed(tombstone))
+        #expect(deleted.status == 200)
+        // The tombstone is forgotten after tombstone_retention: the name disappears from the list.
+        #expect(eventually(30) { daemon.get("/v1/files").map { !$0.text.contains("\"a\"") } == true })
+        // The old signed version (GET handed out its headers) is replayed: refused.
+        let replay = try HTTP.put(daemon, v1, content)
+        #expect(replay.status == 409, "\(replay.status) \(replay.text)")
+        daemon.stop()
+        try daemon.start()
+        #expect(try HTTP.put(daemon, v1, content).status == 409)
+        // A newer version is still welcome.
+        let v2 = try owner.sign("a", Array("v2".utf8), at: nowNanoseconds())
+        #expect(try HTTP.put(daemon, v2, Array("v2".utf8)).status == 201)
+    }
+
+    @Test func aFileChangedWhileTheDaemonWasStoppedIsFoundAtStart() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["a": [owner.base64], "b": [owner.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let now = nowNanoseconds()
+        #expect(
+            try HTTP.put(daemon, try owner.sign("a", Array("alpha".utf8), at: now), Array("alpha".utf8)).status == 201)
+        #expect(
+            try HTTP.put(daemon, try owner.sign("b", Array("bravo".utf8), at: now), Array("bravo".utf8)).status == 201)
+        daemon.stop()
+        // Same size, written in place (same inode): only the time tells.
+        let handle = try #require(FileHandle(forWritingAtPath: daemon.stateDir + "/files/a"))
+        handle.write(Data("ALPHA".utf8))
+        try handle.close()
+        try daemon.start()
+        let damaged = daemon.get("/v1/files/a")
+        #expect(damaged?.status == 404, "\(damaged?.status ?? 0) \(damaged?.text ?? "")")
+        #expect(damaged?.text.contains("damaged") == true)
+        #expect(daemon.get("/v1/files/b")?.text == "bravo")
+        #expect(daemon.get("/v1/files").map { $0.text.contains("\"missing\":true") } == true)
+    }
+
+    // MARK: A full disk
+
+    @Test func aFullDiskAnswers507AndRecoversWithoutRestart() throws {
+        guard getuid() == 0 else {
+            print("skipped aFullDiskAnswers507AndRecoversWithoutRestart: mounting a small tmpfs needs root")
+            return
+        }
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(
+            files: ["small": [owner.base64], "huge": [owner.base64], "later": [owner.base64]],
+            extra: "disk_reserve = \"0B\"")
+        defer { daemon.cleanUp() }
+        try FileManager.default.createDirectory(atPath: daemon.stateDir, withIntermediateDirectories: true)
+        let mount = try runBounded(
+            "/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", daemon.stateDir], seconds: 30)
+        try #require(mount.status == 0, "mount failed: \(mount.stderr)")
+        defer {
+            daemon.stop(signal: SIGKILL)
+            _ = try? runBounded("/bin/umount", [daemon.stateDir], seconds: 30)
+        }
+        try daemon.start()
+
+        let small = Array("kept".utf8)
+        #expect(try HTTP.put(daemon, try owner.sign("small", small, at: nowNanoseconds()), small).status == 201)
+        // 3 MiB in chunks, without a Content-Length: only the writes can find the disk full.
+        let huge = [UInt8](repeating: 1, count: 3 << 20)
+        let version = try owner.sign("huge", huge, at: nowNanoseconds())
+        // Kept alive, so that the server reads (drains) the rest of the body after it answered.
+        var head = "PUT /v1/files/huge HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        for (name, value) in HTTP.signed(version) { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        var body = [UInt8]()
+        var offset = 0
+        while offset < huge.count {
+            let size = min(65536, huge.count - offset)
+            body += Array((String(size, radix: 16) + "\r\n").utf8) + huge[offset..<offset + size] + Array("\r\n".utf8)
+            offset += size
+        }
+        body += Array("0\r\n\r\n".utf8)
+        let fd = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(fd) }
+        Sockets.send(fd, Array(head.utf8) + body)
+        let reply = Sockets.readReply(fd, seconds: 30)
+        #expect(reply.hasPrefix("HTTP/1.1 507"), "\(reply.prefix(300))")
+        #expect(reply.contains("disk full"), "\(reply.prefix(300))")
+
+        // Nothing held was damaged, and the daemon takes uploads again without a restart.
+        let kept = daemon.get("/v1/files/small")
+        #expect(kept?.status == 200 && kept?.body == small)
+        let later = Array("later".utf8)
+        #expect(try HTTP.put(daemon, try owner.sign("later", later, at: nowNanoseconds()), later).status == 201)
+        #expect(daemon.get("/metrics").map { $0.text.contains("dm_disk_full_total 1") } == true)
+        #expect(daemon.tailOfLog(20000).contains("disk full"))
+    }
+}
+
+/// A process run with a bound: killed (and reported as such) if it outlives `seconds`.
+func runBounded(_ executable: String, _ arguments: [String], seconds: Double) throws -> (
+    status: Int32, stdout: String, stderr: String
+) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let outPath = NSTemporaryDirectory() + "dm-run-" + UUID().uuidString
+    FileManager.default.createFile(atPath: outPath + ".out", contents: nil)
+    FileManager.default.createFile(atPath: outPath + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: outPath + ".out")
+        try? FileManager.default.removeItem(atPath: outPath + ".err")
+    }
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath + ".out"))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath + ".err"))
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+    }
+    process.waitUntilExit()
+    let out = (try? String(contentsOfFile: outPath + ".out", encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: outPath + ".err", encoding: .utf8)) ?? ""
+    return (process.terminationStatus, out, err)
+}
+
+/// Plain sockets, so a test controls the source address and every byte.
+enum Sockets {
+    enum ReadEnd: Equatable { case closed, timedOut, data }
+
+    static func address(_ host: String, _ port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, host, &address.sin_addr)
+        return address
+    }
+
+    /// A listening TCP socket on host:port (held by the test to make the port busy).
+    static func listen(_ host: String, _ port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket failed") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = address(host, port)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0, Glibc.listen(fd, 16) == 0 else {
+            let code = errno
+            close(fd)
+            throw HarnessError("cannot listen on \(host):\(port): errno \(code)")
+        }
+        return fd
+    }
+
+    /// A connected TCP socket, from `source` when given; reads time out after 30 s.
+    static func connect(_ host: String, _ port: Int, from source: String? = nil) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket failed") }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if let source {
+            var local = address(source, 0)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                close(fd)
+                throw HarnessError("cannot bind source \(source): errno \(errno)")
+            }
+        }
+        var remote = address(host, port)
+        let connected = withUnsafePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            let code = errno
+            close(fd)
+            throw HarnessError("connect to \(host):\(port) failed: errno \(code)")
+        }
+        return fd
+    }
+
+    static func send(_ fd: Int32, _ bytes: [UInt8]) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            sent += n
+        }
+    }
+
+    /// Reads (discarding) until the peer closes, or `seconds` pass.
+    static func waitForClose(_ fd: Int32, seconds: Double) -> ReadEnd {
+        let deadline = Date().addingTimeInterval(seconds)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, 200)
+            if ready <= 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return .closed }  // EOF or reset
+        }
+        return .timedOut
+    }
+
+    /// Reads what arrives until the peer closes or goes quiet for a moment after a reply began,
+    /// or `seconds` pass.
+    static func readReply(_ fd: Int32, seconds: Double) -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        var response = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, 200)
+            if ready <= 0 {
+                if let text = String(validating: response, as: UTF8.self), text.contains("\r\n\r\n"),
+                    complete(text)
+                {
+                    break
+                }
+                continue
+            }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            response += buffer[0..<n]
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+
+    static func complete(_ text: String) -> Bool {
+        guard let range = text.range(of: "\r\n\r\n") else { return false }
+        let head = text[..<range.lowerBound].lowercased()
+        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+            let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+        else { return true }
+        return text[range.upperBound...].utf8.count >= length
+    }
+
+    /// One request from `source`, read until the server closes (bounded).
+    static func request(_ host: String, _ port: Int, from source: String, _ text: String) throws -> String {
+        let fd = try connect(host, port, from: source)
+        defer { close(fd) }
+        send(fd, Array(text.utf8))
+        return readReply(fd, seconds: 15)
+    }
+}
