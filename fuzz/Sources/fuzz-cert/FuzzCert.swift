@@ -103,6 +103,7 @@ func check(_ node: NodeCertificate, der: [UInt8]) {
         "a certificate the test CA never issued verifies under its key: \(dump(der))")
     invariant(key.rawRepresentation == node.nodeKey?.rawRepresentation, "verify returned another key")
     let id = NodeID(publicKey: Array(key.rawRepresentation))
+    if Cluster.debug { print("verified under the test CA: \(node.name), node IDs \(node.nodeIDs.map(\.hex))") }
     invariant(node.nodeIDs.contains(id), "a certificate that does not name its key's node ID verifies: \(dump(der))")
     invariant(
         (try? node.certificate.extensions.basicConstraints) == .notCertificateAuthority,
