@@ -118,7 +118,8 @@ public enum Cluster {
             let announcement = MemberAnnouncement.signed(
                 by: member, name: "n\(member.publicKey[0])", incarnation: 100, addresses: [address(member)])
             _ = mesh.handle(
-                .packet(Packet(sender: member.id, message: .gossip, items: [.alive(announcement)]), from: address(member)),
+                .packet(
+                    Packet(sender: member.id, message: .gossip, items: [.alive(announcement)]), from: address(member)),
                 now: start, rng: &rng)
             let pings = mesh.handle(.tick, now: start, rng: &rng).compactMap { directive -> UInt32? in
                 guard case .send(let packet, _, let node) = directive, node == member.id,
@@ -129,7 +130,8 @@ public enum Cluster {
             for sequence in pings {
                 _ = mesh.handle(
                     .packet(
-                        Packet(sender: member.id, message: .ack(sequence: sequence, responder: member.id, clock: start)),
+                        Packet(
+                            sender: member.id, message: .ack(sequence: sequence, responder: member.id, clock: start)),
                         from: address(member)), now: start, rng: &rng)
             }
         }

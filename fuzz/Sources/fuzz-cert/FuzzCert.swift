@@ -159,7 +159,8 @@ enum Authority {
                             + (index == 1
                                 ? [
                                     .uniformResourceIdentifier(
-                                        NodeCertificate.nodeURI(NodeID(publicKey: Array(nodeKey.publicKey.rawRepresentation))))
+                                        NodeCertificate.nodeURI(
+                                            NodeID(publicKey: Array(nodeKey.publicKey.rawRepresentation))))
                                 ] : []))
                 }, issuerPrivateKey: .init(key))
         }

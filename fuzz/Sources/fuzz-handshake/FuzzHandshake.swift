@@ -165,7 +165,9 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
 func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
     let ephemeral = Array(peer.publicKey.rawRepresentation)
     let flags = StreamHandshake.flagSealed | StreamHandshake.flagIdentity
-    func preamble(_ flags: UInt8) -> [UInt8] { [0] + StreamHandshake.Preamble(flags: flags, ephemeral: ephemeral).encoded }
+    func preamble(_ flags: UInt8) -> [UInt8] {
+        [0] + StreamHandshake.Preamble(flags: flags, ephemeral: ephemeral).encoded
+    }
     let proof = StreamHandshake.Proof(
         key: Cluster.b, certificate: [], transcript: fixedTranscript, initiator: true)
     let certified = StreamHandshake.Proof(

@@ -90,7 +90,8 @@ func referenceSeal(_ plain: [UInt8], salt: Int, key: Int, counter: UInt64, recei
     }
     let header = [UInt8(0xD5)] + salts[salt]
     let box = try! AES.GCM.seal(
-        plain, using: derived, nonce: try! AES.GCM.Nonce(data: nonce), authenticating: header + receivers[receiver].bytes)
+        plain, using: derived, nonce: try! AES.GCM.Nonce(data: nonce),
+        authenticating: header + receivers[receiver].bytes)
     return header + nonce + Array(box.ciphertext) + Array(box.tag)
 }
 
@@ -332,7 +333,8 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
         let window = new(2, 0, 0, 0, "x") + new(2, 0, 1, 40, "far") + new(2, 0, 0, 1, "old") + new(2, 0, 0, 2500, "y")
         let top = new(3, 1, 2, 0, "max") + new(3, 1, 2, 5, "below") + new(3, 1, 2, 5, "again")
         let strangers = new(0, 2, 0, 0, "foreign") + new(0, 0, 0, 0, "mine") + new(0, 1, 0, 1, "other ring key")
-        let elsewhere = new(1, 3, 0, 0, "for b") + new(1, 0, 0, 1, "for me") + new(1, 3, 0, 2, "for b again")
+        let elsewhere =
+            new(1, 3, 0, 0, "for b") + new(1, 0, 0, 1, "for me") + new(1, 3, 0, 2, "for b again")
             + new(2, 5, 0, 0, "foreign, for b")
         let tampered = new(0, 0, 0, 9, "tamper me") + [3, 0, 20, 2] + [3, 0, 0, 2] + [3, 0, 30, 0] + [3, 0, 0, 1]
         let plainPacket = Array("DM\u{1}hello".utf8)

@@ -80,7 +80,8 @@ func checkMembers(_ members: [MemberRecord]) {
     invariant(members.count <= SyncCodec.maxMembers, "\(members.count) members")
     for member in members {
         invariant(member.announcement.publicKey.count == 32, "node key of \(member.announcement.publicKey.count) bytes")
-        invariant(member.announcement.signature.count == 64, "signature of \(member.announcement.signature.count) bytes")
+        invariant(
+            member.announcement.signature.count == 64, "signature of \(member.announcement.signature.count) bytes")
         invariant(member.announcement.name.utf8.count <= WireCodec.maxNodeNameLength, "node name too long")
         invariant(member.announcement.addresses.count <= WireCodec.maxAddresses, "too many addresses")
         for address in member.announcement.addresses {
@@ -117,7 +118,8 @@ func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
         -> MemberRecord
     {
         MemberRecord(
-            announcement: .signed(by: key, name: "n\(key.publicKey[0])", incarnation: incarnation, addresses: addresses),
+            announcement: .signed(
+                by: key, name: "n\(key.publicKey[0])", incarnation: incarnation, addresses: addresses),
             state: state, since: 0, lastSource: nil)
     }
     let members = [

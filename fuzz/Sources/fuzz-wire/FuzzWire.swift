@@ -18,10 +18,11 @@
 //   (issue 13: "members earn trust before they cost anything").
 import Crypto
 import DataMesherCore
+import FuzzSupport
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import FuzzSupport
 
 let verifier = Ed25519Verifier()
 
@@ -218,7 +219,8 @@ func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
                 Packet(
                     sender: mallory.id, message: .gossip,
                     items: [
-                        .alive(malloryAlive), .dead(Accusation.signed(id: b.id, incarnation: 100, dead: true, by: mallory)),
+                        .alive(malloryAlive),
+                        .dead(Accusation.signed(id: b.id, incarnation: 100, dead: true, by: mallory)),
                     ])
             ),
         ]
