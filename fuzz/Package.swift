@@ -43,5 +43,6 @@ let package = Package(
         fuzzTarget("fuzz-names", [core]),
         fuzzTarget("fuzz-headers", [core]),
         fuzzTarget("fuzz-seal", [core, crypto]),
+        fuzzTarget("fuzz-handshake", [core, crypto]),
     ]
 )

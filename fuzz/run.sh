@@ -19,7 +19,7 @@ scratch="$repo/.build-fuzz"
 seconds=${FUZZ_SECONDS:-20}
 keep=${FUZZ_KEEP_DIR:-$scratch/findings}
 niceness=${FUZZ_NICE:-10}
-all_targets=(fuzz-wire fuzz-sync fuzz-seal fuzz-config fuzz-pem fuzz-cert fuzz-names fuzz-headers)
+all_targets=(fuzz-wire fuzz-sync fuzz-seal fuzz-handshake fuzz-config fuzz-pem fuzz-cert fuzz-names fuzz-headers)
 
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 for target in "${targets[@]}"; do

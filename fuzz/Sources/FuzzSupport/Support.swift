@@ -74,3 +74,112 @@ public enum Seeds {
         exit(0)
     }
 }
+
+/// Fixed node keys and a `Mesh` that knows some of them, shared by the membership targets.
+public enum Cluster {
+    /// A node key from a repeated seed byte, the same on every run (as in MembershipTrustTests).
+    public static func nodeKey(_ fill: UInt8) -> NodeKey {
+        NodeKey(seed: [UInt8](repeating: fill, count: 32))!
+    }
+
+    /// `a` runs the mesh; `b` and `c` are confirmed members it knows; `mallory` is unknown to it.
+    public static let a = nodeKey(1)
+    public static let b = nodeKey(2)
+    public static let c = nodeKey(3)
+    public static let mallory = nodeKey(9)
+    public static let known = [a, b, c]
+    public static let start: Int64 = 1_800_000_000_000_000_000
+    /// `DM_FUZZ_DEBUG` set: print what the mesh did to its members (to see what seeds reach).
+    public static let debug = getenv("DM_FUZZ_DEBUG") != nil
+
+    public static func address(_ key: NodeKey) -> PeerAddress {
+        PeerAddress(host: "10.0.0.\(key.publicKey[0] % 200 + 1)", port: 7946)
+    }
+
+    /// What a node key signs for an accusation, written here from the v2 definition
+    /// (`MemberClaims.accusationMessage`): label "data-mesher/suspect/v2" or "…/dead/v2" and a
+    /// zero byte, the accused ID, its incarnation (u64, big-endian), the accuser's ID.
+    public static func accusationMessage(_ accusation: Accusation, dead: Bool) -> [UInt8] {
+        var out = Array((dead ? "data-mesher/dead/v2" : "data-mesher/suspect/v2").utf8) + [0]
+        out += accusation.id.bytes
+        for shift in stride(from: 56, through: 0, by: -8) {
+            out.append(UInt8(truncatingIfNeeded: accusation.incarnation >> UInt64(shift)))
+        }
+        return out + accusation.from.bytes
+    }
+
+    /// A mesh run by `a` that met `b` and `c` (announced, pinged, answered), at `start`.
+    public static let mesh: Mesh = {
+        var mesh = Mesh(
+            key: a, name: "a", addresses: [address(a)], incarnation: 100, settings: MeshSettings(),
+            policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: start)
+        var rng = FuzzRandom(state: 11)
+        for member in [b, c] {
+            let announcement = MemberAnnouncement.signed(
+                by: member, name: "n\(member.publicKey[0])", incarnation: 100, addresses: [address(member)])
+            _ = mesh.handle(
+                .packet(
+                    Packet(sender: member.id, message: .gossip, items: [.alive(announcement)]), from: address(member)),
+                now: start, rng: &rng)
+            let pings = mesh.handle(.tick, now: start, rng: &rng).compactMap { directive -> UInt32? in
+                guard case .send(let packet, _, let node) = directive, node == member.id,
+                    case .ping(let sequence, _) = packet.message
+                else { return nil }
+                return sequence
+            }
+            for sequence in pings {
+                _ = mesh.handle(
+                    .packet(
+                        Packet(
+                            sender: member.id, message: .ack(sequence: sequence, responder: member.id, clock: start)),
+                        from: address(member)), now: start, rng: &rng)
+            }
+        }
+        return mesh
+    }()
+}
+
+/// SplitMix64: a deterministic generator for the mesh.
+public struct FuzzRandom: RandomNumberGenerator {
+    public var state: UInt64
+    public init(state: UInt64) { self.state = state }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Cluster {
+    /// The membership promises of wire v2 after `after` handled one input that `before` had not:
+    /// a member that is new or whose announcement changed holds an authentic announcement (its ID
+    /// is its key's and the key signed it), and a member that was alive is suspect, dead or left
+    /// only when `justified(id, newState)` says the input carried a valid reason for it.
+    public static func checkMembership(
+        before: Mesh, after: Mesh, _ what: @autoclosure () -> String,
+        justified: (NodeID, MemberState) -> Bool
+    ) {
+        let verifier = Ed25519Verifier()
+        for (id, record) in after.members {
+            let old = before.members[id]
+            if debug, old?.state != record.state || old?.announcement != record.announcement {
+                print(
+                    "member \(id): \(old.map { "\($0.state.name)@\($0.announcement.incarnation)" } ?? "unknown") -> "
+                        + "\(record.state.name)@\(record.announcement.incarnation) confirmed \(record.confirmed)")
+            }
+            if old?.announcement != record.announcement {
+                invariant(
+                    record.announcement.isAuthentic(verifier),
+                    "member \(id.hex) took an announcement that is not authentic after \(what())")
+                invariant(record.id == id, "member \(id.hex) is filed under another ID")
+            }
+            if let old, old.state == .alive, record.state != .alive {
+                invariant(
+                    justified(id, record.state),
+                    "member \(id.hex) went from alive to \(record.state.name) without a valid reason in \(what())")
+            }
+        }
+    }
+}

@@ -4,9 +4,8 @@
 // `verify(authorities:now:)`. The input is tried both as PEM text and as DER. Underneath,
 // swift-certificates' `PEMDocument` and `Certificate(derEncoded:)` are checked as well.
 //
-// TODO(fuzz): the identity proof itself (certificate DER + node ID + signature) is split and
-// checked by `StreamSession.verify`, internal to DataMesherNet; if that parsing moves to a
-// library product, fuzz it here.
+// The handshake proof that carries the certificate (node key, certificate DER, signature) is
+// split by `StreamHandshake.proof` in DataMesherCore and fuzzed by fuzz-handshake.
 //
 // Invariants:
 // - `NodeCertificate(der:)` accepts exactly the DER that swift-certificates parses, up to 16 KiB,
@@ -17,7 +16,11 @@
 // - unforgeability: a certificate that `verify` accepts under the test CA's key has the exact
 //   to-be-signed bytes of a certificate that CA issued (the seeds): other content that verifies
 //   would mean the check skips signed bytes; `verify` returns the certificate's own key, refuses
-//   without authorities, and refuses before and after the validity period.
+//   without authorities, and refuses before and after the validity period;
+// - node profile: a certificate that verifies names its key's node ID
+//   (`urn:data-mesher:node:<hex>`), is not a CA and allows digital signatures; `verify(nodeID:)`
+//   accepts that ID and refuses another. The test CA also issued a certificate without the node
+//   ID (node2), which must never verify.
 import Crypto
 import DataMesherCore
 import DataMesherKeys
@@ -99,6 +102,18 @@ func check(_ node: NodeCertificate, der: [UInt8]) {
         Authority.issuedTBS.contains(Array(node.certificate.tbsCertificateBytes)),
         "a certificate the test CA never issued verifies under its key: \(dump(der))")
     invariant(key.rawRepresentation == node.nodeKey?.rawRepresentation, "verify returned another key")
+    let id = NodeID(publicKey: Array(key.rawRepresentation))
+    if Cluster.debug { print("verified under the test CA: \(node.name), node IDs \(node.nodeIDs.map(\.hex))") }
+    invariant(node.nodeIDs.contains(id), "a certificate that does not name its key's node ID verifies: \(dump(der))")
+    invariant(
+        (try? node.certificate.extensions.basicConstraints) == .notCertificateAuthority,
+        "a certificate that may be a CA verifies as a node certificate")
+    invariant(
+        (try? node.verify(authorities: [Authority.key.publicKey], now: Authority.now, nodeID: id)) != nil,
+        "verify refuses the node ID the certificate names")
+    invariant(
+        (try? node.verify(authorities: [Authority.key.publicKey], now: Authority.now, nodeID: Authority.stranger))
+            == nil, "verify accepts a node ID the certificate does not name")
     let before = node.notValidBefore.addingTimeInterval(-1)
     let after = node.notValidAfter.addingTimeInterval(1)
     invariant(
@@ -117,8 +132,10 @@ enum Authority {
         do { return try issue() } catch { fatalError("cannot issue the test certificates: \(error)") }
     }()
     static let issuedTBS: Set<[UInt8]> = Set(issued.map { Array($0.tbsCertificateBytes) })
+    static let stranger = NodeID(publicKey: [UInt8](repeating: 0x5A, count: 32))
 
-    /// Node certificates shaped like `data-mesher certificate sign` makes them, deterministic.
+    /// Node certificates shaped like `data-mesher certificate sign` makes them, deterministic;
+    /// node2's lacks the node ID (the profile before wire v2).
     static func issue() throws -> [Certificate] {
         let issuer = try DistinguishedName {
             OrganizationName("data-mesher")
@@ -137,7 +154,14 @@ enum Authority {
                 extensions: try Certificate.Extensions {
                     Critical(BasicConstraints.notCertificateAuthority)
                     Critical(KeyUsage(digitalSignature: true))
-                    SubjectAlternativeNames([.dnsName("node\(index).example")])
+                    SubjectAlternativeNames(
+                        [.dnsName("node\(index).example")]
+                            + (index == 1
+                                ? [
+                                    .uniformResourceIdentifier(
+                                        NodeCertificate.nodeURI(
+                                            NodeID(publicKey: Array(nodeKey.publicKey.rawRepresentation))))
+                                ] : []))
                 }, issuerPrivateKey: .init(key))
         }
     }

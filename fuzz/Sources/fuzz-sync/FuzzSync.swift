@@ -7,7 +7,13 @@
 //   read, and it decodes to the same message;
 // - the message's type is the header's type;
 // - the payload is self-delimiting: one byte less or more does not decode;
-// - fixed-size fields have their sizes, names are valid, members are within the limits.
+// - fixed-size fields have their sizes, names are valid, members are within the limits and carry
+//   a 32-byte node key and a 64-byte signature;
+// - a member list (hello, reply) handed to a `Mesh` that knows three members
+//   (`.remoteState`) does not trap; the mesh takes only authentic announcements, and a member
+//   it had alive turns suspect only for a record of the list that reports it failed with the
+//   member's own authentic claim at the incarnation the mesh knows (push/pull is never an
+//   accusation of its own: it never makes a member dead or left).
 import DataMesherCore
 import FuzzSupport
 
@@ -73,11 +79,27 @@ public func fuzzSync(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 func checkMembers(_ members: [MemberRecord]) {
     invariant(members.count <= SyncCodec.maxMembers, "\(members.count) members")
     for member in members {
+        invariant(member.announcement.publicKey.count == 32, "node key of \(member.announcement.publicKey.count) bytes")
+        invariant(
+            member.announcement.signature.count == 64, "signature of \(member.announcement.signature.count) bytes")
         invariant(member.announcement.name.utf8.count <= WireCodec.maxNodeNameLength, "node name too long")
         invariant(member.announcement.addresses.count <= WireCodec.maxAddresses, "too many addresses")
         for address in member.announcement.addresses {
             invariant(!address.host.isEmpty && address.port > 0, "empty address")
             invariant(address.host.utf8.count <= WireCodec.maxHostLength, "host too long")
+        }
+    }
+
+    let before = Cluster.mesh
+    var mesh = before
+    var rng = FuzzRandom(state: UInt64(members.count))
+    _ = mesh.handle(.remoteState(members), now: Cluster.start + 1_000_000, rng: &rng)
+    let verifier = Ed25519Verifier()
+    Cluster.checkMembership(before: before, after: mesh, "a member list of \(members.count)") { id, state in
+        guard state == .suspect, let known = before.members[id] else { return false }
+        return members.contains {
+            $0.id == id && $0.state != .alive && $0.announcement.incarnation == known.announcement.incarnation
+                && $0.announcement.isAuthentic(verifier)
         }
     }
 }
@@ -91,17 +113,24 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
 /// One frame of every message type, made with the encoder. A frame may be followed by more bytes
 /// (the content after a fetch reply), which the target ignores.
 func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
-    let alpha = NodeID(bytes: [UInt8](repeating: 0xA1, count: 16))!
-    let beta = NodeID(bytes: [UInt8](repeating: 0xB2, count: 16))!
+    // b and c are members the mesh knows (at incarnation 100), mallory is not.
+    func record(_ key: NodeKey, _ incarnation: UInt64, _ state: MemberState, _ addresses: [PeerAddress])
+        -> MemberRecord
+    {
+        MemberRecord(
+            announcement: .signed(
+                by: key, name: "n\(key.publicKey[0])", incarnation: incarnation, addresses: addresses),
+            state: state, since: 0, lastSource: nil)
+    }
     let members = [
-        MemberRecord(
-            announcement: MemberAnnouncement(
-                id: alpha, name: "node1", incarnation: 1, addresses: [PeerAddress(host: "127.0.0.11", port: 7946)]),
-            state: .alive, since: 0, lastSource: nil),
-        MemberRecord(
-            announcement: MemberAnnouncement(
-                id: beta, name: "node2", incarnation: 5, addresses: [PeerAddress(host: "fd00::2", port: 7946)]),
-            state: .suspect, since: 0, lastSource: nil),
+        record(Cluster.b, 101, .alive, [Cluster.address(Cluster.b)]),
+        record(Cluster.c, 100, .suspect, [Cluster.address(Cluster.c), PeerAddress(host: "fd00::3", port: 7946)]),
+        record(Cluster.mallory, 1, .alive, [PeerAddress(host: "10.9.9.9", port: 7946)]),
+    ]
+    let failed = [
+        record(Cluster.b, 100, .dead, [Cluster.address(Cluster.b)]),
+        record(Cluster.c, 100, .left, [Cluster.address(Cluster.c)]),
+        record(Cluster.mallory, 1, .dead, []),
     ]
     let root = [UInt8](repeating: 0x5A, count: 16)
     let content = Array("content of config:app\n".utf8)
@@ -114,6 +143,7 @@ func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
         ("hello-join", .hello(join: true, members: members, root: root), []),
         ("hello", .hello(join: false, members: [], root: root), []),
         ("reply-same-root", .reply(members: members, root: root, buckets: nil), []),
+        ("reply-failed", .reply(members: failed, root: root, buckets: nil), []),
         ("reply-buckets", .reply(members: members, root: root, buckets: buckets), []),
         (
             "summaries",
