@@ -82,7 +82,7 @@ public enum ConfigLoader {
         if let cluster = try top.section("cluster") {
             try cluster.onlyKeys([
                 "port", "interfaces", "bootstrap_nodes", "join_interval", "push_pull_interval", "network_id",
-                "encryption",
+                "max_members", "encryption",
             ])
             if let port = try cluster.port("port") { config.cluster.port = port }
             if let interfaces = try cluster.bindTargets("interfaces") { config.cluster.interfaces = interfaces }
@@ -102,6 +102,7 @@ public enum ConfigLoader {
             if let value = try cluster.duration("push_pull_interval", nonZero: true) {
                 config.cluster.pushPullInterval = value
             }
+            if let value = try cluster.count("max_members", range: 2...65_536) { config.cluster.maxMembers = value }
             if let network = try cluster.string("network_id") {
                 guard network.utf8.count <= 255 else { throw cluster.error("network_id", "is longer than 255 bytes") }
                 config.cluster.networkID = network

@@ -47,6 +47,8 @@ public struct ClusterConfig: Sendable, Equatable {
     public var pushPullInterval: UInt64 = 30 * 1_000_000_000
     /// Signed into every file; default "".
     public var networkID: String = ""
+    /// Members of the cluster as this node sees it, itself included, at most; default 4096.
+    public var maxMembers: Int = 4096
     public var encryption: EncryptionConfig? = nil
 
     public init() {}

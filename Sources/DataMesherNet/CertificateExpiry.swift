@@ -68,8 +68,15 @@ public struct CertificateExpiryWarningService: Service {
             if let line = expiry.logLine(now: clock()) {
                 logger.log(level: line.level, "\(line.message)")
             }
-            // Sleeps until the next check; a graceful shutdown (SIGTERM) ends the sleep at once.
-            do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) } } catch { return }
+            // Sleeps until the next check in steps of at most a second, so a graceful shutdown
+            // (SIGTERM) or a cancellation ends it within one step.
+            var slept = Duration.zero
+            while slept < interval {
+                let step = min(interval - slept, .seconds(1))
+                do { try await Task.sleep(for: step) } catch { return }
+                if Task.isShuttingDownGracefully { return }
+                slept += step
+            }
         }
     }
 }

@@ -49,6 +49,8 @@ public actor ClusterNode {
     /// The `membershipVersion` of the member list last published (nil: never).
     var publishedMembership: UInt64?
     var publishedAt: Int64 = .min
+    var rememberedAt: Int64 = .min
+    var membersToRemember = false
     let group = MultiThreadedEventLoopGroup.singleton
 
     // Encryption and admission (docs/PROTOCOL.md, "Encryption" and "Node identities").
@@ -88,11 +90,16 @@ public actor ClusterNode {
                 ringKey: ringKey, salt: (0..<Seal.saltLength).map { _ in UInt8.random(in: 0...255, using: &rng) })
             opener = PacketOpener(ring: security.ring)
         }
+        // The members known when it last ran are tried too, so a node restarted while its
+        // bootstrap nodes are down still finds the others (as Serf's snapshot does).
+        let remembered = KnownMembers.read(stateDir: node.config.stateDir).filter {
+            !node.config.cluster.bootstrapNodes.contains($0)
+        }
         var mesh = Mesh(
             key: security.nodeKey, name: node.nodeName, addresses: addresses,
             // Seconds since the epoch: a restarted node always outbids what others remember.
             incarnation: UInt64(max(0, now / 1_000_000_000)), settings: settings, policy: node.policy,
-            bootstrap: node.config.cluster.bootstrapNodes, now: now)
+            bootstrap: node.config.cluster.bootstrapNodes + remembered, now: now)
         mesh.load(node.store.list().map(\.version))
         self.mesh = mesh
         snapshot = node.clusterSnapshot
@@ -267,15 +274,34 @@ public actor ClusterNode {
         let counters = self.counters
         // Also once a second: clock offsets move without the membership changing.
         let now = WallClock.now()
+        if membersToRemember { rememberMembers(now: now) }
         guard mesh.membershipVersion != publishedMembership || now.subtractingSaturated(publishedAt) > 1_000_000_000
         else {
             snapshot.withLockedValue { $0.counters = counters }
             return
         }
+        if publishedMembership != mesh.membershipVersion { membersToRemember = true }
         publishedMembership = mesh.membershipVersion
         publishedAt = now
         let members = mesh.localState.map(memberInfo)
         snapshot.withLockedValue { $0 = (members, counters) }
+    }
+
+    /// Writes the addresses of the confirmed live members to `<state_dir>/members` (at most
+    /// every 10 s, once they changed), for the next start.
+    func rememberMembers(now: Int64) {
+        guard now.subtractingSaturated(rememberedAt) > 10_000_000_000 else { return }
+        membersToRemember = false
+        rememberedAt = now
+        let addresses = mesh.localState.dropFirst().filter { $0.state == .alive }.compactMap(\.address)
+        guard !addresses.isEmpty else { return }
+        let stateDir = node.config.stateDir
+        let logger = logger
+        Task {
+            do { try await Blocking.run { try KnownMembers.write(addresses, stateDir: stateDir) } } catch {
+                logger.debug("could not remember the members: \(error)")
+            }
+        }
     }
 
     func memberInfo(_ record: MemberRecord) -> MemberInfo {
@@ -739,6 +765,24 @@ extension PeerAddress {
             return nil
         }
         self.init(host: ip, port: port16)
+    }
+}
+
+/// The members a node knew when it last ran: `<state_dir>/members`, one `host:port` a line.
+enum KnownMembers {
+    static let maxEntries = 256
+
+    static func path(_ stateDir: String) -> String { stateDir + "/members" }
+
+    static func read(stateDir: String) -> [PeerAddress] {
+        guard let bytes = try? DiskIO.readFile(path(stateDir), limit: 64 * 1024) else { return [] }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").prefix(maxEntries)
+            .compactMap { PeerAddress.parse(String($0)) }
+    }
+
+    static func write(_ addresses: [PeerAddress], stateDir: String) throws {
+        let text = addresses.prefix(maxEntries).map { "\($0)\n" }.joined()
+        try DiskIO.writeFileAtomically(path(stateDir), bytes: Array(text.utf8))
     }
 }
 

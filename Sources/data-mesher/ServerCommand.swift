@@ -116,6 +116,8 @@ struct Server {
         var settings = MeshSettings()
         settings.joinInterval = Int64(clamping: config.cluster.joinInterval)
         settings.pushPullInterval = Int64(clamping: config.cluster.pushPullInterval)
+        settings.maxMembers = config.cluster.maxMembers
+        settings.maxUnconfirmed = min(settings.maxUnconfirmed, config.cluster.maxMembers)
         let cluster = ClusterNode(
             node: node, bindAddresses: clusterAddresses, settings: settings, security: security, logger: logger)
         node.addListener(cluster)

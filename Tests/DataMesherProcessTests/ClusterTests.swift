@@ -129,6 +129,31 @@ import Testing
         #expect(eventually(30) { nodes[0].memberState("node2") == "alive" && nodes[1].memberState("node2") == "alive" })
     }
 
+    @Test func aNodeRestartedWhileItsBootstrapNodeIsDownRejoinsTheOthers() throws {
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try Self.cluster(3, key: key) { _ in ["config:app": [key.base64]] }
+        defer { nodes.forEach { $0.cleanUp() } }
+        let everyone = ["node0", "node1", "node2"]
+        #expect(eventually { nodes.allSatisfy { node in everyone.allSatisfy { node.memberState($0) == "alive" } } })
+        // node2 writes down whom it knows (at most every 10 s, once the list settled).
+        #expect(
+            eventually(30) {
+                ((try? String(contentsOfFile: nodes[2].stateDir + "/members", encoding: .utf8)) ?? "")
+                    .contains(nodes[1].address)
+            })
+        // Its only bootstrap node (node0) goes away, and node2 too; an update happens meanwhile.
+        nodes[0].stop(signal: SIGKILL)
+        nodes[2].stop(signal: SIGKILL)
+        let missed = Array("while node2 was down".utf8)
+        #expect(try HTTP.put(nodes[1], try key.sign("config:app", missed, at: nowNanoseconds()), missed).status == 201)
+        try nodes[2].start()
+        // It finds node1 through what it remembered, and gets the update it missed.
+        #expect(eventually(30) { nodes[2].memberState("node1") == "alive" })
+        #expect(eventually(30) { Self.content(of: nodes[2], "config:app") == missed })
+    }
+
     @Test func malformedPacketsAreDroppedCountedAndHarmless() throws {
         let dir = try Self.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
