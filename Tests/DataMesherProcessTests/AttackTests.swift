@@ -349,3 +349,121 @@ import Testing
         }
     }
 }
+
+/// A keyring holder without a certificate sits between two certified nodes (node A dials it as
+/// its bootstrap node, and it dials node B) and swaps in its own ephemeral keys both ways, so it
+/// could read and change the session if sessions were not bound to identities. It opens A's
+/// proof (it did the key exchange with A) and passes it on to B under the keys it shares with B:
+/// B refuses it, because A signed a transcript that holds the relay's key, not B's view of it.
+@Suite struct RelayTests {
+    static func listen(on host: String) throws -> (fd: Int32, port: UInt16) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, 4) == 0 else { throw HarnessError("cannot listen on \(host)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return (fd, UInt16(bigEndian: address.sin_port))
+    }
+
+    static func readExactly(_ fd: Int32, _ count: Int) -> [UInt8]? {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: count)
+        while out.count < count {
+            let got = recv(fd, &buffer, count - out.count, 0)
+            guard got > 0 else { return nil }
+            out += buffer.prefix(got)
+        }
+        return out
+    }
+
+    static func readRecord(_ fd: Int32) -> (prefix: [UInt8], body: [UInt8])? {
+        guard let prefix = readExactly(fd, 4) else { return nil }
+        let length = prefix.reduce(0) { $0 << 8 | Int($1) }
+        guard length <= 64 * 1024, let body = readExactly(fd, length) else { return nil }
+        return (prefix, body)
+    }
+
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
+
+    @Test func aRelayWithTheKeyringButNoCertificateCannotJoinTwoNodesSession() throws {
+        let secrets = try SecurityTests.Secrets()
+        defer { try? FileManager.default.removeItem(atPath: secrets.dir) }
+        let key = try TestKey(dir: secrets.dir, name: "owner")
+        let files = ["config:app": [key.base64]]
+        let b = try SecurityTests.node(
+            "nodeB", bootstrap: nil,
+            encryption: secrets.encryption(rings: ["ring1"], identity: try secrets.identity("nodeB")), files: files)
+        defer { b.cleanUp() }
+        try b.start()
+        let relayHost = "127.0.0.248"
+        let (listener, relayPort) = try Self.listen(on: relayHost)
+        defer { close(listener) }
+        let a = try Daemon(
+            files: files,
+            cluster: "bootstrap_nodes = [\"\(relayHost):\(relayPort)\"]\n" + SecurityTests.timing
+                + secrets.encryption(rings: ["ring1"], identity: try secrets.identity("nodeA")),
+            name: "nodeA")
+        defer { a.cleanUp() }
+        let ring = try KeyringFile.read(path: secrets.dir + "/ring1")
+        try a.start()
+        // The relay: one connection from A, one to B, its own ephemeral key on each side.
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let fromA = accept(listener, nil, nil)
+        try #require(fromA >= 0, "A never dialed the relay")
+        defer { close(fromA) }
+        setsockopt(fromA, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let toB = try #require(ClusterSocketTests.connect(to: b.address, port: 7946, from: relayHost, timeout: 20))
+        defer { close(toB) }
+        let preambleOfA = try StreamHandshake.preamble(
+            try #require(Self.readExactly(fromA, StreamHandshake.preambleLength)))
+        let towardA = Curve25519.KeyAgreement.PrivateKey()
+        let towardB = Curve25519.KeyAgreement.PrivateKey()
+        let relayToA = StreamHandshake.Preamble(
+            flags: preambleOfA.flags, ephemeral: Array(towardA.publicKey.rawRepresentation))
+        let relayToB = StreamHandshake.Preamble(
+            flags: preambleOfA.flags, ephemeral: Array(towardB.publicKey.rawRepresentation))
+        Self.sendAll(fromA, relayToA.encoded)
+        Self.sendAll(toB, relayToB.encoded)
+        let preambleOfB = try StreamHandshake.preamble(
+            try #require(Self.readExactly(toB, StreamHandshake.preambleLength)))
+        // Both legs' keys: the relay holds the keyring, and did each key exchange itself.
+        let legA = StreamHandshake.sessionKeys(
+            sharedSecret: try #require(StreamHandshake.sharedSecret(towardA, theirs: preambleOfA.ephemeral)),
+            ringKey: ring, transcript: StreamHandshake.transcriptHash(initiator: preambleOfA, responder: relayToA))
+        let legB = StreamHandshake.sessionKeys(
+            sharedSecret: try #require(StreamHandshake.sharedSecret(towardB, theirs: preambleOfB.ephemeral)),
+            ringKey: ring, transcript: StreamHandshake.transcriptHash(initiator: relayToB, responder: preambleOfB))
+        // A's proof opens on the relay's leg with A ...
+        let record = try #require(Self.readRecord(fromA))
+        var openA = StreamCipher(key: legA.initiatorToResponder)
+        let proofOfA = try openA.open(prefix: record.prefix, record: record.body)
+        #expect(try StreamHandshake.proof(proofOfA).nodeID != b.nodeIDFromLog)
+        // ... and is passed on to B, sealed correctly for B's leg.
+        var sealB = StreamCipher(key: legB.initiatorToResponder)
+        Self.sendAll(toB, sealB.seal(proofOfA))
+        // B refuses: A signed the transcript with the relay's key, not the one B sees.
+        #expect(Self.readRecord(toB) == nil, "B answered the relayed proof")
+        #expect(
+            eventually(10) { b.tailOfLog(50_000).contains("handshake is not signed by the peer's node key") },
+            "\(b.tailOfLog())")
+        #expect(SecurityTests.names(seenBy: b) == ["nodeB"])
+        #expect(SecurityTests.names(seenBy: a) == ["nodeA"])
+    }
+}
+
+extension Daemon {
+    /// The node ID this daemon logged at start (nil before).
+    var nodeIDFromLog: NodeID? {
+        let text = tailOfLog(200_000)
+        guard let range = text.range(of: "dm.node_id=") else { return nil }
+        return NodeID(hex: String(text[range.upperBound...].prefix(32)))
+    }
+}
