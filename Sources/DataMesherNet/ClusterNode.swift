@@ -100,7 +100,8 @@ public actor ClusterNode {
             // Seconds since the epoch: a restarted node always outbids what others remember.
             incarnation: UInt64(max(0, now / 1_000_000_000)), settings: settings, policy: node.policy,
             bootstrap: node.config.cluster.bootstrapNodes + remembered, now: now)
-        mesh.load(node.store.list().map(\.version))
+        // A version whose content went missing is not held: peers that have it send it again.
+        mesh.load(node.store.list().filter { $0.state != .missing }.map(\.version))
         self.mesh = mesh
         snapshot = node.clusterSnapshot
     }

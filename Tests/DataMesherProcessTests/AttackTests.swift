@@ -362,7 +362,9 @@ import Testing
         address.sin_family = sa_family_t(AF_INET)
         inet_pton(AF_INET, host, &address.sin_addr)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, Glibc.listen(fd, 4) == 0 else { throw HarnessError("cannot listen on \(host)") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -390,7 +392,9 @@ import Testing
         return (prefix, body)
     }
 
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    }
 
     @Test func aRelayWithTheKeyringButNoCertificateCannotJoinTwoNodesSession() throws {
         let secrets = try SecurityTests.Secrets()

@@ -154,6 +154,23 @@ import Testing
         #expect(eventually(30) { Self.content(of: nodes[2], "config:app") == missed })
     }
 
+    @Test func aFileDamagedWhileTheNodeWasDownIsFetchedAgainExactly() throws {
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try Self.cluster(2, key: key) { _ in ["zone": [key.base64]] }
+        defer { nodes.forEach { $0.cleanUp() } }
+        #expect(eventually { nodes[0].memberState("node1") == "alive" && nodes[1].memberState("node0") == "alive" })
+        let zone = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 3) }
+        #expect(try HTTP.put(nodes[0], try key.sign("zone", zone, at: nowNanoseconds()), zone).status == 201)
+        #expect(eventually(30) { Self.content(of: nodes[1], "zone") == zone })
+        nodes[1].stop(signal: SIGTERM)
+        try Data("damaged behind its back".utf8).write(to: URL(fileURLWithPath: nodes[1].stateDir + "/files/zone"))
+        try nodes[1].start()
+        // Not served damaged, and the exact version comes back from the peer.
+        #expect(eventually(30) { Self.content(of: nodes[1], "zone") == zone })
+    }
+
     @Test func malformedPacketsAreDroppedCountedAndHarmless() throws {
         let dir = try Self.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
