@@ -17,7 +17,8 @@
 /// in the middle cannot complete it (it cannot sign for either node key over a transcript that
 /// holds its own ephemerals), and each side learns the node ID the other proved.
 public enum StreamHandshake {
-    public static let magic: [UInt8] = [0x44, 0x4D, 0x53, 2]  // "DMS", stream version 2
+    /// "DMS" and the protocol version (`WireCodec.version`, one number for UDP and TCP).
+    public static let magic: [UInt8] = [0x44, 0x4D, 0x53, WireCodec.version]
     public static let preambleLength = 4 + 1 + 32
     public static let flagSealed: UInt8 = 1
     public static let flagIdentity: UInt8 = 2
@@ -156,7 +157,8 @@ public enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .notDataMesher: return "not a data-mesher stream"
-        case .version(let version): return "stream version \(version) is not supported (this node speaks 2)"
+        case .version(let version):
+            return "stream version \(version) is not supported (this node speaks \(WireCodec.version))"
         case .malformed(let what): return "malformed handshake: \(what)"
         }
     }

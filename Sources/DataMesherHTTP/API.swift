@@ -100,7 +100,7 @@ public struct API: Sendable {
                     byteBuffer: ByteBuffer(
                         bytes: node.metrics.render(
                             store: node.store, members: node.members(),
-                            certificateSecondsLeft: node.certificateExpiry?.secondsLeft(now: Date())))))
+                            certificateSecondsLeft: node.certificateExpiry?.secondsLeft(now: WallClock.date())))))
         }
         return router
     }
@@ -167,7 +167,7 @@ public struct API: Sendable {
             clock_offset_seconds: node.clusterCounters.clockOffsetNanoseconds.map { Double($0) / 1e9 },
             files_configured: node.policy.allowedSigners.keys.map(\.value).sorted(),
             certificate_expires_at: node.certificateExpiry?.rfc3339,
-            certificate_expires_in_seconds: node.certificateExpiry?.secondsLeft(now: Date()))
+            certificate_expires_in_seconds: node.certificateExpiry?.secondsLeft(now: WallClock.date()))
     }
 
     // MARK: Reading a file

@@ -55,7 +55,7 @@ public struct CertificateExpiryWarningService: Service {
 
     public init(
         expiry: CertificateExpiry, logger: Logger, interval: Duration = .seconds(86400),
-        clock: @escaping @Sendable () -> Date = { Date() }
+        clock: @escaping @Sendable () -> Date = WallClock.date
     ) {
         self.expiry = expiry
         self.logger = logger

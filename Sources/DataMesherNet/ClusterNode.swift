@@ -414,7 +414,7 @@ public actor ClusterNode {
     func isAdmitted(_ id: NodeID, at address: PeerAddress?) -> Bool {
         if id == me { return true }
         guard let address, let entry = admitted[id] else { return false }
-        return entry.addresses.contains(address) && entry.until > Date()
+        return entry.addresses.contains(address) && entry.until > WallClock.date()
     }
 
     /// Merges a member list from push/pull; with node identities only members proved at their

@@ -1,5 +1,6 @@
 import DataMesherCore
 import DataMesherStore
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOPosix
@@ -239,6 +240,9 @@ public enum WallClock {
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
     }
+
+    /// The same clock as a `Date` (for certificates, whose library speaks `Date`).
+    @Sendable public static func date() -> Date { Date(timeIntervalSince1970: Double(now()) / 1e9) }
 }
 
 /// Runs blocking disk work on NIO's thread pool instead of the cooperative pool.

@@ -144,7 +144,8 @@ struct StreamSession {
             throw HandshakeRefusal("certificate", "\(error)")
         }
         let key: Curve25519.Signing.PublicKey
-        do { key = try certificate.verify(authorities: identity.authorities, now: Date(), nodeID: id) } catch {
+        do { key = try certificate.verify(authorities: identity.authorities, now: WallClock.date(), nodeID: id) } catch
+        {
             throw HandshakeRefusal("certificate", "\(error) (certificate of \"\(certificate.name)\")")
         }
         guard Array(key.rawRepresentation) == proof.nodeKey else {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DataMesherCore
 import DataMesherKeys
+import DataMesherNet
 import DataMesherStore
 import Foundation
 
@@ -52,7 +53,7 @@ struct CertificateSign: AsyncParsableCommand {
                 throw CLIError("--name must be 1 to 64 bytes long")
             }
             let certificate = try NodeCertificate.issue(
-                caKey: ca, nodeKey: node, name: subject, now: Date(), validity: seconds)
+                caKey: ca, nodeKey: node, name: subject, now: WallClock.date(), validity: seconds)
             try DiskIO.writeFileAtomically(output, bytes: Array(try certificate.pem().utf8), mode: 0o644)
             print("\(output): \(subject), valid until \(certificate.notValidAfter)")
         }
@@ -78,7 +79,8 @@ struct CertificateVerify: AsyncParsableCommand {
             let parsed = try KeyFile.readCertificate(path: certificate)
             let key: String
             do {
-                key = Base64.encode(Array(try parsed.verify(authorities: authorities, now: Date()).rawRepresentation))
+                key = Base64.encode(
+                    Array(try parsed.verify(authorities: authorities, now: WallClock.date()).rawRepresentation))
             } catch { throw CLIError("\(certificate): \(error)") }
             print(
                 "\(certificate): valid; node \(parsed.name), key \(key), "

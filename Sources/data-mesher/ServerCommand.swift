@@ -45,7 +45,7 @@ struct Server {
         try ConfigChecks.stateDirWritable(config.stateDir)
         let security = try ClusterSecurity.load(
             config.cluster.encryption, stateDir: config.stateDir, createNodeKey: false)
-        try ConfigChecks.ownCertificate(security, path: config.cluster.encryption?.identityCert, now: Date())
+        try ConfigChecks.ownCertificate(security, path: config.cluster.encryption?.identityCert, now: WallClock.date())
         let port = config.cluster.port
         let names = config.filePolicy.allowedSigners.keys.map(\.value).sorted()
         let nodeName = config.nodeName ?? ProcessInfo.processInfo.hostName
@@ -102,7 +102,7 @@ struct Server {
         logger[metadataKey: "dm.node"] = "\(nodeName)"
         let security = try ClusterSecurity.load(
             config.cluster.encryption, stateDir: config.stateDir, createNodeKey: true)
-        if let problem = security.ownCertificateProblem(now: Date()) {
+        if let problem = security.ownCertificateProblem(now: WallClock.date()) {
             logger.error("this node's certificate will be refused by its peers: \(problem)")
         }
         let certificateExpiry = security.identity.map {

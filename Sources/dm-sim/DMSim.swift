@@ -62,9 +62,11 @@ struct DMSim: ParsableCommand {
             options.forgeries = forgeries
             options.seed = seed &+ offset
             options.settings.pushPullInterval = Int64((try? DurationFormat.parse(pushPull)) ?? 30_000_000_000)
-            let started = Date()
+            // Elapsed time of the run (the simulation's own clock is simulated).
+            let started = ContinuousClock.now
             let report = Scenario(options).run()
-            let wall = Date().timeIntervalSince(started)
+            let elapsed = ContinuousClock.now - started
+            let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             for violation in report.violations.prefix(20) { print("seed \(options.seed): violation: \(violation)") }
             if verbose {
                 for (time, observer, node) in report.falseDeaths {
