@@ -86,6 +86,7 @@ public struct API: Sendable {
         router.put("/v1/files/**") { request, _ in try await putFile(request) }
         router.delete("/v1/files/**") { request, _ in try await deleteFile(request) }
         router.get("/v1/members") { _, _ in jsonResponse(.ok, node.members()) }
+        router.get("/v1/status/**") { request, _ in try fileStatus(request) }
         router.get("/v1/info") { _, _ in jsonResponse(.ok, info()) }
         router.get("/v1/events") { request, _ in try events(request) }
         router.get("/") { _, _ in
@@ -147,6 +148,29 @@ public struct API: Sendable {
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: body)
+    }
+
+    /// Which version of a name each member says it holds (`file status`, `file update --wait`).
+    func fileStatus(_ request: Request) throws -> Response {
+        let name = try Self.fileName(fromPath: request.uri.path, prefix: "/v1/status/")
+        guard node.policy.allowedSigners[name] != nil else {
+            throw APIError(.notFound, "\"\(name)\" is not configured on this node")
+        }
+        let held = node.store.current(name)
+        let claims = node.holdings(of: name)
+        let members = node.members().map { member in
+            let claim = claims[member.id]
+            return FileStatusJSON.Member(
+                id: member.id, name: member.name, state: member.state.rawValue,
+                configured: claim != nil || member.id == node.nodeID,
+                timestamp: claim.flatMap { $0.timestamp == Holding.nothing ? nil : $0.timestamp },
+                current: held.map { claim?.holds($0.version) == true } ?? false)
+        }
+        return jsonResponse(
+            .ok,
+            FileStatusJSON(
+                name: name.value, timestamp: held?.version.timestamp,
+                sha256: held.map { Hex.encode($0.version.contentSHA256) }, members: members))
     }
 
     func listFiles() -> Response {
@@ -315,9 +339,9 @@ public struct API: Sendable {
     // MARK: Parsing requests
 
     /// The file name in a `/v1/files/NAME` path: percent-decoded once, then held to the name rules.
-    static func fileName(fromPath path: String) throws -> FileName {
-        guard path.hasPrefix(filesPrefix) else { throw APIError(.badRequest, "file name is missing") }
-        let encoded = path.dropFirst(filesPrefix.count)
+    static func fileName(fromPath path: String, prefix: String = filesPrefix) throws -> FileName {
+        guard path.hasPrefix(prefix) else { throw APIError(.badRequest, "file name is missing") }
+        let encoded = path.dropFirst(prefix.count)
         guard let decoded = percentDecode(encoded) else {
             throw APIError(.badRequest, "file name has a malformed percent-encoding")
         }

@@ -57,6 +57,27 @@ public struct InfoJSON: Codable, Sendable, Equatable {
     public var certificate_expires_in_seconds: Int64?
 }
 
+/// `GET /v1/status/{name}`: the version this node holds, and what each member says it holds.
+public struct FileStatusJSON: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var state: String
+        /// It said it is configured for the name (or it is this node).
+        public var configured: Bool
+        /// The timestamp of the version it holds (absent: none, or not heard of).
+        public var timestamp: Int64?
+        /// It holds exactly the version this node holds.
+        public var current: Bool
+    }
+
+    public var name: String
+    /// The version this node holds (absent: none).
+    public var timestamp: Int64?
+    public var sha256: String?
+    public var members: [Member]
+}
+
 public struct ErrorJSON: Codable, Sendable, Equatable {
     public var error: String
 }

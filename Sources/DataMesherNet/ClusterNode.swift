@@ -49,6 +49,7 @@ public actor ClusterNode {
     /// The `membershipVersion` of the member list last published (nil: never).
     var publishedMembership: UInt64?
     var publishedAt: Int64 = .min
+    var publishedHoldings: UInt64?
     var rememberedAt: Int64 = .min
     var membersToRemember = false
     let group = MultiThreadedEventLoopGroup.singleton
@@ -102,6 +103,7 @@ public actor ClusterNode {
             bootstrap: node.config.cluster.bootstrapNodes + remembered, now: now)
         // A version whose content went missing is not held: peers that have it send it again.
         mesh.load(node.store.list().filter { $0.state != .missing }.map(\.version))
+        mesh.announceHoldings(configured: Array(node.policy.allowedSigners.keys))
         self.mesh = mesh
         snapshot = node.clusterSnapshot
     }
@@ -268,6 +270,13 @@ public actor ClusterNode {
     /// Makes members and counters visible to the HTTP API. The member list is rebuilt only
     /// when the core says it changed; most packets change nothing but the counters.
     func publish() {
+        if mesh.holdingsVersion != publishedHoldings {
+            publishedHoldings = mesh.holdingsVersion
+            let holdings = mesh.holdings.mapValues { claims in
+                Dictionary(uniqueKeysWithValues: claims.map { ($0.key.hex, $0.value) })
+            }
+            node.holdingsSnapshot.withLockedValue { $0 = holdings }
+        }
         let tcp = node.metrics.tcpTotals.withLockedValue { $0 }
         counters.tcpBytesIn = tcp.in
         counters.tcpBytesOut = tcp.out

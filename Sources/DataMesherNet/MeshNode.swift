@@ -43,6 +43,7 @@ public final class MeshNode: Sendable {
     let wallClock: @Sendable () -> Int64
     let logger: Logger
     /// Members and network counters, published by the cluster layer when it runs.
+    let holdingsSnapshot = NIOLockedValueBox<[FileName: [String: Holding]]>([:])
     let clusterSnapshot = NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>(([], ClusterCounters()))
     /// Called with every version accepted through the local API, and every forgotten name.
     let listeners = NIOLockedValueBox<[any VersionListener]>([])
@@ -185,6 +186,12 @@ public final class MeshNode: Sendable {
     public func missingVersions() -> [FileVersion] { store.missing() }
 
     public var clusterCounters: ClusterCounters { clusterSnapshot.withLockedValue { $0.counters } }
+
+    /// What each member (by node ID, hex) says it holds of `name`, as the cluster layer last
+    /// published it.
+    public func holdings(of name: FileName) -> [String: Holding] {
+        holdingsSnapshot.withLockedValue { $0[name] ?? [:] }
+    }
 
     /// Checks, once after start, what the startup scan took on trust (record signatures, and
     /// content whose size, mtime and inode were unchanged); logs what it dropped or marked missing.

@@ -13,7 +13,9 @@ struct FileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "file",
         abstract: "Upload, delete, list and fetch signed files.",
-        subcommands: [FileUpdate.self, FileDelete.self, FileList.self, FileGet.self, FileWatch.self]
+        subcommands: [
+            FileUpdate.self, FileDelete.self, FileList.self, FileGet.self, FileStatus.self, FileWatch.self,
+        ]
     )
 }
 
@@ -75,6 +77,22 @@ struct FileUpdate: AsyncParsableCommand {
     @Option(help: "How long the version is valid, e.g. 10m or 24h (default: forever).")
     var validFor: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Wait until the version is held by every live member configured for the name (all), or by N members.",
+            valueName: "all|N"))
+    var wait: String?
+
+    @Option(help: "How long --wait waits, e.g. 30s.")
+    var timeout: String = "30s"
+
+    func validate() throws {
+        if let wait, wait != "all", Int(wait).map({ $0 < 1 }) ?? true {
+            throw ValidationError("--wait takes \"all\" or a number of members (1 or more), not \"\(wait)\"")
+        }
+        do { _ = try DurationFormat.parse(timeout) } catch { throw ValidationError("--timeout: \(error)") }
+    }
+
     func run() async throws {
         try await reportingErrors {
             let key = try signing.loadKey()
@@ -113,6 +131,76 @@ struct FileUpdate: AsyncParsableCommand {
             }
             let entry = try? JSONDecoder().decode(FileEntryJSON.self, from: Data(reply.body))
             print("stored " + (entry.map(summary) ?? name.value))
+            if let wait {
+                try await waitUntilHeld(
+                    name, version: version, by: wait == "all" ? nil : Int(wait), client: client,
+                    timeout: (try? DurationFormat.parse(timeout)) ?? 30_000_000_000)
+            }
+        }
+    }
+
+    /// Polls `/v1/status/NAME` until `count` members (nil: every live member configured for the
+    /// name) say they hold `version`; fails with the members still missing it.
+    func waitUntilHeld(
+        _ name: FileName, version: FileVersion, by count: Int?, client: APIClient, timeout: UInt64
+    ) async throws {
+        let deadline = WallClock.now().addingSaturated(Int64(clamping: timeout))
+        var missing: [String] = []
+        repeat {
+            let status = try client.decode(
+                FileStatusJSON.self, try await client.send(.GET, "/v1/status/" + name.value))
+            let live = status.members.filter { ($0.state == "alive" || $0.state == "suspect") && $0.configured }
+            let holding = live.filter { $0.timestamp == version.timestamp && $0.current }
+            missing = live.filter { !($0.timestamp == version.timestamp && $0.current) }.map(\.name)
+            if let count, holding.count >= count {
+                print("held by \(holding.count) members")
+                return
+            }
+            if count == nil && missing.isEmpty {
+                print("held by all \(holding.count) live members configured for \(name)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        } while WallClock.now() < deadline
+        throw CLIError(
+            "timed out after \(timeout / 1_000_000_000) s: \(name) at \(version.timestamp) is not yet held by "
+                + (missing.isEmpty ? "enough members" : missing.joined(separator: ", ")))
+    }
+}
+
+struct FileStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show which version of NAME each member holds."
+    )
+
+    @Argument(help: "The file name.")
+    var name: String
+
+    @OptionGroup var server: ServerURL
+
+    @Flag(help: "Print the JSON the API returns.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let name = try parseName(name)
+            let client = try APIClient(url: server.url)
+            let reply = try await client.send(.GET, "/v1/status/" + name.value)
+            let status = try client.decode(FileStatusJSON.self, reply)
+            if json {
+                print(String(decoding: reply.body, as: UTF8.self))
+                return
+            }
+            print("\(status.name): " + (status.timestamp.map { "this node holds \(isoTime($0))" } ?? "not held here"))
+            printTable(
+                [["MEMBER", "STATE", "CONFIGURED", "HOLDS", "CURRENT"]]
+                    + status.members.map { member in
+                        [
+                            member.name, member.state, member.configured ? "yes" : "unknown",
+                            member.timestamp.map(isoTime) ?? "-", member.current ? "yes" : "no",
+                        ]
+                    })
         }
     }
 }

@@ -171,6 +171,51 @@ import Testing
         #expect(eventually(30) { Self.content(of: nodes[1], "zone") == zone })
     }
 
+    @Test func updateWaitsUntilEveryConfiguredMemberHoldsTheVersion() throws {
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let other = try TestKey(dir: dir, name: "other")
+        // node3 is configured for the zone, but trusts another key: it will never hold it.
+        let nodes = try Self.cluster(4, key: key) { index in
+            index == 3 ? ["zone": [other.base64]] : ["zone": [key.base64], "unrelated": [key.base64]]
+        }
+        defer { nodes.forEach { $0.cleanUp() } }
+        let everyone = ["node0", "node1", "node2", "node3"]
+        #expect(eventually { nodes.allSatisfy { node in everyone.allSatisfy { node.memberState($0) == "alive" } } })
+        try "zone content".write(toFile: dir + "/zone", atomically: true, encoding: .utf8)
+        // Three members hold it: --wait 3 returns once they do.
+        let three = try nodes[0].cli([
+            "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "3", "--timeout",
+            "30s",
+        ])
+        #expect(three.status == 0, "\(three.stderr)")
+        #expect(three.stdout.contains("held by 3 members"))
+        for node in nodes.prefix(3) {
+            #expect(Self.content(of: node, "zone") == Array("zone content".utf8), "\(node.address)")
+        }
+        // --wait all names the member that does not get it.
+        try "zone content 2".write(toFile: dir + "/zone", atomically: true, encoding: .utf8)
+        let all = try nodes[0].cli([
+            "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "all", "--timeout",
+            "3s",
+        ])
+        #expect(all.status != 0)
+        #expect(all.stderr.contains("node3") && !all.stderr.contains("node1"), "\(all.stderr)")
+        // file status shows each member's version.
+        let status = try nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url, "--json"])
+        #expect(status.status == 0, "\(status.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let members = json?["members"] as? [[String: Any]] ?? []
+        #expect(members.count == 4)
+        #expect(
+            members.filter { $0["current"] as? Bool == true }.compactMap { $0["name"] as? String }.sorted()
+                == ["node0", "node1", "node2"])
+        #expect(members.first { $0["name"] as? String == "node3" }?["configured"] as? Bool == true)
+        let table = try nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url])
+        #expect(table.status == 0 && table.stdout.contains("CURRENT"))
+    }
+
     @Test func malformedPacketsAreDroppedCountedAndHarmless() throws {
         let dir = try Self.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -211,13 +211,13 @@ _data-mesher_file() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|delete|list|get|watch)
+    update|delete|list|get|status|watch)
         # Offer subcommand argument completions
         "_data-mesher_file_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update delete list get watch' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update delete list get status watch' -- "${cur}"))
         ;;
     esac
 }
@@ -226,7 +226,7 @@ _data-mesher_file_update() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--url --key --key-path --network-id --name --valid-for)
+    non_repeating_options=(--url --key --key-path --network-id --name --valid-for --wait --timeout)
     __data-mesher_offer_flags_options 1
 
     # Offer option value completions
@@ -244,6 +244,12 @@ _data-mesher_file_update() {
         return
         ;;
     '--valid-for')
+        return
+        ;;
+    '--wait')
+        return
+        ;;
+    '--timeout')
         return
         ;;
     esac
@@ -298,6 +304,21 @@ _data-mesher_file_get() {
         return
         ;;
     '--output')
+        return
+        ;;
+    esac
+}
+
+_data-mesher_file_status() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--url)
+    __data-mesher_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--url')
         return
         ;;
     esac

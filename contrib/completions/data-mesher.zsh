@@ -101,13 +101,14 @@ _data-mesher_file() {
             'delete:Delete NAME everywhere with a signed tombstone.'
             'list:List the files a node holds.'
             'get:Fetch the content of NAME (to stdout, or to --output).'
+            'status:Show which version of NAME each member holds.'
             'watch:Follow changes of files on a node; optionally run a command after each change.'
         )
         _describe -V subcommand subcommands && ret=0
         ;;
     arg)
         case "${words[1]}" in
-        update|delete|list|get|watch)
+        update|delete|list|get|status|watch)
             "_data-mesher_file_${words[1]}" && ret=0
             ;;
         esac
@@ -126,6 +127,8 @@ _data-mesher_file_update() {
         '--network-id[Network ID signed into the file (default\: the node'\''s own).]:network-id:'
         '--name[The name to store it under (default\: the file'\''s base name).]:name:'
         '--valid-for[How long the version is valid, e.g. 10m or 24h (default\: forever).]:valid-for:'
+        '--wait[Wait until the version is held by every live member configured for the name (all), or by N members.]:all|N:'
+        '--timeout[How long --wait waits, e.g. 30s.]:timeout:'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
@@ -168,6 +171,20 @@ _data-mesher_file_get() {
         ':name:'
         '--url[The node'\''s HTTP API.]:url:'
         '--output[Write the content here (atomically) instead of to stdout.]:output:'
+        '--version[Show the version.]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+_data-mesher_file_status() {
+    local -i ret=1
+    local -ar arg_specs=(
+        ':name:'
+        '--url[The node'\''s HTTP API.]:url:'
+        '--json[Print the JSON the API returns.]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )

@@ -126,6 +126,13 @@ public struct Mesh: Sendable {
     var newMembersWindowEnd: Int64 = 0
     /// Each confirmed member's clock minus ours (ns), from the last direct probe it answered.
     public private(set) var clockOffsets: [NodeID: Int64] = [:]
+    /// Which version of each name each member says it holds (this node's own included), from
+    /// their signed `holding` claims.
+    public private(set) var holdings: [FileName: [NodeID: Holding]] = [:]
+    var holdingCount = 0
+    /// Grows with every change of `holdings`, so a shell republishes them only when they moved.
+    public private(set) var holdingsVersion: UInt64 = 0
+    public static let maxHoldings = 65_536
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
     var nextProbe: Int64
@@ -265,6 +272,11 @@ public struct Mesh: Sendable {
 
     mutating func removeRecord(_ id: NodeID) {
         membershipVersion &+= 1
+        for name in holdings.keys where holdings[name]?[id] != nil {
+            holdings[name]?[id] = nil
+            holdingCount -= 1
+            holdingsVersion &+= 1
+        }
         members[id] = nil
         departed.remove(id)
         known[id] = nil
@@ -341,12 +353,14 @@ public struct Mesh: Sendable {
         case .localVersion(let version, let inline):
             files.set(version)
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
+            announceHolding(version.name)
         case .stored(let version, let inline):
             storing[version.name] = nil
             if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { break }
             files.set(version)
             // Relay at once as well: spread takes hops × latency, not hops × gossip rounds.
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
+            announceHolding(version.name)
         case .storeFailed(let version):
             if storing[version.name] == version { storing[version.name] = nil }
         case .forgotten(let name):
@@ -674,7 +688,47 @@ public struct Mesh: Sendable {
             dead(accusation, now: now, into: &out)
         case .file(let version, let inline):
             offer(version, inline: inline, from: sender, now: now, into: &out)
+        case .holding(let holding):
+            receive(holding, into: &out)
         }
+    }
+
+    // MARK: Holdings
+
+    /// Tells the others which version of each configured name this node holds (or that it holds
+    /// nothing yet), at start; later, every stored version is announced as it is stored.
+    public mutating func announceHoldings(configured names: [FileName]) {
+        for name in names.sorted().prefix(4096) { announceHolding(name) }
+    }
+
+    mutating func announceHolding(_ name: FileName) {
+        let holding = Holding.signed(name, version: files[name], by: key)
+        record(holding)
+        queue.enqueue(.holding(holding))
+    }
+
+    mutating func record(_ holding: Holding) {
+        if holdings[holding.name]?[holding.holder] == nil {
+            guard holdingCount < Mesh.maxHoldings else { return }
+            holdingCount += 1
+        }
+        holdings[holding.name, default: [:]][holding.holder] = holding
+        holdingsVersion &+= 1
+    }
+
+    /// A member's holding claim: kept (and relayed) when a confirmed member signed it and it is
+    /// newer than what that member said before about the name.
+    mutating func receive(_ holding: Holding, into out: inout [MeshDirective]) {
+        guard holding.holder != me.id else { return }
+        if let known = holdings[holding.name]?[holding.holder], known.timestamp >= holding.timestamp { return }
+        guard let key = publicKey(of: holding.holder),
+            verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key)
+        else {
+            out.append(.droppedClaim(reason: "bad_signature"))
+            return
+        }
+        record(holding)
+        queue.enqueue(.holding(holding))
     }
 
     /// A version heard from a peer: store it if this node is configured for it and it wins.

@@ -135,3 +135,55 @@ extension MemberAnnouncement {
             && verifier.isValidSignature(signature, of: MemberClaims.aliveMessage(self), by: publicKey)
     }
 }
+
+/// A member's signed claim that it holds `version` of `name` (its summary: timestamp and the
+/// first 16 bytes of the signature), or, with `timestamp == Holding.nothing`, that it is
+/// configured for the name and holds nothing yet. Gossiped when a member stores a version and
+/// at its start, so deploy tools can wait until a version has landed everywhere.
+public struct Holding: Sendable, Equatable {
+    /// The timestamp of "configured, holds nothing".
+    public static let nothing = Int64.min
+    static let label: [UInt8] = Array("data-mesher/holds/v2".utf8) + [0]
+
+    public var holder: NodeID
+    public var name: FileName
+    public var timestamp: Int64
+    /// The first 16 bytes of the held version's signature (empty for nothing).
+    public var signaturePrefix: [UInt8]
+    public var signature: [UInt8]
+
+    public init(holder: NodeID, name: FileName, timestamp: Int64, signaturePrefix: [UInt8], signature: [UInt8]) {
+        self.holder = holder
+        self.name = name
+        self.timestamp = timestamp
+        self.signaturePrefix = signaturePrefix
+        self.signature = signature
+    }
+
+    /// `key`'s node says it holds `version` of `name` (nil: nothing).
+    public static func signed(_ name: FileName, version: FileVersion?, by key: NodeKey) -> Holding {
+        var holding = Holding(
+            holder: key.id, name: name, timestamp: version?.timestamp ?? Holding.nothing,
+            signaturePrefix: version.map { Array($0.signature.prefix(VersionSummary.signaturePrefixLength)) } ?? [],
+            signature: [])
+        holding.signature = key.sign(holding.signedMessage)
+        return holding
+    }
+
+    var signedMessage: [UInt8] {
+        var out = WireWriter()
+        out.bytes(Holding.label)
+        out.nodeID(holder)
+        out.u16(UInt16(truncatingIfNeeded: name.value.utf8.count))
+        out.utf8(name.value)
+        out.i64(timestamp)
+        out.shortBytes(signaturePrefix)
+        return out.buffer
+    }
+
+    /// Whether this is the claim of holding exactly `version`.
+    public func holds(_ version: FileVersion) -> Bool {
+        timestamp == version.timestamp
+            && signaturePrefix == Array(version.signature.prefix(VersionSummary.signaturePrefixLength))
+    }
+}

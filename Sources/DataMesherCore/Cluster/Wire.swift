@@ -112,6 +112,8 @@ public enum GossipItem: Sendable, Equatable {
     case dead(Accusation)
     /// A signed version; small contents travel inline.
     case file(FileVersion, inline: [UInt8]?)
+    /// A member's signed claim of which version of a name it holds.
+    case holding(Holding)
 
     /// Items about the same subject replace each other in the broadcast queue.
     public var subject: GossipSubject {
@@ -119,6 +121,7 @@ public enum GossipItem: Sendable, Equatable {
         case .alive(let member): return .member(member.id)
         case .suspect(let accusation), .dead(let accusation): return .member(accusation.id)
         case .file(let version, _): return .file(version.name)
+        case .holding(let holding): return .holding(holding.holder, holding.name)
         }
     }
 }
@@ -127,6 +130,7 @@ public enum GossipItem: Sendable, Equatable {
 public enum GossipSubject: Sendable, Hashable {
     case member(NodeID)
     case file(FileName)
+    case holding(NodeID, FileName)
 }
 
 public enum MessageKind: UInt8, Sendable {
@@ -295,6 +299,10 @@ public enum WireCodec {
             return 1 + NodeID.length + 8 + NodeID.length + 1 + accusation.signature.prefix(255).count
         case .file(let version, let inline):
             return 1 + encodedSize(version) + 1 + (inline.map { 2 + $0.count } ?? 0)
+        case .holding(let holding):
+            return 1 + NodeID.length + 2 + holding.name.value.utf8.count + 8 + 1
+                + holding.signaturePrefix.prefix(255).count
+                + 1 + holding.signature.prefix(255).count
         }
     }
 
@@ -353,6 +361,14 @@ public enum WireCodec {
             } else {
                 out.u8(0)
             }
+        case .holding(let holding):
+            out.u8(5)
+            out.nodeID(holding.holder)
+            out.u16(UInt16(truncatingIfNeeded: holding.name.value.utf8.count))
+            out.utf8(holding.name.value)
+            out.i64(holding.timestamp)
+            out.shortBytes(holding.signaturePrefix)
+            out.shortBytes(holding.signature)
         }
     }
 
@@ -473,6 +489,22 @@ public enum WireCodec {
                 inline = try reader.bytes(length)
             }
             return .file(version, inline: inline)
+        case 5:
+            let holder = try reader.nodeID()
+            let nameLength = Int(try reader.u16())
+            guard nameLength <= FileName.maxLength else {
+                throw .tooLong(field: "file name", length: nameLength, limit: FileName.maxLength)
+            }
+            guard let text = try reader.text(nameLength), let name = try? FileName(text) else {
+                throw .invalid("file name")
+            }
+            let timestamp = try reader.i64()
+            let prefixLength = timestamp == Holding.nothing ? 0 : VersionSummary.signaturePrefixLength
+            let prefix = try reader.shortBytes(exactly: prefixLength, field: "signature prefix")
+            let signature = try reader.shortBytes(exactly: 64, field: "holding signature")
+            return .holding(
+                Holding(holder: holder, name: name, timestamp: timestamp, signaturePrefix: prefix, signature: signature)
+            )
         default:
             throw .unknownItem(type)
         }

@@ -73,6 +73,12 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             _ = version.expiresAt
             _ = VersionSummary(version)
             _ = version.hasValidSignature
+        case .holding(let holding):
+            invariant(item.subject == .holding(holding.holder, holding.name), "subject of a holding")
+            invariant(holding.signature.count == 64, "holding signature of \(holding.signature.count) bytes")
+            invariant(
+                holding.signaturePrefix.count == (holding.timestamp == Holding.nothing ? 0 : 16),
+                "holding signature prefix of \(holding.signaturePrefix.count) bytes")
         }
     }
     checkMesh(packet, items: items, authentic: authentic, input: input)
