@@ -95,6 +95,28 @@ import Testing
         #expect(SecurityTests.metric(nodes[0], "dm_cluster_streams_refused_total{reason=\"inbound_limit\"}") >= 20)
     }
 
+    @Test func outgoingConnectionsLeaveFromTheNodesOwnAddress() throws {
+        let (listener, port) = try RelayTests.listen(on: "127.0.0.246")
+        defer { close(listener) }
+        let node = try Daemon(
+            files: [:], cluster: "bootstrap_nodes = [\"127.0.0.246:\(port)\"]\njoin_interval = \"1s\"\n")
+        defer { node.cleanUp() }
+        try node.start()
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var peer = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let fd = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
+        }
+        try #require(fd >= 0, "the node never dialed its bootstrap node")
+        defer { close(fd) }
+        var host = [CChar](repeating: 0, count: 64)
+        inet_ntop(AF_INET, &peer.sin_addr, &host, socklen_t(host.count))
+        // Not whatever the kernel picks (127.0.0.1 on loopback): the address the node is bound to.
+        #expect(String(cString: host) == node.address)
+    }
+
     @Test func aBusyClusterAddressStopsTheDaemonWithOneLine() throws {
         let node = try Daemon(files: [:])
         defer { node.cleanUp() }
