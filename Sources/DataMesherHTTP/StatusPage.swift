@@ -142,6 +142,11 @@ enum StatusPage {
               fact('expired', c.expired),
               ...(i.certificate_expires_at
                 ? [fact('certificate', certificateText(i), i.certificate_expires_in_seconds < 14 * 86400 ? 'warn' : null)]
+                : []),
+              // This node's clock against its peers' median: loud past 5 minutes (half the default skew).
+              ...(typeof i.clock_offset_seconds === 'number'
+                ? [fact('clock', (i.clock_offset_seconds >= 0 ? '+' : '') + i.clock_offset_seconds.toFixed(1)
+                    + ' s against its peers', Math.abs(i.clock_offset_seconds) > 300 ? 'warn' : null)]
                 : [])),
             el('div', { id: 'msg' }));
           document.title = i.node_name + ' \u00b7 data-mesher';

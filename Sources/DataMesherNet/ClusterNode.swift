@@ -677,15 +677,48 @@ public actor ClusterNode {
     }
 
     func fetchAll(_ summaries: [VersionSummary], from address: PeerAddress) {
-        let configured = summaries.filter { node.policy.allowedSigners[$0.name] != nil }
+        let now = WallClock.now()
+        let configured = summaries.filter {
+            node.policy.allowedSigners[$0.name] != nil && !isBackingOff($0.name, timestamp: $0.timestamp, now: now)
+        }
         guard !configured.isEmpty else { return }
         Task {
             for summary in configured { await self.fetchAndStore(summary.name, from: address) }
         }
     }
 
+    // MARK: Full disk
+
+    /// A version this node could not store for want of space is not fetched again before
+    /// `until`; the wait doubles with each failure (5 s up to 10 min), per version, and ends when
+    /// the version is stored.
+    var diskBackoff: [FileName: (timestamp: Int64, until: Int64, delay: Int64)] = [:]
+    static let firstDiskBackoff: Int64 = 5_000_000_000
+    static let maxDiskBackoff: Int64 = 600_000_000_000
+
+    func isBackingOff(_ name: FileName, timestamp: Int64, now: Int64) -> Bool {
+        guard let backoff = diskBackoff[name], backoff.timestamp == timestamp else { return false }
+        return now < backoff.until
+    }
+
+    func backOff(_ version: FileVersion) {
+        let now = WallClock.now()
+        let previous = diskBackoff[version.name].flatMap { $0.timestamp == version.timestamp ? $0.delay : nil }
+        let delay = min(previous.map { $0.multipliedSaturated(2) } ?? Self.firstDiskBackoff, Self.maxDiskBackoff)
+        diskBackoff[version.name] = (version.timestamp, now.addingSaturated(delay), delay)
+        logger.warning(
+            "disk full: not fetching \(version.name) again for \(delay / 1_000_000_000) s",
+            metadata: ["dm.file": "\(version.name)", "dm.reason": "disk_full"])
+    }
+
+    func storedAfterBackoff(_ name: FileName) { diskBackoff[name] = nil }
+
     /// Stores a version announced by gossip: inline content directly, or fetched over TCP.
     nonisolated func store(_ version: FileVersion, inline: [UInt8]?, from source: PeerAddress?) async {
+        if await isBackingOff(version.name, timestamp: version.timestamp, now: WallClock.now()) {
+            await handle(.storeFailed(version))
+            return
+        }
         if version.isTombstone || inline != nil {
             await commit(version, content: inline ?? [], peer: source.map { "\($0)" } ?? "gossip")
         } else if let source {
@@ -720,6 +753,12 @@ public actor ClusterNode {
                     if let expected { await self.handle(.storeFailed(expected)) }
                     return
                 }
+                // No room: say so, and wait before trying this version again (not at every push/pull).
+                if self.node.spaceProblem(forUpload: version.contentLength) != nil {
+                    await self.backOff(version)
+                    if let expected { await self.handle(.storeFailed(expected)) }
+                    return
+                }
                 let store = self.node.store
                 let upload = try await Blocking.run { try store.makeUpload() }
                 defer { upload.discard() }
@@ -728,6 +767,12 @@ public actor ClusterNode {
                 }
                 _ = try await Blocking.run { try upload.finish() }
                 await self.submit(version, upload: upload, peer: "\(address)")
+            }
+        } catch let error as DiskError where error.isDiskFull {
+            node.noteDiskFull(error, path: node.store.stateDir, origin: "\(address)")
+            if let expected {
+                await backOff(expected)
+                await handle(.storeFailed(expected))
             }
         } catch {
             logger.info("fetch of \(name) from \(address) failed: \(error)")
@@ -758,6 +803,7 @@ public actor ClusterNode {
         do {
             switch try await node.submit(version, content: upload, origin: peer) {
             case .stored:
+                await storedAfterBackoff(version.name)
                 await handle(.stored(version, inline: inlineContent(version)))
             case .refused:
                 await handle(.storeFailed(version))

@@ -216,6 +216,43 @@ import Testing
         #expect(table.status == 0 && table.stdout.contains("CURRENT"))
     }
 
+    @Test func aNodeWithAFullDiskBacksOffAndCatchesUpOnceThereIsRoom() throws {
+        guard getuid() == 0 else {
+            print("skipped aNodeWithAFullDiskBacksOffAndCatchesUpOnceThereIsRoom: mounting a small tmpfs needs root")
+            return
+        }
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let timing = "push_pull_interval = \"1s\"\njoin_interval = \"1s\""
+        let first = try Daemon(files: ["big": [key.base64]], cluster: timing, name: "node0")
+        let full = try Daemon(
+            files: ["big": [key.base64]], extra: "disk_reserve = \"0B\"",
+            cluster: "bootstrap_nodes = [\"\(first.address):7946\"]\n" + timing, name: "node1")
+        defer { [first, full].forEach { $0.cleanUp() } }
+        try FileManager.default.createDirectory(atPath: full.stateDir, withIntermediateDirectories: true)
+        let mount = try runBounded("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", full.stateDir], seconds: 30)
+        try #require(mount.status == 0, "mount failed: \(mount.stderr)")
+        defer {
+            full.stop(signal: SIGKILL)
+            _ = try? runBounded("/bin/umount", [full.stateDir], seconds: 30)
+        }
+        try first.start()
+        try full.start()
+        #expect(eventually { first.memberState("node1") == "alive" && full.memberState("node0") == "alive" })
+        let big = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 5) }
+        #expect(try HTTP.put(first, try key.sign("big", big, at: nowNanoseconds()), big).status == 201)
+        // Push/pull runs every second; without a back-off node1 would try (and fail) about 12 times.
+        #expect(eventually(10) { SecurityTests.metric(full, "dm_disk_full_total") >= 1 })
+        usleep(12_000_000)
+        let attempts = SecurityTests.metric(full, "dm_disk_full_total")
+        #expect(attempts >= 1 && attempts <= 4, "\(attempts) attempts in 12 s")
+        // Room again, without a restart: the version arrives once the back-off has passed.
+        let grown = try runBounded("/bin/mount", ["-o", "remount,size=16m", full.stateDir], seconds: 30)
+        try #require(grown.status == 0, "remount failed: \(grown.stderr)")
+        #expect(eventually(90) { Self.content(of: full, "big") == big })
+    }
+
     @Test func malformedPacketsAreDroppedCountedAndHarmless() throws {
         let dir = try Self.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
