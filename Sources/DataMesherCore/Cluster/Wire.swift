@@ -491,13 +491,7 @@ public enum WireCodec {
             return .file(version, inline: inline)
         case 5:
             let holder = try reader.nodeID()
-            let nameLength = Int(try reader.u16())
-            guard nameLength <= FileName.maxLength else {
-                throw .tooLong(field: "file name", length: nameLength, limit: FileName.maxLength)
-            }
-            guard let text = try reader.text(nameLength), let name = try? FileName(text) else {
-                throw .invalid("file name")
-            }
+            let name = try SyncCodec.decodeName(&reader)
             let timestamp = try reader.i64()
             let prefixLength = timestamp == Holding.nothing ? 0 : VersionSummary.signaturePrefixLength
             let prefix = try reader.shortBytes(exactly: prefixLength, field: "signature prefix")
