@@ -202,16 +202,22 @@ import Testing
         ])
         #expect(all.status != 0)
         #expect(all.stderr.contains("node3") && !all.stderr.contains("node1"), "\(all.stderr)")
-        // file status shows each member's version.
-        let status = try nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url, "--json"])
-        #expect(status.status == 0, "\(status.stderr)")
-        let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
-        let members = json?["members"] as? [[String: Any]] ?? []
-        #expect(members.count == 4)
+        // file status shows each member's version (as gossip brings it: bounded wait).
+        func members() -> [[String: Any]] {
+            guard let status = try? nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url, "--json"]),
+                status.status == 0,
+                let json = try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            else { return [] }
+            return json["members"] as? [[String: Any]] ?? []
+        }
         #expect(
-            members.filter { $0["current"] as? Bool == true }.compactMap { $0["name"] as? String }.sorted()
-                == ["node0", "node1", "node2"])
-        #expect(members.first { $0["name"] as? String == "node3" }?["configured"] as? Bool == true)
+            eventually(20) {
+                let list = members()
+                return list.count == 4
+                    && list.filter { $0["current"] as? Bool == true }.compactMap { $0["name"] as? String }.sorted()
+                        == ["node0", "node1", "node2"]
+                    && list.first { $0["name"] as? String == "node3" }?["configured"] as? Bool == true
+            }, "\(members())")
         let table = try nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url])
         #expect(table.status == 0 && table.stdout.contains("CURRENT"))
     }

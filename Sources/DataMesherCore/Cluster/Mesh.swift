@@ -133,6 +133,10 @@ public struct Mesh: Sendable {
     /// Grows with every change of `holdings`, so a shell republishes them only when they moved.
     public private(set) var holdingsVersion: UInt64 = 0
     public static let maxHoldings = 65_536
+    var waitingHoldings: [Holding] = []
+    /// When this node repeats its own holding claims (set when it confirms a member).
+    var holdingsReannouncement: Int64?
+    static let maxWaitingHoldings = 1024
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
     var nextProbe: Int64
@@ -297,6 +301,7 @@ public struct Mesh: Sendable {
             deadline = min(deadline, suspicion.deadline)
         }
         for confirmation in confirmations.values { deadline = min(deadline, confirmation.next) }
+        if let holdingsReannouncement { deadline = min(deadline, holdingsReannouncement) }
         return deadline
     }
 
@@ -468,6 +473,12 @@ public struct Mesh: Sendable {
             if let address = record.address {
                 out.append(
                     .send(Packet(sender: me.id, message: .ping(sequence: sequence, target: id)), to: address, node: id))
+            }
+        }
+        if let due = holdingsReannouncement, due <= now {
+            holdingsReannouncement = nil
+            for name in holdings.keys.filter({ holdings[$0]?[me.id] != nil }).sorted().prefix(4096) {
+                if let mine = holdings[name]?[me.id] { queue.enqueue(.holding(mine)) }
             }
         }
         if probe == nil && nextProbe <= now && !leaving {
@@ -716,19 +727,31 @@ public struct Mesh: Sendable {
         holdingsVersion &+= 1
     }
 
-    /// A member's holding claim: kept (and relayed) when a confirmed member signed it and it is
-    /// newer than what that member said before about the name.
+    /// A member's holding claim: kept (and relayed) when the member's key (confirmed or not yet:
+    /// a claim about itself, which moves nothing) signed it and it is newer than what that member
+    /// said before about the name. A claim that arrives before its holder's announcement waits for
+    /// it (at most `maxWaitingHoldings`).
     mutating func receive(_ holding: Holding, into out: inout [MeshDirective]) {
         guard holding.holder != me.id else { return }
         if let known = holdings[holding.name]?[holding.holder], known.timestamp >= holding.timestamp { return }
-        guard let key = publicKey(of: holding.holder),
-            verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key)
-        else {
+        guard let key = members[holding.holder]?.announcement.publicKey else {
+            if waitingHoldings.count < Mesh.maxWaitingHoldings { waitingHoldings.append(holding) }
+            return
+        }
+        guard verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key) else {
             out.append(.droppedClaim(reason: "bad_signature"))
             return
         }
         record(holding)
         queue.enqueue(.holding(holding))
+    }
+
+    /// Holding claims whose holder was not known when they came, retried once it is.
+    mutating func releaseWaitingHoldings(of holder: NodeID, into out: inout [MeshDirective]) {
+        guard waitingHoldings.contains(where: { $0.holder == holder }) else { return }
+        let ready = waitingHoldings.filter { $0.holder == holder }
+        waitingHoldings.removeAll { $0.holder == holder }
+        for holding in ready { receive(holding, into: &out) }
     }
 
     /// A version heard from a peer: store it if this node is configured for it and it wins.
@@ -838,6 +861,7 @@ public struct Mesh: Sendable {
         let record = MemberRecord(
             announcement: announcement, state: .alive, since: now, lastSource: nil, confirmed: false)
         setRecord(record)
+        releaseWaitingHoldings(of: announcement.id, into: &out)
         // Pinged at the next tick (at once), then every `confirmationRetry` until it answers.
         confirmations[announcement.id] = Confirmation(
             sequence: nil, next: now, expires: now.addingSaturated(settings.confirmationTimeout))
@@ -852,6 +876,9 @@ public struct Mesh: Sendable {
         record.lastSource = source
         setRecord(record)
         queue.enqueue(.alive(record.announcement))
+        // What this node said at start about its names may have reached only the few members it
+        // knew then: say it again a second after the membership grew (once for a burst of joins).
+        if holdingsReannouncement == nil { holdingsReannouncement = now.addingSaturated(1_000_000_000) }
         if record.state == .alive { out.append(.memberChanged(record, previous: nil)) }
     }
 
