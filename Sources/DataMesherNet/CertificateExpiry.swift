@@ -52,15 +52,19 @@ public struct CertificateExpiryWarningService: Service {
     let logger: Logger
     let interval: Duration
     let clock: @Sendable () -> Date
+    /// Waits one interval; throws to stop the service (tests pass one that counts).
+    let wait: @Sendable (Duration) async throws -> Void
 
     public init(
         expiry: CertificateExpiry, logger: Logger, interval: Duration = .seconds(86400),
-        clock: @escaping @Sendable () -> Date = WallClock.date
+        clock: @escaping @Sendable () -> Date = WallClock.date,
+        wait: @escaping @Sendable (Duration) async throws -> Void = CertificateExpiryWarningService.steppedSleep
     ) {
         self.expiry = expiry
         self.logger = logger
         self.interval = interval
         self.clock = clock
+        self.wait = wait
     }
 
     public func run() async throws {
@@ -68,15 +72,18 @@ public struct CertificateExpiryWarningService: Service {
             if let line = expiry.logLine(now: clock()) {
                 logger.log(level: line.level, "\(line.message)")
             }
-            // Sleeps until the next check in steps of at most a second, so a graceful shutdown
-            // (SIGTERM) or a cancellation ends it within one step.
-            var slept = Duration.zero
-            while slept < interval {
-                let step = min(interval - slept, .seconds(1))
-                do { try await Task.sleep(for: step) } catch { return }
-                if Task.isShuttingDownGracefully { return }
-                slept += step
-            }
+            do { try await wait(interval) } catch { return }
+        }
+    }
+
+    /// Sleeps `interval` in steps of at most a second, so a graceful shutdown (SIGTERM) or a
+    /// cancellation ends it within one step (ending early, without an error, on shutdown).
+    @Sendable public static func steppedSleep(_ interval: Duration) async throws {
+        var slept = Duration.zero
+        while slept < interval && !Task.isShuttingDownGracefully {
+            let step = min(interval - slept, .seconds(1))
+            try await Task.sleep(for: step)
+            slept += step
         }
     }
 }

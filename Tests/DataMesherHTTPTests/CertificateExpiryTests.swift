@@ -85,33 +85,44 @@ import Testing
     }
 
     /// The service logs at start and again after each interval while a line is due, and stops
-    /// when its task is cancelled.
+    /// when its wait ends it. The waits are the test's own (no timers: under a loaded machine a
+    /// timer-driven loop may not get a turn for many seconds).
     @Test func theServiceRepeatsTheWarning() async throws {
         let lines = Lines()
         var logger = Logger(label: "cert") { _ in CollectingHandler(lines: lines) }
         logger.logLevel = .debug
+        let waits = Lines()
+        /// Lets the service wait twice, then stops it (as a cancellation would).
+        let wait: @Sendable (Duration) async throws -> Void = { interval in
+            waits.append("\(interval)")
+            if waits.count > 2 { throw CancellationError() }
+        }
         let expiry = CertificateExpiry(notValidAfter: Date().addingTimeInterval(3 * 86400))
-        let service = CertificateExpiryWarningService(expiry: expiry, logger: logger, interval: .milliseconds(20))
-        let task = Task { try await service.run() }
-        let deadline = Date().addingTimeInterval(30)
-        while lines.count < 3 && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        task.cancel()
-        _ = try? await task.value
+        try await CertificateExpiryWarningService(
+            expiry: expiry, logger: logger, interval: .seconds(86400), wait: wait
+        ).run()
         let seen = lines.all
-        #expect(seen.count >= 3, "\(seen)")
+        #expect(seen.count == 3, "\(seen)")
+        #expect(waits.all == Array(repeating: "\(Duration.seconds(86400))", count: 3))
         #expect(
             seen.allSatisfy { $0.hasPrefix("warning ") && $0.contains("this node's certificate expires at") }, "\(seen)"
         )
         // Far from the end: nothing at all.
         let quiet = Lines()
-        let far = CertificateExpiryWarningService(
+        let quietWaits = Lines()
+        try await CertificateExpiryWarningService(
             expiry: CertificateExpiry(notValidAfter: Date().addingTimeInterval(90 * 86400)),
-            logger: Logger(label: "cert") { _ in CollectingHandler(lines: quiet) }, interval: .milliseconds(5))
-        let farTask = Task { try await far.run() }
-        try await Task.sleep(for: .milliseconds(100))
-        farTask.cancel()
-        _ = try? await farTask.value
-        #expect(quiet.all.isEmpty)
+            logger: Logger(label: "cert") { _ in CollectingHandler(lines: quiet) },
+            wait: { _ in
+                quietWaits.append("waited")
+                if quietWaits.count > 2 { throw CancellationError() }
+            }
+        ).run()
+        #expect(quiet.all.isEmpty && quietWaits.count == 3)
+        // The real wait ends at once when the task is cancelled.
+        let sleeper = Task { try await CertificateExpiryWarningService.steppedSleep(.seconds(86400)) }
+        sleeper.cancel()
+        await #expect(throws: CancellationError.self) { try await sleeper.value }
     }
 }
 
