@@ -6,6 +6,8 @@ Starts its own daemon (127.0.0.1 only) in a temporary directory and prints:
   upload_s          N signed uploads of --size bytes (--clients keep-alive connections)
   restart_http_s    from spawning the stopped daemon to its first answer on /v1/info
   restart_files     how many of the N files it lists at that moment
+  join_fill_s       from spawning a second, empty node (bootstrap: the first) until it
+                    lists all N files (join_files: how many it held when the wait ended)
 It stops every process it started (by PID) and removes the directory, also on failure.
 Not a test: it asserts nothing; compare the figures with the issue's (1.5 s, 3 s).
 
@@ -92,6 +94,7 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--port", type=int, default=17600)
+    parser.add_argument("--join-timeout", type=float, default=300.0, help="seconds to wait for the empty node")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (state, config, log)")
     args = parser.parse_args()
     if not 1 <= args.files <= 200_000 or not 1 <= args.clients <= 64:
@@ -128,7 +131,7 @@ def main():
 
         log = open(os.path.join(work, "daemon.log"), "ab")
 
-        def spawn():
+        def spawn(config=config):
             proc = subprocess.Popen(
                 [dm, "server", "--config", config], stdout=log, stderr=log, preexec_fn=die_with_parent
             )
@@ -186,6 +189,32 @@ def main():
             took = wait_ready(args.port, proc, READY_TIMEOUT_S)
             print(f"restart{run}_http_s {took:.3f}", flush=True)
             print(f"restart{run}_files {listed(args.port)}", flush=True)
+
+        # An empty node joins and fetches everything from the first.
+        with open(config) as f:
+            text = f.read()
+        joiner_port = args.port + 2
+        joiner_config = os.path.join(work, "joiner.toml")
+        with open(joiner_config, "w") as f:
+            f.write(
+                text.replace(f'state_dir = "{work}/state"', f'state_dir = "{work}/joiner"')
+                .replace(f"[http]\nport = {args.port}", f"[http]\nport = {joiner_port}")
+                .replace(
+                    f"[cluster]\nport = {args.port + 1}",
+                    f'[cluster]\nport = {joiner_port + 1}\nbootstrap_nodes = ["127.0.0.1:{args.port + 1}"]',
+                )
+            )
+        start = time.monotonic()
+        joiner = spawn(joiner_config)
+        wait_ready(joiner_port, joiner, READY_TIMEOUT_S)
+        held = 0
+        while time.monotonic() - start < args.join_timeout:
+            held = listed(joiner_port)
+            if held >= args.files:
+                break
+            time.sleep(0.2)
+        print(f"join_fill_s {time.monotonic() - start:.3f}\njoin_files {held}", flush=True)
+        stop(joiner)
         stop(proc)
         print(f"load1_end {loadavg1()}", flush=True)
     finally:

@@ -35,27 +35,33 @@ public struct HTTPLimits: Sendable {
     }
 }
 
-/// Open connections per source address, shared by the listeners of one node.
+/// Open connections per source address and in total, shared by the listeners of one node.
 public final class SourceConnectionCounter: Sendable {
     let limit: Int
+    let totalLimit: Int
     let logger: Logger
-    let open = NIOLockedValueBox<[String: Int]>([:])
+    let open = NIOLockedValueBox<(total: Int, bySource: [String: Int])>((0, [:]))
     let refusedTotal = NIOLockedValueBox<UInt64>(0)
 
-    public init(limit: Int, logger: Logger) {
+    /// `limit` connections from one source, `total` from all of them (`DescriptorBudget`).
+    public init(limit: Int, total: Int = .max, logger: Logger) {
         self.limit = limit
+        self.totalLimit = total
         self.logger = logger
     }
 
-    /// Counts a new connection from `source`; false (and not counted) when the source is at its cap.
+    /// Counts a new connection from `source`; false (and not counted) when the source, or the
+    /// node, is at its cap.
     func admit(_ source: String) -> Bool {
-        let admitted = open.withLockedValue { open -> Bool in
-            let count = open[source, default: 0]
-            guard count < limit else { return false }
-            open[source] = count + 1
-            return true
+        let refusal = open.withLockedValue { open -> String? in
+            let count = open.bySource[source, default: 0]
+            guard count < limit else { return "source at max_connections_per_source (\(limit))" }
+            guard open.total < totalLimit else { return "\(totalLimit) connections open, the node's cap" }
+            open.bySource[source] = count + 1
+            open.total += 1
+            return nil
         }
-        if !admitted {
+        if let refusal {
             let total = refusedTotal.withLockedValue { total -> UInt64 in
                 total += 1
                 return total
@@ -63,28 +69,29 @@ public final class SourceConnectionCounter: Sendable {
             // One line for the first refusal and then every 1000th, so a flood does not flood the log.
             if total % 1000 == 1 {
                 logger.warning(
-                    "refused HTTP connection: source at max_connections_per_source",
-                    metadata: ["dm.peer": "\(source)", "dm.limit": "\(limit)", "dm.refused_total": "\(total)"])
+                    "refused HTTP connection: \(refusal)",
+                    metadata: ["dm.peer": "\(source)", "dm.refused_total": "\(total)"])
             }
         }
-        return admitted
+        return refusal == nil
     }
 
     func release(_ source: String) {
         open.withLockedValue { open in
-            let count = open[source, default: 0]
-            if count <= 1 { open[source] = nil } else { open[source] = count - 1 }
+            let count = open.bySource[source, default: 0]
+            if count <= 1 { open.bySource[source] = nil } else { open.bySource[source] = count - 1 }
+            open.total -= 1
         }
     }
 
-    /// Connections closed at once because their source was at its cap, since start.
+    /// Connections closed at once because their source or the node was at its cap, since start.
     public var refused: UInt64 { refusedTotal.withLockedValue { $0 } }
 
     /// Open connections from `source` now.
-    public func count(_ source: String) -> Int { open.withLockedValue { $0[source, default: 0] } }
+    public func count(_ source: String) -> Int { open.withLockedValue { $0.bySource[source, default: 0] } }
 }
 
-/// Closes a connection at once when its source address already has `limit` open ones.
+/// Closes a connection at once when its source address, or the node, is at its cap.
 final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart

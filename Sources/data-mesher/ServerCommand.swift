@@ -85,6 +85,7 @@ struct Server {
         let clusterAddresses = try InterfaceResolver.addresses(
             for: config.cluster.interfaces, key: "cluster.interfaces")
         let fileLimit = StartupChecks.raiseFileLimit()
+        let budget = DescriptorBudget(openFilesLimit: fileLimit == 0 ? 1024 : fileLimit)
         // Start-up conflicts end here in one line, before anything is bound or written.
         let stateLock = try StateDirLock(stateDir: config.stateDir)
         for address in httpAddresses {
@@ -119,7 +120,8 @@ struct Server {
         settings.maxMembers = config.cluster.maxMembers
         settings.maxUnconfirmed = min(settings.maxUnconfirmed, config.cluster.maxMembers)
         let cluster = ClusterNode(
-            node: node, bindAddresses: clusterAddresses, settings: settings, security: security, logger: logger)
+            node: node, bindAddresses: clusterAddresses, settings: settings, security: security, budget: budget,
+            logger: logger)
         node.addListener(cluster)
         try await cluster.bind()
 
@@ -133,7 +135,8 @@ struct Server {
             headerTimeout: .nanoseconds(Int64(clamping: config.http.headerTimeout)),
             idleTimeout: .nanoseconds(Int64(clamping: config.http.idleTimeout)),
             maxConnectionsPerSource: config.http.maxConnectionsPerSource)
-        let perSource = SourceConnectionCounter(limit: config.http.maxConnectionsPerSource, logger: logger)
+        let perSource = SourceConnectionCounter(
+            limit: config.http.maxConnectionsPerSource, total: budget.httpConnections, logger: logger)
         for address in httpAddresses {
             let appLogger = logger
             let app = Application(
@@ -148,7 +151,8 @@ struct Server {
             metadata: [
                 "dm.node_id": "\(security.nodeKey.id.hex)", "dm.state_dir": "\(config.stateDir)",
                 "dm.files": "\(store.list().filter(\.isServed).count)", "dm.encryption": "\(security.summary)",
-                "dm.open_files_limit": "\(fileLimit)",
+                "dm.open_files_limit": "\(fileLimit)", "dm.http_max_connections": "\(budget.httpConnections)",
+                "dm.cluster_max_streams": "\(budget.inboundStreams) in, \(budget.outgoingStreams) out",
             ])
         let group = ServiceGroup(
             configuration: .init(

@@ -75,6 +75,8 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
     let address: String
     let port = 7331
     var process: Process?
+    /// The open-files limit (soft and hard) the daemon starts under; nil: the test's own.
+    var fileLimit: Int?
     var logPath: String { dir + "/daemon.log" }
     var configPath: String { dir + "/dm.toml" }
     var stateDir: String { dir + "/state" }
@@ -111,8 +113,14 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
     /// Starts the daemon and waits (bounded) until its API answers.
     func start() throws {
         let process = Process()
+        let arguments = ["server", "--config", configPath]
         process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = ["server", "--config", configPath]
+        process.arguments = arguments
+        if let fileLimit {
+            // The shell sets the limit and becomes the daemon (same PID).
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", Binary.path] + arguments
+        }
         if !FileManager.default.fileExists(atPath: logPath) {
             FileManager.default.createFile(atPath: logPath, contents: nil)
         }

@@ -1,0 +1,157 @@
+import DataMesherCore
+import DataMesherStore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Datagrams in and out: opening, decoding, admission of proven members, sealing.
+extension ClusterNode {
+    // MARK: UDP
+
+    func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        counters.packetsIn += 1
+        counters.bytesIn += envelope.data.readableBytes
+        node.metrics.packetsIn.increment()
+        node.metrics.bytesIn.increment(by: envelope.data.readableBytes)
+        guard let source = PeerAddress(envelope.remoteAddress) else { return }
+        do {
+            var bytes = Array(envelope.data.readableBytesView)
+            if var opener {
+                // A datagram of a known sender costs one decryption and always gets it; only a new
+                // sender (trying every keyring key) is limited, per source and overall.
+                if !opener.knowsSender(of: bytes) && !trials.allow(source.host, now: WallClock.now()) {
+                    drop(reason: "rate_limited", from: source, log: false)
+                    return
+                }
+                bytes = try opener.open(bytes, receiver: me)
+                self.opener = opener
+            }
+            var packet = try WireCodec.decode(bytes)
+            if security.identity != nil {
+                guard let admittedPacket = admit(packet, from: source) else { return }
+                packet = admittedPacket
+            }
+            handle(.packet(packet, from: source))
+        } catch {
+            let reason = (error as? SealError)?.reason ?? (error as? WireError)?.reason ?? "invalid"
+            drop(reason: reason, from: source, log: true)
+        }
+    }
+
+    func drop(reason: String, from source: PeerAddress, log: Bool) {
+        counters.packetsDropped += 1
+        node.metrics.droppedPacket(reason)
+        if log { logger.debug("dropped packet", metadata: ["dm.peer": "\(source)", "dm.reason": "\(reason)"]) }
+        publish()
+    }
+
+    // MARK: Admission (node identities)
+
+    /// A packet from a member proved at its source host, with announcements of members not proved
+    /// yet held back (and their addresses dialed); nil when the sender itself is not admitted.
+    func admit(_ packet: Packet, from source: PeerAddress) -> Packet? {
+        guard isAdmitted(packet.sender, at: source) else {
+            drop(reason: "unadmitted", from: source, log: true)
+            verify(source)
+            return nil
+        }
+        var packet = packet
+        let now = WallClock.now()
+        packet.items = packet.items.filter { item in
+            guard case .alive(let announcement) = item else { return true }
+            if isAdmitted(announcement.id, at: announcement.addresses.first) { return true }
+            hold(MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil))
+            return false
+        }
+        return packet
+    }
+
+    func isAdmitted(_ id: NodeID, at address: PeerAddress?) -> Bool {
+        if id == me { return true }
+        guard let address, let entry = admitted[id] else { return false }
+        return entry.addresses.contains(address) && entry.until > WallClock.date()
+    }
+
+    /// Merges a member list from push/pull; with node identities only members proved at their
+    /// address pass, the others are held and dialed.
+    func receiveState(_ members: [MemberRecord]) {
+        guard security.identity != nil else {
+            handle(.remoteState(members))
+            return
+        }
+        var passed: [MemberRecord] = []
+        for record in members {
+            if isAdmitted(record.id, at: record.address) {
+                passed.append(record)
+            } else {
+                hold(record)
+            }
+        }
+        if !passed.isEmpty { handle(.remoteState(passed)) }
+    }
+
+    func hold(_ record: MemberRecord) {
+        guard record.state == .alive || record.state == .suspect, let address = record.announcement.addresses.first
+        else { return }
+        if let previous = held[record.id] {
+            if previous.announcement.incarnation <= record.announcement.incarnation { held[record.id] = record }
+        } else if held.count < Self.maxHeld {
+            held[record.id] = record
+        }
+        verify(address)
+    }
+
+    /// Dials `address` to learn who holds it (at most every 2 s per address).
+    func verify(_ address: PeerAddress) {
+        let now = WallClock.now()
+        if let last = lastVerification[address], now - last < Self.verificationInterval { return }
+        if lastVerification.count >= Self.maxHeld { lastVerification.removeAll() }
+        lastVerification[address] = now
+        Task {
+            try? await self.dial(address, timeout: 10) { _ in }
+        }
+    }
+
+    /// A peer proved its node ID (and certificate) on a stream we opened to `address`: admit it
+    /// at that address (host and port), and let its held announcement through if that is where
+    /// it said it is.
+    func admitted(_ peer: VerifiedPeer, at address: PeerAddress) {
+        guard security.identity != nil, let validUntil = peer.validUntil else { return }
+        let wasKnown = admitted[peer.id]?.addresses.contains(address) == true
+        var entry = admitted[peer.id] ?? (addresses: [], until: validUntil)
+        entry.addresses.insert(address)
+        entry.until = validUntil
+        admitted[peer.id] = entry
+        if !wasKnown {
+            logger.info(
+                "admitted cluster peer",
+                metadata: ["dm.peer": "\(peer.name)", "dm.peer_id": "\(peer.id)", "dm.address": "\(address)"])
+        }
+        if let record = held[peer.id], isAdmitted(peer.id, at: record.announcement.addresses.first) {
+            held[peer.id] = nil
+            handle(.remoteState([record]))
+        }
+    }
+
+    func send(_ bytes: [UInt8], to address: PeerAddress, node receiver: NodeID) {
+        guard let remote = try? SocketAddress(ipAddress: address.host, port: Int(address.port)) else {
+            logger.debug("cannot send to \(address): not an IP address")
+            return
+        }
+        let isIPv6 = remote.protocol == .inet6
+        guard let writer = udpWriters.first(where: { $0.isIPv6 == isIPv6 })?.writer else { return }
+        var wire = bytes
+        if var sealer {
+            wire = sealer.seal(bytes, for: receiver)
+            self.sealer = sealer
+        }
+        counters.packetsOut += 1
+        counters.bytesOut += wire.count
+        node.metrics.packetsOut.increment()
+        node.metrics.bytesOut.increment(by: wire.count)
+        let envelope = AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: wire))
+        Task { try? await writer.write(envelope) }
+    }
+}

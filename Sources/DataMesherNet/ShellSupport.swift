@@ -1,0 +1,66 @@
+import DataMesherCore
+import DataMesherStore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+extension PeerAddress {
+    init?(_ address: SocketAddress) {
+        guard let ip = address.ipAddress, let port = address.port, let port16 = UInt16(exactly: port) else {
+            return nil
+        }
+        self.init(host: ip, port: port16)
+    }
+}
+
+/// The members a node knew when it last ran: `<state_dir>/members`, one `host:port` a line.
+enum KnownMembers {
+    static let maxEntries = 256
+
+    static func path(_ stateDir: String) -> String { stateDir + "/members" }
+
+    static func read(stateDir: String) -> [PeerAddress] {
+        guard let bytes = try? DiskIO.readFile(path(stateDir), limit: 64 * 1024) else { return [] }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").prefix(maxEntries)
+            .compactMap { PeerAddress.parse(String($0)) }
+    }
+
+    static func write(_ addresses: [PeerAddress], stateDir: String) throws {
+        let text = addresses.prefix(maxEntries).map { "\($0)\n" }.joined()
+        try DiskIO.writeFileAtomically(path(stateDir), bytes: Array(text.utf8))
+    }
+}
+
+/// A cluster address that could not be bound, in one line.
+public struct ClusterBindError: Error, CustomStringConvertible {
+    public let description: String
+
+    static func reason(_ error: Error) -> String {
+        if let io = error as? IOError {
+            if io.errnoCode == EADDRINUSE { return "address already in use" }
+            if io.errnoCode == EADDRNOTAVAIL { return "address not available on this machine" }
+            if io.errnoCode == EACCES { return "permission denied" }
+        }
+        return "\(error)"
+    }
+}
+
+struct TimeoutError: Error, CustomStringConvertible {
+    var description: String { "timed out" }
+}
+
+/// Runs `body`, cancelling it after `seconds`.
+func withTimeout<T: Sendable>(seconds: Int64, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            throw TimeoutError()
+        }
+        guard let result = try await group.next() else { throw TimeoutError() }
+        group.cancelAll()
+        return result
+    }
+}
