@@ -47,17 +47,14 @@ public enum DiskIO {
         }
     }
 
-    public static func fsyncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw DiskError("open", path) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw DiskError("fsync", path) }
-    }
+    /// Makes the renames into `path` durable (shared with concurrent callers: `GroupSync`).
+    public static func fsyncDirectory(_ path: String) throws { try GroupSync.shared.sync(path) }
 
     public static func writeAll(fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+        guard let base = buffer.baseAddress else { return }  // nothing to write
         var offset = 0
         while offset < buffer.count {
-            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            let written = write(fd, base + offset, buffer.count - offset)
             if written < 0 {
                 if errno == EINTR { continue }
                 throw DiskError("write", path)

@@ -332,3 +332,33 @@ struct StoreFixture {
         #expect(reopened.current(try FileName("b"))?.state == .missing)
     }
 }
+
+/// Group commit of directory fsyncs: every caller returns once an fsync covering its rename
+/// ran, and a failure reaches the callers it covered.
+@Suite struct GroupSyncTests {
+    @Test func concurrentRenamesAreAllSynced() throws {
+        let dir = NSTemporaryDirectory() + "dm-groupsync-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let group = GroupSync()
+        let callers = 64
+        let lock = NSLock()
+        nonisolated(unsafe) var failures: [String] = []
+        DispatchQueue.concurrentPerform(iterations: callers) { index in
+            do {
+                try DiskIO.writeFileAtomically(dir + "/f\(index)", bytes: [UInt8(index)])
+                try group.sync(dir)
+            } catch {
+                lock.withLock { failures.append("\(error)") }
+            }
+        }
+        #expect(failures.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == callers)
+        #expect(group.trackedDirectories == 0, "the entry of a directory nobody waits on is dropped")
+    }
+
+    @Test func aFailingFsyncIsReportedToItsCaller() {
+        let group = GroupSync()
+        #expect(throws: DiskError.self) { try group.sync("/nonexistent-\(UUID().uuidString)") }
+    }
+}
