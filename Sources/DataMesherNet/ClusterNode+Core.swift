@@ -22,9 +22,9 @@ extension ClusterNode {
         case .send(let packet, let address, let receiver):
             send(WireCodec.encode(packet), to: address, node: receiver)
         case .store(let version, let inline, let source):
-            Task { await self.store(version, inline: inline, from: source) }
+            spawn { await self.store(version, inline: inline, from: source) }
         case .sync(let address, let join):
-            Task { await self.sync(with: address, join: join) }
+            spawn { await self.sync(with: address, join: join) }
         case .memberChanged(let record, let previous):
             let metadata: Logger.Metadata = [
                 "dm.peer": "\(record.announcement.name)", "dm.peer_id": "\(record.id)",
@@ -104,7 +104,7 @@ extension ClusterNode {
         guard !addresses.isEmpty else { return }
         let stateDir = node.config.stateDir
         let logger = logger
-        Task {
+        spawn {
             do { try await Blocking.run { try KnownMembers.write(addresses, stateDir: stateDir) } } catch {
                 logger.debug("could not remember the members: \(error)")
             }

@@ -109,8 +109,8 @@ extension ClusterNode {
         if let last = lastVerification[address], now - last < Self.verificationInterval { return }
         if lastVerification.count >= Self.maxHeld { lastVerification.removeAll() }
         lastVerification[address] = now
-        Task {
-            try? await self.dial(address, timeout: 10) { _ in }
+        spawn {
+            _ = try? await self.dial(address, timeout: 10) { _ in }
         }
     }
 
@@ -141,7 +141,7 @@ extension ClusterNode {
             return
         }
         let isIPv6 = remote.protocol == .inet6
-        guard let writer = udpWriters.first(where: { $0.isIPv6 == isIPv6 })?.writer else { return }
+        guard let outbox = outboxes.first(where: { $0.isIPv6 == isIPv6 }) else { return }
         var wire = bytes
         if var sealer {
             wire = sealer.seal(bytes, for: receiver)
@@ -152,6 +152,6 @@ extension ClusterNode {
         node.metrics.packetsOut.increment()
         node.metrics.bytesOut.increment(by: wire.count)
         let envelope = AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: wire))
-        Task { try? await writer.write(envelope) }
+        outbox.queue.yield(envelope)
     }
 }

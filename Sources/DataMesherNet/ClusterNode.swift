@@ -35,7 +35,12 @@ public actor ClusterNode {
     let logger: Logger
     let port: Int
     let bindAddresses: [String]
-    var udpWriters: [(isIPv6: Bool, writer: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>)] = []
+    /// One outbox per UDP socket, drained by that socket's only writer.
+    var outboxes: [Outbox] = []
+    /// Work the shell starts (push/pulls, fetches, identity checks, disk writes): run in a task
+    /// group of `run()`, so that it ends with the service group.
+    let jobs: AsyncStream<@Sendable () async -> Void>
+    let jobQueue: AsyncStream<@Sendable () async -> Void>.Continuation
     /// Bound by `bind()` before the service group starts, so a busy address stops the daemon
     /// with one line before anything runs.
     var udpChannels: [NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>] = []
@@ -89,6 +94,7 @@ public actor ClusterNode {
         budget: DescriptorBudget, logger: Logger
     ) {
         self.node = node
+        (jobs, jobQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         inboundFromStrangers = StreamCounter(
             total: budget.inboundStreams, perSource: budget.inboundStreamsPerSource)
         inboundFromMembers = StreamCounter(total: budget.inboundStreams, perSource: budget.inboundStreams)
@@ -180,9 +186,26 @@ public actor ClusterNode {
             for udp in udpChannels {
                 group.addTask {
                     try await udp.executeThenClose { inbound, outbound in
-                        await self.addWriter(outbound, isIPv6: udp.channel.localAddress?.protocol == .inet6)
-                        for try await envelope in inbound { await self.receive(envelope) }
+                        let (datagrams, queue) = AsyncStream.makeStream(
+                            of: AddressedEnvelope<ByteBuffer>.self, bufferingPolicy: .bufferingNewest(4096))
+                        let writer = Task {
+                            for await envelope in datagrams { try? await outbound.write(envelope) }
+                        }
+                        await self.addOutbox(
+                            Outbox(isIPv6: udp.channel.localAddress?.protocol == .inet6, queue: queue, writer: writer))
+                        do {
+                            for try await envelope in inbound { await self.receive(envelope) }
+                        } catch {}
+                        // What is queued still leaves (the leave) before the socket closes.
+                        queue.finish()
+                        await writer.value
                     }
+                }
+            }
+            let jobs = self.jobs
+            group.addTask {
+                await withDiscardingTaskGroup { running in
+                    for await job in jobs { running.addTask { await job() } }
                 }
             }
             for server in tcpServers {
@@ -210,16 +233,18 @@ public actor ClusterNode {
                 }
             }
             group.addTask { try await self.timerLoop() }
-            // Ends on graceful shutdown or cancellation; the sockets close with the group.
+            // Ends on graceful shutdown or cancellation; the sockets and jobs end with the group.
             try await gracefulShutdown()
             await self.leave()
+            self.jobQueue.finish()
             group.cancelAll()
         }
     }
 
-    func addWriter(_ writer: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>, isIPv6: Bool) {
-        udpWriters.append((isIPv6, writer))
-    }
+    func addOutbox(_ outbox: Outbox) { outboxes.append(outbox) }
+
+    /// Runs `work` in the shell's job group (it ends with the service group).
+    nonisolated func spawn(_ work: @escaping @Sendable () async -> Void) { jobQueue.yield(work) }
 
     func timerLoop() async throws {
         while !Task.isCancelled {
@@ -229,9 +254,15 @@ public actor ClusterNode {
         }
     }
 
+    /// Says goodbye and waits (at most a second) until the datagrams that say so have left.
     func leave() async {
         handle(.leave)
-        try? await Task.sleep(for: .milliseconds(200))
+        let outboxes = self.outboxes
+        self.outboxes = []
+        for outbox in outboxes { outbox.queue.finish() }
+        _ = try? await withTimeout(seconds: 1) {
+            for outbox in outboxes { await outbox.writer.value }
+        }
         logger.info("left the cluster")
     }
 }

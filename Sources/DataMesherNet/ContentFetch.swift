@@ -76,7 +76,7 @@ extension ClusterNode {
         guard !requests.isEmpty else { return }
         fetching.formUnion(requests.map(\.name))
         let streams = Self.streams(for: requests)
-        Task {
+        spawn {
             await withTaskGroup(of: Void.self) { group in
                 for (index, batch) in streams.enumerated() {
                     if index >= Self.fetchStreamsPerPeer { await group.next() }

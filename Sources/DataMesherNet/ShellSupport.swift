@@ -64,3 +64,10 @@ func withTimeout<T: Sendable>(seconds: Int64, _ body: @escaping @Sendable () asy
         return result
     }
 }
+
+/// A UDP socket's queue of datagrams to send, and the one task that writes them.
+struct Outbox: Sendable {
+    let isIPv6: Bool
+    let queue: AsyncStream<AddressedEnvelope<ByteBuffer>>.Continuation
+    let writer: Task<Void, Never>
+}
