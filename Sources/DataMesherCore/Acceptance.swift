@@ -56,11 +56,11 @@ public struct FilePolicy: Sendable, Equatable {
     }
 
     /// Every rule, with the content's hash and length known: the version may replace `current` iff nil.
-    /// `signatures` (the simulator's shared verdicts) may answer the signature check; nil: verified here.
+    /// `verifier` checks the signature (the simulator gives its shared verdicts).
     /// `highWater`: the newest version this node ever accepted for the name, when the version
     /// itself is no longer held (its tombstone or expiry record was forgotten).
     public func evaluate(
-        _ version: FileVersion, current: FileVersion?, now: Int64, signatures: SignatureCache? = nil,
+        _ version: FileVersion, current: FileVersion?, now: Int64, verifier: any SignatureVerifier = Ed25519Verifier(),
         highWater: HighWater? = nil
     ) -> Refusal? {
         if let refusal = precheck(
@@ -72,7 +72,7 @@ public struct FilePolicy: Sendable, Equatable {
         if version.isTombstone && (version.contentLength != 0 || version.contentSHA256 != FileVersion.emptySHA256) {
             return .malformedTombstone(version.name)
         }
-        let signed = signatures?.isValid(version) ?? version.hasValidSignature
+        let signed = verifier.isValid(version)
         if version.networkID != networkID || !signed { return .badSignature(version.name) }
         if version.isTombstone, now > version.timestamp,
             FilePolicy.distance(from: version.timestamp, to: now) > tombstoneRetention

@@ -52,6 +52,13 @@ public final class NodeMetrics: Sendable {
             .increment()
     }
 
+    /// A cluster stream whose handshake completed, by who opened it.
+    func openedStream(initiator: Bool) {
+        Metrics.Counter(
+            label: "dm_cluster_streams_total", dimensions: [("direction", initiator ? "out" : "in")], factory: factory
+        ).increment()
+    }
+
     func droppedPacket(_ reason: String) {
         Metrics.Counter(label: "dm_gossip_packets_dropped_total", dimensions: [("reason", reason)], factory: factory)
             .increment()

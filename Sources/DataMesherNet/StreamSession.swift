@@ -122,6 +122,7 @@ struct StreamSession {
             writer = StreamWriter(outbound, cipher: StreamCipher(key: opened.keys.1), metrics: metrics)
             try await writer.write(myProof.encoded)
         }
+        metrics?.openedStream(initiator: initiator)
         return StreamSession(reader: FrameReader(source), writer: writer, peer: peer)
     }
 

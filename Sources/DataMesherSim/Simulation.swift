@@ -122,7 +122,6 @@ public struct Simulation {
             key: keys[index], name: "n\(index)", addresses: [addresses[index]],
             incarnation: UInt64(now / 1_000_000_000), settings: options.settings,
             policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
-        mesh.signatureCache = signatures
         mesh.verifier = signatures
         mesh.load(files)
         if index < cores.count { cores[index] = mesh } else { cores.append(mesh) }
@@ -202,7 +201,7 @@ public struct Simulation {
             let now = now
             let signatures = signatures
             let refusal = inspect(index) {
-                $0.policy.evaluate(version, current: $0.files[version.name], now: now, signatures: signatures)
+                $0.policy.evaluate(version, current: $0.files[version.name], now: now, verifier: signatures)
             }
             if refusal != nil {
                 feed(index, .storeFailed(version))
@@ -281,7 +280,7 @@ public struct Simulation {
         let signatures = signatures
         let refusal = inspect(index) { core -> Refusal? in
             guard core.policy.allowedSigners[version.name] != nil else { return .nameNotConfigured(version.name) }
-            return core.policy.evaluate(version, current: core.files[version.name], now: now, signatures: signatures)
+            return core.policy.evaluate(version, current: core.files[version.name], now: now, verifier: signatures)
         }
         guard refusal == nil else { return }
         bytesSent += Int(version.contentLength) + 200

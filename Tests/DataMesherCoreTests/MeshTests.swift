@@ -336,7 +336,7 @@ import Testing
             for (number, version) in versions.enumerated() {
                 for current in [nil, held] {
                     let direct = policy.evaluate(version, current: current, now: now)
-                    let cached = policy.evaluate(version, current: current, now: now, signatures: cache)
+                    let cached = policy.evaluate(version, current: current, now: now, verifier: cache)
                     #expect(direct == cached, "pass \(pass), version \(number): \(String(describing: direct))")
                 }
             }

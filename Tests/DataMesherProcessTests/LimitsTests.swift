@@ -252,6 +252,37 @@ import Testing
         #expect(daemon.get("/v1/files").map { $0.text.contains("\"missing\":true") } == true)
     }
 
+    @Test func anEmptyNodeFetchesManyFilesOnAFewStreams() throws {
+        let dir = try ClusterTests.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let names = (0..<600).map { "many/f\($0)" }
+        let files = Dictionary(uniqueKeysWithValues: names.map { ($0, [owner.base64]) })
+        let timing = "push_pull_interval = \"2s\"\njoin_interval = \"1s\""
+        let source = try Daemon(files: files, cluster: timing, name: "node0")
+        defer { source.cleanUp() }
+        try source.start()
+        let now = nowNanoseconds()
+        for (index, name) in names.enumerated() {
+            let content = Array("content of \(name)".utf8)
+            #expect(try HTTP.put(source, try owner.sign(name, content, at: now + Int64(index)), content).status == 201)
+        }
+        let joiner = try Daemon(
+            files: files, cluster: "bootstrap_nodes = [\"\(source.address):7946\"]\n" + timing, name: "node1")
+        defer { joiner.cleanUp() }
+        try joiner.start()
+        #expect(eventually(120) { joiner.get("/v1/files/many/f599")?.text == "content of many/f599" })
+        #expect(
+            eventually(120) {
+                (joiner.get("/v1/files").map { $0.text.components(separatedBy: "\"name\"").count - 1 }) == 600
+            })
+        // One stream per file before; now a fetch stream carries up to 256, and the rest are
+        // push/pulls (every 2 s) and identity checks.
+        let streams = SecurityTests.metric(source, "dm_cluster_streams_total{direction=\"in\"}")
+        #expect(streams > 0 && streams < 60, "\(streams) streams for 600 files")
+        #expect(SecurityTests.metric(joiner, "dm_fetches_total") >= 600)
+    }
+
     // MARK: A full disk
 
     @Test func aFullDiskAnswers507AndRecoversWithoutRestart() throws {

@@ -146,9 +146,8 @@ public struct Mesh: Sendable {
     var nextReconnect: Int64
     var nextReap: Int64
     public private(set) var leaving = false
-    /// Shared signature verdicts (a simulator's many cores); nil verifies every offered version.
-    public var signatureCache: SignatureCache?
-    /// Checks members' signatures; a simulator hands its cores one that remembers verdicts.
+    /// Checks versions' and members' signatures; a simulator hands its cores one that remembers
+    /// verdicts.
     public var verifier: any SignatureVerifier = Ed25519Verifier()
 
     struct Probe: Sendable {
@@ -765,7 +764,7 @@ public struct Mesh: Sendable {
         if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { return }
         let offerer = members[sender].flatMap { $0.confirmed && $0.state != .left ? $0.address : nil }
         guard inline != nil || version.isTombstone || offerer != nil else { return }
-        if let refusal = policy.evaluate(version, current: files[version.name], now: now, signatures: signatureCache) {
+        if let refusal = policy.evaluate(version, current: files[version.name], now: now, verifier: verifier) {
             if case .stale = refusal { return }
             out.append(.refused(version.name, refusal, from: sender))
             return

@@ -54,6 +54,12 @@ public struct NodeKey: Sendable {
 /// cores in one process hands them a verifier that remembers verdicts.
 public protocol SignatureVerifier: Sendable {
     func isValidSignature(_ signature: [UInt8], of message: [UInt8], by publicKey: [UInt8]) -> Bool
+    /// Whether a version's signature verifies (`FileVersion.hasValidSignature`).
+    func isValid(_ version: FileVersion) -> Bool
+}
+
+extension SignatureVerifier {
+    public func isValid(_ version: FileVersion) -> Bool { version.hasValidSignature }
 }
 
 /// Plain ED25519 verification.
