@@ -46,17 +46,28 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
     }
 
     @Test func sigkillDuringUploadsNeverTearsAFileAndKeepsTheLastAcknowledgedVersion() throws {
+        try Self.killDuringUploads(names: ["config:app", "dns/zone"], cycles: 15)
+    }
+
+    /// Twelve writers at once, each on its own name: their commits share directory fsyncs (group
+    /// commit), and still none is acknowledged before it is on disk.
+    @Test func sigkillDuringGroupCommitsLosesNoAcknowledgedVersion() throws {
+        try Self.killDuringUploads(names: (0..<12).map { "group/w\($0)" }, cycles: 6)
+    }
+
+    /// Writers upload versions of `names` (one writer per name) while the daemon is SIGKILLed
+    /// `cycles` times; after each restart every name serves, untorn, its last acknowledged version
+    /// or the one in flight.
+    static func killDuringUploads(names: [String], cycles: Int) throws {
         let dir = NSTemporaryDirectory() + "dm-crash-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
-        let names = ["config:app", "dns/zone"]
         let daemon = try Daemon(files: Dictionary(uniqueKeysWithValues: names.map { ($0, [owner.base64]) }))
         defer { daemon.cleanUp() }
         let base = nowNanoseconds() - 3_600_000_000_000
         var nextIndex = [String: Int](uniqueKeysWithValues: names.map { ($0, 1) })
         var generator = SystemRandomNumberGenerator()
-        let cycles = 15
         var killedMidUpload = 0
 
         for cycle in 0..<cycles {
