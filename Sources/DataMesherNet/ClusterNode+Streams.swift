@@ -26,8 +26,10 @@ extension ClusterNode {
                     deadline.cancel()
                     guard let first = try await session.reader.frame() else { return }
                     switch first {
-                    case .hello(let join, let members, let root):
-                        try await self.answerSync(join: join, members: members, root: root, session: &session)
+                    case .hello:
+                        await self.countSync()
+                        let (exchange, steps) = try await self.advance(PushPull(.callee), with: first)
+                        try await self.run(exchange, from: steps, on: &session)
                     case .fetch(let name):
                         try await self.answerFetches(first: name, session: &session)
                     default:
@@ -46,33 +48,6 @@ extension ClusterNode {
         node.metrics.refusedStream(refusal.label)
         logger.warning(
             "refused cluster connection", metadata: ["dm.peer": "\(peer)", "dm.reason": "\(refusal.description)"])
-    }
-
-    nonisolated func answerSync(
-        join: Bool, members: [MemberRecord], root: [UInt8], session: inout StreamSession
-    ) async throws {
-        let reply = await syncReply(members: members, root: root)
-        try await session.writer.send(reply)
-        guard case .reply(_, _, .some) = reply,
-            case .summaries(let buckets, let theirs)? = try await session.reader.frame()
-        else {
-            return
-        }
-        let mine = await mesh.files.summaries(inBuckets: buckets)
-        try await session.writer.send(.summaries(buckets: buckets, versions: mine))
-        // Fetch what the caller has newer, from the caller's own listener.
-        if let caller = members.first?.announcement.addresses.first {
-            await fetchAll(await mesh.files.newerElsewhere(theirs), from: caller)
-        }
-    }
-
-    /// Merges the caller's member list and answers with ours (and bucket digests if the roots differ).
-    func syncReply(members: [MemberRecord], root: [UInt8]) -> SyncMessage {
-        countSync()
-        receiveState(members)
-        let differs = root != mesh.files.rootDigest
-        return .reply(
-            members: mesh.localState, root: mesh.files.rootDigest, buckets: differs ? mesh.files.bucketDigests : nil)
     }
 
     func countSync() {
@@ -125,32 +100,53 @@ extension ClusterNode {
         }
     }
 
-    /// Push/pull: exchange member lists, then (when the root digests differ) the summaries of
-    /// differing buckets, and fetch what the peer has newer.
+    /// Push/pull (`PushPull`, docs/PROTOCOL.md): member lists both ways, then the summaries of
+    /// the buckets that differ, and each side fetches what the other has newer.
     nonisolated func sync(with address: PeerAddress, join: Bool) async {
         do {
-            await countSync()
-            let hello = SyncMessage.hello(join: join, members: await mesh.localState, root: await mesh.files.rootDigest)
-            let (wanted, peerAddress) = try await dial(address, timeout: 30) { session in
-                try await session.writer.send(hello)
-                guard case .reply(let members, _, let buckets)? = try await session.reader.frame() else {
-                    throw WireError.invalid("sync reply")
-                }
-                let peerAddress = members.first?.announcement.addresses.first ?? address
-                await self.receiveState(members)
-                guard let buckets else { return ([VersionSummary](), peerAddress) }
-                let differing = await self.mesh.files.differingBuckets(buckets)
-                let mine = await self.mesh.files.summaries(inBuckets: differing)
-                try await session.writer.send(.summaries(buckets: differing, versions: mine))
-                guard case .summaries(_, let theirs)? = try await session.reader.frame() else {
-                    throw WireError.invalid("summaries")
-                }
-                return (await self.mesh.files.newerElsewhere(theirs), peerAddress)
+            let (exchange, steps) = await openPushPull(to: address, join: join)
+            try await dial(address, timeout: 30) { session in
+                try await self.run(exchange, from: steps, on: &session)
             }
             if join { logger.info("joined through \(address)") }
-            await fetchAll(wanted, from: peerAddress)
         } catch {
             logger.debug("sync with \(address) failed: \(error)")
         }
+    }
+
+    func openPushPull(to address: PeerAddress, join: Bool) -> (PushPull, [PushPull.Step]) {
+        countSync()
+        var exchange = PushPull(.caller(dialed: address))
+        let steps = exchange.open(join: join, members: mesh.localState, files: mesh.files)
+        return (exchange, steps)
+    }
+
+    /// Feeds an exchange the next frame, with this node's members and files as they are now.
+    func advance(_ exchange: PushPull, with message: SyncMessage?) throws(WireError) -> (PushPull, [PushPull.Step]) {
+        var exchange = exchange
+        var members: [MemberRecord] = []
+        if case .hello? = message { members = mesh.localState }
+        let steps = try exchange.receive(message, members: members, files: mesh.files)
+        return (exchange, steps)
+    }
+
+    /// Carries out an exchange's steps, reading the peer's frames, until it is done.
+    nonisolated func run(_ exchange: PushPull, from steps: [PushPull.Step], on session: inout StreamSession)
+        async throws
+    {
+        var (exchange, steps) = (exchange, steps)
+        // An exchange is at most three frames each way; the bound only guards against a bug.
+        for _ in 0..<8 {
+            for step in steps {
+                switch step {
+                case .send(let message): try await session.writer.send(message)
+                case .merge(let members): await receiveState(members)
+                case .fetch(let wanted, let address): await fetchAll(wanted, from: address)
+                case .finish: return
+                }
+            }
+            (exchange, steps) = try await advance(exchange, with: try await session.reader.frame())
+        }
+        throw WireError.invalid("push/pull did not end")
     }
 }

@@ -19,6 +19,10 @@ public struct Scenario {
         public var unconfiguredShare = 0.1
         /// Forged versions (bad signatures) injected into random nodes.
         public var forgeries = 3
+        /// Probability that a push/pull frame or a content fetch is cut with its stream, and
+        /// that a push/pull peer stalls 5 s before a frame (`Simulation.Options`).
+        public var streamCut = 0.0
+        public var streamStall = 0.0
         public var settings = MeshSettings()
         public init() {}
     }
@@ -78,6 +82,8 @@ public struct Scenario {
         var simOptions = Simulation.Options()
         simOptions.nodes = options.nodes
         simOptions.loss = options.loss
+        simOptions.streamCut = options.streamCut
+        simOptions.streamStall = options.streamStall
         simOptions.latencyMin = options.latencyMin
         simOptions.latencyMax = max(options.latencyMin, options.latencyMax)
         simOptions.seed = options.seed
@@ -97,7 +103,9 @@ public struct Scenario {
         let round = Double(options.settings.gossipInterval)
         let warmup = 10 * second + Int64(options.nodes) * 20_000_000
         let active = max(60 * second, Int64(options.updates) * second / 2)
-        let settle = 3 * options.settings.pushPullInterval + 30 * second
+        // Cut and stalled streams fail some push/pulls; more of them are given to repair the rest.
+        let exchanges = 3 + Int64((20 * options.streamCut).rounded(.up) + (10 * options.streamStall).rounded(.up))
+        let settle = exchanges * options.settings.pushPullInterval + 30 * second
         let begin = sim.now
 
         var report = Report()
@@ -213,7 +221,7 @@ public struct Scenario {
             guard let first = versions.first else { continue }
             let newest = versions.dropFirst().reduce(first) { VersionOrder.isNewer($1, than: $0) ? $1 : $0 }
             for id in live {
-                let held = sim.mesh(id)!.files[name]
+                let held = sim.mesh(id)?.files[name]
                 if name == restricted && unconfigured.contains(id) {
                     if held != nil { report.violations.append("\(id) holds \(name) without being configured for it") }
                     continue
@@ -239,7 +247,7 @@ public struct Scenario {
             }
         }
         for id in live {
-            let held = sim.mesh(id)!.files.versions.values.sorted { $0.name < $1.name }
+            let held = (sim.mesh(id)?.files.versions.values ?? [:].values).sorted { $0.name < $1.name }
             for version in held where !sim.signatures.isValid(version) {
                 report.violations.append("\(id) holds an unsigned version of \(version.name)")
             }

@@ -12,6 +12,12 @@ public struct Simulation {
         public var seed: UInt64 = 1
         public var settings = MeshSettings()
         public var policy = FilePolicy(allowedSigners: [:])
+        /// Probability that a TCP frame (push/pull) or a content fetch is lost with its stream:
+        /// the exchange or the fetch ends there, as when a connection is cut halfway.
+        public var streamCut = 0.0
+        /// Probability that a peer stalls `stallTime` before a push/pull frame goes on.
+        public var streamStall = 0.0
+        public var stallTime: Int64 = 5_000_000_000
         public init() {}
     }
 
@@ -20,7 +26,15 @@ public struct Simulation {
         case deliver(Packet, to: Int, from: Int)
         case tick(Int)
         case stored(Int, FileVersion, inline: [UInt8]?)
+        /// A push/pull frame for one side (0 the caller, 1 the callee) of an exchange.
+        case frame(exchange: Int, side: Int, SyncMessage)
         case action(Int)
+    }
+
+    /// A push/pull under way: the two nodes and the core's `PushPull` of each side.
+    struct Exchange {
+        var nodes: [Int]
+        var sides: [PushPull]
     }
 
     public let options: Options
@@ -62,20 +76,19 @@ public struct Simulation {
     public let signatures = SignatureCache()
     /// Each node's member list as push/pull sends it, kept until its `membershipVersion` moves.
     var memberLists: [MemberList?]
+    var exchanges: [Int: Exchange] = [:]
+    var nextExchange = 0
     /// Observers of what the cores do: (node, directive, time).
     public var onDirective: ((NodeID, MeshDirective, Int64) -> Void)?
     /// Observers of versions a node stored: (node, version, time).
     public var onStored: ((NodeID, FileVersion, Int64) -> Void)?
 
-    /// A node's member list as the peer decodes it from a push/pull (no `since`, no source),
-    /// and its cost on the wire (`SyncCodec.encodedSize`, equal to the encoded length). The list changes only when the core's
-    /// `membershipVersion` moves, so it is built and encoded once per change, not per exchange.
+    /// A node's member list as the peer decodes it from a push/pull (no `since`, no source). It
+    /// changes only when the core's `membershipVersion` moves, so it is built once per change,
+    /// not per exchange.
     struct MemberList {
         var membershipVersion: UInt64
         var records: [MemberRecord]
-        var hello: Int
-        var reply: Int
-        var replyWithBuckets: Int?
     }
 
     public init(_ options: Options) {
@@ -208,15 +221,23 @@ public struct Simulation {
                 return
             }
             let source = address.flatMap { idAt[$0] }
-            if inline == nil && !version.isTombstone && (source.map { !reachable(index, $0) } ?? true) {
-                feed(index, .storeFailed(version))  // the TCP fetch would fail
+            if inline == nil && !version.isTombstone
+                && ((source.map { !reachable(index, $0) } ?? true) || rng.chance(options.streamCut))
+            {
+                feed(index, .storeFailed(version))  // the TCP fetch fails (or is cut)
                 return
             }
             let delay = inline == nil ? 2 * latency() : 0
             push(now + delay, .stored(index, version, inline: inline))
-        case .sync(let address, _):
+        case .sync(let address, let join):
             guard let peer = idAt[address], reachable(index, peer) else { return }
-            pushPull(index, peer)
+            // The core's own exchange, its frames over the simulated network.
+            var caller = PushPull(.caller(dialed: address))
+            let steps = caller.open(join: join, members: memberList(index).records, files: cores[index].files)
+            let id = nextExchange
+            nextExchange += 1
+            exchanges[id] = Exchange(nodes: [index, peer], sides: [caller, PushPull(.callee)])
+            carryOut(steps, exchange: id, side: 0)
         case .memberChanged, .refused, .droppedClaim:
             break
         }
@@ -229,52 +250,61 @@ public struct Simulation {
         let records = inspect(index) { $0.localState }.map {
             MemberRecord(announcement: $0.announcement, state: $0.state, since: 0, lastSource: nil)
         }
-        // The root digest is 16 bytes whatever it holds; the size does not depend on it.
-        let root = [UInt8](repeating: 0, count: 16)
-        let list = MemberList(
-            membershipVersion: version, records: records,
-            hello: SyncCodec.encodedSize(.hello(join: false, members: records, root: root)),
-            reply: SyncCodec.encodedSize(.reply(members: records, root: root, buckets: nil)))
+        let list = MemberList(membershipVersion: version, records: records)
         memberLists[index] = list
         return list
     }
 
-    /// What a reply carrying bucket digests costs (rarely needed: only when the roots differ).
-    mutating func replyWithBuckets(_ index: Int, _ list: MemberList, buckets: [[UInt8]]) -> Int {
-        if let size = list.replyWithBuckets { return size }
-        let root = [UInt8](repeating: 0, count: 16)
-        let size = SyncCodec.encodedSize(.reply(members: list.records, root: root, buckets: buckets))
-        memberLists[index]?.replyWithBuckets = size
-        return size
-    }
-
-    /// A TCP push/pull (docs/PROTOCOL.md): member lists both ways, then what differs.
-    mutating func pushPull(_ a: Int, _ b: Int) {
-        let listA = memberList(a)
-        let listB = memberList(b)
-        let mine = listA.records
-        let theirs = listB.records
-        let filesA = inspect(a) { $0.files }
-        let filesB = inspect(b) { $0.files }
-        let differs = filesA.rootDigest != filesB.rootDigest
-        bytesSent += listA.hello
-        bytesSent += differs ? replyWithBuckets(b, listB, buckets: filesB.bucketDigests) : listB.reply
-        feed(b, .remoteState(mine))
-        feed(a, .remoteState(theirs))
-        guard differs else { return }
-        let buckets = filesA.differingBuckets(filesB.bucketDigests)
-        let summariesA = filesA.summaries(inBuckets: buckets)
-        let summariesB = filesB.summaries(inBuckets: buckets)
-        bytesSent += SyncCodec.encode(.summaries(buckets: buckets, versions: summariesA)).count
-        bytesSent += SyncCodec.encode(.summaries(buckets: buckets, versions: summariesB)).count
-        for summary in filesA.newerElsewhere(summariesB) {
-            if let version = filesB[summary.name] { fetch(version, into: a) }
-        }
-        for summary in filesB.newerElsewhere(summariesA) {
-            if let version = filesA[summary.name] { fetch(version, into: b) }
+    /// Does what one side of an exchange asks: frames go to the other side after a latency (and
+    /// the exchange ends when the peer is out of reach or the stream is cut), member lists are
+    /// merged, and newer versions fetched from the peer.
+    mutating func carryOut(_ steps: [PushPull.Step], exchange id: Int, side: Int) {
+        guard let exchange = exchanges[id] else { return }
+        let node = exchange.nodes[side]
+        let peer = exchange.nodes[1 - side]
+        for step in steps {
+            switch step {
+            case .send(let message):
+                bytesSent += SyncCodec.encodedSize(message)
+                guard reachable(node, peer), !rng.chance(options.streamCut) else {
+                    exchanges[id] = nil
+                    return
+                }
+                let stall = rng.chance(options.streamStall) ? options.stallTime : 0
+                push(now + latency() + stall, .frame(exchange: id, side: 1 - side, message))
+            case .merge(let records):
+                feed(node, .remoteState(records))
+            case .fetch(let wanted, _):
+                for summary in wanted {
+                    if let version = inspect(peer, { $0.files[summary.name] }) { fetch(version, into: node) }
+                }
+            case .finish:
+                if exchanges[id]?.sides[1 - side].isDone ?? true { exchanges[id] = nil }
+                return
+            }
         }
     }
 
+    /// A push/pull frame arrives at one side of its exchange.
+    mutating func receive(_ message: SyncMessage, exchange id: Int, side: Int) {
+        guard var exchange = exchanges[id] else { return }
+        let node = exchange.nodes[side]
+        guard !isDown[node] else {
+            exchanges[id] = nil
+            return
+        }
+        var members: [MemberRecord] = []
+        if case .hello = message { members = memberList(node).records }
+        guard let steps = try? exchange.sides[side].receive(message, members: members, files: cores[node].files)
+        else {
+            exchanges[id] = nil
+            return
+        }
+        exchanges[id] = exchange
+        carryOut(steps, exchange: id, side: side)
+    }
+
+    /// Content fetched over TCP after a push/pull: stored after two latencies, unless refused or cut.
     mutating func fetch(_ version: FileVersion, into index: Int) {
         let now = now
         let signatures = signatures
@@ -282,7 +312,7 @@ public struct Simulation {
             guard core.policy.allowedSigners[version.name] != nil else { return .nameNotConfigured(version.name) }
             return core.policy.evaluate(version, current: core.files[version.name], now: now, verifier: signatures)
         }
-        guard refusal == nil else { return }
+        guard refusal == nil, !rng.chance(options.streamCut) else { return }
         bytesSent += Int(version.contentLength) + 200
         push(now + 2 * latency(), .stored(index, version, inline: nil))
     }
@@ -316,6 +346,8 @@ public struct Simulation {
                 }
                 onStored?(order[index], version, now)
                 feed(index, .stored(version, inline: inline))
+            case .frame(let exchange, let side, let message):
+                receive(message, exchange: exchange, side: side)
             case .action(let number):
                 if let body = actions.removeValue(forKey: number) { body(&self) }
             }

@@ -16,6 +16,9 @@ struct DMSim: ParsableCommand {
 
     @Option(help: "Number of nodes.") var nodes = 50
     @Option(help: "Probability that a UDP packet is lost (0..1).") var loss = 0.0
+    @Option(help: "Probability that a TCP stream (push/pull frame or content fetch) is cut (0..1).")
+    var streamCut = 0.0
+    @Option(help: "Probability that a push/pull peer stalls 5 s before a frame (0..1).") var streamStall = 0.0
     @Option(help: "One-way latency range, e.g. 1ms..10ms.") var latency = "1ms..10ms"
     @Flag(help: "Split the cluster in two for a while, then heal it.") var partition = false
     @Option(help: "Crash and restart this many random nodes during the run.") var crash = 0
@@ -30,6 +33,9 @@ struct DMSim: ParsableCommand {
     func validate() throws {
         guard (1...5000).contains(nodes) else { throw ValidationError("--nodes must be 1...5000") }
         guard (0.0..<1.0).contains(loss) else { throw ValidationError("--loss must be in 0..<1") }
+        guard (0.0..<1.0).contains(streamCut), (0.0..<1.0).contains(streamStall) else {
+            throw ValidationError("--stream-cut and --stream-stall must be in 0..<1")
+        }
         guard parsedLatency() != nil else { throw ValidationError("--latency must look like 1ms..10ms") }
         guard let interval = try? DurationFormat.parse(pushPull), interval >= 1_000_000_000 else {
             throw ValidationError("--push-pull must be a duration of at least 1s")
@@ -54,7 +60,10 @@ struct DMSim: ParsableCommand {
             var options = Scenario.Options()
             options.nodes = nodes
             options.loss = loss
-            (options.latencyMin, options.latencyMax) = parsedLatency()!
+            guard let latency = parsedLatency() else { throw ValidationError("--latency must look like 1ms..10ms") }
+            (options.latencyMin, options.latencyMax) = latency
+            options.streamCut = streamCut
+            options.streamStall = streamStall
             options.partition = partition
             options.crashes = crash
             options.files = files
