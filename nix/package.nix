@@ -83,6 +83,10 @@ swiftPackages.stdenv.mkDerivation {
   # Only the daemon/CLI product; dm-sim and the fuzz libraries are not installed.
   swiftpmFlags = [ "--product data-mesher" ];
 
+  # Package.swift links release builds statically with lld and RELR relocations; nixpkgs'
+  # toolchain is linked the plain way (not measured there).
+  DM_PLAIN_LINK = "1";
+
   installPhase = ''
     runHook preInstall
     binPath="$(swiftpmBinPath)"
