@@ -139,6 +139,16 @@ let package = Package(
             name: "DataMesherCoreTests",
             dependencies: ["DataMesherCore", "DataMesherConfig", "DataMesherKeys", "DataMesherSim"]
         ),
+        // The network shell's stream handshake over real loopback sockets.
+        .testTarget(
+            name: "DataMesherNetTests",
+            dependencies: [
+                "DataMesherCore", "DataMesherNet",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "DataMesherStoreTests",
             dependencies: ["DataMesherCore", "DataMesherStore"]
