@@ -2,6 +2,11 @@
 
 import os
 import signal
+import subprocess
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STOP_TIMEOUT_S = 10.0
 
 
 def loadavg1():
@@ -49,3 +54,37 @@ def die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except Exception:
         pass
+
+
+def stop_processes(procs, timeout=STOP_TIMEOUT_S):
+    """SIGTERM every still-running Popen (by PID), bounded wait, then SIGKILL the rest."""
+    live = [p for p in procs if p is not None and p.poll() is None]
+    for p in live:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for p in live:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for p in live:
+        if p.poll() is None:
+            try:
+                p.kill()
+                p.wait(timeout=timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+
+
+def default_binary():
+    """$DM_BIN, else the release build if there is one, else the debug build."""
+    env = os.environ.get("DM_BIN")
+    if env:
+        return env
+    release = os.path.join(REPO_ROOT, ".build", "release", "data-mesher")
+    if os.path.isfile(release) and os.access(release, os.X_OK):
+        return release
+    return os.path.join(REPO_ROOT, ".build", "debug", "data-mesher")

@@ -45,7 +45,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import die_with_parent, loadavg1, proc_status, proc_ticks
+from benchlib import die_with_parent, loadavg1, proc_status, proc_ticks, stop_processes
 
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(SCRIPT_DIR)
@@ -67,29 +67,6 @@ def log(msg):
 def env_float(name, default):
     v = os.environ.get(name)
     return float(v) if v not in (None, "") else default
-
-
-def stop_processes(procs, timeout=STOP_TIMEOUT_S):
-    """SIGTERM every still-running Popen (by PID), bounded wait, then SIGKILL the rest."""
-    live = [p for p in procs if p is not None and p.poll() is None]
-    for p in live:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    for p in live:
-        try:
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    for p in live:
-        if p.poll() is None:
-            try:
-                p.kill()
-                p.wait(timeout=timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
 
 
 # --------------------------------------------------------------------------- HTTP

@@ -40,51 +40,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import die_with_parent, loadavg1, proc_status
+from benchlib import default_binary, die_with_parent, loadavg1, proc_status, stop_processes
 
-SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(SCRIPT_DIR)
 IP = "127.0.4.1"
 FILE_NAME = "bench/lean"
-STOP_TIMEOUT_S = 10.0
 T_SCRIPT = time.perf_counter()
 
 
 def log(msg):
     print(f"[lean_bench +{(time.perf_counter() - T_SCRIPT) * 1000:.0f}ms] {msg}", file=sys.stderr, flush=True)
-
-
-def stop_processes(procs, timeout=STOP_TIMEOUT_S):
-    """SIGTERM every still-running Popen (by PID), bounded wait, then SIGKILL the rest."""
-    live = [p for p in procs if p is not None and p.poll() is None]
-    for p in live:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    for p in live:
-        try:
-            p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    for p in live:
-        if p.poll() is None:
-            try:
-                p.kill()
-                p.wait(timeout=timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-
-
-def default_binary():
-    env = os.environ.get("DM_BIN")
-    if env:
-        return env
-    release = os.path.join(REPO_ROOT, ".build", "release", "data-mesher")
-    if os.path.isfile(release) and os.access(release, os.X_OK):
-        return release
-    return os.path.join(REPO_ROOT, ".build", "debug", "data-mesher")
 
 
 def port_free(port):

@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import die_with_parent, loadavg1, proc_status, proc_cpu_seconds
+from benchlib import default_binary, die_with_parent, loadavg1, proc_status, proc_cpu_seconds
 
 from cryptography.hazmat.primitives import serialization
 
@@ -153,16 +153,6 @@ def presign(key, signer_b64, client_names, count, ts, size, seed):
 
 
 # --------------------------------------------------------------------------- daemon
-
-
-def default_binary():
-    env = os.environ.get("DM_BIN")
-    if env:
-        return env
-    release = os.path.join(REPO_ROOT, ".build", "release", "data-mesher")
-    if os.path.isfile(release) and os.access(release, os.X_OK):
-        return release
-    return os.path.join(REPO_ROOT, ".build", "debug", "data-mesher")
 
 
 def port_in_use(port):
