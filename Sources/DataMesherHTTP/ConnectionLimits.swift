@@ -1,3 +1,4 @@
+import DataMesherNet
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -37,58 +38,44 @@ public struct HTTPLimits: Sendable {
 
 /// Open connections per source address and in total, shared by the listeners of one node.
 public final class SourceConnectionCounter: Sendable {
-    let limit: Int
-    let totalLimit: Int
+    let open: StreamCounter
     let logger: Logger
-    let open = NIOLockedValueBox<(total: Int, bySource: [String: Int])>((0, [:]))
     let refusedTotal = NIOLockedValueBox<UInt64>(0)
 
     /// `limit` connections from one source, `total` from all of them (`DescriptorBudget`).
     public init(limit: Int, total: Int = .max, logger: Logger) {
-        self.limit = limit
-        self.totalLimit = total
+        open = StreamCounter(total: total, perSource: limit)
         self.logger = logger
     }
 
     /// Counts a new connection from `source`; false (and not counted) when the source, or the
     /// node, is at its cap.
     func admit(_ source: String) -> Bool {
-        let refusal = open.withLockedValue { open -> String? in
-            let count = open.bySource[source, default: 0]
-            guard count < limit else { return "source at max_connections_per_source (\(limit))" }
-            guard open.total < totalLimit else { return "\(totalLimit) connections open, the node's cap" }
-            open.bySource[source] = count + 1
-            open.total += 1
-            return nil
+        guard let full = open.enter(source) else { return true }
+        let refusal =
+            full == .source
+            ? "source at max_connections_per_source (\(open.perSource))"
+            : "\(open.total) connections open, the node's cap"
+        let total = refusedTotal.withLockedValue { total -> UInt64 in
+            total += 1
+            return total
         }
-        if let refusal {
-            let total = refusedTotal.withLockedValue { total -> UInt64 in
-                total += 1
-                return total
-            }
-            // One line for the first refusal and then every 1000th, so a flood does not flood the log.
-            if total % 1000 == 1 {
-                logger.warning(
-                    "refused HTTP connection: \(refusal)",
-                    metadata: ["dm.peer": "\(source)", "dm.refused_total": "\(total)"])
-            }
+        // One line for the first refusal and then every 1000th, so a flood does not flood the log.
+        if total % 1000 == 1 {
+            logger.warning(
+                "refused HTTP connection: \(refusal)",
+                metadata: ["dm.peer": "\(source)", "dm.refused_total": "\(total)"])
         }
-        return refusal == nil
+        return false
     }
 
-    func release(_ source: String) {
-        open.withLockedValue { open in
-            let count = open.bySource[source, default: 0]
-            if count <= 1 { open.bySource[source] = nil } else { open.bySource[source] = count - 1 }
-            open.total -= 1
-        }
-    }
+    func release(_ source: String) { open.leave(source) }
 
     /// Connections closed at once because their source or the node was at its cap, since start.
     public var refused: UInt64 { refusedTotal.withLockedValue { $0 } }
 
     /// Open connections from `source` now.
-    public func count(_ source: String) -> Int { open.withLockedValue { $0.bySource[source, default: 0] } }
+    public func count(_ source: String) -> Int { open.count(source) }
 }
 
 /// Closes a connection at once when its source address, or the node, is at its cap.

@@ -81,7 +81,7 @@ extension ClusterNode {
     nonisolated func dial<T: Sendable>(
         _ address: PeerAddress, timeout: Int64, _ body: @escaping @Sendable (inout StreamSession) async throws -> T
     ) async throws -> T {
-        guard outgoing.enter() else { throw OutgoingStreamLimit(limit: outgoing.total) }
+        guard outgoing.enter() == nil else { throw OutgoingStreamLimit(limit: outgoing.total) }
         defer { outgoing.leave() }
         let channel = try await connect(address)
         do {

@@ -217,7 +217,7 @@ public actor ClusterNode {
                                 let counter =
                                     self.memberHosts.withLockedValue { $0.contains(host) }
                                     ? self.inboundFromMembers : self.inboundFromStrangers
-                                guard counter.enter(host) else {
+                                guard counter.enter(host) == nil else {
                                     // Over the cap: closed at once, before any handshake work.
                                     try? await connection.executeThenClose { _, _ in }
                                     self.node.metrics.refusedStream("inbound_limit")

@@ -24,35 +24,47 @@ public struct DescriptorBudget: Sendable, Equatable {
     }
 }
 
-/// Streams open now against a cap, optionally also per source host.
-final class StreamCounter: Sendable {
-    let total: Int
-    let perSource: Int
+/// Connections open now against a cap in total and one per source host: the cluster's inbound
+/// and outgoing streams, and the HTTP API's connections.
+public final class StreamCounter: Sendable {
+    /// Which cap a refused connection met.
+    public enum Full: Sendable, Equatable {
+        case source
+        case total
+    }
+
+    public let total: Int
+    public let perSource: Int
     let open = NIOLockedValueBox<(total: Int, bySource: [String: Int])>((0, [:]))
 
-    init(total: Int, perSource: Int) {
+    public init(total: Int, perSource: Int) {
         self.total = total
         self.perSource = perSource
     }
 
-    /// Counts a new stream from `host`; false when a cap is reached (the stream must not go on).
-    func enter(_ host: String = "") -> Bool {
+    /// Counts a new connection from `host`; nil, or the cap it met (then nothing is counted and
+    /// the connection must not go on).
+    public func enter(_ host: String = "") -> Full? {
         open.withLockedValue { open in
             let fromHost = open.bySource[host, default: 0]
-            guard open.total < total, fromHost < perSource else { return false }
+            if fromHost >= perSource { return .source }
+            if open.total >= total { return .total }
             open.total += 1
             open.bySource[host] = fromHost + 1
-            return true
+            return nil
         }
     }
 
-    func leave(_ host: String = "") {
+    public func leave(_ host: String = "") {
         open.withLockedValue { open in
             open.total -= 1
             let left = open.bySource[host, default: 1] - 1
             open.bySource[host] = left > 0 ? left : nil
         }
     }
+
+    /// Connections open now from `host`.
+    public func count(_ host: String) -> Int { open.withLockedValue { $0.bySource[host, default: 0] } }
 }
 
 /// This node already has `DescriptorBudget.outgoingStreams` streams open; the caller tries later.
