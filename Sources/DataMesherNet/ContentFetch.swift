@@ -160,7 +160,7 @@ extension ClusterNode {
             logger.info("fetch of \(requests.count) name(s) from \(address) failed: \(error)")
         }
         for request in requests.dropFirst(answered) {
-            if let expected = request.expected { await handle(.storeFailed(expected)) }
+            await notStored(request)
         }
     }
 
@@ -172,7 +172,7 @@ extension ClusterNode {
         let name = request.name
         guard let version = offered, version.name == name else {
             if offered != nil { throw WireError.invalid("fetch reply for another name") }
-            if let expected = request.expected { await handle(.storeFailed(expected)) }
+            await notStored(request)
             return
         }
         if version.isTombstone {
@@ -191,7 +191,7 @@ extension ClusterNode {
             refused = true
         }
         if refused {
-            if let expected = request.expected { await handle(.storeFailed(expected)) }
+            await notStored(request)
             guard version.contentLength <= Self.maxSkippedContent else {
                 throw FetchStopped(description: "refused \(name) with \(version.contentLength) bytes to follow")
             }
@@ -209,10 +209,15 @@ extension ClusterNode {
         } catch let error as DiskError where error.isDiskFull {
             node.noteDiskFull(error, path: node.store.stateDir, origin: "\(address)")
             await backOff(version)
-            if let expected = request.expected { await handle(.storeFailed(expected)) }
+            await notStored(request)
             throw error
         }
         await submit(version, upload: upload, peer: "\(address)")
+    }
+
+    /// Tells the core that a version gossip announced was not stored, so another offer is taken up.
+    func notStored(_ request: FetchRequest) {
+        if let expected = request.expected { handle(.storeFailed(expected)) }
     }
 
     func countFetches(_ count: Int) {

@@ -247,7 +247,8 @@ public struct Scenario {
             }
         }
         for id in live {
-            let held = (sim.mesh(id)?.files.versions.values ?? [:].values).sorted { $0.name < $1.name }
+            guard let mesh = sim.mesh(id) else { continue }
+            let held = mesh.files.versions.values.sorted { $0.name < $1.name }
             for version in held where !sim.signatures.isValid(version) {
                 report.violations.append("\(id) holds an unsigned version of \(version.name)")
             }
