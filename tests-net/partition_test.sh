@@ -25,7 +25,7 @@ preflight
 START=$(date +%s)
 ALL=(n1 n2 n3 n4)
 HEAL_TIMEOUT=${DM_HEAL_TIMEOUT:-60}
-# Dead members keep receiving gossip for 30 s (MeshSettings.gossipToTheDead), so a partition
+# Dead members keep receiving gossip for 30 s (CoreSettings.gossipToTheDead), so a partition
 # healed sooner can merge through that alone; hold it longer so the heal must come from
 # the daemon retrying its dead members.
 HOLD=${DM_PARTITION_HOLD:-35}

@@ -64,14 +64,14 @@ enum DMHeader {
 
 /// The HTTP API (SPEC §6) over one node.
 public struct API: Sendable {
-    let node: MeshNode
+    let node: Replica
     /// Uploads receiving their bodies now, capped by `[http] max_concurrent_uploads`.
     let uploads: UploadSlots
     static let filesPrefix = "/v1/files/"
     /// Bytes gathered before one write to disk.
     static let writeBatch = 1 << 20
 
-    public init(node: MeshNode) {
+    public init(node: Replica) {
         self.node = node
         self.uploads = UploadSlots(limit: node.config.http.maxConcurrentUploads)
     }
@@ -409,7 +409,7 @@ public struct API: Sendable {
 /// Turns every error into a JSON `{"error": …}` with the right status; never leaks a trace.
 struct JSONErrorMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
-    let node: MeshNode
+    let node: Replica
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response

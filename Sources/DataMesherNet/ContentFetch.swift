@@ -16,7 +16,7 @@ struct FetchStopped: Error, CustomStringConvertible {
 /// Content transfer over cluster streams (docs/PROTOCOL.md, "Fetch"): a stream carries up to
 /// `maxFetchesPerStream` fetch requests, sent at once and answered in order, so that a node
 /// missing thousands of versions pays one handshake per few hundred of them, not one per file.
-extension ClusterNode {
+extension NetworkShell {
     /// Fetch requests on one stream, at most; a responder closes the stream after answering them.
     static let maxFetchesPerStream = 256
     /// The encoded requests of one stream, at most: they are written before any answer is read,

@@ -6,9 +6,9 @@ import ServiceLifecycle
 /// Runs `valid_for` expiry and tombstone retention once a second until shutdown, and once at
 /// start the background verification of what the startup scan took on trust.
 public struct ExpiryService: Service {
-    let node: MeshNode
+    let node: Replica
 
-    public init(node: MeshNode) { self.node = node }
+    public init(node: Replica) { self.node = node }
 
     public func run() async throws {
         let node = self.node

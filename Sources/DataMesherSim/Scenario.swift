@@ -23,7 +23,7 @@ public struct Scenario {
         /// that a push/pull peer stalls 5 s before a frame (`Simulation.Options`).
         public var streamCut = 0.0
         public var streamStall = 0.0
-        public var settings = MeshSettings()
+        public var settings = CoreSettings()
         public init() {}
     }
 
@@ -221,7 +221,7 @@ public struct Scenario {
             guard let first = versions.first else { continue }
             let newest = versions.dropFirst().reduce(first) { VersionOrder.isNewer($1, than: $0) ? $1 : $0 }
             for id in live {
-                let held = sim.mesh(id)?.files[name]
+                let held = sim.core(id)?.files[name]
                 if name == restricted && unconfigured.contains(id) {
                     if held != nil { report.violations.append("\(id) holds \(name) without being configured for it") }
                     continue
@@ -247,8 +247,8 @@ public struct Scenario {
             }
         }
         for id in live {
-            guard let mesh = sim.mesh(id) else { continue }
-            let held = mesh.files.versions.values.sorted { $0.name < $1.name }
+            guard let core = sim.core(id) else { continue }
+            let held = core.files.versions.values.sorted { $0.name < $1.name }
             for version in held where !sim.signatures.isValid(version) {
                 report.violations.append("\(id) holds an unsigned version of \(version.name)")
             }
@@ -291,7 +291,7 @@ struct ReachabilityBox {
 extension Simulation {
     /// A version accepted through a node's local API.
     public mutating func accept(_ version: FileVersion, at id: NodeID, inline: [UInt8]?) {
-        guard !down.contains(id), let mesh = mesh(id), mesh.policy.allowedSigners[version.name] != nil else { return }
+        guard !down.contains(id), let core = core(id), core.policy.allowedSigners[version.name] != nil else { return }
         onStored?(id, version, now)
         feed(id, .localVersion(version, inline: inline))
     }
@@ -299,6 +299,6 @@ extension Simulation {
     /// Gives one node a different `[files]` (for "not configured" checks), kept across restarts.
     public mutating func reconfigure(_ id: NodeID, policy: FilePolicy) {
         policies[id] = policy
-        boot(id, files: mesh(id).map { Array($0.files.versions.values) } ?? [])
+        boot(id, files: core(id).map { Array($0.files.versions.values) } ?? [])
     }
 }

@@ -3,7 +3,7 @@ import Synchronization
 
 /// Remembers signature verdicts. Whether a version's signature verifies is a pure function of
 /// the version, and checking it is the most expensive thing the core does; a simulator running
-/// a thousand cores in one process gives them one cache (as their `Mesh.verifier`), so each
+/// a thousand cores in one process gives them one cache (as their `ClusterCore.verifier`), so each
 /// version is verified once instead of once per core. It lives with the simulator: the daemon's
 /// core is given the plain `Ed25519Verifier` and verifies every version it is offered.
 public final class SignatureCache: SignatureVerifier {

@@ -1,6 +1,6 @@
 import DataMesherCore
 
-/// Many copies of the real protocol core (`Mesh`) on a simulated network and clock. One seed
+/// Many copies of the real protocol core (`ClusterCore`) on a simulated network and clock. One seed
 /// drives every random choice (latency, loss, crashes, the cores' own randomness), events are
 /// ordered by (time, sequence), and nothing reads a real clock: a run replays bit for bit.
 public struct Simulation {
@@ -10,7 +10,7 @@ public struct Simulation {
         public var latencyMin: Int64 = 1_000_000
         public var latencyMax: Int64 = 5_000_000
         public var seed: UInt64 = 1
-        public var settings = MeshSettings()
+        public var settings = CoreSettings()
         public var policy = FilePolicy(allowedSigners: [:])
         /// Probability that a TCP frame (push/pull) or a content fetch is lost with its stream:
         /// the exchange or the fetch ends there, as when a connection is cut halfway.
@@ -40,7 +40,7 @@ public struct Simulation {
     public let options: Options
     /// The cores, by node index; mutated in place (copying a core out and back would copy its
     /// member table on every event).
-    var cores: [Mesh] = []
+    var cores: [ClusterCore] = []
     var indexOf: [NodeID: Int] = [:]
     public let order: [NodeID]
     public private(set) var now: Int64 = 1_800_000_000_000_000_000
@@ -79,7 +79,7 @@ public struct Simulation {
     var exchanges: [Int: Exchange] = [:]
     var nextExchange = 0
     /// Observers of what the cores do: (node, directive, time).
-    public var onDirective: ((NodeID, MeshDirective, Int64) -> Void)?
+    public var onDirective: ((NodeID, CoreDirective, Int64) -> Void)?
     /// Observers of versions a node stored: (node, version, time).
     public var onStored: ((NodeID, FileVersion, Int64) -> Void)?
 
@@ -117,11 +117,11 @@ public struct Simulation {
     }
 
     /// Every core by ID (a copy; for inspection, not for hot loops).
-    public var nodes: [NodeID: Mesh] {
+    public var nodes: [NodeID: ClusterCore] {
         Dictionary(uniqueKeysWithValues: zip(order, cores))
     }
 
-    public func mesh(_ id: NodeID) -> Mesh? { indexOf[id].map { cores[$0] } }
+    public func core(_ id: NodeID) -> ClusterCore? { indexOf[id].map { cores[$0] } }
 
     /// Starts (or restarts) the core of `id`: fresh membership, files kept (they are on disk).
     public mutating func boot(_ id: NodeID, files: [FileVersion] = []) {
@@ -131,13 +131,13 @@ public struct Simulation {
     mutating func boot(_ index: Int, files: [FileVersion] = []) {
         let id = order[index]
         let bootstrap = index == 0 ? [] : [addresses[0]]
-        var mesh = Mesh(
+        var core = ClusterCore(
             key: keys[index], name: "n\(index)", addresses: [addresses[index]],
             incarnation: UInt64(now / 1_000_000_000), settings: options.settings,
             policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
-        mesh.verifier = signatures
-        mesh.load(files)
-        if index < cores.count { cores[index] = mesh } else { cores.append(mesh) }
+        core.verifier = signatures
+        core.load(files)
+        if index < cores.count { cores[index] = core } else { cores.append(core) }
         memberLists[index] = nil
         scheduledTick[index] = nil
         schedule(tickOf: index)
@@ -149,7 +149,7 @@ public struct Simulation {
 
     /// A node's key, to sign claims in its name (tests).
     public func key(of id: NodeID) -> NodeKey? { indexOf[id].map { keys[$0] } }
-    public func state(of id: NodeID, seenBy observer: NodeID) -> MemberState? { mesh(observer)?.members[id]?.state }
+    public func state(of id: NodeID, seenBy observer: NodeID) -> MemberState? { core(observer)?.members[id]?.state }
 
     public func reachable(_ a: NodeID, _ b: NodeID) -> Bool {
         guard let indexA = indexOf[a], let indexB = indexOf[b] else { return false }
@@ -160,7 +160,7 @@ public struct Simulation {
 
     /// Reads a core in place: `cores[index].property` would copy the whole core first when the
     /// property is computed in another module.
-    mutating func inspect<T>(_ index: Int, _ body: (inout Mesh) -> T) -> T { body(&cores[index]) }
+    mutating func inspect<T>(_ index: Int, _ body: (inout ClusterCore) -> T) -> T { body(&cores[index]) }
 
     // MARK: Events
 
@@ -185,12 +185,12 @@ public struct Simulation {
     }
 
     /// Gives `input` to the core of `id` and carries out its directives.
-    public mutating func feed(_ id: NodeID, _ input: MeshInput) {
+    public mutating func feed(_ id: NodeID, _ input: CoreInput) {
         guard let index = indexOf[id] else { return }
         feed(index, input)
     }
 
-    mutating func feed(_ index: Int, _ input: MeshInput) {
+    mutating func feed(_ index: Int, _ input: CoreInput) {
         guard !isDown[index] else { return }
         var nodeRNG = SplitMix64(state: rng.next())
         let directives = cores[index].handle(input, now: now, rng: &nodeRNG)
@@ -198,7 +198,7 @@ public struct Simulation {
         schedule(tickOf: index)
     }
 
-    mutating func execute(_ directive: MeshDirective, by index: Int) {
+    mutating func execute(_ directive: CoreDirective, by index: Int) {
         onDirective?(order[index], directive, now)
         switch directive {
         case .send(let packet, let address, _):

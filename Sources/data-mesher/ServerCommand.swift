@@ -109,17 +109,17 @@ struct Server {
         let certificateExpiry = security.identity.map {
             CertificateExpiry(notValidAfter: $0.certificate.notValidAfter)
         }
-        let node = MeshNode(
+        let node = Replica(
             config: config, store: store, nodeName: nodeName, nodeID: security.nodeKey.id.hex,
             clusterAddresses: clusterAddresses.map { PeerAddress(host: $0, port: config.cluster.port).description },
             logger: logger, certificateExpiry: certificateExpiry)
 
-        var settings = MeshSettings()
+        var settings = CoreSettings()
         settings.joinInterval = Int64(clamping: config.cluster.joinInterval)
         settings.pushPullInterval = Int64(clamping: config.cluster.pushPullInterval)
         settings.maxMembers = config.cluster.maxMembers
         settings.maxUnconfirmed = min(settings.maxUnconfirmed, config.cluster.maxMembers)
-        let cluster = ClusterNode(
+        let cluster = NetworkShell(
             node: node, bindAddresses: clusterAddresses, settings: settings, security: security, budget: budget,
             logger: logger)
         node.addListener(cluster)

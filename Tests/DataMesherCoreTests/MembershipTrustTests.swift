@@ -5,14 +5,14 @@ import Testing
 
 /// The core driven one input at a time, in the style of swift-cluster-membership's
 /// `SWIMInstanceTests`: every forged, replayed or implausible membership claim that reached a
-/// node before wire version 2 is fed to a bare `Mesh`, and the test checks what it did.
+/// node before wire version 2 is fed to a bare `ClusterCore`, and the test checks what it did.
 @Suite struct MembershipTrustTests {
     static let start: Int64 = 1_800_000_000_000_000_000
     static let second: Int64 = 1_000_000_000
 
     /// A node under test (`a`) and members it can meet, each with its own key and address.
     struct Fixture {
-        var mesh: Mesh
+        var core: ClusterCore
         var now = MembershipTrustTests.start
         var rng = SplitMix64(state: 11)
         let a = Self.key(1)
@@ -28,9 +28,9 @@ import Testing
             PeerAddress(host: "10.0.0.\(key.publicKey[0] % 200 + 1)", port: 7946)
         }
 
-        init(settings: MeshSettings = MeshSettings(), incarnation: UInt64 = 100) {
+        init(settings: CoreSettings = CoreSettings(), incarnation: UInt64 = 100) {
             let a = Self.key(1)
-            mesh = Mesh(
+            core = ClusterCore(
                 key: a, name: "a", addresses: [Self.address(a)], incarnation: incarnation, settings: settings,
                 policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: MembershipTrustTests.start)
         }
@@ -42,13 +42,13 @@ import Testing
         }
 
         @discardableResult
-        mutating func feed(_ input: MeshInput) -> [MeshDirective] { mesh.handle(input, now: now, rng: &rng) }
+        mutating func feed(_ input: CoreInput) -> [CoreDirective] { core.handle(input, now: now, rng: &rng) }
 
         /// A datagram from `sender` (at its own address unless `from` says otherwise).
         @discardableResult
         mutating func receive(
             _ message: Packet.Message = .gossip, items: [GossipItem], sender: NodeKey, from: PeerAddress? = nil
-        ) -> [MeshDirective] {
+        ) -> [CoreDirective] {
             feed(.packet(Packet(sender: sender.id, message: message, items: items), from: from ?? Self.address(sender)))
         }
 
@@ -65,7 +65,7 @@ import Testing
             receive(.ack(sequence: sequence, responder: member.id, clock: now), items: [], sender: member)
         }
 
-        func state(_ key: NodeKey) -> MemberState? { mesh.members[key.id]?.state }
+        func state(_ key: NodeKey) -> MemberState? { core.members[key.id]?.state }
     }
 
     static func signedAccusation(_ about: NodeKey, incarnation: UInt64, dead: Bool, by accuser: NodeKey)
@@ -84,7 +84,7 @@ import Testing
     @Test func aForgedDeathAtTheLastIncarnationNeitherTrapsNorEvicts() {
         var node = Fixture()
         node.meet(node.b)
-        #expect(node.state(node.b) == .alive && node.mesh.members[node.b.id]?.confirmed == true)
+        #expect(node.state(node.b) == .alive && node.core.members[node.b.id]?.confirmed == true)
         // About a member, "from" the member itself (a leave) and from another: unsigned, refused.
         for from in [node.b.id, node.c.id, node.a.id] {
             node.receive(items: [Self.forged(node.b, incarnation: .max, from: from, dead: true)], sender: node.mallory)
@@ -92,31 +92,31 @@ import Testing
         }
         #expect(node.state(node.b) == .alive)
         // About the node itself, at the incarnation that used to trap the refutation.
-        let before = node.mesh.me.incarnation
+        let before = node.core.me.incarnation
         node.receive(items: [Self.forged(node.a, incarnation: .max, from: node.b.id, dead: true)], sender: node.b)
         node.receive(items: [Self.forged(node.a, incarnation: .max, from: node.b.id, dead: false)], sender: node.b)
-        #expect(node.mesh.me.incarnation == before)
+        #expect(node.core.me.incarnation == before)
         // Even a correctly signed accusation at an absurd incarnation is not refuted to the end of the counter.
         node.receive(
             items: [Self.signedAccusation(node.a, incarnation: .max, dead: true, by: node.b)], sender: node.b)
-        #expect(node.mesh.me.incarnation == before)
+        #expect(node.core.me.incarnation == before)
     }
 
     @Test func aSignedAccusationAtTheCurrentIncarnationIsRefutedOnceWithASignedClaim() throws {
         var node = Fixture()
         node.meet(node.b)
-        let before = node.mesh.me.incarnation
+        let before = node.core.me.incarnation
         node.receive(
             items: [Self.signedAccusation(node.a, incarnation: before, dead: false, by: node.b)], sender: node.b)
-        #expect(node.mesh.me.incarnation == before + 1)
-        #expect(node.mesh.me.isAuthentic(Ed25519Verifier()))
+        #expect(node.core.me.incarnation == before + 1)
+        #expect(node.core.me.isAuthentic(Ed25519Verifier()))
         // The refutation travels as a signed claim.
         node.now += 10 * Self.second
         let sent = node.feed(.tick).flatMap { directive -> [GossipItem] in
             guard case .send(let packet, _, _) = directive else { return [] }
             return packet.items
         }
-        #expect(sent.contains(.alive(node.mesh.me)))
+        #expect(sent.contains(.alive(node.core.me)))
     }
 
     @Test func refutationSaturatesInsteadOfTrapping() {
@@ -127,7 +127,7 @@ import Testing
         node.receive(
             items: [Self.signedAccusation(node.a, incarnation: UInt64.max - 1, dead: false, by: node.b)],
             sender: node.b)
-        #expect(node.mesh.me.incarnation == UInt64.max - 1)
+        #expect(node.core.me.incarnation == UInt64.max - 1)
         #expect(UInt64.max.addingSaturated(1) == .max && Int64.min.subtractingSaturated(1) == .min)
         #expect(Int64.max.multipliedSaturated(-2) == .min)
     }
@@ -162,12 +162,12 @@ import Testing
         node.receive(items: [Self.signedAccusation(node.b, incarnation: 100, dead: false, by: node.c)], sender: node.c)
         #expect(node.state(node.b) == .suspect)
         // The same accuser again, or fake "independent" confirmations, do not bring the deadline closer.
-        let deadline = node.mesh.nextDeadline
+        let deadline = node.core.nextDeadline
         for from in [node.c.id, node.a.id, node.mallory.id, node.b.id] {
             node.receive(items: [Self.forged(node.b, incarnation: 100, from: from, dead: false)], sender: node.mallory)
         }
         node.receive(items: [Self.signedAccusation(node.b, incarnation: 100, dead: false, by: node.c)], sender: node.c)
-        #expect(node.mesh.nextDeadline == deadline)
+        #expect(node.core.nextDeadline == deadline)
     }
 
     @Test func aForgedAliveCannotMoveOrOutbidAMember() {
@@ -186,16 +186,16 @@ import Testing
         for claim in [stolen, tampered, unsigned] {
             node.receive(items: [.alive(claim)], sender: node.mallory, from: elsewhere)
         }
-        #expect(node.mesh.members[node.b.id]?.announcement.addresses == [Fixture.address(node.b)])
-        #expect(node.mesh.members[node.b.id]?.announcement.incarnation == 100)
+        #expect(node.core.members[node.b.id]?.announcement.addresses == [Fixture.address(node.b)])
+        #expect(node.core.members[node.b.id]?.announcement.incarnation == 100)
         // Signed by B but beyond any clock: refused as implausible.
         let far = node.receive(
             items: [.alive(node.announcement(node.b, incarnation: .max - 5, address: elsewhere))], sender: node.b)
         #expect(far.contains(.droppedClaim(reason: "implausible_incarnation")))
-        #expect(node.mesh.members[node.b.id]?.announcement.incarnation == 100)
+        #expect(node.core.members[node.b.id]?.announcement.incarnation == 100)
         // B's own newer claim moves it, as it should.
         node.receive(items: [.alive(node.announcement(node.b, incarnation: 101, address: elsewhere))], sender: node.b)
-        #expect(node.mesh.members[node.b.id]?.announcement.addresses == [elsewhere])
+        #expect(node.core.members[node.b.id]?.announcement.addresses == [elsewhere])
     }
 
     @Test func acksCountOnlyForTheProbedMemberUnderItsSequence() {
@@ -229,7 +229,7 @@ import Testing
     }
 
     @Test func newMembersCostNothingUntilTheyAnswerAndAreDroppedWithinAMinute() {
-        var settings = MeshSettings()
+        var settings = CoreSettings()
         settings.newMembersPerSource = 50
         var node = Fixture(settings: settings)
         node.meet(node.b)
@@ -251,7 +251,7 @@ import Testing
             dropped += out.filter { $0 == .droppedClaim(reason: "new_member_rate") }.count
         }
         #expect(dropped == 150)
-        #expect(node.mesh.unconfirmedCount == 50)
+        #expect(node.core.unconfirmedCount == 50)
         // Push/pull, gossip and probes still go to B only.
         for _ in 0..<30 {
             node.now += Self.second
@@ -266,23 +266,23 @@ import Testing
             }
             // B keeps answering its probes.
         }
-        #expect(node.mesh.localState.count == 2)
+        #expect(node.core.localState.count == 2)
         // A minute later, the unanswered are gone.
         node.now += 40 * Self.second
         node.feed(.tick)
-        #expect(node.mesh.unconfirmedCount == 0)
-        #expect(node.mesh.members.count == 1)
+        #expect(node.core.unconfirmedCount == 0)
+        #expect(node.core.members.count == 1)
     }
 
     @Test func theMemberCapHolds() {
-        var settings = MeshSettings()
+        var settings = CoreSettings()
         settings.maxMembers = 3
         var node = Fixture(settings: settings)
         node.meet(node.b)
         node.meet(node.c)
         let out = node.receive(items: [.alive(node.announcement(node.mallory))], sender: node.mallory)
         #expect(out.contains(.droppedClaim(reason: "member_limit")))
-        #expect(node.mesh.members[node.mallory.id] == nil)
+        #expect(node.core.members[node.mallory.id] == nil)
     }
 
     @Test func aPingRequestForAStrangerRelaysNothing() {

@@ -11,7 +11,7 @@ import Testing
 
 /// The node's own certificate end in `/v1/info` and `/metrics`, and the log lines before it.
 @Suite struct CertificateExpiryTests {
-    func node(dir: String, expiry: CertificateExpiry?) throws -> MeshNode {
+    func node(dir: String, expiry: CertificateExpiry?) throws -> Replica {
         var config = NodeConfig()
         config.stateDir = dir
         config.files = [
@@ -20,7 +20,7 @@ import Testing
         ]
         let logger = Logger(label: "test")
         let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
-        return MeshNode(
+        return Replica(
             config: config, store: store, nodeName: "t", nodeID: String(repeating: "0", count: 32),
             clusterAddresses: [],
             logger: logger, certificateExpiry: expiry)

@@ -15,7 +15,7 @@ import Testing
 struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is only read
     let dir = NSTemporaryDirectory() + "dm-http-" + UUID().uuidString
     let key = Curve25519.Signing.PrivateKey()
-    let node: MeshNode
+    let node: Replica
 
     init() throws {
         var config = NodeConfig()
@@ -24,7 +24,7 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
         config.files = [try FileName("dns/cnames"): [try SignerKey(bytes: Array(key.publicKey.rawRepresentation))]]
         let logger = Logger(label: "test")
         let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
-        node = MeshNode(
+        node = Replica(
             config: config, store: store, nodeName: "t", nodeID: String(repeating: "0", count: 32),
             clusterAddresses: [],
             logger: logger)

@@ -75,21 +75,21 @@ public enum Seeds {
     }
 }
 
-/// Fixed node keys and a `Mesh` that knows some of them, shared by the membership targets.
+/// Fixed node keys and a `ClusterCore` that knows some of them, shared by the membership targets.
 public enum Cluster {
     /// A node key from a repeated seed byte, the same on every run (as in MembershipTrustTests).
     public static func nodeKey(_ fill: UInt8) -> NodeKey {
         NodeKey(seed: [UInt8](repeating: fill, count: 32))!
     }
 
-    /// `a` runs the mesh; `b` and `c` are confirmed members it knows; `mallory` is unknown to it.
+    /// `a` runs the core; `b` and `c` are confirmed members it knows; `mallory` is unknown to it.
     public static let a = nodeKey(1)
     public static let b = nodeKey(2)
     public static let c = nodeKey(3)
     public static let mallory = nodeKey(9)
     public static let known = [a, b, c]
     public static let start: Int64 = 1_800_000_000_000_000_000
-    /// `DM_FUZZ_DEBUG` set: print what the mesh did to its members (to see what seeds reach).
+    /// `DM_FUZZ_DEBUG` set: print what the core did to its members (to see what seeds reach).
     public static let debug = getenv("DM_FUZZ_DEBUG") != nil
 
     public static func address(_ key: NodeKey) -> PeerAddress {
@@ -108,38 +108,38 @@ public enum Cluster {
         return out + accusation.from.bytes
     }
 
-    /// A mesh run by `a` that met `b` and `c` (announced, pinged, answered), at `start`.
-    public static let mesh: Mesh = {
-        var mesh = Mesh(
-            key: a, name: "a", addresses: [address(a)], incarnation: 100, settings: MeshSettings(),
+    /// A core run by `a` that met `b` and `c` (announced, pinged, answered), at `start`.
+    public static let core: ClusterCore = {
+        var core = ClusterCore(
+            key: a, name: "a", addresses: [address(a)], incarnation: 100, settings: CoreSettings(),
             policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: start)
         var rng = FuzzRandom(state: 11)
         for member in [b, c] {
             let announcement = MemberAnnouncement.signed(
                 by: member, name: "n\(member.publicKey[0])", incarnation: 100, addresses: [address(member)])
-            _ = mesh.handle(
+            _ = core.handle(
                 .packet(
                     Packet(sender: member.id, message: .gossip, items: [.alive(announcement)]), from: address(member)),
                 now: start, rng: &rng)
-            let pings = mesh.handle(.tick, now: start, rng: &rng).compactMap { directive -> UInt32? in
+            let pings = core.handle(.tick, now: start, rng: &rng).compactMap { directive -> UInt32? in
                 guard case .send(let packet, _, let node) = directive, node == member.id,
                     case .ping(let sequence, _) = packet.message
                 else { return nil }
                 return sequence
             }
             for sequence in pings {
-                _ = mesh.handle(
+                _ = core.handle(
                     .packet(
                         Packet(
                             sender: member.id, message: .ack(sequence: sequence, responder: member.id, clock: start)),
                         from: address(member)), now: start, rng: &rng)
             }
         }
-        return mesh
+        return core
     }()
 }
 
-/// SplitMix64: a deterministic generator for the mesh.
+/// SplitMix64: a deterministic generator for the core.
 public struct FuzzRandom: RandomNumberGenerator {
     public var state: UInt64
     public init(state: UInt64) { self.state = state }
@@ -158,7 +158,7 @@ extension Cluster {
     /// is its key's and the key signed it), and a member that was alive is suspect, dead or left
     /// only when `justified(id, newState)` says the input carried a valid reason for it.
     public static func checkMembership(
-        before: Mesh, after: Mesh, _ what: @autoclosure () -> String,
+        before: ClusterCore, after: ClusterCore, _ what: @autoclosure () -> String,
         justified: (NodeID, MemberState) -> Bool
     ) {
         let verifier = Ed25519Verifier()

@@ -9,10 +9,10 @@
 // - the payload is self-delimiting: one byte less or more does not decode;
 // - fixed-size fields have their sizes, names are valid, members are within the limits and carry
 //   a 32-byte node key and a 64-byte signature;
-// - a member list (hello, reply) handed to a `Mesh` that knows three members
-//   (`.remoteState`) does not trap; the mesh takes only authentic announcements, and a member
+// - a member list (hello, reply) handed to a `ClusterCore` that knows three members
+//   (`.remoteState`) does not trap; the core takes only authentic announcements, and a member
 //   it had alive turns suspect only for a record of the list that reports it failed with the
-//   member's own authentic claim at the incarnation the mesh knows (push/pull is never an
+//   member's own authentic claim at the incarnation the core knows (push/pull is never an
 //   accusation of its own: it never makes a member dead or left).
 import DataMesherCore
 import FuzzSupport
@@ -90,12 +90,12 @@ func checkMembers(_ members: [MemberRecord]) {
         }
     }
 
-    let before = Cluster.mesh
-    var mesh = before
+    let before = Cluster.core
+    var core = before
     var rng = FuzzRandom(state: UInt64(members.count))
-    _ = mesh.handle(.remoteState(members), now: Cluster.start + 1_000_000, rng: &rng)
+    _ = core.handle(.remoteState(members), now: Cluster.start + 1_000_000, rng: &rng)
     let verifier = Ed25519Verifier()
-    Cluster.checkMembership(before: before, after: mesh, "a member list of \(members.count)") { id, state in
+    Cluster.checkMembership(before: before, after: core, "a member list of \(members.count)") { id, state in
         guard state == .suspect, let known = before.members[id] else { return false }
         return members.contains {
             $0.id == id && $0.state != .alive && $0.announcement.incarnation == known.announcement.incarnation
@@ -113,7 +113,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
 /// One frame of every message type, made with the encoder. A frame may be followed by more bytes
 /// (the content after a fetch reply), which the target ignores.
 func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
-    // b and c are members the mesh knows (at incarnation 100), mallory is not.
+    // b and c are members the core knows (at incarnation 100), mallory is not.
     func record(_ key: NodeKey, _ incarnation: UInt64, _ state: MemberState, _ addresses: [PeerAddress])
         -> MemberRecord
     {

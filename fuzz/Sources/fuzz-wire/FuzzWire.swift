@@ -1,5 +1,5 @@
 // The UDP gossip packet decoder (`WireCodec.decode`, wire version 2), fed whole datagrams, and
-// the decoded packet handed to a `Mesh` that knows three members.
+// the decoded packet handed to a `ClusterCore` that knows three members.
 //
 // Invariants of a packet that decodes:
 // - the encoding is canonical: `encode(decode(bytes)) == bytes`, and that encoding decodes to
@@ -10,7 +10,7 @@
 //   when it says yes the ID is the key's and the same claim at another incarnation is not
 //   authentic; `suspect`/`dead` items carry a 64-byte signature;
 // - each file version carries a valid file name, and checking its signature does not trap;
-// - the mesh handles the packet without trapping, takes only authentic announcements, and a
+// - the core handles the packet without trapping, takes only authentic announcements, and a
 //   member it had alive turns suspect, dead or left only for an accusation in the packet that its
 //   accuser signed over the v2 accusation message at the incarnation the member signed (left:
 //   the member itself, dead). The accuser must be this node or a member it had confirmed before
@@ -90,16 +90,16 @@ func checkAddress(_ address: PeerAddress) {
     invariant(address.host.utf8.count <= WireCodec.maxHostLength, "host \(quote(address.host)) too long")
 }
 
-/// Hands the packet to the mesh of `Cluster` (from the sender's address when it is a known
+/// Hands the packet to the core of `Cluster` (from the sender's address when it is a known
 /// member) and checks what it did to its members.
 func checkMesh(_ packet: Packet, items: [GossipItem], authentic: [MemberAnnouncement], input: [UInt8]) {
-    let before = Cluster.mesh
-    var mesh = before
+    let before = Cluster.core
+    var core = before
     var rng = FuzzRandom(state: UInt64(input.count))
     let from =
         Cluster.known.first { $0.id == packet.sender }.map(Cluster.address)
         ?? PeerAddress(host: "10.9.9.9", port: 7946)
-    _ = mesh.handle(.packet(packet, from: from), now: Cluster.start + 1_000_000, rng: &rng)
+    _ = core.handle(.packet(packet, from: from), now: Cluster.start + 1_000_000, rng: &rng)
 
     /// The key of an accuser whose word counts: this node or a confirmed member.
     func key(of id: NodeID) -> [UInt8]? {
@@ -107,7 +107,7 @@ func checkMesh(_ packet: Packet, items: [GossipItem], authentic: [MemberAnnounce
         guard let record = before.members[id], record.confirmed else { return nil }
         return record.announcement.publicKey
     }
-    Cluster.checkMembership(before: before, after: mesh, "packet \(dump(input))") { id, state in
+    Cluster.checkMembership(before: before, after: core, "packet \(dump(input))") { id, state in
         let incarnations = Set(
             [before.members[id]?.announcement.incarnation].compactMap { $0 }
                 + authentic.filter { $0.id == id }.map(\.incarnation))
@@ -133,8 +133,8 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
     Seeds.writeIfAsked(makeSeeds)
     // The fixture: `a` knows `b` and `c` as confirmed, alive members.
     for member in [Cluster.b, Cluster.c] {
-        let record = Cluster.mesh.members[member.id]
-        invariant(record?.state == .alive && record?.confirmed == true, "the mesh fixture did not meet \(member.id)")
+        let record = Cluster.core.members[member.id]
+        invariant(record?.state == .alive && record?.confirmed == true, "the core fixture did not meet \(member.id)")
     }
     // The accusation message written here is the one the core signs.
     let accusation = Accusation.signed(id: Cluster.c.id, incarnation: 100, dead: false, by: Cluster.b)
@@ -146,7 +146,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
 }
 
 /// Real packets of every message and item kind, made with the encoder and the fixed node keys of
-/// `Cluster` (b and c are members the mesh knows, mallory is not).
+/// `Cluster` (b and c are members the core knows, mallory is not).
 func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
     let (a, b, c, mallory) = (Cluster.a, Cluster.b, Cluster.c, Cluster.mallory)
     let key = Seeds.key(7)

@@ -7,7 +7,7 @@ import NIOCore
 import NIOPosix
 
 /// Cluster TCP streams: serving and dialing, and the push/pull exchange (docs/PROTOCOL.md).
-extension ClusterNode {
+extension NetworkShell {
     // MARK: TCP: serving
 
     nonisolated func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
@@ -117,7 +117,7 @@ extension ClusterNode {
     func openPushPull(to address: PeerAddress, join: Bool) -> (PushPull, [PushPull.Step]) {
         countSync()
         var exchange = PushPull(.caller(dialed: address))
-        let steps = exchange.open(join: join, members: mesh.localState, files: mesh.files)
+        let steps = exchange.open(join: join, members: core.localState, files: core.files)
         return (exchange, steps)
     }
 
@@ -125,8 +125,8 @@ extension ClusterNode {
     func advance(_ exchange: PushPull, with message: SyncMessage?) throws(WireError) -> (PushPull, [PushPull.Step]) {
         var exchange = exchange
         var members: [MemberRecord] = []
-        if case .hello? = message { members = mesh.localState }
-        let steps = try exchange.receive(message, members: members, files: mesh.files)
+        if case .hello? = message { members = core.localState }
+        let steps = try exchange.receive(message, members: members, files: core.files)
         return (exchange, steps)
     }
 

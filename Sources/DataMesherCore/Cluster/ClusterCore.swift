@@ -41,7 +41,7 @@ public struct MemberRecord: Sendable, Equatable {
 }
 
 /// What the shell feeds the core. Time always comes with it, as `now` to `handle`.
-public enum MeshInput: Sendable {
+public enum CoreInput: Sendable {
     /// Timers: call at `nextDeadline` (or earlier; nothing happens before a deadline).
     case tick
     case packet(Packet, from: PeerAddress)
@@ -60,7 +60,7 @@ public enum MeshInput: Sendable {
 }
 
 /// What the core asks the shell to do.
-public enum MeshDirective: Sendable, Equatable {
+public enum CoreDirective: Sendable, Equatable {
     /// Send a datagram to member `node` at `address` (sealing binds it to that receiver).
     case send(Packet, to: PeerAddress, node: NodeID)
     /// Store this version: with `inline` content directly (or a tombstone), otherwise fetch it
@@ -86,8 +86,8 @@ public enum MeshDirective: Sendable, Equatable {
 /// the node key its ID is derived from; an accusation (suspect, dead) is signed by its accuser,
 /// a known member, and may only name the incarnation the accused itself signed last; a new
 /// member is used for nothing until it answered a probe at its address.
-public struct Mesh: Sendable {
-    public let settings: MeshSettings
+public struct ClusterCore: Sendable {
+    public let settings: CoreSettings
     public let policy: FilePolicy
     public let key: NodeKey
     public private(set) var me: MemberAnnouncement
@@ -211,7 +211,7 @@ public struct Mesh: Sendable {
 
         mutating func updateDeadline() {
             deadline = start.addingSaturated(
-                Mesh.suspicionTimeout(
+                ClusterCore.suspicionTimeout(
                     confirmations: confirmations.count - 1, expected: expected, minimum: minimum, maximum: maximum))
         }
     }
@@ -231,7 +231,7 @@ public struct Mesh: Sendable {
     }
 
     public init(
-        key: NodeKey, name: String, addresses: [PeerAddress], incarnation: UInt64, settings: MeshSettings,
+        key: NodeKey, name: String, addresses: [PeerAddress], incarnation: UInt64, settings: CoreSettings,
         policy: FilePolicy, bootstrap: [PeerAddress], now: Int64
     ) {
         self.key = key
@@ -336,19 +336,19 @@ public struct Mesh: Sendable {
 
     // MARK: Input
 
-    public mutating func handle(_ input: MeshInput, now: Int64, rng: inout some RandomNumberGenerator)
-        -> [MeshDirective]
+    public mutating func handle(_ input: CoreInput, now: Int64, rng: inout some RandomNumberGenerator)
+        -> [CoreDirective]
     {
         // The caller's generator is of a type from another module, so everything below would run
         // as unspecialized generic code; behind one concrete type it is compiled for that type.
         withUnsafeMutablePointer(to: &rng) { generator in
-            var random = MeshRandom { generator.pointee.next() }
+            var random = CoreRandom { generator.pointee.next() }
             return handle(input, now: now, random: &random)
         }
     }
 
-    mutating func handle(_ input: MeshInput, now: Int64, random rng: inout MeshRandom) -> [MeshDirective] {
-        var out: [MeshDirective] = []
+    mutating func handle(_ input: CoreInput, now: Int64, random rng: inout CoreRandom) -> [CoreDirective] {
+        var out: [CoreDirective] = []
         switch input {
         case .tick:
             tick(now: now, rng: &rng, into: &out)
@@ -387,7 +387,7 @@ public struct Mesh: Sendable {
 
     /// Queues an item for piggybacking and pushes it to `gossipNodes` random members now.
     mutating func spread(
-        _ item: GossipItem, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]
+        _ item: GossipItem, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]
     ) {
         let encoded = WireCodec.encode(item)
         for (id, address) in pickLive(settings.gossipNodes, rng: &rng) {
@@ -401,11 +401,11 @@ public struct Mesh: Sendable {
 
     // MARK: Timers
 
-    mutating func tick(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
+    mutating func tick(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]) {
         let scale = Int64(awareness + 1)
         // Relays that saw no ack answer their requester with a nack. (What is due is handled in
         // a fixed order: dictionary order differs between processes, and a replay must not.)
-        for sequence in Mesh.due(relays, now: now, deadline: { $0.deadline }) {
+        for sequence in ClusterCore.due(relays, now: now, deadline: { $0.deadline }) {
             guard let relay = relays.removeValue(forKey: sequence) else { continue }
             out.append(
                 .send(
@@ -445,7 +445,7 @@ public struct Mesh: Sendable {
             }
         }
         // Suspicions that ran out: the member is dead.
-        for id in Mesh.due(suspicions, now: now, deadline: { $0.deadline }) {
+        for id in ClusterCore.due(suspicions, now: now, deadline: { $0.deadline }) {
             guard let suspicion = suspicions.removeValue(forKey: id), var record = members[id],
                 record.state == .suspect,
                 record.announcement.incarnation == suspicion.incarnation
@@ -458,7 +458,7 @@ public struct Mesh: Sendable {
             out.append(.memberChanged(record, previous: previous))
         }
         // New members: ping until they answer; drop those that never do.
-        for id in Mesh.due(confirmations, now: now, deadline: { $0.next }) {
+        for id in ClusterCore.due(confirmations, now: now, deadline: { $0.next }) {
             guard var confirmation = confirmations[id], let record = members[id] else { continue }
             if confirmation.expires <= now {
                 removeRecord(id)
@@ -529,7 +529,7 @@ public struct Mesh: Sendable {
         return keys
     }
 
-    mutating func startProbe(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]) {
+    mutating func startProbe(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]) {
         guard !liveIDs.isEmpty else { return }
         // Round-robin over a shuffled order, reshuffled each pass (SWIM's time-bounded completeness).
         func isLive(_ id: NodeID) -> Bool {
@@ -609,7 +609,7 @@ public struct Mesh: Sendable {
 
     mutating func receive(
         _ packet: Packet, from source: PeerAddress, now: Int64, rng: inout some RandomNumberGenerator,
-        into out: inout [MeshDirective]
+        into out: inout [CoreDirective]
     ) {
         guard packet.sender != me.id else { return }
         switch packet.message {
@@ -655,7 +655,7 @@ public struct Mesh: Sendable {
     /// An ack counts only for the member that was pinged, under the random sequence of that ping.
     mutating func receiveAck(
         sequence: UInt32, responder: NodeID, clock: Int64, sender: NodeID, source: PeerAddress, now: Int64,
-        into out: inout [MeshDirective]
+        into out: inout [CoreDirective]
     ) {
         if let relay = relays[sequence] {
             // Relayed on only when it is the target's own answer.
@@ -687,7 +687,7 @@ public struct Mesh: Sendable {
     }
 
     mutating func apply(
-        _ item: GossipItem, from sender: NodeID, source: PeerAddress, now: Int64, into out: inout [MeshDirective]
+        _ item: GossipItem, from sender: NodeID, source: PeerAddress, now: Int64, into out: inout [CoreDirective]
     ) {
         switch item {
         case .alive(let announcement):
@@ -719,7 +719,7 @@ public struct Mesh: Sendable {
 
     mutating func record(_ holding: Holding) {
         if holdings[holding.name]?[holding.holder] == nil {
-            guard holdingCount < Mesh.maxHoldings else { return }
+            guard holdingCount < ClusterCore.maxHoldings else { return }
             holdingCount += 1
         }
         holdings[holding.name, default: [:]][holding.holder] = holding
@@ -730,11 +730,11 @@ public struct Mesh: Sendable {
     /// a claim about itself, which moves nothing) signed it and it is newer than what that member
     /// said before about the name. A claim that arrives before its holder's announcement waits for
     /// it (at most `maxWaitingHoldings`).
-    mutating func receive(_ holding: Holding, into out: inout [MeshDirective]) {
+    mutating func receive(_ holding: Holding, into out: inout [CoreDirective]) {
         guard holding.holder != me.id else { return }
         if let known = holdings[holding.name]?[holding.holder], known.timestamp >= holding.timestamp { return }
         guard let key = members[holding.holder]?.announcement.publicKey else {
-            if waitingHoldings.count < Mesh.maxWaitingHoldings { waitingHoldings.append(holding) }
+            if waitingHoldings.count < ClusterCore.maxWaitingHoldings { waitingHoldings.append(holding) }
             return
         }
         guard verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key) else {
@@ -746,7 +746,7 @@ public struct Mesh: Sendable {
     }
 
     /// Holding claims whose holder was not known when they came, retried once it is.
-    mutating func releaseWaitingHoldings(of holder: NodeID, into out: inout [MeshDirective]) {
+    mutating func releaseWaitingHoldings(of holder: NodeID, into out: inout [CoreDirective]) {
         guard waitingHoldings.contains(where: { $0.holder == holder }) else { return }
         let ready = waitingHoldings.filter { $0.holder == holder }
         waitingHoldings.removeAll { $0.holder == holder }
@@ -756,7 +756,7 @@ public struct Mesh: Sendable {
     /// A version heard from a peer: store it if this node is configured for it and it wins.
     /// Content that does not ride inline is fetched from the confirmed member that offered it.
     mutating func offer(
-        _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, now: Int64, into out: inout [MeshDirective]
+        _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, now: Int64, into out: inout [CoreDirective]
     ) {
         guard policy.allowedSigners[version.name] != nil else { return }  // neither stored nor relayed
         if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) { return }
@@ -798,13 +798,13 @@ public struct Mesh: Sendable {
     /// A member's signed claim about itself. `source`: the host it was heard from (nil: a
     /// push/pull list), for the limit on new members per source.
     mutating func alive(
-        _ announcement: MemberAnnouncement, source: String?, now: Int64, into out: inout [MeshDirective]
+        _ announcement: MemberAnnouncement, source: String?, now: Int64, into out: inout [CoreDirective]
     ) {
         if announcement.id == me.id {
             // Our own signed claim with a newer incarnation (we restarted, and the clock went
             // back): outbid it. A forged one does not verify.
             if announcement.incarnation >= me.incarnation && announcement != me && !leaving
-                && announcement.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                && announcement.incarnation < ClusterCore.maxPlausibleIncarnation(now: now)
                 && announcement.isAuthentic(verifier)
             {
                 refute(announcement.incarnation)
@@ -815,7 +815,7 @@ public struct Mesh: Sendable {
         if let status = known[announcement.id], announcement.incarnation <= status.incarnation {
             return
         }
-        guard announcement.incarnation < Mesh.maxPlausibleIncarnation(now: now) else {
+        guard announcement.incarnation < ClusterCore.maxPlausibleIncarnation(now: now) else {
             out.append(.droppedClaim(reason: "implausible_incarnation"))
             return
         }
@@ -868,7 +868,7 @@ public struct Mesh: Sendable {
 
     /// The member answered a ping at its address: from now on it is probed, gossiped to, used for
     /// push/pull and fetches, and its announcement is relayed.
-    mutating func confirm(_ id: NodeID, source: PeerAddress, now: Int64, into out: inout [MeshDirective]) {
+    mutating func confirm(_ id: NodeID, source: PeerAddress, now: Int64, into out: inout [CoreDirective]) {
         confirmations[id] = nil
         guard var record = members[id], !record.confirmed else { return }
         record.confirmed = true
@@ -881,11 +881,11 @@ public struct Mesh: Sendable {
         if record.state == .alive { out.append(.memberChanged(record, previous: nil)) }
     }
 
-    mutating func suspect(_ accusation: Accusation, now: Int64, into out: inout [MeshDirective]) {
+    mutating func suspect(_ accusation: Accusation, now: Int64, into out: inout [CoreDirective]) {
         let id = accusation.id
         if id == me.id {
             if !leaving && accusation.incarnation >= me.incarnation
-                && accusation.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                && accusation.incarnation < ClusterCore.maxPlausibleIncarnation(now: now)
                 && isAuthentic(accusation, dead: false)
             {
                 refute(accusation.incarnation)
@@ -933,11 +933,11 @@ public struct Mesh: Sendable {
         if record.confirmed { out.append(.memberChanged(record, previous: previous)) }
     }
 
-    mutating func dead(_ accusation: Accusation, now: Int64, into out: inout [MeshDirective]) {
+    mutating func dead(_ accusation: Accusation, now: Int64, into out: inout [CoreDirective]) {
         let id = accusation.id
         if id == me.id {
             if !leaving && accusation.from != me.id && accusation.incarnation >= me.incarnation
-                && accusation.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                && accusation.incarnation < ClusterCore.maxPlausibleIncarnation(now: now)
                 && isAuthentic(accusation, dead: true)
             {
                 refute(accusation.incarnation)
@@ -974,7 +974,7 @@ public struct Mesh: Sendable {
 
     /// Merges one record of a peer's member list (push/pull) like the gossip it stands for.
     mutating func merge(
-        _ record: MemberRecord, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [MeshDirective]
+        _ record: MemberRecord, now: Int64, rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]
     ) {
         let announcement = record.announcement
         switch record.state {
@@ -984,7 +984,7 @@ public struct Mesh: Sendable {
             if announcement.id == me.id {
                 // Our own signed claim at that incarnation, reported as failed: outbid it.
                 if !leaving && announcement.incarnation >= me.incarnation
-                    && announcement.incarnation < Mesh.maxPlausibleIncarnation(now: now)
+                    && announcement.incarnation < ClusterCore.maxPlausibleIncarnation(now: now)
                     && announcement.isAuthentic(verifier)
                 {
                     refute(announcement.incarnation)
@@ -1044,8 +1044,8 @@ public struct Mesh: Sendable {
     }
 }
 
-/// Draws from the generator given to `Mesh.handle`, for the duration of that call.
-struct MeshRandom: RandomNumberGenerator {
+/// Draws from the generator given to `ClusterCore.handle`, for the duration of that call.
+struct CoreRandom: RandomNumberGenerator {
     let draw: () -> UInt64
     mutating func next() -> UInt64 { draw() }
 }

@@ -7,7 +7,7 @@ import NIOCore
 import NIOPosix
 
 /// Datagrams in and out: opening, decoding, admission of proven members, sealing.
-extension ClusterNode {
+extension NetworkShell {
     // MARK: UDP
 
     func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {

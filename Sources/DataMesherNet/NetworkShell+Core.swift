@@ -7,17 +7,17 @@ import NIOCore
 import NIOPosix
 
 /// Feeding the core and carrying out its directives; what the HTTP API sees of it.
-extension ClusterNode {
+extension NetworkShell {
     // MARK: The core
 
     /// Feeds the core and carries out what it asks.
-    func handle(_ input: MeshInput) {
-        let directives = mesh.handle(input, now: WallClock.now(), rng: &rng)
+    func handle(_ input: CoreInput) {
+        let directives = core.handle(input, now: WallClock.now(), rng: &rng)
         for directive in directives { execute(directive) }
         publish()
     }
 
-    func execute(_ directive: MeshDirective) {
+    func execute(_ directive: CoreDirective) {
         switch directive {
         case .send(let packet, let address, let receiver):
             send(WireCodec.encode(packet), to: address, node: receiver)
@@ -63,10 +63,10 @@ extension ClusterNode {
         let now = WallClock.now()
         // Holdings are rebuilt at most every 250 ms (the timer publishes the last change): a node
         // storing thousands of versions in a row would otherwise copy them all after each one.
-        if mesh.holdingsVersion != publishedHoldings, now.subtractingSaturated(publishedHoldingsAt) >= 250_000_000 {
-            publishedHoldings = mesh.holdingsVersion
+        if core.holdingsVersion != publishedHoldings, now.subtractingSaturated(publishedHoldingsAt) >= 250_000_000 {
+            publishedHoldings = core.holdingsVersion
             publishedHoldingsAt = now
-            let holdings = mesh.holdings.mapValues { claims in
+            let holdings = core.holdings.mapValues { claims in
                 Dictionary(uniqueKeysWithValues: claims.map { ($0.key.hex, $0.value) })
             }
             node.holdingsSnapshot.withLockedValue { $0 = holdings }
@@ -78,19 +78,19 @@ extension ClusterNode {
         let counters = self.counters
         // Also once a second: clock offsets move without the membership changing.
         if membersToRemember { rememberMembers(now: now) }
-        guard mesh.membershipVersion != publishedMembership || now.subtractingSaturated(publishedAt) > 1_000_000_000
+        guard core.membershipVersion != publishedMembership || now.subtractingSaturated(publishedAt) > 1_000_000_000
         else {
             snapshot.withLockedValue { $0.counters = counters }
             return
         }
-        if publishedMembership != mesh.membershipVersion {
+        if publishedMembership != core.membershipVersion {
             membersToRemember = true
-            let hosts = Set(mesh.localState.dropFirst().compactMap { $0.address?.host })
+            let hosts = Set(core.localState.dropFirst().compactMap { $0.address?.host })
             memberHosts.withLockedValue { $0 = hosts }
         }
-        publishedMembership = mesh.membershipVersion
+        publishedMembership = core.membershipVersion
         publishedAt = now
-        let members = mesh.localState.map(memberInfo)
+        let members = core.localState.map(memberInfo)
         snapshot.withLockedValue { $0 = (members, counters) }
     }
 
@@ -100,7 +100,7 @@ extension ClusterNode {
         guard now.subtractingSaturated(rememberedAt) > 10_000_000_000 else { return }
         membersToRemember = false
         rememberedAt = now
-        let addresses = mesh.localState.dropFirst().filter { $0.state == .alive }.compactMap(\.address)
+        let addresses = core.localState.dropFirst().filter { $0.state == .alive }.compactMap(\.address)
         guard !addresses.isEmpty else { return }
         let stateDir = node.config.stateDir
         let logger = logger
@@ -117,7 +117,7 @@ extension ClusterNode {
             addresses: record.announcement.addresses.map(\.description),
             state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
             incarnation: record.announcement.incarnation)
-        info.clock_offset_seconds = mesh.clockOffsets[record.id].map { Double($0) / 1e9 }
+        info.clock_offset_seconds = core.clockOffsets[record.id].map { Double($0) / 1e9 }
         info.certificate_expires_at = admitted[record.id].map { ISO8601DateFormatter().string(from: $0.until) }
         return info
     }
@@ -126,7 +126,7 @@ extension ClusterNode {
     /// than half of `max_clock_skew`: such a node would refuse correctly-clocked versions as
     /// "in the future", or have its own refused, while it looks alive.
     func noteClockOffset() {
-        guard let median = mesh.medianClockOffset else { return }
+        guard let median = core.medianClockOffset else { return }
         let offset = Int64(0).subtractingSaturated(median)
         counters.clockOffsetNanoseconds = offset
         node.metrics.clockOffset.record(Double(offset) / 1e9)

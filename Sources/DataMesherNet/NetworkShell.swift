@@ -24,13 +24,13 @@ public struct ClusterCounters: Sendable, Equatable, Codable {
     public var clockOffsetNanoseconds: Int64?
 }
 
-extension ClusterNode: Service {}
+extension NetworkShell: Service {}
 
-/// The SwiftNIO shell around the pure `Mesh`: it owns the sockets and the timer, feeds the
+/// The SwiftNIO shell around the pure `ClusterCore`: it owns the sockets and the timer, feeds the
 /// core packets and ticks, and carries out its directives (send, store/fetch, sync).
-public actor ClusterNode {
-    let node: MeshNode
-    var mesh: Mesh
+public actor NetworkShell {
+    let node: Replica
+    var core: ClusterCore
     var rng = SystemRandomNumberGenerator()
     let logger: Logger
     let port: Int
@@ -90,7 +90,7 @@ public actor ClusterNode {
     var diskBackoff: [FileName: (timestamp: Int64, until: Int64, delay: Int64)] = [:]
 
     public init(
-        node: MeshNode, bindAddresses: [String], settings: MeshSettings, security: ClusterSecurity,
+        node: Replica, bindAddresses: [String], settings: CoreSettings, security: ClusterSecurity,
         budget: DescriptorBudget, logger: Logger
     ) {
         self.node = node
@@ -117,15 +117,15 @@ public actor ClusterNode {
         let remembered = KnownMembers.read(stateDir: node.config.stateDir).filter {
             !node.config.cluster.bootstrapNodes.contains($0)
         }
-        var mesh = Mesh(
+        var core = ClusterCore(
             key: security.nodeKey, name: node.nodeName, addresses: addresses,
             // Seconds since the epoch: a restarted node always outbids what others remember.
             incarnation: UInt64(max(0, now / 1_000_000_000)), settings: settings, policy: node.policy,
             bootstrap: node.config.cluster.bootstrapNodes + remembered, now: now)
         // A version whose content went missing is not held: peers that have it send it again.
-        mesh.load(node.store.list().filter { $0.state != .missing }.map(\.version))
-        mesh.announceHoldings(configured: Array(node.policy.allowedSigners.keys))
-        self.mesh = mesh
+        core.load(node.store.list().filter { $0.state != .missing }.map(\.version))
+        core.announceHoldings(configured: Array(node.policy.allowedSigners.keys))
+        self.core = core
         snapshot = node.clusterSnapshot
     }
 
@@ -248,7 +248,7 @@ public actor ClusterNode {
 
     func timerLoop() async throws {
         while !Task.isCancelled {
-            let wait = max(2_000_000, min(mesh.nextDeadline - WallClock.now(), 1_000_000_000))
+            let wait = max(2_000_000, min(core.nextDeadline - WallClock.now(), 1_000_000_000))
             try await Task.sleep(for: .nanoseconds(wait))
             handle(.tick)
         }

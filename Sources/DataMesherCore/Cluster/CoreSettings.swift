@@ -1,5 +1,5 @@
 /// Cluster timing and fan-out. Defaults follow memberlist's LAN profile.
-public struct MeshSettings: Sendable, Equatable {
+public struct CoreSettings: Sendable, Equatable {
     /// Time between failure probes of one member; default 1 s (ns).
     public var probeInterval: Int64 = 1_000_000_000
     /// How long to wait for a direct ack before asking others; default 500 ms (ns).

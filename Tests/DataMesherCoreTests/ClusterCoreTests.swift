@@ -244,11 +244,11 @@ import Testing
             let changedPlain = Packet(sender: packet.sender, message: packet.message, items: changed.items)
             if WireCodec.encode(changed) != WireCodec.encode(changedPlain) { checked.mismatches += 1 }
         }
-        cluster.run(for: 3 * MeshTests.second)
+        cluster.run(for: 3 * ClusterCoreTests.second)
         let version = try signer.version("config:app", at: cluster.now, content: "hello")
         cluster.feed(cluster.order[3], .localVersion(version, inline: Array("hello".utf8)))
         cluster.crash(cluster.order[5])
-        cluster.run(for: 20 * MeshTests.second)
+        cluster.run(for: 20 * ClusterCoreTests.second)
         #expect(checked.mismatches == 0)
         #expect(checked.withItems > 100)
     }
@@ -346,7 +346,7 @@ import Testing
 }
 
 /// A simulated cluster of `size` cores (DataMesherSim), 1 ms latency, no loss.
-func simulatedCluster(size: Int, policy: FilePolicy, settings: MeshSettings = MeshSettings()) -> Simulation {
+func simulatedCluster(size: Int, policy: FilePolicy, settings: CoreSettings = CoreSettings()) -> Simulation {
     var options = Simulation.Options()
     options.nodes = size
     options.policy = policy
@@ -357,7 +357,7 @@ func simulatedCluster(size: Int, policy: FilePolicy, settings: MeshSettings = Me
     return Simulation(options)
 }
 
-@Suite struct MeshTests {
+@Suite struct ClusterCoreTests {
     static let second: Int64 = 1_000_000_000
 
     @Test func nodesJoinAndSeeEachOtherAlive() {
@@ -408,7 +408,7 @@ func simulatedCluster(size: Int, policy: FilePolicy, settings: MeshSettings = Me
     @Test func aHealedPartitionMergesAndConvergesToTheNewestVersion() throws {
         let signer = Signer()
         let name = try FileName("config:app")
-        var settings = MeshSettings()
+        var settings = CoreSettings()
         settings.joinInterval = 2 * Self.second
         settings.pushPullInterval = 5 * Self.second
         var cluster = simulatedCluster(
@@ -461,7 +461,7 @@ func simulatedCluster(size: Int, policy: FilePolicy, settings: MeshSettings = Me
     @Test(arguments: [(0, 30.0), (1, 16.0), (2, 7.81), (3, 2.0), (4, 2.0)])
     func suspicionTimeoutShrinksWithConfirmations(confirmations: Int, seconds: Double) {
         // memberlist's suspicion_test.go for k = 3, min 2 s, max 30 s (its table shows these minus the time elapsed).
-        let timeout = Mesh.suspicionTimeout(
+        let timeout = ClusterCore.suspicionTimeout(
             confirmations: confirmations, expected: 3, minimum: 2 * Self.second, maximum: 30 * Self.second)
         #expect(abs(Double(timeout) / 1e9 - seconds) < 0.1, "\(confirmations): \(Double(timeout) / 1e9)")
     }

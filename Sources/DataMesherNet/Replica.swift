@@ -32,7 +32,7 @@ public struct MemberInfo: Sendable, Equatable, Codable {
 /// Today it serves the local API alone; the gossip layer (membership, broadcast, anti-entropy)
 /// attaches here: accepted versions go out through `onAccepted`, and versions from peers come
 /// in through the same `submit` path, so every node checks every signature itself.
-public final class MeshNode: Sendable {
+public final class Replica: Sendable {
     public let config: NodeConfig
     public let policy: FilePolicy
     public let store: FileStore
@@ -238,7 +238,7 @@ public protocol VersionListener: Sendable {
     func forgotten(_ name: FileName) async
 }
 
-extension ClusterNode: VersionListener {}
+extension NetworkShell: VersionListener {}
 
 /// Real time in nanoseconds since the Unix epoch, for signatures and expiry.
 public enum WallClock {
