@@ -86,7 +86,7 @@ public struct API: Sendable {
         router.put("/v1/files/**") { request, _ in try await putFile(request) }
         router.delete("/v1/files/**") { request, _ in try await deleteFile(request) }
         router.get("/v1/members") { _, _ in jsonResponse(.ok, node.members()) }
-        router.get("/v1/status/**") { request, _ in try fileStatus(request) }
+        router.get("/v1/status/**") { request, _ in try await fileStatus(request) }
         router.get("/v1/info") { _, _ in jsonResponse(.ok, info()) }
         router.get("/v1/events") { request, _ in try events(request) }
         router.get("/") { _, _ in
@@ -151,13 +151,13 @@ public struct API: Sendable {
     }
 
     /// Which version of a name each member says it holds (`file status`, `file update --wait`).
-    func fileStatus(_ request: Request) throws -> Response {
+    func fileStatus(_ request: Request) async throws -> Response {
         let name = try Self.fileName(fromPath: request.uri.path, prefix: "/v1/status/")
         guard node.policy.allowedSigners[name] != nil else {
             throw APIError(.notFound, "\"\(name)\" is not configured on this node")
         }
         let held = node.store.current(name)
-        let claims = node.holdings(of: name)
+        let claims = await node.holdings(of: name)
         let members = node.members().map { member in
             let claim = claims[member.id]
             return FileStatusJSON.Member(

@@ -61,15 +61,16 @@ extension NetworkShell {
     /// when the core says it changed; most packets change nothing but the counters.
     func publish() {
         let now = WallClock.now()
-        // Holdings are rebuilt at most every 250 ms (the timer publishes the last change): a node
-        // storing thousands of versions in a row would otherwise copy them all after each one.
-        if core.holdingsVersion != publishedHoldings, now.subtractingSaturated(publishedHoldingsAt) >= 250_000_000 {
-            publishedHoldings = core.holdingsVersion
-            publishedHoldingsAt = now
-            let holdings = core.holdings.mapValues { claims in
-                Dictionary(uniqueKeysWithValues: claims.map { ($0.key.hex, $0.value) })
+        let changed = core.takeChangedHoldings()
+        if !changed.isEmpty {
+            var views: [FileName: HoldingsView] = [:]
+            for name in changed {
+                views[name] = HoldingsView(
+                    claims: Dictionary(
+                        uniqueKeysWithValues: (core.holdings[name] ?? [:]).map { ($0.key.hex, $0.value) }),
+                    answered: Set((core.holdingAnswers[name] ?? []).map(\.hex)))
             }
-            node.holdingsSnapshot.withLockedValue { $0 = holdings }
+            node.holdingsSnapshot.withLockedValue { $0.merge(views) { $1 } }
         }
         let tcp = node.metrics.tcpTotals.withLockedValue { $0 }
         counters.tcpBytesIn = tcp.in
@@ -147,6 +148,8 @@ extension NetworkShell {
     }
 
     public func forgotten(_ name: FileName) { handle(.forgotten(name)) }
+
+    public func wantsHoldings(of name: FileName) { handle(.askHoldings(name)) }
 
     nonisolated func inlineContent(_ version: FileVersion) -> [UInt8]? {
         if version.isTombstone { return [] }

@@ -58,8 +58,6 @@ public actor NetworkShell {
     /// The `membershipVersion` of the member list last published (nil: never).
     var publishedMembership: UInt64?
     var publishedAt: Int64 = .min
-    var publishedHoldings: UInt64?
-    var publishedHoldingsAt: Int64 = .min
     var rememberedAt: Int64 = .min
     var membersToRemember = false
     let group = MultiThreadedEventLoopGroup.singleton
@@ -124,7 +122,6 @@ public actor NetworkShell {
             bootstrap: node.config.cluster.bootstrapNodes + remembered, now: now)
         // A version whose content went missing is not held: peers that have it send it again.
         core.load(node.store.list().filter { $0.state != .missing }.map(\.version))
-        core.announceHoldings(configured: Array(node.policy.allowedSigners.keys))
         self.core = core
         snapshot = node.clusterSnapshot
     }

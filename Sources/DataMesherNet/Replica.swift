@@ -43,10 +43,10 @@ public final class Replica: Sendable {
     let wallClock: @Sendable () -> Int64
     let logger: Logger
     /// Members and network counters, published by the cluster layer when it runs.
-    let holdingsSnapshot = NIOLockedValueBox<[FileName: [String: Holding]]>([:])
+    let holdingsSnapshot = NIOLockedValueBox<[FileName: HoldingsView]>([:])
     let clusterSnapshot = NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>(([], ClusterCounters()))
     /// Called with every version accepted through the local API, and every forgotten name.
-    let listeners = NIOLockedValueBox<[any VersionListener]>([])
+    let listeners = NIOLockedValueBox<[any ReplicaListener]>([])
     public let metrics = NodeMetrics()
     /// What `GET /v1/events` streams.
     public let events = EventHub()
@@ -138,7 +138,7 @@ public final class Replica: Sendable {
         logger.error("write failed, disk full: \(error)", metadata: metadata)
     }
 
-    public func addListener(_ listener: any VersionListener) { listeners.withLockedValue { $0.append(listener) } }
+    public func addListener(_ listener: any ReplicaListener) { listeners.withLockedValue { $0.append(listener) } }
 
     /// Checks every rule against the version held now and stores the version if it passes.
     /// `origin` is nil for the local API and names the peer for versions from the cluster.
@@ -187,10 +187,19 @@ public final class Replica: Sendable {
 
     public var clusterCounters: ClusterCounters { clusterSnapshot.withLockedValue { $0.counters } }
 
-    /// What each member (by node ID, hex) says it holds of `name`, as the cluster layer last
-    /// published it.
-    public func holdings(of name: FileName) -> [String: Holding] {
-        holdingsSnapshot.withLockedValue { $0[name] ?? [:] }
+    /// What each member (by node ID, hex) says it holds of `name`: the cluster layer asks every
+    /// live member, and this waits until each has answered, or `wait` has passed (members not
+    /// configured for the name do not answer).
+    public func holdings(of name: FileName, wait: Duration = .milliseconds(300)) async -> [String: Holding] {
+        for listener in listeners.withLockedValue({ $0 }) { await listener.wantsHoldings(of: name) }
+        let live = Set(members().filter { $0.state == .alive || $0.state == .suspect }.map(\.id)).subtracting([nodeID])
+        let polls = max(1, Int(wait / .milliseconds(10)))
+        for _ in 0..<polls {
+            let view = holdingsSnapshot.withLockedValue { $0[name] }
+            if let view, live.isSubset(of: view.answered) { return view.claims }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return holdingsSnapshot.withLockedValue { $0[name]?.claims ?? [:] }
     }
 
     /// Checks, once after start, what the startup scan took on trust (record signatures, and
@@ -232,13 +241,22 @@ public final class Replica: Sendable {
     }
 }
 
-/// Hears about versions accepted through the local API (the cluster layer spreads them).
-public protocol VersionListener: Sendable {
+/// Hears what the replica needs of the cluster: versions accepted through the local API (to
+/// spread), names it forgot, and names whose holders someone wants to know.
+public protocol ReplicaListener: Sendable {
     func accepted(_ version: FileVersion) async
     func forgotten(_ name: FileName) async
+    func wantsHoldings(of name: FileName) async
 }
 
-extension NetworkShell: VersionListener {}
+extension NetworkShell: ReplicaListener {}
+
+/// What the members said about one name: their claims (by node ID, hex) and which of them
+/// answered the last query.
+public struct HoldingsView: Sendable {
+    public var claims: [String: Holding]
+    public var answered: Set<String>
+}
 
 /// Real time in nanoseconds since the Unix epoch, for signatures and expiry.
 public enum WallClock {

@@ -28,11 +28,14 @@ import Testing
             PeerAddress(host: "10.0.0.\(key.publicKey[0] % 200 + 1)", port: 7946)
         }
 
-        init(settings: CoreSettings = CoreSettings(), incarnation: UInt64 = 100) {
+        init(
+            settings: CoreSettings = CoreSettings(), incarnation: UInt64 = 100,
+            policy: FilePolicy = FilePolicy(allowedSigners: [:])
+        ) {
             let a = Self.key(1)
             core = ClusterCore(
                 key: a, name: "a", addresses: [Self.address(a)], incarnation: incarnation, settings: settings,
-                policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: MembershipTrustTests.start)
+                policy: policy, bootstrap: [], now: MembershipTrustTests.start)
         }
 
         func announcement(_ key: NodeKey, incarnation: UInt64 = 100, address: PeerAddress? = nil)

@@ -57,6 +57,9 @@ public enum CoreInput: Sendable {
     case remoteState([MemberRecord])
     /// Graceful leave: tell the others, then stop probing.
     case leave
+    /// Someone wants to know which members hold which version of a name (`file status`,
+    /// `file update --wait`): ask every live member (at most every `holdingQueryInterval`).
+    case askHoldings(FileName)
 }
 
 /// What the core asks the shell to do.
@@ -127,16 +130,20 @@ public struct ClusterCore: Sendable {
     /// Each confirmed member's clock minus ours (ns), from the last direct probe it answered.
     public private(set) var clockOffsets: [NodeID: Int64] = [:]
     /// Which version of each name each member says it holds (this node's own included), from
-    /// their signed `holding` claims.
+    /// their signed answers to this node's holding queries.
     public private(set) var holdings: [FileName: [NodeID: Holding]] = [:]
     var holdingCount = 0
-    /// Grows with every change of `holdings`, so a shell republishes them only when they moved.
-    public private(set) var holdingsVersion: UInt64 = 0
     public static let maxHoldings = 65_536
-    var waitingHoldings: [Holding] = []
-    /// When this node repeats its own holding claims (set when it confirms a member).
-    var holdingsReannouncement: Int64?
-    static let maxWaitingHoldings = 1024
+    /// Names whose claims changed since the shell last took them.
+    var changedHoldings: Set<FileName> = []
+    /// When each name was last asked about.
+    var holdingQueries: [FileName: Int64] = [:]
+    /// The members that answered the last query about each name.
+    public private(set) var holdingAnswers: [FileName: Set<NodeID>] = [:]
+    /// This node's own signed claims, kept until what it holds changes.
+    var ownClaims: [FileName: Holding] = [:]
+    static let holdingQueryInterval: Int64 = 200_000_000
+    static let maxHoldingQueries = 4096
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
     var nextProbe: Int64
@@ -278,7 +285,7 @@ public struct ClusterCore: Sendable {
         for name in holdings.keys where holdings[name]?[id] != nil {
             holdings[name]?[id] = nil
             holdingCount -= 1
-            holdingsVersion &+= 1
+            changedHoldings.insert(name)
         }
         members[id] = nil
         departed.remove(id)
@@ -300,7 +307,6 @@ public struct ClusterCore: Sendable {
             deadline = min(deadline, suspicion.deadline)
         }
         for confirmation in confirmations.values { deadline = min(deadline, confirmation.next) }
-        if let holdingsReannouncement { deadline = min(deadline, holdingsReannouncement) }
         return deadline
     }
 
@@ -357,14 +363,12 @@ public struct ClusterCore: Sendable {
         case .localVersion(let version, let inline):
             files.set(version)
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
-            announceHolding(version.name)
         case .stored(let version, let inline):
             storing[version.name] = nil
             if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { break }
             files.set(version)
             // Relay at once as well: spread takes hops × latency, not hops × gossip rounds.
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
-            announceHolding(version.name)
         case .storeFailed(let version):
             if storing[version.name] == version { storing[version.name] = nil }
         case .forgotten(let name):
@@ -373,6 +377,8 @@ public struct ClusterCore: Sendable {
             // Like memberlist, what is new to us is re-broadcast, also when learned by push/pull:
             // nodes that joined earlier may not know it yet, and gossip alone can miss them.
             for record in records { merge(record, now: now, rng: &rng, into: &out) }
+        case .askHoldings(let name):
+            askHoldings(name, now: now, into: &out)
         case .leave:
             leaving = true
             membershipVersion &+= 1
@@ -472,12 +478,6 @@ public struct ClusterCore: Sendable {
             if let address = record.address {
                 out.append(
                     .send(Packet(sender: me.id, message: .ping(sequence: sequence, target: id)), to: address, node: id))
-            }
-        }
-        if let due = holdingsReannouncement, due <= now {
-            holdingsReannouncement = nil
-            for name in holdings.keys.filter({ holdings[$0]?[me.id] != nil }).sorted().prefix(4096) {
-                if let mine = holdings[name]?[me.id] { queue.enqueue(.holding(mine)) }
             }
         }
         if probe == nil && nextProbe <= now && !leaving {
@@ -700,57 +700,96 @@ public struct ClusterCore: Sendable {
             offer(version, inline: inline, from: sender, now: now, into: &out)
         case .holding(let holding):
             receive(holding, into: &out)
+        case .holdingQuery(let name):
+            answerHoldingQuery(name, from: sender, into: &out)
         }
     }
 
     // MARK: Holdings
 
-    /// Tells the others which version of each configured name this node holds (or that it holds
-    /// nothing yet), at start; later, every stored version is announced as it is stored.
-    public mutating func announceHoldings(configured names: [FileName]) {
-        for name in names.sorted().prefix(4096) { announceHolding(name) }
+    /// Asks every live member which version of `name` it holds; their signed claims come back
+    /// to this node alone. Nothing is gossiped: claims cost only when someone asks, so they do not
+    /// grow with members × members × names.
+    mutating func askHoldings(_ name: FileName, now: Int64, into out: inout [CoreDirective]) {
+        guard policy.allowedSigners[name] != nil else { return }
+        record(ownClaim(name))
+        if let asked = holdingQueries[name], now.subtractingSaturated(asked) < ClusterCore.holdingQueryInterval {
+            return
+        }
+        if holdingQueries.count >= ClusterCore.maxHoldingQueries {
+            holdingQueries = holdingQueries.filter {
+                now.subtractingSaturated($0.value) < ClusterCore.holdingQueryInterval
+            }
+            holdingAnswers = holdingAnswers.filter { holdingQueries[$0.key] != nil }
+            guard holdingQueries.count < ClusterCore.maxHoldingQueries else { return }
+        }
+        holdingQueries[name] = now
+        holdingAnswers[name] = []
+        changedHoldings.insert(name)
+        let query = Packet(sender: me.id, message: .gossip, items: [.holdingQuery(name)])
+        for id in liveIDs {
+            guard let address = members[id]?.address else { continue }
+            out.append(.send(query, to: address, node: id))
+        }
     }
 
-    mutating func announceHolding(_ name: FileName) {
-        let holding = Holding.signed(name, version: files[name], by: key)
-        record(holding)
-        queue.enqueue(.holding(holding))
+    /// This node's signed claim for `name`, signed again only when what it holds changed.
+    mutating func ownClaim(_ name: FileName) -> Holding {
+        let held = files[name]
+        if let claim = ownClaims[name], claim.timestamp == (held?.timestamp ?? Holding.nothing),
+            held.map(claim.holds) ?? true
+        {
+            return claim
+        }
+        let claim = Holding.signed(name, version: held, by: key)
+        if ownClaims.count >= ClusterCore.maxHoldingQueries { ownClaims = [:] }
+        ownClaims[name] = claim
+        return claim
+    }
+
+    /// A confirmed live member asks which version of `name` this node holds: the answer goes to
+    /// the member's own address (never to the packet's source), and only for configured names.
+    mutating func answerHoldingQuery(_ name: FileName, from sender: NodeID, into out: inout [CoreDirective]) {
+        guard policy.allowedSigners[name] != nil, let member = members[sender], member.confirmed,
+            member.state == .alive || member.state == .suspect, let address = member.address
+        else { return }
+        let answer = Packet(sender: me.id, message: .gossip, items: [.holding(ownClaim(name))])
+        out.append(.send(answer, to: address, node: sender))
     }
 
     mutating func record(_ holding: Holding) {
+        if holdings[holding.name]?[holding.holder] == holding { return }
         if holdings[holding.name]?[holding.holder] == nil {
             guard holdingCount < ClusterCore.maxHoldings else { return }
             holdingCount += 1
         }
         holdings[holding.name, default: [:]][holding.holder] = holding
-        holdingsVersion &+= 1
+        changedHoldings.insert(holding.name)
     }
 
-    /// A member's holding claim: kept (and relayed) when the member's key (confirmed or not yet:
-    /// a claim about itself, which moves nothing) signed it and it is newer than what that member
-    /// said before about the name. A claim that arrives before its holder's announcement waits for
-    /// it (at most `maxWaitingHoldings`).
+    /// A member's answer to a holding query: kept when the member's key signed it and it is newer
+    /// than what that member said before about the name. It is not relayed.
     mutating func receive(_ holding: Holding, into out: inout [CoreDirective]) {
-        guard holding.holder != me.id else { return }
-        if let known = holdings[holding.name]?[holding.holder], known.timestamp >= holding.timestamp { return }
-        guard let key = members[holding.holder]?.announcement.publicKey else {
-            if waitingHoldings.count < ClusterCore.maxWaitingHoldings { waitingHoldings.append(holding) }
-            return
+        guard holding.holder != me.id, holdingAnswers[holding.name] != nil else { return }
+        let known = holdings[holding.name]?[holding.holder]
+        if known != holding {
+            if let known, known.timestamp >= holding.timestamp { return }
+            guard let key = members[holding.holder]?.announcement.publicKey else { return }
+            guard verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key) else {
+                out.append(.droppedClaim(reason: "bad_signature"))
+                return
+            }
+            record(holding)
         }
-        guard verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key) else {
-            out.append(.droppedClaim(reason: "bad_signature"))
-            return
+        if holdingAnswers[holding.name]?.insert(holding.holder).inserted == true {
+            changedHoldings.insert(holding.name)
         }
-        record(holding)
-        queue.enqueue(.holding(holding))
     }
 
-    /// Holding claims whose holder was not known when they came, retried once it is.
-    mutating func releaseWaitingHoldings(of holder: NodeID, into out: inout [CoreDirective]) {
-        guard waitingHoldings.contains(where: { $0.holder == holder }) else { return }
-        let ready = waitingHoldings.filter { $0.holder == holder }
-        waitingHoldings.removeAll { $0.holder == holder }
-        for holding in ready { receive(holding, into: &out) }
+    /// The names whose claims changed since the last call (for the shell to republish).
+    public mutating func takeChangedHoldings() -> Set<FileName> {
+        defer { changedHoldings = [] }
+        return changedHoldings
     }
 
     /// A version heard from a peer: store it if this node is configured for it and it wins.
@@ -860,7 +899,6 @@ public struct ClusterCore: Sendable {
         let record = MemberRecord(
             announcement: announcement, state: .alive, since: now, lastSource: nil, confirmed: false)
         setRecord(record)
-        releaseWaitingHoldings(of: announcement.id, into: &out)
         // Pinged at the next tick (at once), then every `confirmationRetry` until it answers.
         confirmations[announcement.id] = Confirmation(
             sequence: nil, next: now, expires: now.addingSaturated(settings.confirmationTimeout))
@@ -875,9 +913,6 @@ public struct ClusterCore: Sendable {
         record.lastSource = source
         setRecord(record)
         queue.enqueue(.alive(record.announcement))
-        // What this node said at start about its names may have reached only the few members it
-        // knew then: say it again a second after the membership grew (once for a burst of joins).
-        if holdingsReannouncement == nil { holdingsReannouncement = now.addingSaturated(1_000_000_000) }
         if record.state == .alive { out.append(.memberChanged(record, previous: nil)) }
     }
 

@@ -112,8 +112,11 @@ public enum GossipItem: Sendable, Equatable {
     case dead(Accusation)
     /// A signed version; small contents travel inline.
     case file(FileVersion, inline: [UInt8]?)
-    /// A member's signed claim of which version of a name it holds.
+    /// A member's signed claim of which version of a name it holds: the answer to a
+    /// `holdingQuery`, sent to the member that asked.
     case holding(Holding)
+    /// Which version of this name do you hold? Sent directly to each live member.
+    case holdingQuery(FileName)
 
     /// Items about the same subject replace each other in the broadcast queue.
     public var subject: GossipSubject {
@@ -122,6 +125,7 @@ public enum GossipItem: Sendable, Equatable {
         case .suspect(let accusation), .dead(let accusation): return .member(accusation.id)
         case .file(let version, _): return .file(version.name)
         case .holding(let holding): return .holding(holding.holder, holding.name)
+        case .holdingQuery(let name): return .holdingQuery(name)
         }
     }
 }
@@ -131,6 +135,7 @@ public enum GossipSubject: Sendable, Hashable {
     case member(NodeID)
     case file(FileName)
     case holding(NodeID, FileName)
+    case holdingQuery(FileName)
 }
 
 public enum MessageKind: UInt8, Sendable {
@@ -303,6 +308,8 @@ public enum WireCodec {
             return 1 + NodeID.length + 2 + holding.name.value.utf8.count + 8 + 1
                 + holding.signaturePrefix.prefix(255).count
                 + 1 + holding.signature.prefix(255).count
+        case .holdingQuery(let name):
+            return 1 + 2 + name.value.utf8.count
         }
     }
 
@@ -369,6 +376,10 @@ public enum WireCodec {
             out.i64(holding.timestamp)
             out.shortBytes(holding.signaturePrefix)
             out.shortBytes(holding.signature)
+        case .holdingQuery(let name):
+            out.u8(6)
+            out.u16(UInt16(truncatingIfNeeded: name.value.utf8.count))
+            out.utf8(name.value)
         }
     }
 
@@ -499,6 +510,8 @@ public enum WireCodec {
             return .holding(
                 Holding(holder: holder, name: name, timestamp: timestamp, signaturePrefix: prefix, signature: signature)
             )
+        case 6:
+            return .holdingQuery(try SyncCodec.decodeName(&reader))
         default:
             throw .unknownItem(type)
         }

@@ -1,0 +1,80 @@
+@preconcurrency import Crypto
+import DataMesherCore
+import DataMesherSim
+import Testing
+
+/// The core driven one input at a time (as swift-cluster-membership's `SWIMInstanceTests` drive
+/// `SWIM.Instance`), checking the directives of each step.
+@Suite struct CoreStepTests {
+    typealias Fixture = MembershipTrustTests.Fixture
+    static let second = MembershipTrustTests.second
+
+    static func sent(_ directives: [CoreDirective]) -> [(packet: Packet, to: PeerAddress, node: NodeID)] {
+        directives.compactMap { directive in
+            guard case .send(let packet, let address, let node) = directive else { return nil }
+            return (packet, address, node)
+        }
+    }
+
+    // MARK: Holding queries
+
+    @Test func holdingQueriesGoToLiveMembersAndOnlySignedAnswersToThemCount() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        var node = Fixture(policy: FilePolicy(allowedSigners: [zone: [signer.public_]]))
+        node.meet(node.b)
+        node.meet(node.c)
+        let queries = Self.sent(node.feed(.askHoldings(zone)))
+        #expect(Set(queries.map(\.node)) == [node.b.id, node.c.id])
+        #expect(queries.allSatisfy { $0.packet.items == [.holdingQuery(zone)] })
+        #expect(queries.allSatisfy { $0.to == Fixture.address($0.node == node.b.id ? node.b : node.c) })
+        // This node's own claim is there at once: configured, holding nothing.
+        #expect(node.core.holdings[zone]?[node.a.id]?.timestamp == Holding.nothing)
+        // Asked again at once: no second round of datagrams.
+        #expect(Self.sent(node.feed(.askHoldings(zone))).isEmpty)
+
+        let version = try signer.version("zone", at: MembershipTrustTests.start)
+        node.receive(items: [.holding(.signed(zone, version: version, by: node.b))], sender: node.b)
+        #expect(node.core.holdings[zone]?[node.b.id]?.holds(version) == true)
+        #expect(node.core.holdingAnswers[zone] == [node.b.id])
+        // A claim in b's name signed by c, a stranger's claim, and a claim about a name nobody
+        // asked about change nothing.
+        let newer = try signer.version("zone", at: MembershipTrustTests.start + 1)
+        var forged = Holding.signed(zone, version: newer, by: node.c)
+        forged.holder = node.b.id
+        let dropped = node.receive(items: [.holding(forged)], sender: node.c)
+        #expect(dropped == [.droppedClaim(reason: "bad_signature")])
+        node.receive(items: [.holding(.signed(zone, version: nil, by: node.mallory))], sender: node.mallory)
+        node.receive(items: [.holding(.signed(try FileName("other"), version: nil, by: node.c))], sender: node.c)
+        #expect(node.core.holdings[zone]?.count == 2)
+        #expect(node.core.holdings[try FileName("other")] == nil)
+        // An older claim does not replace a newer one; the same claim again counts as an answer.
+        node.receive(items: [.holding(.signed(zone, version: nil, by: node.b))], sender: node.b)
+        #expect(node.core.holdings[zone]?[node.b.id]?.holds(version) == true)
+        #expect(node.core.takeChangedHoldings() == [zone])
+        #expect(node.core.takeChangedHoldings().isEmpty)
+    }
+
+    @Test func aNodeAnswersConfirmedMembersAtTheirOwnAddressOnly() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        var node = Fixture(policy: FilePolicy(allowedSigners: [zone: [signer.public_]]))
+        node.meet(node.b)
+        let elsewhere = PeerAddress(host: "192.0.2.7", port: 9)
+        let answers = Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b, from: elsewhere))
+        #expect(answers.count == 1)
+        let answer = try #require(answers.first)
+        #expect(answer.to == Fixture.address(node.b) && answer.node == node.b.id)
+        guard case .holding(let claim)? = answer.packet.items.first else {
+            Issue.record("the answer holds no claim: \(answer.packet.items)")
+            return
+        }
+        #expect(claim == .signed(zone, version: nil, by: node.a))
+        // Strangers, members announced but not confirmed, and names this node is not configured
+        // for get no answer.
+        #expect(Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.mallory)).isEmpty)
+        node.receive(items: [.alive(node.announcement(node.c))], sender: node.c)
+        #expect(Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.c)).isEmpty)
+        #expect(Self.sent(node.receive(items: [.holdingQuery(try FileName("other"))], sender: node.b)).isEmpty)
+    }
+}
