@@ -77,4 +77,62 @@ import Testing
         #expect(Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.c)).isEmpty)
         #expect(Self.sent(node.receive(items: [.holdingQuery(try FileName("other"))], sender: node.b)).isEmpty)
     }
+
+    // MARK: Suspicion
+
+    /// Runs one probe of `node` to the end with no answer; returns the member it probed and the
+    /// directives of the tick that ended the probe.
+    static func failProbe(_ node: inout Fixture) -> (NodeID, [CoreDirective])? {
+        node.now += 2 * second
+        var target: NodeID?
+        for directive in node.feed(.tick) {
+            if case .send(let packet, _, let to) = directive, case .ping(_, let pinged) = packet.message, pinged == to {
+                target = to
+            }
+        }
+        node.now += 2 * second
+        let ended = node.feed(.tick)
+        return target.map { ($0, ended) }
+    }
+
+    @Test func aSuspicionIsToldToTheSuspectItselfWithTheAccusersAnnouncement() throws {
+        var node = Fixture()
+        node.meet(node.b)
+        node.meet(node.c)
+        let (target, ended) = try #require(Self.failProbe(&node))
+        #expect(node.core.members[target]?.state == .suspect)
+        var reminders = 0
+        var directives = ended
+        for _ in 0..<6 {
+            for sent in Self.sent(directives) where sent.node == target && sent.packet.message == .gossip {
+                guard sent.packet.items.count == 2, case .alive(let announcement) = sent.packet.items[0],
+                    case .suspect(let accusation) = sent.packet.items[1]
+                else { continue }
+                #expect(announcement == node.core.me)
+                #expect(accusation.id == target && accusation.from == node.a.id)
+                #expect(accusation == Accusation.signed(id: target, incarnation: 100, dead: false, by: node.a))
+                reminders += 1
+            }
+            node.now += Self.second
+            directives = node.feed(.tick)
+        }
+        // At once and twice more, a probe interval apart; then no more.
+        #expect(reminders == 3)
+    }
+
+    @Test func anAccusationFromAMemberOnlyHeardOfIsRefutedButAStrangersIsNot() {
+        var node = Fixture()
+        // b announced itself but never answered a ping: unconfirmed.
+        node.receive(items: [.alive(node.announcement(node.b))], sender: node.b)
+        #expect(node.core.members[node.b.id]?.confirmed == false)
+        node.receive(
+            items: [MembershipTrustTests.signedAccusation(node.a, incarnation: 100, dead: false, by: node.mallory)],
+            sender: node.mallory)
+        #expect(node.core.me.incarnation == 100)
+        node.receive(
+            items: [MembershipTrustTests.signedAccusation(node.a, incarnation: 100, dead: false, by: node.b)],
+            sender: node.b)
+        #expect(node.core.me.incarnation == 101)
+        #expect(node.core.me.isAuthentic(Ed25519Verifier()))
+    }
 }

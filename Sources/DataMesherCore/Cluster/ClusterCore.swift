@@ -122,6 +122,10 @@ public struct ClusterCore: Sendable {
     var probeOrder: [NodeID] = []
     var relays: [UInt32: Relay] = [:]
     var suspicions: [NodeID: Suspicion] = [:]
+    /// At most the earliest deadline of every suspicion and confirmation, so `nextDeadline` does
+    /// not walk them after every packet: lowered when one is set, recomputed after each tick (a
+    /// stale floor only makes a tick come early, and nothing happens before a deadline).
+    var timerFloor: Int64 = .max
     /// Members announced but not confirmed yet: the ping that would confirm them.
     var confirmations: [NodeID: Confirmation] = [:]
     /// New members accepted per announcing source in the current window.
@@ -143,6 +147,8 @@ public struct ClusterCore: Sendable {
     /// This node's own signed claims, kept until what it holds changes.
     var ownClaims: [FileName: Holding] = [:]
     static let holdingQueryInterval: Int64 = 200_000_000
+    /// How many times this node tells a member it suspects so (once a probe interval).
+    static let suspicionReminders = 3
     static let maxHoldingQueries = 4096
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
@@ -189,6 +195,10 @@ public struct ClusterCore: Sendable {
 
     struct Suspicion: Sendable {
         var incarnation: UInt64
+        /// This node's own accusation, when its probe started the suspicion: told to the member
+        /// itself again at `next`, `left` more times, so that one lost datagram does not leave
+        /// it unable to refute.
+        var reminder: (accusation: Accusation, next: Int64, left: Int)?
         var start: Int64
         private(set) var confirmations: Set<NodeID>
         var minimum: Int64
@@ -303,11 +313,7 @@ public struct ClusterCore: Sendable {
         if liveIDs.isEmpty && !bootstrap.isEmpty { deadline = min(deadline, nextJoin) }
         if let probe { deadline = min(deadline, probe.indirectSent ? probe.endAt : probe.timeoutAt) }
         for relay in relays.values { deadline = min(deadline, relay.deadline) }
-        for suspicion in suspicions.values {
-            deadline = min(deadline, suspicion.deadline)
-        }
-        for confirmation in confirmations.values { deadline = min(deadline, confirmation.next) }
-        return deadline
+        return min(deadline, timerFloor)
     }
 
     /// Seeds the index with what the store holds at start.
@@ -358,6 +364,9 @@ public struct ClusterCore: Sendable {
         switch input {
         case .tick:
             tick(now: now, rng: &rng, into: &out)
+            timerFloor = min(
+                suspicions.values.lazy.map { min($0.deadline, $0.reminder?.next ?? .max) }.min() ?? .max,
+                confirmations.values.lazy.map(\.next).min() ?? .max)
         case .packet(let packet, let source):
             receive(packet, from: source, now: now, rng: &rng, into: &out)
         case .localVersion(let version, let inline):
@@ -447,8 +456,23 @@ public struct ClusterCore: Sendable {
                     let accusation = Accusation.signed(
                         id: current.target, incarnation: target.announcement.incarnation, dead: false, by: key)
                     suspect(accusation, now: now, into: &out)
+                    if suspicions[current.target] != nil {
+                        suspicions[current.target]?.reminder = (accusation, now, ClusterCore.suspicionReminders)
+                        timerFloor = now
+                    }
                 }
             }
+        }
+        // Accusations this node made, told to the accused member itself (Lifeguard's buddy
+        // system, direct): gossip reaches it only through members that trust this node already,
+        // and an accusation it never hears it cannot refute. This node's announcement rides
+        // along, so the member can check the signature even if it has not heard of this node.
+        for id in ClusterCore.due(suspicions, now: now, deadline: { $0.reminder?.next ?? .max }) {
+            guard let reminder = suspicions[id]?.reminder, let address = members[id]?.address else { continue }
+            let items: [GossipItem] = [.alive(me), .suspect(reminder.accusation)]
+            out.append(.send(Packet(sender: me.id, message: .gossip, items: items), to: address, node: id))
+            let next = now.addingSaturated(settings.probeInterval)
+            suspicions[id]?.reminder = reminder.left > 1 ? (reminder.accusation, next, reminder.left - 1) : nil
         }
         // Suspicions that ran out: the member is dead.
         for id in ClusterCore.due(suspicions, now: now, deadline: { $0.deadline }) {
@@ -494,7 +518,7 @@ public struct ClusterCore: Sendable {
             }
         }
         if nextPushPull <= now {
-            nextPushPull = now.addingSaturated(settings.pushPullInterval)
+            nextPushPull = now.addingSaturated(settings.pushPullInterval(members: liveIDs.count + 1))
             if let (_, address) = pickLive(1, rng: &rng).first {
                 out.append(.sync(with: address, join: false))
             }
@@ -827,9 +851,13 @@ public struct ClusterCore: Sendable {
         return record.announcement.publicKey
     }
 
-    /// Checks an accusation's signature against its accuser's known key.
-    func isAuthentic(_ accusation: Accusation, dead: Bool) -> Bool {
-        guard let accuserKey = publicKey(of: accusation.from) else { return false }
+    /// Checks an accusation's signature against its accuser's known key (of a confirmed member,
+    /// unless `byUnconfirmed`).
+    func isAuthentic(_ accusation: Accusation, dead: Bool, byUnconfirmed: Bool = false) -> Bool {
+        let accuserKey =
+            byUnconfirmed && accusation.from != me.id
+            ? members[accusation.from]?.announcement.publicKey : publicKey(of: accusation.from)
+        guard let accuserKey else { return false }
         return verifier.isValidSignature(
             accusation.signature, of: MemberClaims.accusationMessage(accusation, dead: dead), by: accuserKey)
     }
@@ -900,6 +928,7 @@ public struct ClusterCore: Sendable {
             announcement: announcement, state: .alive, since: now, lastSource: nil, confirmed: false)
         setRecord(record)
         // Pinged at the next tick (at once), then every `confirmationRetry` until it answers.
+        timerFloor = min(timerFloor, now)
         confirmations[announcement.id] = Confirmation(
             sequence: nil, next: now, expires: now.addingSaturated(settings.confirmationTimeout))
     }
@@ -919,9 +948,12 @@ public struct ClusterCore: Sendable {
     mutating func suspect(_ accusation: Accusation, now: Int64, into out: inout [CoreDirective]) {
         let id = accusation.id
         if id == me.id {
+            // Refuted even when this node has not confirmed the accuser yet: a refutation only
+            // raises this node's incarnation, while an accusation it ignored could never be
+            // answered, and the accuser, once the others trust it, would have it declared dead.
             if !leaving && accusation.incarnation >= me.incarnation
                 && accusation.incarnation < ClusterCore.maxPlausibleIncarnation(now: now)
-                && isAuthentic(accusation, dead: false)
+                && isAuthentic(accusation, dead: false, byUnconfirmed: true)
             {
                 refute(accusation.incarnation)
             }
@@ -943,6 +975,7 @@ public struct ClusterCore: Sendable {
                 return
             }
             if suspicions.values[index].confirm(accusation.from) {
+                timerFloor = min(timerFloor, suspicions.values[index].deadline)
                 queue.enqueue(.suspect(accusation))
             }
             return
@@ -961,9 +994,11 @@ public struct ClusterCore: Sendable {
             Double(settings.suspicionMult) * max(1, log10(Double(live))) * Double(settings.probeInterval))
         // As memberlist: expect suspicionMult - 2 confirmations, none where too few members could give them.
         let expected = live - 2 < settings.suspicionMult - 2 ? 0 : settings.suspicionMult - 2
-        suspicions[id] = Suspicion(
+        let suspicion = Suspicion(
             incarnation: accusation.incarnation, start: now, from: accusation.from, minimum: minimum,
             maximum: minimum.multipliedSaturated(Int64(settings.suspicionMaxTimeoutMult)), expected: expected)
+        suspicions[id] = suspicion
+        timerFloor = min(timerFloor, suspicion.deadline)
         queue.enqueue(.suspect(accusation))
         if record.confirmed { out.append(.memberChanged(record, previous: previous)) }
     }

@@ -18,7 +18,8 @@ public struct CoreSettings: Sendable, Equatable {
     public var suspicionMaxTimeoutMult = 6
     /// Poor local health stretches probe interval and timeout up to this factor; default 8.
     public var awarenessMaxMultiplier = 8
-    /// Anti-entropy with one random member this often; default 30 s (ns).
+    /// Anti-entropy with one random member this often in a cluster of up to 32 members; default
+    /// 30 s (ns). Larger clusters stretch it (`pushPullInterval(members:)`).
     public var pushPullInterval: Int64 = 30_000_000_000
     /// Retry joining this often while no member is known; default 30 s (ns).
     public var joinInterval: Int64 = 30_000_000_000
@@ -46,4 +47,15 @@ public struct CoreSettings: Sendable, Equatable {
     public var maxRelays = 64
 
     public init() {}
+
+    /// The anti-entropy interval for a cluster of `members` (this node included): every member
+    /// sends its whole member list, so beyond 32 members the interval grows by one
+    /// `pushPullInterval` per doubling (memberlist's push/pull scale), keeping the bytes each
+    /// node sends for it close to flat: 2× at 64 members, 6× at 1000.
+    public func pushPullInterval(members: Int) -> Int64 {
+        guard members > 32 else { return pushPullInterval }
+        let log2Ceiling = Int64(Int.bitWidth - (members - 1).leadingZeroBitCount)
+        let (scaled, overflow) = pushPullInterval.multipliedReportingOverflow(by: log2Ceiling - 4)
+        return overflow ? .max : scaled
+    }
 }

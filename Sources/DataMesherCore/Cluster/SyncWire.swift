@@ -93,7 +93,11 @@ public enum SyncCodec {
     }
 
     static func membersSize(_ members: [MemberRecord]) -> Int {
-        members.prefix(maxMembers).reduce(2) { $0 + 1 + WireCodec.encodedSize($1.announcement) }
+        var size = 2
+        for index in members.indices.prefix(maxMembers) {
+            size += 1 + WireCodec.encodedSize(members[index].announcement)
+        }
+        return size
     }
 
     /// Reads a frame header: the type and the payload length, refusing lengths over the limit.
