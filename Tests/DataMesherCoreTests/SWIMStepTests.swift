@@ -1,0 +1,181 @@
+@preconcurrency import Crypto
+import DataMesherSim
+import Testing
+
+@testable import DataMesherCore
+
+/// SWIM and Lifeguard, one input at a time (as swift-cluster-membership's `SWIMInstanceTests`):
+/// ping-request relay, nack, local health awareness, leave, reaping and gossip to the dead.
+@Suite struct SWIMStepTests {
+    typealias Fixture = MembershipTrustTests.Fixture
+    static let second = MembershipTrustTests.second
+
+    static func sent(_ directives: [CoreDirective]) -> [(packet: Packet, to: PeerAddress, node: NodeID)] {
+        CoreStepTests.sent(directives)
+    }
+
+    @Test func aPingRequestIsRelayedAndOnlyTheTargetsAckGoesBack() throws {
+        var node = Fixture()
+        node.meet(node.b)
+        node.meet(node.c)
+        let requested = Self.sent(
+            node.receive(
+                .pingRequest(sequence: 77, target: node.b.id, address: Fixture.address(node.b)), items: [],
+                sender: node.c))
+        let relayed = try #require(requested.first)
+        #expect(requested.count == 1 && relayed.node == node.b.id && relayed.to == Fixture.address(node.b))
+        guard case .ping(let sequence, let target) = relayed.packet.message else {
+            Issue.record("not a ping: \(relayed.packet.message)")
+            return
+        }
+        #expect(target == node.b.id && sequence != 77)
+        // An ack naming b but sent by c is not b's answer; b's own is relayed to c under c's sequence.
+        #expect(
+            Self.sent(
+                node.receive(.ack(sequence: sequence, responder: node.b.id, clock: 5), items: [], sender: node.c)
+            ).isEmpty)
+        let answered = Self.sent(
+            node.receive(.ack(sequence: sequence, responder: node.b.id, clock: 5), items: [], sender: node.b))
+        #expect(answered.count == 1)
+        #expect(answered.first?.node == node.c.id && answered.first?.to == Fixture.address(node.c))
+        #expect(answered.first?.packet.message == .ack(sequence: 77, responder: node.b.id, clock: 5))
+        // Once only.
+        #expect(
+            Self.sent(node.receive(.ack(sequence: sequence, responder: node.b.id, clock: 5), items: [], sender: node.b))
+                .isEmpty)
+    }
+
+    @Test func aRelayThatHearsNothingSendsANackAtTheProbeTimeout() {
+        var node = Fixture()
+        node.meet(node.b)
+        node.meet(node.c)
+        node.receive(
+            .pingRequest(sequence: 78, target: node.b.id, address: Fixture.address(node.b)), items: [], sender: node.c)
+        node.now += node.core.settings.probeTimeout
+        let nacks = Self.sent(node.feed(.tick)).filter { $0.packet.message == .nack(sequence: 78) }
+        #expect(nacks.count == 1 && nacks.first?.node == node.c.id)
+        #expect(Self.sent(node.feed(.tick)).filter { $0.packet.message == .nack(sequence: 78) }.isEmpty)
+    }
+
+    /// Ticks `node` every 100 ms (for at most a minute) until a tick sends something `wanted`
+    /// picks; returns what it picked.
+    static func tickUntil<T>(
+        _ node: inout Fixture, _ wanted: (ClusterCore, [(packet: Packet, to: PeerAddress, node: NodeID)]) -> T?
+    ) -> T? {
+        for _ in 0..<600 {
+            node.now += 100_000_000
+            let sends = sent(node.feed(.tick))
+            if let found = wanted(node.core, sends) { return found }
+        }
+        return nil
+    }
+
+    /// The direct probe ping among `sends`, if any.
+    static func probePing(_ sends: [(packet: Packet, to: PeerAddress, node: NodeID)]) -> (NodeID, UInt32)? {
+        for sent in sends {
+            if case .ping(let sequence, let target) = sent.packet.message, target == sent.node {
+                return (target, sequence)
+            }
+        }
+        return nil
+    }
+
+    /// The members asked to ping for the probe `sequence` among `sends` (nil: none asked).
+    static func helpers(_ sends: [(packet: Packet, to: PeerAddress, node: NodeID)], of sequence: UInt32) -> [NodeID]? {
+        let asked = sends.filter {
+            if case .pingRequest(sequence, _, _) = $0.packet.message { return true } else { return false }
+        }
+        return asked.isEmpty ? nil : asked.map(\.node)
+    }
+
+    @Test func missingNacksRaiseAwarenessAndAnsweredProbesLowerIt() {
+        var node = Fixture()
+        let members = [node.b, node.c, node.mallory]
+        for member in members { node.meet(member) }
+        func key(_ id: NodeID) -> NodeKey { members.first { $0.id == id } ?? node.mallory }
+        #expect(node.core.awareness == 0)
+        // Every helper nacks: the target is unreachable, not this node, so health stays.
+        guard let (target, sequence) = Self.tickUntil(&node, { Self.probePing($1) }),
+            let helpers = Self.tickUntil(&node, { Self.helpers($1, of: sequence) })
+        else {
+            Issue.record("no first probe with helpers")
+            return
+        }
+        #expect(helpers.count == 2)
+        for helper in helpers { node.receive(.nack(sequence: sequence), items: [], sender: key(helper)) }
+        // The probe ends with the target suspected; the next one may start in the same tick.
+        var next = Self.tickUntil(&node) { core, sends in
+            core.probe?.sequence != sequence ? Optional(Self.probePing(sends)) : nil
+        }
+        #expect(node.core.awareness == 0)
+        #expect(node.core.members[target]?.state == .suspect)
+        // The next probe gets neither an ack nor a nack: this node may be the problem.
+        guard let (_, secondSequence) = next ?? Self.tickUntil(&node, { Self.probePing($1) }),
+            let secondHelpers = Self.tickUntil(&node, { Self.helpers($1, of: secondSequence) })
+        else {
+            Issue.record("no second probe with helpers")
+            return
+        }
+        next = Self.tickUntil(&node) { core, sends in
+            core.probe?.sequence != secondSequence ? Optional(Self.probePing(sends)) : nil
+        }
+        let raised = node.core.awareness
+        #expect(raised == secondHelpers.count)
+        // An answered probe brings it down by one.
+        guard let (third, thirdSequence) = next ?? Self.tickUntil(&node, { Self.probePing($1) }) else {
+            Issue.record("no third probe")
+            return
+        }
+        node.receive(.ack(sequence: thirdSequence, responder: third, clock: node.now), items: [], sender: key(third))
+        #expect(node.core.awareness == raised - 1)
+    }
+
+    @Test func aLeavingNodeSaysSoSignedAndStopsProbing() {
+        var node = Fixture()
+        node.meet(node.b)
+        node.meet(node.c)
+        let goodbyes = Self.sent(node.feed(.leave))
+        #expect(Set(goodbyes.map(\.node)) == [node.b.id, node.c.id])
+        let own = Accusation.signed(id: node.a.id, incarnation: 100, dead: true, by: node.a)
+        #expect(goodbyes.allSatisfy { $0.packet.items.contains(.dead(own)) })
+        for _ in 0..<5 {
+            node.now += 2 * Self.second
+            let pings = Self.sent(node.feed(.tick)).filter {
+                if case .ping = $0.packet.message { return true } else { return false }
+            }
+            #expect(pings.isEmpty)
+        }
+    }
+
+    @Test func aDeadMemberIsGossipedToForAWhileThenReaped() {
+        var settings = CoreSettings()
+        settings.deadReap = 200 * Self.second
+        var node = Fixture(settings: settings)
+        node.meet(node.b)
+        node.meet(node.c)
+        node.receive(
+            items: [MembershipTrustTests.signedAccusation(node.b, incarnation: 100, dead: true, by: node.c)],
+            sender: node.c)
+        #expect(node.state(node.b) == .dead)
+        // Gossip to the dead: within `gossipToTheDead` some rounds also go to b, afterwards none.
+        let deadAt = node.now
+        var toTheDead = 0
+        var afterwards = 0
+        for _ in 0..<400 {
+            node.now += node.core.settings.gossipInterval
+            // Something to gossip every round.
+            node.core.queue.enqueue(.alive(node.core.me))
+            let targets = Set(Self.sent(node.feed(.tick)).filter { $0.packet.message == .gossip }.map(\.node))
+            guard targets.contains(node.b.id) else { continue }
+            if node.now - deadAt <= node.core.settings.gossipToTheDead { toTheDead += 1 } else { afterwards += 1 }
+        }
+        #expect(toTheDead > 0)
+        #expect(afterwards == 0)
+        #expect(node.core.members[node.b.id] != nil)
+        // Reaped once `deadReap` passed: forgotten, so a new claim of b is a new member again.
+        node.now = deadAt + 200 * Self.second + 2 * Self.second
+        node.feed(.tick)
+        #expect(node.core.members[node.b.id] == nil)
+        #expect(node.core.members[node.c.id] != nil)
+    }
+}
