@@ -23,6 +23,10 @@ public struct Scenario {
         /// that a push/pull peer stalls 5 s before a frame (`Simulation.Options`).
         public var streamCut = 0.0
         public var streamStall = 0.0
+        /// Each node's clock is off by up to ± this (ns); at most the policy's `maxClockSkew`.
+        public var clockSkew: Int64 = 0
+        /// This many random nodes have a full disk for 30 s of the active phase.
+        public var fullDisks = 0
         public var settings = CoreSettings()
         public init() {}
     }
@@ -35,6 +39,8 @@ public struct Scenario {
         /// (simulated seconds since the start, observer, declared dead) for each false death.
         public var falseDeaths: [(Double, NodeID, NodeID)] = []
         public var bytesPerNodePerSecond = 0.0
+        /// The longest time from a node being told to store a version to the outcome (s).
+        public var longestFetch = 0.0
         public var simulatedSeconds = 0.0
         public var updatesMeasured = 0
 
@@ -46,6 +52,9 @@ public struct Scenario {
             return sorted[min(sorted.count - 1, max(0, rank - 1))]
         }
     }
+
+    /// A node told to store a version learns the outcome within this (ns).
+    public static let fetchBound: Int64 = 30_000_000_000
 
     let options: Options
     let key: Curve25519.Signing.PrivateKey
@@ -84,6 +93,7 @@ public struct Scenario {
         simOptions.loss = options.loss
         simOptions.streamCut = options.streamCut
         simOptions.streamStall = options.streamStall
+        simOptions.clockSkew = min(options.clockSkew, FilePolicy(allowedSigners: [:]).maxClockSkew)
         simOptions.latencyMin = options.latencyMin
         simOptions.latencyMax = max(options.latencyMin, options.latencyMax)
         simOptions.seed = options.seed
@@ -206,6 +216,18 @@ public struct Scenario {
             }
         }
 
+        // Full disks: every version those nodes are told to store fails for 30 s, then they catch up.
+        for _ in 0..<options.fullDisks {
+            let time = begin + warmup + Int64(sim.rng.next() % UInt64(max(1, active - 30 * second)))
+            sim.at(time) { sim in
+                let candidates = order.dropFirst().filter { !sim.diskFull.contains($0) }
+                guard !candidates.isEmpty else { return }
+                let victim = candidates[Int(sim.rng.next() % UInt64(candidates.count))]
+                sim.diskFull.insert(victim)
+                sim.at(sim.now + 30 * second) { sim in sim.diskFull.remove(victim) }
+            }
+        }
+
         // Run in slices so the reachability box the observer reads stays current.
         let end = begin + warmup + active + settle
         while sim.now < end {
@@ -213,6 +235,12 @@ public struct Scenario {
             sim.run(until: min(end, sim.now + options.settings.gossipInterval))
         }
         report.simulatedSeconds = Double(sim.now - begin) / 1e9
+        report.longestFetch = Double(sim.longestFetch) / 1e9
+        // Every fetch ends (stored, refused or failed, to be retried) within a bound.
+        let overdue = sim.overdueFetches(bound: Scenario.fetchBound)
+        if overdue > 0 {
+            report.violations.append("\(overdue) fetches did not end within \(Scenario.fetchBound / second) s")
+        }
         report.bytesPerNodePerSecond = Double(sim.bytesSent) / Double(options.nodes) / report.simulatedSeconds
 
         // Invariants at the end.

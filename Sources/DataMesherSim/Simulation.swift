@@ -18,6 +18,8 @@ public struct Simulation {
         /// Probability that a peer stalls `stallTime` before a push/pull frame goes on.
         public var streamStall = 0.0
         public var stallTime: Int64 = 5_000_000_000
+        /// Each node's clock is off by a random amount in ±`clockSkew` (ns), for the whole run.
+        public var clockSkew: Int64 = 0
         public init() {}
     }
 
@@ -57,6 +59,24 @@ public struct Simulation {
     /// `down` and `side` by node index, for the per-packet reachability check.
     var isDown: [Bool]
     var sideAt: [Int]
+    /// Each node's clock minus the simulation's (ns), from `Options.clockSkew`.
+    public private(set) var clockOffsets: [Int64]
+    /// Nodes whose disk is full: every version they are told to store fails.
+    public var diskFull: Set<NodeID> = [] {
+        didSet { diskFullAt = order.map { diskFull.contains($0) } }
+    }
+    var diskFullAt: [Bool]
+    /// Versions each node was told to store (`.store`) and has not been told the outcome of,
+    /// with when: every fetch must end, stored or failed, within a bound.
+    var fetchesUnderWay: [FetchKey: Int64] = [:]
+    /// The longest time from `.store` to its outcome so far (ns).
+    public private(set) var longestFetch: Int64 = 0
+
+    struct FetchKey: Hashable {
+        var node: Int
+        var name: FileName
+        var timestamp: Int64
+    }
     public private(set) var bytesSent = 0
     public private(set) var packetsSent = 0
     /// Nodes whose `[files]` differ from `options.policy`.
@@ -110,6 +130,13 @@ public struct Simulation {
         self.order = order
         isDown = Array(repeating: false, count: order.count)
         sideAt = Array(repeating: 0, count: order.count)
+        diskFullAt = Array(repeating: false, count: order.count)
+        var offsets: [Int64] = []
+        for _ in order.indices {
+            let skew = max(0, options.clockSkew)
+            offsets.append(skew == 0 ? 0 : Int64(rng.next() % UInt64(2 * skew + 1)) - skew)
+        }
+        clockOffsets = offsets
         scheduledTick = Array(repeating: nil, count: order.count)
         memberLists = Array(repeating: nil, count: order.count)
         for (index, id) in order.enumerated() { indexOf[id] = index }
@@ -131,10 +158,11 @@ public struct Simulation {
     mutating func boot(_ index: Int, files: [FileVersion] = []) {
         let id = order[index]
         let bootstrap = index == 0 ? [] : [addresses[0]]
+        let local = localNow(index)
         var core = ClusterCore(
             key: keys[index], name: "n\(index)", addresses: [addresses[index]],
-            incarnation: UInt64(now / 1_000_000_000), settings: options.settings,
-            policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: now)
+            incarnation: UInt64(max(0, local / 1_000_000_000)), settings: options.settings,
+            policy: policies[id] ?? options.policy, bootstrap: bootstrap, now: local)
         core.verifier = signatures
         core.load(files)
         if index < cores.count { cores[index] = core } else { cores.append(core) }
@@ -158,6 +186,14 @@ public struct Simulation {
 
     func reachable(_ a: Int, _ b: Int) -> Bool { !isDown[a] && !isDown[b] && sideAt[a] == sideAt[b] }
 
+    /// The time on node `index`'s own clock.
+    func localNow(_ index: Int) -> Int64 { now.addingSaturated(clockOffsets[index]) }
+
+    /// Fetches (`.store` directives) not ended after `bound` (ns), on nodes that are up.
+    public func overdueFetches(bound: Int64) -> Int {
+        fetchesUnderWay.filter { !isDown[$0.key.node] && now.subtractingSaturated($0.value) > bound }.count
+    }
+
     /// Reads a core in place: `cores[index].property` would copy the whole core first when the
     /// property is computed in another module.
     mutating func inspect<T>(_ index: Int, _ body: (inout ClusterCore) -> T) -> T { body(&cores[index]) }
@@ -178,7 +214,7 @@ public struct Simulation {
 
     mutating func schedule(tickOf index: Int) {
         guard !isDown[index] else { return }
-        let deadline = max(now, inspect(index) { $0.nextDeadline })
+        let deadline = max(now, inspect(index) { $0.nextDeadline }.subtractingSaturated(clockOffsets[index]))
         if let scheduled = scheduledTick[index], scheduled <= deadline, scheduled >= now { return }
         scheduledTick[index] = deadline
         push(deadline, .tick(index))
@@ -193,7 +229,16 @@ public struct Simulation {
     mutating func feed(_ index: Int, _ input: CoreInput) {
         guard !isDown[index] else { return }
         var nodeRNG = SplitMix64(state: rng.next())
-        let directives = cores[index].handle(input, now: now, rng: &nodeRNG)
+        switch input {
+        case .stored(let version, _), .storeFailed(let version):
+            let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)
+            if let started = fetchesUnderWay.removeValue(forKey: key) {
+                longestFetch = max(longestFetch, now.subtractingSaturated(started))
+            }
+        default:
+            break
+        }
+        let directives = cores[index].handle(input, now: localNow(index), rng: &nodeRNG)
         for directive in directives { execute(directive, by: index) }
         schedule(tickOf: index)
     }
@@ -211,12 +256,14 @@ public struct Simulation {
             push(now + latency(), .deliver(decoded, to: target, from: index))
         case .store(let version, let inline, let address):
             // The shell's path: check every rule again (signature included) before storing.
-            let now = now
+            let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)
+            if fetchesUnderWay[key] == nil { fetchesUnderWay[key] = now }
+            let local = localNow(index)
             let signatures = signatures
             let refusal = inspect(index) {
-                $0.policy.evaluate(version, current: $0.files[version.name], now: now, verifier: signatures)
+                $0.policy.evaluate(version, current: $0.files[version.name], now: local, verifier: signatures)
             }
-            if refusal != nil {
+            if refusal != nil || diskFullAt[index] {
                 feed(index, .storeFailed(version))
                 return
             }
@@ -306,13 +353,15 @@ public struct Simulation {
 
     /// Content fetched over TCP after a push/pull: stored after two latencies, unless refused or cut.
     mutating func fetch(_ version: FileVersion, into index: Int) {
-        let now = now
+        let local = localNow(index)
         let signatures = signatures
         let refusal = inspect(index) { core -> Refusal? in
             guard core.policy.allowedSigners[version.name] != nil else { return .nameNotConfigured(version.name) }
-            return core.policy.evaluate(version, current: core.files[version.name], now: now, verifier: signatures)
+            return core.policy.evaluate(version, current: core.files[version.name], now: local, verifier: signatures)
         }
         guard refusal == nil, !rng.chance(options.streamCut) else { return }
+        let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)
+        if fetchesUnderWay[key] == nil { fetchesUnderWay[key] = now }
         bytesSent += Int(version.contentLength) + 200
         push(now + 2 * latency(), .stored(index, version, inline: nil))
     }
@@ -340,6 +389,10 @@ public struct Simulation {
                 feed(index, .tick)
             case .stored(let index, let version, let inline):
                 guard !isDown[index] else { continue }
+                if diskFullAt[index] {
+                    feed(index, .storeFailed(version))  // the disk filled while it was fetched
+                    continue
+                }
                 if let held = inspect(index, { $0.files[version.name] }), !VersionOrder.isNewer(version, than: held) {
                     feed(index, .storeFailed(version))
                     continue
@@ -362,6 +415,7 @@ public struct Simulation {
         guard let index = indexOf[id] else { return }
         down.insert(id)
         isDown[index] = true
+        fetchesUnderWay = fetchesUnderWay.filter { $0.key.node != index }
     }
 
     public mutating func restart(_ id: NodeID) {

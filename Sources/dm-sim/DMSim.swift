@@ -20,6 +20,9 @@ struct DMSim: ParsableCommand {
     var streamCut = 0.0
     @Option(help: "Probability that a push/pull peer stalls 5 s before a frame (0..1).") var streamStall = 0.0
     @Option(help: "One-way latency range, e.g. 1ms..10ms.") var latency = "1ms..10ms"
+    @Option(help: "Each node's clock is off by a random amount up to ± this (at most 10m, max_clock_skew).")
+    var clockSkew = "0s"
+    @Option(help: "This many random nodes have a full disk (every store fails) for 30 s.") var fullDisk = 0
     @Flag(help: "Split the cluster in two for a while, then heal it.") var partition = false
     @Option(help: "Crash and restart this many random nodes during the run.") var crash = 0
     @Option(help: "Initial files to spread.") var files = 5
@@ -29,6 +32,8 @@ struct DMSim: ParsableCommand {
     @Option(help: "Seed of every random choice.") var seed: UInt64 = 1
     @Option(help: "Run this many consecutive seeds starting at --seed (a sweep).") var seeds = 1
     @Flag(help: "Print every false death (time, observer, node).") var verbose = false
+    @Option(help: "Only measure the heap bytes one core spends per member, with this many members.")
+    var memberFootprint: Int?
 
     func validate() throws {
         guard (1...5000).contains(nodes) else { throw ValidationError("--nodes must be 1...5000") }
@@ -37,10 +42,13 @@ struct DMSim: ParsableCommand {
             throw ValidationError("--stream-cut and --stream-stall must be in 0..<1")
         }
         guard parsedLatency() != nil else { throw ValidationError("--latency must look like 1ms..10ms") }
+        guard let skew = try? DurationFormat.parse(clockSkew), skew <= 600_000_000_000 else {
+            throw ValidationError("--clock-skew must be a duration of at most 10m (the default max_clock_skew)")
+        }
         guard let interval = try? DurationFormat.parse(pushPull), interval >= 1_000_000_000 else {
             throw ValidationError("--push-pull must be a duration of at least 1s")
         }
-        guard crash >= 0, files >= 1, updates >= 0, forgeries >= 0, seeds >= 1 else {
+        guard crash >= 0, fullDisk >= 0, files >= 1, updates >= 0, forgeries >= 0, seeds >= 1 else {
             throw ValidationError("counts must not be negative (and --files at least 1)")
         }
     }
@@ -55,6 +63,15 @@ struct DMSim: ParsableCommand {
     }
 
     func run() throws {
+        if let members = memberFootprint {
+            guard members >= 1, let report = MemberFootprint.measure(members: members) else {
+                throw ValidationError("--member-footprint needs at least 1 member and glibc's mallinfo2")
+            }
+            print(
+                "member_footprint members=\(report.members) cores=\(report.cores)"
+                    + String(format: " bytes_per_member=%.0f", report.bytesPerMember))
+            return
+        }
         var failed: [UInt64] = []
         for offset in 0..<UInt64(seeds) {
             var options = Scenario.Options()
@@ -64,6 +81,8 @@ struct DMSim: ParsableCommand {
             (options.latencyMin, options.latencyMax) = latency
             options.streamCut = streamCut
             options.streamStall = streamStall
+            options.clockSkew = Int64((try? DurationFormat.parse(clockSkew)) ?? 0)
+            options.fullDisks = fullDisk
             options.partition = partition
             options.crashes = crash
             options.files = files
@@ -90,6 +109,7 @@ struct DMSim: ParsableCommand {
                 String(format: "rounds_p99=%.1f", report.percentile(0.99)),
                 String(format: "rounds_max=%.1f", report.rounds.max() ?? .nan), "false_dead=\(report.falseDead)",
                 String(format: "bytes_per_node_per_s=%.0f", report.bytesPerNodePerSecond),
+                String(format: "longest_fetch_s=%.2f", report.longestFetch),
                 String(format: "wall_s=%.2f", wall), String(format: "sim_s=%.0f", report.simulatedSeconds),
             ].joined(separator: " ")
             if seeds == 1 || !ok { print(line) }

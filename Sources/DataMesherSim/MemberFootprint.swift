@@ -1,0 +1,114 @@
+import DataMesherCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// How many bytes one member costs a `ClusterCore`, as a simulator holding many cores pays it:
+/// cores meet `members` nodes the way the daemon does (each announcement decoded from its own
+/// datagram, relayed by one member, then pinged and acked), gossip for a minute until the news
+/// is spread and dropped, and stay alive. The process's resident memory is read after a first
+/// core (which warms the allocator up) and after `cores` more (`/proc/self/statm`); the growth
+/// divided by their member entries is what each entry keeps: its record and announcement, the
+/// lookup tables, the probe order. Resident memory also counts allocator slack, so this is an
+/// upper bound.
+public enum MemberFootprint {
+    public struct Report: Sendable {
+        public var members: Int
+        public var cores: Int
+        /// Resident bytes per member entry of a settled core.
+        public var bytesPerMember: Double
+    }
+
+    /// nil where resident memory cannot be read (no `/proc`) or a core failed to meet everyone.
+    public static func measure(members count: Int, cores: Int = 4) -> Report? {
+        #if os(Linux)
+            guard count >= 1, cores >= 1 else { return nil }
+            // Every member's announcement as the datagram that carries it (made before measuring).
+            var datagrams: [[UInt8]] = []
+            var keys: [NodeID: Int] = [:]
+            for index in 1...count {
+                let member = key(index)
+                keys[member.id] = index
+                let announcement = MemberAnnouncement.signed(
+                    by: member, name: "node-\(index)", incarnation: 1_800_000_000, addresses: [address(index)])
+                datagrams.append(
+                    WireCodec.encode(Packet(sender: member.id, message: .gossip, items: [.alive(announcement)])))
+            }
+            var kept: [ClusterCore] = []
+            guard let first = settledCore(datagrams, keys) else { return nil }
+            kept.append(first)
+            let before = residentBytes()
+            for _ in 0..<cores {
+                guard let core = settledCore(datagrams, keys) else { return nil }
+                kept.append(core)
+            }
+            let after = residentBytes()
+            withExtendedLifetime(kept) {}
+            return Report(
+                members: count, cores: cores, bytesPerMember: Double(after - before) / Double(cores * count))
+        #else
+            return nil
+        #endif
+    }
+
+    /// A core that met every member in `datagrams` and gossiped for a minute since.
+    static func settledCore(_ datagrams: [[UInt8]], _ keys: [NodeID: Int]) -> ClusterCore? {
+        let start: Int64 = 1_800_000_000_000_000_000
+        var rng = SplitMix64(state: 7)
+        var settings = CoreSettings()
+        settings.maxMembers = datagrams.count + 2
+        settings.maxUnconfirmed = datagrams.count + 1
+        settings.newMembersPerSource = datagrams.count + 1
+        var core = ClusterCore(
+            key: key(0), name: "node-0", addresses: [address(0)], incarnation: 1_800_000_000, settings: settings,
+            policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: start)
+        for datagram in datagrams {
+            guard let packet = try? WireCodec.decode(datagram) else { return nil }
+            _ = core.handle(.packet(packet, from: address(1)), now: start, rng: &rng)
+        }
+        // Confirm them all: answer the ping each one is sent.
+        for directive in core.handle(.tick, now: start, rng: &rng) {
+            guard case .send(let packet, _, let node) = directive, case .ping(let sequence, _) = packet.message,
+                let index = keys[node]
+            else { continue }
+            let ack = Packet(sender: node, message: .ack(sequence: sequence, responder: node, clock: start))
+            _ = core.handle(.packet(ack, from: address(index)), now: start, rng: &rng)
+        }
+        guard core.members.values.filter(\.confirmed).count == datagrams.count else { return nil }
+        var now = start
+        for _ in 0..<300 {
+            now += 200_000_000
+            _ = core.handle(.tick, now: now, rng: &rng)
+        }
+        return core
+    }
+
+    static func key(_ index: Int) -> NodeKey {
+        var seed = [UInt8](repeating: 0xA5, count: 32)
+        for byte in 0..<8 { seed[24 + byte] = UInt8(truncatingIfNeeded: index >> (8 * (7 - byte))) }
+        guard let key = NodeKey(seed: seed) else { preconditionFailure("32 bytes make a node key") }
+        return key
+    }
+
+    static func address(_ index: Int) -> PeerAddress {
+        PeerAddress(host: "10.\(index / 65536 % 256).\(index / 256 % 256).\(index % 256)", port: 7946)
+    }
+
+    /// Resident bytes of this process (the second field of `/proc/self/statm`, in pages).
+    static func residentBytes() -> Int {
+        #if os(Linux)
+            let descriptor = open("/proc/self/statm", O_RDONLY)
+            guard descriptor >= 0 else { return 0 }
+            defer { close(descriptor) }
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { return 0 }
+            let fields = buffer.prefix(count).split(separator: UInt8(ascii: " "))
+            guard fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+            return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+            return 0
+        #endif
+    }
+}
