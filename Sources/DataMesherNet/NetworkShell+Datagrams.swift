@@ -47,31 +47,15 @@ extension NetworkShell {
         publish()
     }
 
-    // MARK: Admission (node identities)
+    // MARK: Admission (node identities): `Admission` decides, the shell dials
 
-    /// A packet from a member proved at its source host, with announcements of members not proved
+    /// A packet from a member proved at its source, with announcements of members not proved
     /// yet held back (and their addresses dialed); nil when the sender itself is not admitted.
     func admit(_ packet: Packet, from source: PeerAddress) -> Packet? {
-        guard isAdmitted(packet.sender, at: source) else {
-            drop(reason: "unadmitted", from: source, log: true)
-            verify(source)
-            return nil
-        }
-        var packet = packet
-        let now = WallClock.now()
-        packet.items = packet.items.filter { item in
-            guard case .alive(let announcement) = item else { return true }
-            if isAdmitted(announcement.id, at: announcement.addresses.first) { return true }
-            hold(MemberRecord(announcement: announcement, state: .alive, since: now, lastSource: nil))
-            return false
-        }
-        return packet
-    }
-
-    func isAdmitted(_ id: NodeID, at address: PeerAddress?) -> Bool {
-        if id == me { return true }
-        guard let address, let entry = admitted[id] else { return false }
-        return entry.addresses.contains(address) && entry.until > WallClock.date()
+        let (admittedPacket, dial) = admission.admit(packet, from: source, now: WallClock.now())
+        for address in dial { verify(address) }
+        if admittedPacket == nil { drop(reason: "unadmitted", from: source, log: true) }
+        return admittedPacket
     }
 
     /// Merges a member list from push/pull; with node identities only members proved at their
@@ -81,58 +65,32 @@ extension NetworkShell {
             handle(.remoteState(members))
             return
         }
-        var passed: [MemberRecord] = []
-        for record in members {
-            if isAdmitted(record.id, at: record.address) {
-                passed.append(record)
-            } else {
-                hold(record)
-            }
-        }
+        let (passed, dial) = admission.admit(state: members, now: WallClock.now())
+        for address in dial { verify(address) }
         if !passed.isEmpty { handle(.remoteState(passed)) }
     }
 
-    func hold(_ record: MemberRecord) {
-        guard record.state == .alive || record.state == .suspect, let address = record.announcement.addresses.first
-        else { return }
-        if let previous = held[record.id] {
-            if previous.announcement.incarnation <= record.announcement.incarnation { held[record.id] = record }
-        } else if held.count < Self.maxHeld {
-            held[record.id] = record
-        }
-        verify(address)
-    }
-
-    /// Dials `address` to learn who holds it (at most every 2 s per address).
+    /// Dials `address` to learn who holds it (the handshake proves it; `admitted` hears of it).
     func verify(_ address: PeerAddress) {
-        let now = WallClock.now()
-        if let last = lastVerification[address], now - last < Self.verificationInterval { return }
-        if lastVerification.count >= Self.maxHeld { lastVerification.removeAll() }
-        lastVerification[address] = now
         spawn {
             _ = try? await self.dial(address, timeout: 10) { _ in }
         }
     }
 
     /// A peer proved its node ID (and certificate) on a stream we opened to `address`: admit it
-    /// at that address (host and port), and let its held announcement through if that is where
-    /// it said it is.
+    /// at that address, and let its held announcement through if that is where it said it is.
     func admitted(_ peer: VerifiedPeer, at address: PeerAddress) {
         guard security.identity != nil, let validUntil = peer.validUntil else { return }
-        let wasKnown = admitted[peer.id]?.addresses.contains(address) == true
-        var entry = admitted[peer.id] ?? (addresses: [], until: validUntil)
-        entry.addresses.insert(address)
-        entry.until = validUntil
-        admitted[peer.id] = entry
-        if !wasKnown {
+        // Certificates may end after 2262, beyond Int64 nanoseconds: clamped, never trapping.
+        let nanoseconds = validUntil.timeIntervalSince1970 * 1e9
+        let until = nanoseconds >= 9.2e18 ? Int64.max : nanoseconds <= -9.2e18 ? Int64.min : Int64(nanoseconds)
+        let (new, released) = admission.proved(peer.id, at: address, until: until, now: WallClock.now())
+        if new {
             logger.info(
                 "admitted cluster peer",
                 metadata: ["dm.peer": "\(peer.name)", "dm.peer_id": "\(peer.id)", "dm.address": "\(address)"])
         }
-        if let record = held[peer.id], isAdmitted(peer.id, at: record.announcement.addresses.first) {
-            held[peer.id] = nil
-            handle(.remoteState([record]))
-        }
+        if let released { handle(.remoteState([released])) }
     }
 
     func send(_ bytes: [UInt8], to address: PeerAddress, node receiver: NodeID) {

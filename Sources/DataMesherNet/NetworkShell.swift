@@ -68,14 +68,8 @@ public actor NetworkShell {
     var sealer: PacketSealer?
     var opener: PacketOpener?
     var trials = TrialLimiter()
-    /// Members whose node ID was proved, by certificate, at these addresses (we dialed them there).
-    var admitted: [NodeID: (addresses: Set<PeerAddress>, until: Date)] = [:]
-    /// Announcements of members not admitted yet, fed to the core once they are.
-    var held: [NodeID: MemberRecord] = [:]
-    /// When each address was last dialed to check its identity.
-    var lastVerification: [PeerAddress: Int64] = [:]
-    static let maxHeld = 1024
-    static let verificationInterval: Int64 = 2_000_000_000
+    /// Who proved their node ID at which address, and the announcements held until they do.
+    var admission: Admission
     /// From accept to a completed handshake, at most (memberlist's TCPTimeout).
     static let handshakeTimeout: Int64 = 10
 
@@ -104,6 +98,7 @@ public actor NetworkShell {
         let now = WallClock.now()
         let addresses = bindAddresses.map { PeerAddress(host: $0, port: node.config.cluster.port) }
         self.me = security.nodeKey.id
+        admission = Admission(me: security.nodeKey.id)
         if let ringKey = security.ring.first {
             var rng = SystemRandomNumberGenerator()
             sealer = PacketSealer(

@@ -32,7 +32,7 @@ struct DMSim: ParsableCommand {
     @Option(help: "Seed of every random choice.") var seed: UInt64 = 1
     @Option(help: "Run this many consecutive seeds starting at --seed (a sweep).") var seeds = 1
     @Flag(help: "Print every false death (time, observer, node).") var verbose = false
-    @Option(help: "Only measure the heap bytes one core spends per member, with this many members.")
+    @Option(help: "Only measure the resident bytes a settled core keeps per member entry, with this many members.")
     var memberFootprint: Int?
 
     func validate() throws {
