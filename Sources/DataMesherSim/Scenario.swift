@@ -27,6 +27,12 @@ public struct Scenario {
         public var clockSkew: Int64 = 0
         /// This many random nodes have a full disk for 30 s of the active phase.
         public var fullDisks = 0
+        /// Node identities required (every node runs `Admission`); implied by `expiredCertificates`.
+        public var identities = false
+        /// This many random nodes have an expired certificate: nobody may admit them.
+        public var expiredCertificates = 0
+        /// This many random nodes have a keyring of their own: nobody may hear them.
+        public var foreignKeyrings = 0
         public var settings = CoreSettings()
         public init() {}
     }
@@ -94,6 +100,7 @@ public struct Scenario {
         simOptions.streamCut = options.streamCut
         simOptions.streamStall = options.streamStall
         simOptions.clockSkew = min(options.clockSkew, FilePolicy(allowedSigners: [:]).maxClockSkew)
+        simOptions.identities = options.identities || options.expiredCertificates > 0
         simOptions.latencyMin = options.latencyMin
         simOptions.latencyMax = max(options.latencyMin, options.latencyMax)
         simOptions.seed = options.seed
@@ -108,6 +115,19 @@ public struct Scenario {
         var unconfigured: Set<NodeID> = []
         for id in sim.order.dropFirst() where sim.rng.chance(options.unconfiguredShare) { unconfigured.insert(id) }
         for id in unconfigured.sorted() { sim.reconfigure(id, policy: restrictedPolicy) }
+        // Nodes that must stay outside: an expired certificate, or a keyring of their own.
+        var outsiders = Array(sim.order.dropFirst())
+        var expired: Set<NodeID> = []
+        var foreign: Set<NodeID> = []
+        for _ in 0..<min(options.expiredCertificates, outsiders.count) {
+            expired.insert(outsiders.remove(at: Int(sim.rng.next() % UInt64(outsiders.count))))
+        }
+        for _ in 0..<min(options.foreignKeyrings, outsiders.count) {
+            foreign.insert(outsiders.remove(at: Int(sim.rng.next() % UInt64(outsiders.count))))
+        }
+        sim.expiredCertificate = expired
+        sim.foreignKeyring = foreign
+        let isolated = expired.union(foreign)
 
         let second: Int64 = 1_000_000_000
         let round = Double(options.settings.gossipInterval)
@@ -162,8 +182,9 @@ public struct Scenario {
 
         // Initial files, then updates (10% of them deletions) at random times and places.
         sim.at(begin + warmup) { sim in
+            let origins = order.filter { !isolated.contains($0) }
             for name in names + [restricted] {
-                let origin = order[Int(sim.rng.next() % UInt64(order.count))]
+                let origin = origins[Int(sim.rng.next() % UInt64(origins.count))]
                 if unconfigured.contains(origin) && name == restricted { continue }
                 issue(name, at: origin, tombstone: false, sim: &sim)
             }
@@ -172,7 +193,7 @@ public struct Scenario {
             let time = begin + warmup + 5 * second + Int64(sim.rng.next() % UInt64(active))
             sim.at(time) { sim in
                 let name = names[Int(sim.rng.next() % UInt64(names.count))]
-                let candidates = order.filter { !sim.down.contains($0) }
+                let candidates = order.filter { !sim.down.contains($0) && !isolated.contains($0) }
                 guard !candidates.isEmpty else { return }
                 let origin = candidates[Int(sim.rng.next() % UInt64(candidates.count))]
                 issue(name, at: origin, tombstone: sim.rng.chance(0.1), sim: &sim)
@@ -244,7 +265,26 @@ public struct Scenario {
         report.bytesPerNodePerSecond = Double(sim.bytesSent) / Double(options.nodes) / report.simulatedSeconds
 
         // Invariants at the end.
-        let live = order.filter { !sim.down.contains($0) }
+        let live = order.filter { !sim.down.contains($0) && !isolated.contains($0) }
+        // Nobody admits a node that did not prove its ID, or hears one with a foreign keyring;
+        // and every member a node knows proved its ID at its address (with identities).
+        for id in live {
+            guard let core = sim.core(id) else { continue }
+            for (member, record) in core.members.sorted(by: { $0.key < $1.key }) {
+                if isolated.contains(member) {
+                    report.violations.append(
+                        "\(id) knows \(member), which has \(expired.contains(member) ? "an expired certificate" : "a foreign keyring")"
+                    )
+                } else if !sim.isAdmitted(member, at: record.announcement.addresses.first, by: id) {
+                    report.violations.append("\(id) knows \(member), which did not prove its ID at its address")
+                }
+            }
+        }
+        for id in isolated.sorted() where !sim.down.contains(id) {
+            if let core = sim.core(id), core.members.values.contains(where: \.confirmed) {
+                report.violations.append("\(id) is outside (certificate or keyring) but confirmed a member")
+            }
+        }
         for (name, versions) in issued.sorted(by: { $0.key < $1.key }) {
             guard let first = versions.first else { continue }
             let newest = versions.dropFirst().reduce(first) { VersionOrder.isNewer($1, than: $0) ? $1 : $0 }

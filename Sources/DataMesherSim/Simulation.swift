@@ -20,6 +20,9 @@ public struct Simulation {
         public var stallTime: Int64 = 5_000_000_000
         /// Each node's clock is off by a random amount in ±`clockSkew` (ns), for the whole run.
         public var clockSkew: Int64 = 0
+        /// Node identities: every node runs the core's `Admission` (as the shell does with
+        /// `[cluster] identity`), and a member counts only once it proved its ID at its address.
+        public var identities = false
         public init() {}
     }
 
@@ -31,6 +34,8 @@ public struct Simulation {
         /// A push/pull frame for one side (0 the caller, 1 the callee) of an exchange.
         case frame(exchange: Int, side: Int, SyncMessage)
         case action(Int)
+        /// Node `peer` proved its ID to node `prover`'s dial at `address` (identities).
+        case proved(Int, peer: Int, at: PeerAddress)
     }
 
     /// A push/pull under way: the two nodes and the core's `PushPull` of each side.
@@ -66,6 +71,20 @@ public struct Simulation {
         didSet { diskFullAt = order.map { diskFull.contains($0) } }
     }
     var diskFullAt: [Bool]
+    /// Nodes whose certificate expired: every handshake with them is refused, so they prove
+    /// nothing (with `Options.identities`).
+    public var expiredCertificate: Set<NodeID> = [] {
+        didSet { certificateValidAt = order.map { !expiredCertificate.contains($0) } }
+    }
+    var certificateValidAt: [Bool]
+    /// Nodes with a keyring of their own: nobody can open what they seal and they open nothing
+    /// of the others', datagrams or streams.
+    public var foreignKeyring: Set<NodeID> = [] {
+        didSet { ringAt = order.map { foreignKeyring.contains($0) ? 1 : 0 } }
+    }
+    var ringAt: [Int]
+    /// Each node's `Admission` (with `Options.identities`); the shell's state, lost on restart.
+    var admissions: [Admission] = []
     /// Versions each node was told to store (`.store`) and has not been told the outcome of,
     /// with when: every fetch must end, stored or failed, within a bound.
     var fetchesUnderWay: [FetchKey: Int64] = [:]
@@ -131,6 +150,8 @@ public struct Simulation {
         isDown = Array(repeating: false, count: order.count)
         sideAt = Array(repeating: 0, count: order.count)
         diskFullAt = Array(repeating: false, count: order.count)
+        certificateValidAt = Array(repeating: true, count: order.count)
+        ringAt = Array(repeating: 0, count: order.count)
         var offsets: [Int64] = []
         for _ in order.indices {
             let skew = max(0, options.clockSkew)
@@ -166,6 +187,11 @@ public struct Simulation {
         core.verifier = signatures
         core.load(files)
         if index < cores.count { cores[index] = core } else { cores.append(core) }
+        if index < admissions.count {
+            admissions[index] = Admission(me: id)
+        } else {
+            admissions.append(Admission(me: id))
+        }
         memberLists[index] = nil
         scheduledTick[index] = nil
         schedule(tickOf: index)
@@ -185,6 +211,46 @@ public struct Simulation {
     }
 
     func reachable(_ a: Int, _ b: Int) -> Bool { !isDown[a] && !isDown[b] && sideAt[a] == sideAt[b] }
+
+    /// Whether a stream from `caller` to `callee` gets through its handshake: both reachable, the
+    /// same keyring, and (with identities) both certificates valid.
+    func handshake(_ caller: Int, _ callee: Int) -> Bool {
+        reachable(caller, callee) && ringAt[caller] == ringAt[callee]
+            && (!options.identities || (certificateValidAt[caller] && certificateValidAt[callee]))
+    }
+
+    /// What node `index`'s admission says of the addresses it wants dialed: a dial whose
+    /// handshake succeeds proves the node there, two latencies later.
+    mutating func dial(_ addresses: [PeerAddress], from index: Int) {
+        for address in addresses {
+            guard let peer = idAt[address], handshake(index, peer) else { continue }
+            push(now + 2 * latency(), .proved(index, peer: peer, at: address))
+        }
+    }
+
+    /// Node `prover` learned that `peer` holds `address`: announcements held for it go to the core.
+    mutating func proved(_ peer: Int, at address: PeerAddress, by prover: Int) {
+        guard options.identities, !isDown[prover] else { return }
+        let (_, released) = admissions[prover].proved(order[peer], at: address, until: .max, now: localNow(prover))
+        if let released { feed(prover, .remoteState([released])) }
+    }
+
+    /// A member list from push/pull, through the node's admission first (with identities).
+    mutating func merge(_ records: [MemberRecord], into index: Int) {
+        guard options.identities else {
+            feed(index, .remoteState(records))
+            return
+        }
+        let (passed, wanted) = admissions[index].admit(state: records, now: localNow(index))
+        dial(wanted, from: index)
+        if !passed.isEmpty { feed(index, .remoteState(passed)) }
+    }
+
+    /// Whether node `id`'s admission lets `member` in at `address` (always true without identities).
+    public func isAdmitted(_ member: NodeID, at address: PeerAddress?, by id: NodeID) -> Bool {
+        guard options.identities, let index = indexOf[id] else { return true }
+        return admissions[index].isAdmitted(member, at: address, now: localNow(index))
+    }
 
     /// The time on node `index`'s own clock.
     func localNow(_ index: Int) -> Int64 { now.addingSaturated(clockOffsets[index]) }
@@ -269,7 +335,7 @@ public struct Simulation {
             }
             let source = address.flatMap { idAt[$0] }
             if inline == nil && !version.isTombstone
-                && ((source.map { !reachable(index, $0) } ?? true) || rng.chance(options.streamCut))
+                && ((source.map { !handshake(index, $0) } ?? true) || rng.chance(options.streamCut))
             {
                 feed(index, .storeFailed(version))  // the TCP fetch fails (or is cut)
                 return
@@ -277,7 +343,9 @@ public struct Simulation {
             let delay = inline == nil ? 2 * latency() : 0
             push(now + delay, .stored(index, version, inline: inline))
         case .sync(let address, let join):
-            guard let peer = idAt[address], reachable(index, peer) else { return }
+            guard let peer = idAt[address], handshake(index, peer) else { return }
+            // The handshake proved the peer's ID at the address dialed.
+            proved(peer, at: address, by: index)
             // The core's own exchange, its frames over the simulated network.
             var caller = PushPull(.caller(dialed: address))
             let steps = caller.open(join: join, members: memberList(index).records, files: cores[index].files)
@@ -320,7 +388,7 @@ public struct Simulation {
                 let stall = rng.chance(options.streamStall) ? options.stallTime : 0
                 push(now + latency() + stall, .frame(exchange: id, side: 1 - side, message))
             case .merge(let records):
-                feed(node, .remoteState(records))
+                merge(records, into: node)
             case .fetch(let wanted, _):
                 for summary in wanted {
                     if let version = inspect(peer, { $0.files[summary.name] }) { fetch(version, into: node) }
@@ -381,8 +449,17 @@ public struct Simulation {
             now = max(now, time)
             switch event {
             case .deliver(let packet, let target, let source):
-                guard reachable(source, target) else { continue }
-                feed(target, .packet(packet, from: addresses[source]))
+                guard reachable(source, target), ringAt[source] == ringAt[target] else { continue }
+                guard options.identities else {
+                    feed(target, .packet(packet, from: addresses[source]))
+                    continue
+                }
+                let (admitted, wanted) = admissions[target].admit(
+                    packet, from: addresses[source], now: localNow(target))
+                dial(wanted, from: target)
+                if let admitted { feed(target, .packet(admitted, from: addresses[source])) }
+            case .proved(let prover, let peer, let address):
+                proved(peer, at: address, by: prover)
             case .tick(let index):
                 guard scheduledTick[index] == time else { continue }
                 scheduledTick[index] = nil

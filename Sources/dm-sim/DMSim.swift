@@ -23,6 +23,10 @@ struct DMSim: ParsableCommand {
     @Option(help: "Each node's clock is off by a random amount up to ± this (at most 10m, max_clock_skew).")
     var clockSkew = "0s"
     @Option(help: "This many random nodes have a full disk (every store fails) for 30 s.") var fullDisk = 0
+    @Flag(help: "Require node identities: every node admits members only once they proved their ID.")
+    var identities = false
+    @Option(help: "This many random nodes have an expired certificate (implies --identities).") var expiredCert = 0
+    @Option(help: "This many random nodes have a keyring of their own.") var foreignKeyring = 0
     @Flag(help: "Split the cluster in two for a while, then heal it.") var partition = false
     @Option(help: "Crash and restart this many random nodes during the run.") var crash = 0
     @Option(help: "Initial files to spread.") var files = 5
@@ -48,7 +52,9 @@ struct DMSim: ParsableCommand {
         guard let interval = try? DurationFormat.parse(pushPull), interval >= 1_000_000_000 else {
             throw ValidationError("--push-pull must be a duration of at least 1s")
         }
-        guard crash >= 0, fullDisk >= 0, files >= 1, updates >= 0, forgeries >= 0, seeds >= 1 else {
+        guard crash >= 0, fullDisk >= 0, expiredCert >= 0, foreignKeyring >= 0, files >= 1, updates >= 0,
+            forgeries >= 0, seeds >= 1
+        else {
             throw ValidationError("counts must not be negative (and --files at least 1)")
         }
     }
@@ -83,6 +89,9 @@ struct DMSim: ParsableCommand {
             options.streamStall = streamStall
             options.clockSkew = Int64((try? DurationFormat.parse(clockSkew)) ?? 0)
             options.fullDisks = fullDisk
+            options.identities = identities
+            options.expiredCertificates = expiredCert
+            options.foreignKeyrings = foreignKeyring
             options.partition = partition
             options.crashes = crash
             options.files = files
