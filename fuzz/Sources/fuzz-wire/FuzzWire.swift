@@ -79,6 +79,9 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             invariant(
                 holding.signaturePrefix.count == (holding.timestamp == Holding.nothing ? 0 : 16),
                 "holding signature prefix of \(holding.signaturePrefix.count) bytes")
+        case .holdingQuery(let name):
+            invariant(item.subject == .holdingQuery(name), "subject of a holding query")
+            invariant((try? FileName(name.value)) == name, "invalid name \(quote(name.value))")
         }
     }
     checkMesh(packet, items: items, authentic: authentic, input: input)
