@@ -220,11 +220,16 @@ public enum DiskIO {
     static func writeVectors(fd: Int32, _ vectors: [iovec], path: String) throws {
         var vectors = vectors[...]
         var remaining = vectors.reduce(0) { $0 + $1.iov_len }
-        while remaining > 0 {  // every pass writes at least one byte or throws
+        var interruptions = 0
+        while remaining > 0 {  // every pass writes at least one byte, or counts one of 16 EINTRs, or throws
             let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32($0.count)) }
             if written < 0 {
-                if errno == EINTR { continue }
-                throw DiskError("write", path)
+                let code = errno
+                if code == EINTR, interruptions < 16 {
+                    interruptions += 1
+                    continue
+                }
+                throw DiskError("write", path, code: code)
             }
             guard written > 0 else { throw DiskError("write", path, code: EIO) }
             remaining -= written
