@@ -106,6 +106,9 @@ struct FileUpdate: AsyncParsableCommand {
                 }
             }
             let file = try Self.openFile(path)
+            let client = try APIClient(url: server.url)
+            // Asked of the node while the file is hashed.
+            async let networkID = signing.networkID(client: client)
             // The next chunk is read while this one is hashed; the upload reads the file again.
             let sha256: [UInt8]
             do { sha256 = try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) } } catch {
@@ -114,9 +117,8 @@ struct FileUpdate: AsyncParsableCommand {
                 )
             }
             let length = file.length
-            let client = try APIClient(url: server.url)
             let version = try FileVersion.sign(
-                kind: .content, networkID: try await signing.networkID(client: client), name: name,
+                kind: .content, networkID: try await networkID, name: name,
                 timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: sha256,
                 contentLength: UInt64(length), key: key)
             let progress = ProgressBar.make("upload \(name)", total: length)
