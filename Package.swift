@@ -151,7 +151,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DataMesherStoreTests",
-            dependencies: ["DataMesherCore", "DataMesherStore"]
+            dependencies: ["DataMesherCore", "DataMesherStore", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "DataMesherHTTPTests",

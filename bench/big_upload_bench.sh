@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Big-file upload benchmark for data-mesher: `data-mesher file update` of one large
-# random file against `cp` + fsync of the same file on the same filesystem.
+# Big-file benchmark for data-mesher: `data-mesher file update` of one large random file
+# against SHA-256 + `cp` + fsync of the same file on the same filesystem (the goal's
+# baseline: the CLI must hash before it signs, the daemon must copy and fsync), and
+# `data-mesher file get` of it against `cp` + fsync.
 #
 # Environment:
 #   DM_BIN            data-mesher binary (default: .build/release if built, else .build/debug)
@@ -11,7 +13,8 @@
 #   RUNS              repetitions of each timed step; medians are reported (default 3)
 #
 # The last line of output is machine-readable:
-#   big_upload size_mib=.. cp_s=.. dm_upload_s=.. ratio=.. sha256sum_s=.. rss_idle_kib=.. rss_peak_kib=..
+#   big_upload size_mib=.. sha_cp_s=.. dm_upload_s=.. upload_ratio=.. cp_s=.. get_s=.. get_ratio=..
+#              rss_idle_kib=.. rss_peak_kib=.. ...
 # See bench/README.md.
 set -euo pipefail
 
@@ -147,6 +150,33 @@ CP_GLOBAL_S=$(median "${cpg_runs[@]}")
 echo "cp + fsync(copy): median ${CP_S}s (runs: ${cp_runs[*]})"
 echo "cp + sync (global): median ${CP_GLOBAL_S}s (runs: ${cpg_runs[*]})"
 
+# The upload baseline: SHA-256 of the file, then cp + fsync of the copy, one after the
+# other (what a client that hashes before it sends and a server that copies and fsyncs
+# must do at least). openssl uses the CPU's SHA instructions where it has them; coreutils'
+# sha256sum often does not, so it is the fallback only.
+if command -v openssl >/dev/null 2>&1; then
+    SHA_TOOL=openssl
+    sha_of() { openssl dgst -sha256 -r "$1" | awk '{print $1}'; }
+else
+    SHA_TOOL=sha256sum
+    sha_of() { sha256sum "$1" | awk '{print $1}'; }
+fi
+[[ "$(sha_of "$SRC")" == "$SRC_SHA" ]] || die "$SHA_TOOL and sha256sum disagree about $SRC"
+shacp_runs=()
+for ((r = 0; r < RUNS; r++)); do
+    sync
+    t0=$(now)
+    sha_of "$SRC" >/dev/null
+    cp "$SRC" "$WORK/sha_cp.bin"
+    sync "$WORK/sha_cp.bin"
+    t1=$(now)
+    shacp_runs+=("$(secs "$t0" "$t1")")
+    rm -f "$WORK/sha_cp.bin"
+done
+sync
+SHA_CP_S=$(median "${shacp_runs[@]}")
+echo "$SHA_TOOL sha256 + cp + fsync(copy): median ${SHA_CP_S}s (runs: ${shacp_runs[*]})"
+
 # Daemon.
 PUB=$("$DM_BIN" generate keypair --private-key-path "$WORK/signer.key" --public-key-path "$WORK/signer.pub" | tail -n 1)
 [[ "$PUB" =~ ^[A-Za-z0-9+/]{43}=$ ]] || die "generate keypair printed an unexpected public key: '$PUB'"
@@ -181,8 +211,8 @@ sleep 0.2
 RSS_IDLE=$(kib_field "$DAEMON_PID" VmRSS)
 echo "daemon pid $DAEMON_PID ready on $URL; idle VmRSS ${RSS_IDLE} KiB"
 
-# Sample VmRSS every 50 ms while uploading; the running maximum goes to a file.
-MAX_SAMPLES=$(( (UPLOAD_TIMEOUT_S * RUNS + 60) * 20 ))
+# Sample VmRSS every 50 ms while uploading and fetching; the running maximum goes to a file.
+MAX_SAMPLES=$(( (UPLOAD_TIMEOUT_S * RUNS * 2 + 60) * 20 ))
 (
     max=0
     for ((n = 0; n < MAX_SAMPLES; n++)); do
@@ -213,35 +243,44 @@ for ((r = 0; r < RUNS; r++)); do
     dm_runs+=("$(secs "$t0" "$t1")")
     echo "data-mesher file update run $((r + 1)): ${dm_runs[-1]}s ($(tr '\n' ' ' < "$WORK/update.out"))"
 done
+DM_S=$(median "${dm_runs[@]}")
+echo "data-mesher file update: median ${DM_S}s (runs: ${dm_runs[*]})"
+cmp "$SRC" "$WORK/state/files/bench/big" || die "stored file differs from the uploaded file"
+
+# Fetch it back RUNS times (the CLI writes a temporary file, fsyncs it and renames it) and
+# compare byte for byte.
+get_runs=()
+for ((r = 0; r < RUNS; r++)); do
+    sync
+    t0=$(now)
+    timeout "$UPLOAD_TIMEOUT_S" "$DM_BIN" file get bench/big --url "$URL" --output "$WORK/fetched.bin" &
+    CLIENT_PID=$!
+    get_rc=0
+    wait "$CLIENT_PID" || get_rc=$?
+    t1=$(now)
+    CLIENT_PID=""
+    (( get_rc == 0 )) || die "file get failed with exit code $get_rc"
+    get_runs+=("$(secs "$t0" "$t1")")
+    cmp "$SRC" "$WORK/fetched.bin" || die "fetched content differs from the uploaded file"
+    rm -f "$WORK/fetched.bin"
+done
+GET_S=$(median "${get_runs[@]}")
+echo "data-mesher file get: median ${GET_S}s (runs: ${get_runs[*]}), content identical (sha256 $SRC_SHA)"
+
 touch "$WORK/sampler.stop"
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
-DM_S=$(median "${dm_runs[@]}")
-echo "data-mesher file update: median ${DM_S}s (runs: ${dm_runs[*]})"
 RSS_SAMPLED=$(cat "$WORK/rss_max" 2>/dev/null || echo 0)
 RSS_HWM=$(kib_field "$DAEMON_PID" VmHWM)
-echo "daemon VmRSS sampled max during the uploads ${RSS_SAMPLED} KiB; VmHWM after them ${RSS_HWM} KiB"
+echo "daemon VmRSS sampled max during the uploads and fetches ${RSS_SAMPLED} KiB; VmHWM after them ${RSS_HWM} KiB"
 # The kernel updates VmRSS/VmHWM from per-thread counters lazily, so a sample can
 # exceed VmHWM by a few pages; the peak is the larger of the two.
 RSS_PEAK=$(( RSS_SAMPLED > RSS_HWM ? RSS_SAMPLED : RSS_HWM ))
-
-# Round trip: fetch it back and compare byte for byte.
-t0=$(now)
-timeout "$UPLOAD_TIMEOUT_S" "$DM_BIN" file get bench/big --url "$URL" --output "$WORK/fetched.bin" &
-CLIENT_PID=$!
-get_rc=0
-wait "$CLIENT_PID" || get_rc=$?
-t1=$(now)
-CLIENT_PID=""
-GET_S=$(secs "$t0" "$t1")
-(( get_rc == 0 )) || die "file get failed with exit code $get_rc"
-cmp "$SRC" "$WORK/fetched.bin" || die "fetched content differs from the uploaded file"
-cmp "$SRC" "$WORK/state/files/bench/big" || die "stored file differs from the uploaded file"
-echo "round trip: file get ${GET_S}s, content identical (sha256 $SRC_SHA)"
 kill -0 "$DAEMON_PID" 2>/dev/null || die "daemon died"
 
-RATIO=$(awk -v a="$DM_S" -v b="$CP_S" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-echo "big_upload size_mib=$SIZE_MIB cp_s=$CP_S dm_upload_s=$DM_S ratio=$RATIO sha256sum_s=$SHA_S" \
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+echo "big_upload size_mib=$SIZE_MIB sha_cp_s=$SHA_CP_S dm_upload_s=$DM_S upload_ratio=$(ratio "$DM_S" "$SHA_CP_S")" \
+    "cp_s=$CP_S get_s=$GET_S get_ratio=$(ratio "$GET_S" "$CP_S")" \
     "rss_idle_kib=$RSS_IDLE rss_peak_kib=$RSS_PEAK rss_hwm_kib=$RSS_HWM rss_sampled_max_kib=$RSS_SAMPLED" \
-    "cp_global_sync_s=$CP_GLOBAL_S get_s=$GET_S runs=$RUNS roundtrip=ok" \
-    "load1_start=$LOAD_START load1_end=$(cut -d ' ' -f 1 /proc/loadavg)"
+    "ratio=$(ratio "$DM_S" "$CP_S") sha_tool=$SHA_TOOL sha256sum_s=$SHA_S cp_global_sync_s=$CP_GLOBAL_S" \
+    "runs=$RUNS roundtrip=ok load1_start=$LOAD_START load1_end=$(cut -d ' ' -f 1 /proc/loadavg)"

@@ -69,7 +69,9 @@ public struct API: Sendable {
     let uploads: UploadSlots
     static let filesPrefix = "/v1/files/"
     /// Bytes gathered before one write to disk.
-    static let writeBatch = 1 << 20
+    static let writeBatch = BatchWriter.defaultBatchSize
+    /// Bytes of a file read at once for a GET (two such chunks per response at most).
+    static let readChunk = 1 << 20
 
     public init(node: Replica) {
         self.node = node
@@ -215,14 +217,10 @@ public struct API: Sendable {
         headers[.contentLength] = String(length)
         if headOnly { return Response(status: .ok, headers: headers) }
         let body = ResponseBody(contentLength: length) { writer in
-            var offset = 0
-            while offset < length {
-                let start = offset
-                let chunk = try await Blocking.run { try file.read(at: start, upTo: min(1 << 18, length - start)) }
-                guard chunk.readableBytes > 0 else {
-                    throw APIError(.internalServerError, "file shrank while being read")
-                }
-                offset += chunk.readableBytes
+            // The next chunk is read on the thread pool while this one is sent.
+            var chunks = ReadAhead(file: file, chunkSize: Self.readChunk) { try await Blocking.run($0) }
+            for _ in 0...(length / Self.readChunk) {  // one more pass than chunks, to see the end
+                guard let chunk = try await chunks.next() else { break }
                 try await writer.write(chunk)
             }
             try await writer.finish(nil)
@@ -272,28 +270,27 @@ public struct API: Sendable {
         let upload = try await Blocking.run { try store.makeUpload() }
         defer { upload.discard() }
         let limit = node.policy.maxFileSize
-        var pending = ByteBuffer()
+        // Each batch is written and hashed (on two threads of the pool) while the next one arrives.
+        var batches = BatchWriter(batchSize: Self.writeBatch) { batch in
+            try await upload.write(batch) { try await Blocking.run($0) }
+        }
         var received: UInt64 = 0
-        for try await chunk in request.body {
-            received += UInt64(chunk.readableBytes)
-            guard received <= limit else {
-                let refusal = Refusal.tooLarge(name, received, limit: limit)
-                node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
-                throw APIError(refusal)
+        do {
+            for try await chunk in request.body {
+                received += UInt64(chunk.readableBytes)
+                guard received <= limit else {
+                    let refusal = Refusal.tooLarge(name, received, limit: limit)
+                    node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
+                    throw APIError(refusal)
+                }
+                try await batches.append(chunk)
             }
-            var chunk = chunk
-            pending.writeBuffer(&chunk)
-            if pending.readableBytes >= Self.writeBatch {
-                let batch = pending
-                pending = ByteBuffer()
-                try await Blocking.run { try batch.withUnsafeReadableBytes { try upload.write($0) } }
-            }
+            try await batches.finish()
+        } catch {
+            await batches.abandon()
+            throw error
         }
-        let rest = pending
-        let digest = try await Blocking.run {
-            try rest.withUnsafeReadableBytes { try upload.write($0) }
-            return try upload.finish()
-        }
+        let digest = try await Blocking.run { try upload.finish() }
         if let declaredLength, declaredLength != digest.length {
             throw APIError(.badRequest, "body has \(digest.length) bytes but Content-Length said \(declaredLength)")
         }

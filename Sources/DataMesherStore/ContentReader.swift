@@ -20,11 +20,31 @@ public final class ContentReader: Sendable {
 
     deinit { close(fd) }
 
-    /// Up to `count` bytes at `offset` (blocking; call from a thread pool). Empty at the end.
+    /// A read found the end of the file before the length it had when it was opened.
+    public struct Shrank: Error, CustomStringConvertible {
+        public init() {}
+        public var description: String { "the file shrank while it was being read" }
+    }
+
+    /// `count` bytes at `offset` (blocking; call from a thread pool): fewer only at the end of
+    /// the file (or on a read error), none there.
     public func read(at offset: Int, upTo count: Int) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: count)
-        _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
-            Swift.max(pread(fd, pointer.baseAddress, count, off_t(offset)), 0)
+        var interruptions = 0
+        while buffer.readableBytes < count, interruptions < 16 {  // every pass reads, or stops, or counts an EINTR
+            let filled = buffer.readableBytes
+            var result = 0
+            var code: Int32 = 0
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - filled) { pointer in
+                result = pread(fd, pointer.baseAddress, count - filled, off_t(offset + filled))
+                code = errno
+                return Swift.max(result, 0)
+            }
+            if result < 0, code == EINTR {
+                interruptions += 1
+                continue
+            }
+            if result <= 0 { break }
         }
         return buffer
     }

@@ -1,4 +1,5 @@
 import Crypto
+import NIOCore
 
 #if canImport(Glibc)
     import Glibc
@@ -117,6 +118,9 @@ public enum DiskIO {
             throw DiskError("open", path)
         }
         defer { close(fd) }
+        #if os(Linux)
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        #endif
         var hasher = SHA256()
         var length: UInt64 = 0
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -166,5 +170,116 @@ public enum DiskIO {
     public static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// Runs a blocking closure off the cooperative pool (on a thread pool) and waits for it.
+    public typealias Runner = @Sendable (@escaping @Sendable () throws -> Void) async throws -> Void
+
+    /// Runs `first` and `second` at once, each on a thread of `run`'s pool, and waits for both
+    /// (also when one fails, so neither outlives the call).
+    public static func bothAtOnce(
+        _ run: @escaping Runner, _ first: @escaping @Sendable () throws -> Void,
+        _ second: @escaping @Sendable () throws -> Void
+    ) async throws {
+        let other = Task { try await run(second) }
+        do { try await run(first) } catch {
+            _ = try? await other.value
+            throw error
+        }
+        try await other.value
+    }
+
+    /// Most buffers handed to one `writev`.
+    static let maxIOVectors = 64
+
+    /// Writes the readable bytes of every buffer, in order, with one `writev` per 64 buffers
+    /// (more only when the kernel takes less at a time).
+    public static func writeAll(fd: Int32, _ buffers: [ByteBuffer], path: String) throws {
+        var start = 0
+        while start < buffers.count {
+            let group = buffers[start..<min(start + maxIOVectors, buffers.count)]
+            try withIOVectors(group, collected: []) { try writeVectors(fd: fd, $0, path: path) }
+            start += group.count
+        }
+    }
+
+    /// Calls `body` with an iovec for each non-empty buffer, valid while `body` runs.
+    static func withIOVectors<R>(
+        _ buffers: ArraySlice<ByteBuffer>, collected: [iovec], _ body: ([iovec]) throws -> R
+    ) rethrows -> R {
+        guard let first = buffers.first else { return try body(collected) }
+        return try first.withUnsafeReadableBytes { bytes in
+            var collected = collected
+            if let base = bytes.baseAddress, bytes.count > 0 {
+                collected.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: base), iov_len: bytes.count))
+            }
+            return try withIOVectors(buffers.dropFirst(), collected: collected, body)
+        }
+    }
+
+    static func writeVectors(fd: Int32, _ vectors: [iovec], path: String) throws {
+        var vectors = vectors[...]
+        var remaining = vectors.reduce(0) { $0 + $1.iov_len }
+        var interruptions = 0
+        while remaining > 0 {  // every pass writes at least one byte, or counts one of 16 EINTRs, or throws
+            let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32($0.count)) }
+            if written < 0 {
+                let code = errno
+                if code == EINTR, interruptions < 16 {
+                    interruptions += 1
+                    continue
+                }
+                throw DiskError("write", path, code: code)
+            }
+            guard written > 0 else { throw DiskError("write", path, code: EIO) }
+            remaining -= written
+            var skip = written
+            while skip > 0, let first = vectors.first {  // at most vectors.count passes
+                if first.iov_len <= skip {
+                    skip -= first.iov_len
+                    vectors = vectors.dropFirst()
+                } else {
+                    vectors[vectors.startIndex] = iovec(iov_base: first.iov_base + skip, iov_len: first.iov_len - skip)
+                    skip = 0
+                }
+            }
+        }
+    }
+
+    /// Asks the kernel to start writing `fd`'s dirty pages in `offset..<offset + length` to disk
+    /// now, without waiting for it (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`). A large file
+    /// then reaches the disk while it is still arriving, and the fsync at the end waits for the
+    /// last few MiB instead of all of it. A hint only: durability still comes from fsync. Does
+    /// nothing on other systems or when the call fails.
+    public static func startWriteback(fd: Int32, offset: UInt64, length: UInt64) {
+        #if os(Linux)
+            typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+            guard let address = UnsafeRawPointer(bitPattern: syncFileRangeAddress) else { return }
+            let syncFileRange = unsafeBitCast(address, to: SyncFileRange.self)
+            let syncFileRangeWrite: UInt32 = 2  // SYNC_FILE_RANGE_WRITE in <fcntl.h>
+            _ = syncFileRange(fd, Int64(clamping: offset), Int64(clamping: length), syncFileRangeWrite)
+        #endif
+    }
+
+    #if os(Linux)
+        /// glibc declares `sync_file_range` only under `_GNU_SOURCE`, which Swift's Glibc module
+        /// does not define, so it is looked up once at run time (0 when absent).
+        static let syncFileRangeAddress = Int(bitPattern: dlsym(nil, "sync_file_range"))
+    #endif
+}
+
+/// Starts the writeback of a file written front to back every `interval` bytes
+/// (`DiskIO.startWriteback`), so that its final fsync finds little left to write.
+public struct WritebackPacer: Sendable {
+    public static let interval: UInt64 = 8 << 20
+    var started: UInt64 = 0
+
+    public init() {}
+
+    /// Call after the file has grown to `length` bytes.
+    public mutating func wrote(upTo length: UInt64, fd: Int32) {
+        guard length >= started, length - started >= Self.interval else { return }
+        DiskIO.startWriteback(fd: fd, offset: started, length: length - started)
+        started = length
     }
 }

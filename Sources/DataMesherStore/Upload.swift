@@ -1,5 +1,6 @@
 import Crypto
 import NIOConcurrencyHelpers
+import NIOCore
 
 #if canImport(Glibc)
     import Glibc
@@ -15,17 +16,28 @@ public final class Upload: Sendable {
         public let length: UInt64
     }
 
-    // The hasher is a value type that is only touched under the box's lock.
-    struct State: @unchecked Sendable {
+    struct State: Sendable {
         var fd: Int32
-        var hasher = SHA256()
         var length: UInt64 = 0
+        /// Batches written so far; a batch is written and hashed under the same number.
+        var batches: UInt64 = 0
+        var writeback = WritebackPacer()
         var digest: Digest?
         var placed = false
+        /// A write failed: the file and the hash may disagree, so nothing more is taken.
+        var failed = false
+    }
+
+    // The hasher is a value type that is only touched under the box's lock.
+    struct Hashing: @unchecked Sendable {
+        var hasher = SHA256()
+        var batches: UInt64 = 0
     }
 
     public let path: String
     let state: NIOLockedValueBox<State>
+    /// Apart from `state`, so that a batch is hashed on one thread while it is written on another.
+    let hashing = NIOLockedValueBox(Hashing())
 
     init(directory: String) throws {
         var generator = SystemRandomNumberGenerator()
@@ -41,11 +53,53 @@ public final class Upload: Sendable {
     public var digest: Digest? { state.withLockedValue { $0.digest } }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try state.withLockedValue { (state) throws in
+        let batch = try append(bytes.count) { fd in try DiskIO.writeAll(fd: fd, bytes, path: path) }
+        try hash(batch: batch) { $0.update(bufferPointer: bytes) }
+    }
+
+    /// Appends the readable bytes of `chunks` in order (one `writev`, no copy) and hashes them,
+    /// the two at once on two threads of `run`'s pool (both only read the buffers). Calls must
+    /// not overlap (`BatchWriter` makes one at a time): batches are hashed strictly in the order
+    /// they were written, or the upload fails.
+    public func write(_ chunks: [ByteBuffer], run: @escaping DiskIO.Runner) async throws {
+        let batch = state.withLockedValue { $0.batches }
+        let count = chunks.reduce(0) { $0 + $1.readableBytes }
+        try await DiskIO.bothAtOnce(
+            run,
+            {
+                let written = try self.append(count) { fd in try DiskIO.writeAll(fd: fd, chunks, path: self.path) }
+                guard written == batch else { throw DiskError("write", self.path, code: EINVAL) }
+            },
+            {
+                try self.hash(batch: batch) { hasher in
+                    for chunk in chunks { chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
+                }
+            })
+    }
+
+    /// Runs `write` (which writes `count` bytes) with the descriptor, under the lock; returns
+    /// the number of the batch it wrote.
+    func append(_ count: Int, _ write: (Int32) throws -> Void) throws -> UInt64 {
+        try state.withLockedValue { (state) throws -> UInt64 in
             precondition(state.digest == nil, "write after finish")
-            try DiskIO.writeAll(fd: state.fd, bytes, path: path)
-            state.hasher.update(bufferPointer: bytes)
-            state.length += UInt64(bytes.count)
+            guard state.fd >= 0, !state.failed else { throw DiskError("write", path, code: EBADF) }
+            do { try write(state.fd) } catch {
+                state.failed = true
+                throw error
+            }
+            state.length += UInt64(count)
+            state.writeback.wrote(upTo: state.length, fd: state.fd)
+            state.batches += 1
+            return state.batches - 1
+        }
+    }
+
+    /// Hashes batch number `batch`, which must be the next one.
+    func hash(batch: UInt64, _ update: (inout SHA256) -> Void) throws {
+        try hashing.withLockedValue { (hashing) throws in
+            guard hashing.batches == batch else { throw DiskError("hash", path, code: EINVAL) }
+            update(&hashing.hasher)
+            hashing.batches += 1
         }
     }
 
@@ -57,7 +111,9 @@ public final class Upload: Sendable {
             guard fsync(state.fd) == 0 else { throw DiskError("fsync", path) }
             close(state.fd)
             state.fd = -1
-            let digest = Digest(sha256: Array(state.hasher.finalize()), length: state.length)
+            let hashed = hashing.withLockedValue { $0 }
+            guard !state.failed, hashed.batches == state.batches else { throw DiskError("finish", path, code: EINVAL) }
+            let digest = Digest(sha256: Array(hashed.hasher.finalize()), length: state.length)
             state.digest = digest
             return digest
         }

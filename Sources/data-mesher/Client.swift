@@ -94,29 +94,30 @@ struct APIClient {
     }
 }
 
-/// A file read in chunks off the cooperative pool, as a request body.
+/// A file read in 1 MiB chunks off the cooperative pool, one chunk ahead of the sending, as a
+/// request body.
 struct FileChunks: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     let file: ContentReader
     var progress: ProgressBar? = nil
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        let file: ContentReader
+        var chunks: ReadAhead
         let progress: ProgressBar?
-        var offset = 0
 
         mutating func next() async throws -> ByteBuffer? {
-            guard offset < file.length else { return nil }
-            let (file, start) = (self.file, offset)
-            let chunk = try await NIOThreadPool.singleton.runIfActive {
-                file.read(at: start, upTo: Swift.min(1 << 20, file.length - start))
+            do {
+                guard let chunk = try await chunks.next() else { return nil }
+                progress?.advance(by: chunk.readableBytes)
+                return chunk
+            } catch is ContentReader.Shrank {
+                throw CLIError("the file changed while it was being uploaded")
             }
-            guard chunk.readableBytes > 0 else { throw CLIError("the file changed while it was being uploaded") }
-            offset += chunk.readableBytes
-            progress?.advance(by: chunk.readableBytes)
-            return chunk
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(file: file, progress: progress) }
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(
+            chunks: ReadAhead(file: file) { try await NIOThreadPool.singleton.runIfActive($0) }, progress: progress)
+    }
 }

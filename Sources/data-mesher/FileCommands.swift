@@ -7,7 +7,9 @@ import DataMesherKeys
 import DataMesherNet
 import DataMesherStore
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 
 struct FileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -103,19 +105,22 @@ struct FileUpdate: AsyncParsableCommand {
                     throw CLIError("--valid-for: \(error)")
                 }
             }
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw CLIError("cannot read \(path): \(String(cString: strerror(errno)))") }
-            guard let digest = try DiskIO.hashFile("/proc/self/fd/\(fd)") else {
-                close(fd)
-                throw CLIError("cannot read \(path)")
-            }
-            let file = ContentReader(fd: fd, length: Int(digest.length))
+            let file = try Self.openFile(path)
             let client = try APIClient(url: server.url)
+            // Asked of the node while the file is hashed.
+            async let networkID = signing.networkID(client: client)
+            // The next chunk is read while this one is hashed; the upload reads the file again.
+            let sha256: [UInt8]
+            do { sha256 = try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) } } catch {
+                throw CLIError(
+                    "cannot read \(path): \(error is ContentReader.Shrank ? "it shrank while it was read" : "\(error)")"
+                )
+            }
+            let length = file.length
             let version = try FileVersion.sign(
-                kind: .content, networkID: try await signing.networkID(client: client), name: name,
-                timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: digest.sha256,
-                contentLength: digest.length, key: key)
-            let length = Int(digest.length)
+                kind: .content, networkID: try await networkID, name: name,
+                timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: sha256,
+                contentLength: UInt64(length), key: key)
             let progress = ProgressBar.make("upload \(name)", total: length)
             let reply = try await client.send(
                 .PUT, "/v1/files/" + name.value,
@@ -137,6 +142,21 @@ struct FileUpdate: AsyncParsableCommand {
                     timeout: (try? DurationFormat.parse(timeout)) ?? 30_000_000_000)
             }
         }
+    }
+
+    /// The file to upload, open for reading, with its length now.
+    static func openFile(_ path: String) throws -> ContentReader {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CLIError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw CLIError("cannot read \(path): not a regular file")
+        }
+        #if os(Linux)
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        #endif
+        return ContentReader(fd: fd, length: Int(info.st_size))
     }
 
     /// Polls `/v1/status/NAME` until `count` members (nil: every live member configured for the
@@ -293,23 +313,23 @@ struct FileGet: AsyncParsableCommand {
                 }
                 let expected = response.headers.first(name: "DM-SHA256") ?? ""
                 let sink = try OutputSink(path: output)
-                var hasher = SHA256()
                 let progress = ProgressBar.make(
                     "get \(name)", total: response.headers.first(name: "Content-Length").flatMap { Int($0) } ?? 0)
                 defer { progress?.finish() }
+                // Each batch is written and hashed (on two threads) while the next one arrives.
+                var batches = BatchWriter { try await sink.write($0) }
                 do {
                     for try await chunk in response.body {
                         progress?.advance(by: chunk.readableBytes)
-                        try chunk.withUnsafeReadableBytes { bytes in
-                            hasher.update(bufferPointer: bytes)
-                            try sink.write(bytes)
-                        }
+                        try await batches.append(chunk)
                     }
-                    guard Hex.encode(hasher.finalize()) == expected else {
+                    try await batches.finish()
+                    guard sink.sha256() == expected else {
                         throw CLIError("the content of \"\(name)\" does not match its signed SHA-256; nothing written")
                     }
                     try sink.commit()
                 } catch {
+                    await batches.abandon()
                     sink.discard()
                     throw error
                 }
@@ -338,11 +358,26 @@ extension FileUpdate {
     }
 }
 
-/// Stdout, or a temporary file renamed over the destination once complete.
-final class OutputSink {
+/// Stdout, or a temporary file renamed over the destination once complete; hashes what it writes.
+final class OutputSink: Sendable {
+    struct Written: Sendable {
+        var length: UInt64 = 0
+        var batches: UInt64 = 0
+        var writeback = WritebackPacer()
+    }
+
+    // The hasher is a value type that is only touched under the box's lock.
+    struct Hashing: @unchecked Sendable {
+        var hasher = SHA256()
+        var batches: UInt64 = 0
+    }
+
     let fd: Int32
     let temporary: String?
     let destination: String?
+    let written = NIOLockedValueBox(Written())
+    /// Apart from `written`, so that a batch is hashed on one thread while it is written on another.
+    let hashing = NIOLockedValueBox(Hashing())
 
     init(path: String?) throws {
         guard let path else {
@@ -359,8 +394,36 @@ final class OutputSink {
         destination = path
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try DiskIO.writeAll(fd: fd, bytes, path: destination ?? "stdout")
+    /// Appends the chunks (one `writev`) and hashes them, the two at once on two threads of NIO's
+    /// pool; one call at a time (`BatchWriter`). A file's pages start going to disk as it grows,
+    /// so `commit`'s fsync has little left to wait for.
+    func write(_ chunks: [ByteBuffer]) async throws {
+        let run: DiskIO.Runner = { try await NIOThreadPool.singleton.runIfActive($0) }
+        let batch = written.withLockedValue { $0.batches }
+        let count = chunks.reduce(0) { $0 + $1.readableBytes }
+        try await DiskIO.bothAtOnce(
+            run,
+            {
+                try self.written.withLockedValue { (written) throws in
+                    try DiskIO.writeAll(fd: self.fd, chunks, path: self.destination ?? "stdout")
+                    written.length += UInt64(count)
+                    written.batches += 1
+                    if self.temporary != nil { written.writeback.wrote(upTo: written.length, fd: self.fd) }
+                }
+            },
+            {
+                self.hashing.withLockedValue { hashing in
+                    precondition(hashing.batches == batch, "batches hashed out of order")
+                    for chunk in chunks { chunk.withUnsafeReadableBytes { hashing.hasher.update(bufferPointer: $0) } }
+                    hashing.batches += 1
+                }
+            })
+    }
+
+    /// The hex SHA-256 of everything written; nil when a write failed or a batch was not hashed.
+    func sha256() -> String? {
+        let batches = written.withLockedValue { $0.batches }
+        return hashing.withLockedValue { $0.batches == batches ? Hex.encode($0.hasher.finalize()) : nil }
     }
 
     func commit() throws {

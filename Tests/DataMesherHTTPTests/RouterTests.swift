@@ -17,10 +17,10 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
     let key = Curve25519.Signing.PrivateKey()
     let node: Replica
 
-    init() throws {
+    init(maxFileSize: UInt64 = 1024) throws {
         var config = NodeConfig()
         config.stateDir = dir
-        config.maxFileSize = 1024
+        config.maxFileSize = maxFileSize
         config.files = [try FileName("dns/cnames"): [try SignerKey(bytes: Array(key.publicKey.rawRepresentation))]]
         let logger = Logger(label: "test")
         let store = try FileStore(stateDir: dir, policy: config.filePolicy, now: WallClock.now(), logger: logger)
@@ -33,7 +33,10 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
     func app() -> some ApplicationProtocol { Application(router: API(node: node).router()) }
 
     func headers(_ name: String, _ content: String, at timestamp: Int64, tombstone: Bool = false) throws -> HTTPFields {
-        let bytes = Array(content.utf8)
+        try headers(name, bytes: Array(content.utf8), at: timestamp, tombstone: tombstone)
+    }
+
+    func headers(_ name: String, bytes: [UInt8], at timestamp: Int64, tombstone: Bool = false) throws -> HTTPFields {
         let version = try FileVersion.sign(
             kind: tombstone ? .tombstone : .content, networkID: "", name: try FileName(name), timestamp: timestamp,
             validFor: 0, contentSHA256: Array(SHA256.hash(data: bytes)), contentLength: UInt64(bytes.count), key: key)
@@ -139,6 +142,41 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
                 #expect(!text.contains("dm_versions_accepted_total 1"))
             }
         }
+    }
+}
+
+@Suite struct LargeFileRouteTests {
+    /// A body of several MiB arrives over a socket in many reads: it is written to disk in
+    /// batches while the rest arrives, hashed on the way, and served back byte for byte. One
+    /// whose bytes differ from what was signed is refused, and nothing of it stays.
+    @Test func aLargeUploadStreamsToDiskAndBack() async throws {
+        let fixture = try RouterFixture(maxFileSize: 8 << 20)
+        defer { fixture.remove() }
+        let now = WallClock.now()
+        let content = (0..<(5 << 20) + 12_345).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 11) }
+        let damaged = content.enumerated().map { $0.offset == 3 << 20 ? $0.element ^ 1 : $0.element }
+        let headers = try fixture.headers("dns/cnames", bytes: content, at: now)
+        try await fixture.app().test(.live) { client in
+            try await client.execute(
+                uri: "/v1/files/dns/cnames", method: .put, headers: headers, body: ByteBuffer(bytes: damaged)
+            ) { response in
+                #expect(response.status == .forbidden)
+            }
+            #expect(fixture.node.store.list().isEmpty)
+            try await client.execute(
+                uri: "/v1/files/dns/cnames", method: .put, headers: headers, body: ByteBuffer(bytes: content)
+            ) { response in
+                #expect(response.status == .created)
+            }
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentLength] == String(content.count))
+                #expect(response.body.readableBytes == content.count)
+                #expect(Array(response.body.readableBytesView) == content)
+            }
+        }
+        #expect(fixture.node.store.list().count == 1)
+        #expect(DiskIO.listDirectory(fixture.dir + "/tmp").isEmpty)
     }
 }
 

@@ -67,6 +67,9 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
         defer { daemon.cleanUp() }
         let base = nowNanoseconds() - 3_600_000_000_000
         var nextIndex = [String: Int](uniqueKeysWithValues: names.map { ($0, 1) })
+        // What each name served after the previous restart: still the last acknowledged version
+        // when a cycle's kill comes before any upload of the name is acknowledged.
+        var servedBefore = [String: Int]()
         var generator = SystemRandomNumberGenerator()
         var killedMidUpload = 0
 
@@ -114,19 +117,23 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
                 } else {
                     served = nil
                 }
-                // Exactly the last acknowledged version, or the one in flight when the node died
-                // (its reply may have been lost with the connection).
-                let allowed = Set([acknowledged, inFlight].compactMap { $0 })
+                // Exactly the last acknowledged version (this cycle's, else the one served after
+                // the previous restart), or the one in flight when the node died (its reply may
+                // have been lost with the connection).
+                let lastAcknowledged = acknowledged ?? servedBefore[name]
+                let allowed = Set([lastAcknowledged, inFlight].compactMap { $0 })
                 if let served {
                     #expect(
                         allowed.contains(served),
-                        "cycle \(cycle): \(name) serves \(served); acked \(String(describing: acknowledged)), in flight \(String(describing: inFlight))"
+                        "cycle \(cycle): \(name) serves \(served); acked \(String(describing: lastAcknowledged)), in flight \(String(describing: inFlight))"
                     )
-                    if served != acknowledged { killedMidUpload += 1 }
+                    if served != lastAcknowledged { killedMidUpload += 1 }
                 } else {
                     #expect(
-                        acknowledged == nil, "cycle \(cycle): \(name) lost acknowledged version \(acknowledged ?? -1)")
+                        lastAcknowledged == nil,
+                        "cycle \(cycle): \(name) lost acknowledged version \(lastAcknowledged ?? -1)")
                 }
+                servedBefore[name] = served
                 nextIndex[name] = max(inFlight ?? 0, served ?? 0, nextIndex[name]!) + 1
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateDir + "/tmp").isEmpty)
