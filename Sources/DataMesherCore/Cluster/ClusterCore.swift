@@ -38,6 +38,8 @@ public struct MemberRecord: Sendable, Equatable {
 
     public var id: NodeID { announcement.id }
     public var address: PeerAddress? { announcement.firstAddress ?? lastSource }
+    /// Confirmed and alive or suspect: probed, gossiped to, used for push/pull and fetches.
+    public var isLive: Bool { confirmed && (state == .alive || state == .suspect) }
 }
 
 /// What the shell feeds the core. Time always comes with it, as `now` to `handle`.
@@ -269,7 +271,7 @@ public struct ClusterCore: Sendable {
     /// Every change of a member goes through here, so `liveIDs` stays exact.
     mutating func setRecord(_ record: MemberRecord) {
         membershipVersion &+= 1
-        let isLive = record.confirmed && (record.state == .alive || record.state == .suspect)
+        let isLive = record.isLive
         var low = 0
         var high = liveIDs.count
         while low < high {
@@ -456,10 +458,8 @@ public struct ClusterCore: Sendable {
                     let accusation = Accusation.signed(
                         id: current.target, incarnation: target.announcement.incarnation, dead: false, by: key)
                     suspect(accusation, now: now, into: &out)
-                    if suspicions[current.target] != nil {
-                        suspicions[current.target]?.reminder = (accusation, now, ClusterCore.suspicionReminders)
-                        timerFloor = now
-                    }
+                    // Due at once: the reminders below run in this same tick.
+                    suspicions[current.target]?.reminder = (accusation, now, ClusterCore.suspicionReminders)
                 }
             }
         }
@@ -556,10 +556,7 @@ public struct ClusterCore: Sendable {
     mutating func startProbe(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]) {
         guard !liveIDs.isEmpty else { return }
         // Round-robin over a shuffled order, reshuffled each pass (SWIM's time-bounded completeness).
-        func isLive(_ id: NodeID) -> Bool {
-            members[id].map { $0.confirmed && ($0.state == .alive || $0.state == .suspect) } ?? false
-        }
-        while let last = probeOrder.last, !isLive(last) { probeOrder.removeLast() }
+        while let last = probeOrder.last, members[last]?.isLive != true { probeOrder.removeLast() }
         if probeOrder.isEmpty { probeOrder = liveIDs.shuffled(using: &rng) }
         let target = probeOrder.removeLast()
         guard let record = members[target], let address = record.address else { return }
@@ -760,9 +757,7 @@ public struct ClusterCore: Sendable {
     /// This node's signed claim for `name`, signed again only when what it holds changed.
     mutating func ownClaim(_ name: FileName) -> Holding {
         let held = files[name]
-        if let claim = ownClaims[name], claim.timestamp == (held?.timestamp ?? Holding.nothing),
-            held.map(claim.holds) ?? true
-        {
+        if let claim = ownClaims[name], held.map(claim.holds) ?? (claim.timestamp == Holding.nothing) {
             return claim
         }
         let claim = Holding.signed(name, version: held, by: key)
@@ -774,8 +769,8 @@ public struct ClusterCore: Sendable {
     /// A confirmed live member asks which version of `name` this node holds: the answer goes to
     /// the member's own address (never to the packet's source), and only for configured names.
     mutating func answerHoldingQuery(_ name: FileName, from sender: NodeID, into out: inout [CoreDirective]) {
-        guard policy.allowedSigners[name] != nil, let member = members[sender], member.confirmed,
-            member.state == .alive || member.state == .suspect, let address = member.address
+        guard policy.allowedSigners[name] != nil, let member = members[sender], member.isLive,
+            let address = member.address
         else { return }
         let answer = Packet(sender: me.id, message: .gossip, items: [.holding(ownClaim(name))])
         out.append(.send(answer, to: address, node: sender))
