@@ -28,10 +28,11 @@ public enum MemberFootprint {
             var datagrams: [[UInt8]] = []
             var keys: [NodeID: Int] = [:]
             for index in 1...count {
-                let member = key(index)
+                let member = Simulation.nodeKey(index)
                 keys[member.id] = index
                 let announcement = MemberAnnouncement.signed(
-                    by: member, name: "node-\(index)", incarnation: 1_800_000_000, addresses: [address(index)])
+                    by: member, name: "node-\(index)", incarnation: 1_800_000_000,
+                    addresses: [Simulation.nodeAddress(index)])
                 datagrams.append(
                     WireCodec.encode(Packet(sender: member.id, message: .gossip, items: [.alive(announcement)])))
             }
@@ -61,11 +62,12 @@ public enum MemberFootprint {
         settings.maxUnconfirmed = datagrams.count + 1
         settings.newMembersPerSource = datagrams.count + 1
         var core = ClusterCore(
-            key: key(0), name: "node-0", addresses: [address(0)], incarnation: 1_800_000_000, settings: settings,
+            key: Simulation.nodeKey(0), name: "node-0", addresses: [Simulation.nodeAddress(0)],
+            incarnation: 1_800_000_000, settings: settings,
             policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: start)
         for datagram in datagrams {
             guard let packet = try? WireCodec.decode(datagram) else { return nil }
-            _ = core.handle(.packet(packet, from: address(1)), now: start, rng: &rng)
+            _ = core.handle(.packet(packet, from: Simulation.nodeAddress(1)), now: start, rng: &rng)
         }
         // Confirm them all: answer the ping each one is sent.
         for directive in core.handle(.tick, now: start, rng: &rng) {
@@ -73,7 +75,7 @@ public enum MemberFootprint {
                 let index = keys[node]
             else { continue }
             let ack = Packet(sender: node, message: .ack(sequence: sequence, responder: node, clock: start))
-            _ = core.handle(.packet(ack, from: address(index)), now: start, rng: &rng)
+            _ = core.handle(.packet(ack, from: Simulation.nodeAddress(index)), now: start, rng: &rng)
         }
         guard core.members.values.filter(\.confirmed).count == datagrams.count else { return nil }
         var now = start
@@ -82,17 +84,6 @@ public enum MemberFootprint {
             _ = core.handle(.tick, now: now, rng: &rng)
         }
         return core
-    }
-
-    static func key(_ index: Int) -> NodeKey {
-        var seed = [UInt8](repeating: 0xA5, count: 32)
-        for byte in 0..<8 { seed[24 + byte] = UInt8(truncatingIfNeeded: index >> (8 * (7 - byte))) }
-        guard let key = NodeKey(seed: seed) else { preconditionFailure("32 bytes make a node key") }
-        return key
-    }
-
-    static func address(_ index: Int) -> PeerAddress {
-        PeerAddress(host: "10.\(index / 65536 % 256).\(index / 256 % 256).\(index % 256)", port: 7946)
     }
 
     /// Resident bytes of this process (the second field of `/proc/self/statm`, in pages).

@@ -137,12 +137,10 @@ public struct Simulation {
         var order: [NodeID] = []
         for index in 0..<options.nodes {
             // Each node's key from its index: the same node has the same ID in every run.
-            var seed = [UInt8](repeating: 0, count: 32)
-            for byte in 0..<8 { seed[24 + byte] = UInt8(truncatingIfNeeded: (index + 1) >> (8 * (7 - byte))) }
-            guard let key = NodeKey(seed: seed) else { preconditionFailure("32 bytes make a node key") }
+            let key = Simulation.nodeKey(index + 1)
             keys.append(key)
             order.append(key.id)
-            let address = PeerAddress(host: "10.\(index / 65536 % 256).\(index / 256 % 256).\(index % 256)", port: 7946)
+            let address = Simulation.nodeAddress(index)
             addresses.append(address)
             idAt[address] = index
         }
@@ -162,6 +160,19 @@ public struct Simulation {
         memberLists = Array(repeating: nil, count: order.count)
         for (index, id) in order.enumerated() { indexOf[id] = index }
         for index in order.indices { boot(index) }
+    }
+
+    /// Node `number`'s key, made from the number (so it is the same in every run).
+    static func nodeKey(_ number: Int) -> NodeKey {
+        var seed = [UInt8](repeating: 0, count: 32)
+        for byte in 0..<8 { seed[24 + byte] = UInt8(truncatingIfNeeded: number >> (8 * (7 - byte))) }
+        guard let key = NodeKey(seed: seed) else { preconditionFailure("32 bytes make a node key") }
+        return key
+    }
+
+    /// The address of the node at `index`: 10.x.y.z, port 7946.
+    static func nodeAddress(_ index: Int) -> PeerAddress {
+        PeerAddress(host: "10.\(index / 65536 % 256).\(index / 256 % 256).\(index % 256)", port: 7946)
     }
 
     /// Every core by ID (a copy; for inspection, not for hot loops).
