@@ -1,4 +1,5 @@
 import Crypto
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Gathers the chunks of a stream (an upload's body, a fetched file) into batches of about
@@ -129,5 +130,41 @@ extension ContentReader {
             chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
         }
         return Array(hasher.finalize())
+    }
+}
+
+/// A SHA-256 fed batch by batch in the order the batches were written, each from whichever pool
+/// thread hashes it while another writes it (`Upload`, and the CLI's `file get`).
+public final class BatchHasher: Sendable {
+    // The hasher is a value type that is only touched under the box's lock.
+    struct State: @unchecked Sendable {
+        var hasher = SHA256()
+        var batches: UInt64 = 0
+    }
+
+    let state = NIOLockedValueBox(State())
+
+    public init() {}
+
+    /// Hashes batch number `batch` with `update`; false, hashing nothing, when it is not the next.
+    public func hash(batch: UInt64, _ update: (inout SHA256) -> Void) -> Bool {
+        state.withLockedValue { state in
+            guard state.batches == batch else { return false }
+            update(&state.hasher)
+            state.batches += 1
+            return true
+        }
+    }
+
+    /// Hashes the readable bytes of `chunks` as batch number `batch` (see `hash(batch:_:)`).
+    public func hash(_ chunks: [ByteBuffer], batch: UInt64) -> Bool {
+        hash(batch: batch) { hasher in
+            for chunk in chunks { chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
+        }
+    }
+
+    /// The hash of every batch, when exactly `batches` of them were hashed; nil otherwise.
+    public func finalize(batches: UInt64) -> [UInt8]? {
+        state.withLockedValue { $0.batches == batches ? Array($0.hasher.finalize()) : nil }
     }
 }

@@ -28,16 +28,10 @@ public final class Upload: Sendable {
         var failed = false
     }
 
-    // The hasher is a value type that is only touched under the box's lock.
-    struct Hashing: @unchecked Sendable {
-        var hasher = SHA256()
-        var batches: UInt64 = 0
-    }
-
     public let path: String
     let state: NIOLockedValueBox<State>
     /// Apart from `state`, so that a batch is hashed on one thread while it is written on another.
-    let hashing = NIOLockedValueBox(Hashing())
+    let hasher = BatchHasher()
 
     init(directory: String) throws {
         var generator = SystemRandomNumberGenerator()
@@ -54,7 +48,9 @@ public final class Upload: Sendable {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         let batch = try append(bytes.count) { fd in try DiskIO.writeAll(fd: fd, bytes, path: path) }
-        try hash(batch: batch) { $0.update(bufferPointer: bytes) }
+        guard hasher.hash(batch: batch, { $0.update(bufferPointer: bytes) }) else {
+            throw DiskError("hash", path, code: EINVAL)
+        }
     }
 
     /// Appends the readable bytes of `chunks` in order (one `writev`, no copy) and hashes them,
@@ -71,9 +67,7 @@ public final class Upload: Sendable {
                 guard written == batch else { throw DiskError("write", self.path, code: EINVAL) }
             },
             {
-                try self.hash(batch: batch) { hasher in
-                    for chunk in chunks { chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
-                }
+                guard self.hasher.hash(chunks, batch: batch) else { throw DiskError("hash", self.path, code: EINVAL) }
             })
     }
 
@@ -94,15 +88,6 @@ public final class Upload: Sendable {
         }
     }
 
-    /// Hashes batch number `batch`, which must be the next one.
-    func hash(batch: UInt64, _ update: (inout SHA256) -> Void) throws {
-        try hashing.withLockedValue { (hashing) throws in
-            guard hashing.batches == batch else { throw DiskError("hash", path, code: EINVAL) }
-            update(&hashing.hasher)
-            hashing.batches += 1
-        }
-    }
-
     /// Flushes the content to disk and returns its hash and length.
     @discardableResult
     public func finish() throws -> Digest {
@@ -111,9 +96,10 @@ public final class Upload: Sendable {
             guard fsync(state.fd) == 0 else { throw DiskError("fsync", path) }
             close(state.fd)
             state.fd = -1
-            let hashed = hashing.withLockedValue { $0 }
-            guard !state.failed, hashed.batches == state.batches else { throw DiskError("finish", path, code: EINVAL) }
-            let digest = Digest(sha256: Array(hashed.hasher.finalize()), length: state.length)
+            guard !state.failed, let sha256 = hasher.finalize(batches: state.batches) else {
+                throw DiskError("finish", path, code: EINVAL)
+            }
+            let digest = Digest(sha256: sha256, length: state.length)
             state.digest = digest
             return digest
         }

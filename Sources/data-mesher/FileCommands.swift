@@ -366,18 +366,12 @@ final class OutputSink: Sendable {
         var writeback = WritebackPacer()
     }
 
-    // The hasher is a value type that is only touched under the box's lock.
-    struct Hashing: @unchecked Sendable {
-        var hasher = SHA256()
-        var batches: UInt64 = 0
-    }
-
     let fd: Int32
     let temporary: String?
     let destination: String?
     let written = NIOLockedValueBox(Written())
     /// Apart from `written`, so that a batch is hashed on one thread while it is written on another.
-    let hashing = NIOLockedValueBox(Hashing())
+    let hasher = BatchHasher()
 
     init(path: String?) throws {
         guard let path else {
@@ -412,18 +406,15 @@ final class OutputSink: Sendable {
                 }
             },
             {
-                self.hashing.withLockedValue { hashing in
-                    precondition(hashing.batches == batch, "batches hashed out of order")
-                    for chunk in chunks { chunk.withUnsafeReadableBytes { hashing.hasher.update(bufferPointer: $0) } }
-                    hashing.batches += 1
-                }
+                let inOrder = self.hasher.hash(chunks, batch: batch)
+                precondition(inOrder, "batches hashed out of order")
             })
     }
 
     /// The hex SHA-256 of everything written; nil when a write failed or a batch was not hashed.
     func sha256() -> String? {
         let batches = written.withLockedValue { $0.batches }
-        return hashing.withLockedValue { $0.batches == batches ? Hex.encode($0.hasher.finalize()) : nil }
+        return hasher.finalize(batches: batches).map(Hex.encode)
     }
 
     func commit() throws {
