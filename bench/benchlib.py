@@ -88,3 +88,10 @@ def default_binary():
     if os.path.isfile(release) and os.access(release, os.X_OK):
         return release
     return os.path.join(REPO_ROOT, ".build", "debug", "data-mesher")
+
+
+def shield_cleanup():
+    """Ignores SIGTERM, SIGHUP and SIGINT from here on: a bench's cleanup (stopping what it
+    started, removing its directory) is bounded and must not be interrupted halfway."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)

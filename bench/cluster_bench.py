@@ -45,7 +45,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import die_with_parent, loadavg1, proc_status, proc_ticks, stop_processes
+from benchlib import die_with_parent, loadavg1, proc_status, proc_ticks, shield_cleanup, stop_processes
 
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(SCRIPT_DIR)
@@ -687,8 +687,7 @@ def main():
         log("interrupted: stopping every process this script started")
         raise
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)  # cleanup is bounded; do not interrupt it
+        shield_cleanup()
         stop_processes(clis.procs, timeout=2)
         if cluster is not None:
             cluster.stop()

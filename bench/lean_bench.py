@@ -40,7 +40,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import default_binary, die_with_parent, loadavg1, proc_status, stop_processes
+from benchlib import default_binary, die_with_parent, loadavg1, proc_status, shield_cleanup, stop_processes
 
 IP = "127.0.4.1"
 FILE_NAME = "bench/lean"
@@ -330,8 +330,7 @@ def main():
         log("interrupted: stopping every process this script started")
         raise
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)  # cleanup is bounded; do not interrupt it
+        shield_cleanup()
         stop_processes(procs)
         shutil.rmtree(workdir, ignore_errors=True)
         load_end = loadavg1()
