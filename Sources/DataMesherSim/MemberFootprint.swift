@@ -4,9 +4,10 @@ import DataMesherCore
     import Glibc
 #endif
 
-/// How many bytes one member costs a `ClusterCore`, as a simulator holding many cores pays it:
+/// How many bytes one member costs a `ClusterCore`, as a simulator holding many cores pays it
+/// (each announcement held once, `SharedAnnouncements`) and as a daemon's one core pays it:
 /// cores meet `members` nodes the way the daemon does (each announcement decoded from its own
-/// datagram, relayed by one member, then pinged and acked), gossip for a minute until the news
+/// datagram, relayed by one member, then pinged and acked), gossip until the news
 /// is spread and dropped, and stay alive. The process's resident memory is read after a first
 /// core (which warms the allocator up) and after `cores` more (`/proc/self/statm`); the growth
 /// divided by their member entries is what each entry keeps: its record and announcement, the
@@ -16,8 +17,11 @@ public enum MemberFootprint {
     public struct Report: Sendable {
         public var members: Int
         public var cores: Int
-        /// Resident bytes per member entry of a settled core.
+        /// Resident bytes per member entry of a settled core, announcements shared among the
+        /// cores as the simulator shares them.
         public var bytesPerMember: Double
+        /// The same for cores that each decoded their own announcements, as a daemon's one core.
+        public var bytesPerMemberAlone: Double
     }
 
     /// nil where resident memory cannot be read (no `/proc`) or a core failed to meet everyone.
@@ -36,25 +40,41 @@ public enum MemberFootprint {
                 datagrams.append(
                     WireCodec.encode(Packet(sender: member.id, message: .gossip, items: [.alive(announcement)])))
             }
-            var kept: [ClusterCore] = []
-            guard let first = settledCore(datagrams, keys) else { return nil }
-            kept.append(first)
-            let before = residentBytes()
-            for _ in 0..<cores {
-                guard let core = settledCore(datagrams, keys) else { return nil }
-                kept.append(core)
-            }
-            let after = residentBytes()
-            withExtendedLifetime(kept) {}
+            // The first pass's cores stay alive through the second, so their memory is not reused.
+            guard let (shared, sharingCores) = growth(datagrams, keys, cores: cores, sharing: true),
+                let (alone, aloneCores) = growth(datagrams, keys, cores: cores, sharing: false)
+            else { return nil }
+            withExtendedLifetime((sharingCores, aloneCores)) {}
+            let entries = Double(cores * count)
             return Report(
-                members: count, cores: cores, bytesPerMember: Double(after - before) / Double(cores * count))
+                members: count, cores: cores, bytesPerMember: Double(shared) / entries,
+                bytesPerMemberAlone: Double(alone) / entries)
         #else
             return nil
         #endif
     }
 
-    /// A core that met every member in `datagrams` and gossiped for a minute since.
-    static func settledCore(_ datagrams: [[UInt8]], _ keys: [NodeID: Int]) -> ClusterCore? {
+    /// How much resident memory `cores` more settled cores take, after a first one; and the cores.
+    static func growth(
+        _ datagrams: [[UInt8]], _ keys: [NodeID: Int], cores: Int, sharing: Bool
+    ) -> (Int, [ClusterCore])? {
+        var kept: [ClusterCore] = []
+        var announcements = SharedAnnouncements()
+        guard let first = settledCore(datagrams, keys, &announcements) else { return nil }
+        kept.append(first)
+        let before = residentBytes()
+        for _ in 0..<cores {
+            if !sharing { announcements = SharedAnnouncements() }
+            guard let core = settledCore(datagrams, keys, &announcements) else { return nil }
+            kept.append(core)
+        }
+        return (residentBytes() - before, kept)
+    }
+
+    /// A core that met every member in `datagrams` and gossiped until its news was all sent.
+    static func settledCore(
+        _ datagrams: [[UInt8]], _ keys: [NodeID: Int], _ announcements: inout SharedAnnouncements
+    ) -> ClusterCore? {
         let start: Int64 = 1_800_000_000_000_000_000
         var rng = SplitMix64(state: 7)
         var settings = CoreSettings()
@@ -67,23 +87,38 @@ public enum MemberFootprint {
             policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: start)
         for datagram in datagrams {
             guard let packet = try? WireCodec.decode(datagram) else { return nil }
-            _ = core.handle(.packet(packet, from: Simulation.nodeAddress(1)), now: start, rng: &rng)
+            let shared = announcements.share(packet)
+            _ = core.handle(.packet(shared, from: Simulation.nodeAddress(1)), now: start, rng: &rng)
         }
         // Confirm them all: answer the ping each one is sent.
-        for directive in core.handle(.tick, now: start, rng: &rng) {
+        answerPings(core.handle(.tick, now: start, rng: &rng), of: &core, keys, now: start, rng: &rng)
+        guard core.members.values.filter(\.confirmed).count == datagrams.count else { return nil }
+        // Gossip until every announcement was sent its share of times and dropped (the queue of
+        // news a settled core holds is empty), at most a simulated day; every member answers its
+        // probes, so all stay alive.
+        var now = start
+        var ticks = 0
+        while core.queuedGossip > 0 && ticks < 432_000 {
+            now += 200_000_000
+            ticks += 1
+            answerPings(core.handle(.tick, now: now, rng: &rng), of: &core, keys, now: now, rng: &rng)
+        }
+        let alive = core.members.values.filter { $0.confirmed && $0.state == .alive }.count
+        return core.queuedGossip == 0 && alive == datagrams.count ? core : nil
+    }
+
+    /// Each member acks the pings `directives` send it, at once.
+    static func answerPings(
+        _ directives: [CoreDirective], of core: inout ClusterCore, _ keys: [NodeID: Int], now: Int64,
+        rng: inout SplitMix64
+    ) {
+        for directive in directives {
             guard case .send(let packet, _, let node) = directive, case .ping(let sequence, _) = packet.message,
                 let index = keys[node]
             else { continue }
-            let ack = Packet(sender: node, message: .ack(sequence: sequence, responder: node, clock: start))
-            _ = core.handle(.packet(ack, from: Simulation.nodeAddress(index)), now: start, rng: &rng)
+            let ack = Packet(sender: node, message: .ack(sequence: sequence, responder: node, clock: now))
+            _ = core.handle(.packet(ack, from: Simulation.nodeAddress(index)), now: now, rng: &rng)
         }
-        guard core.members.values.filter(\.confirmed).count == datagrams.count else { return nil }
-        var now = start
-        for _ in 0..<300 {
-            now += 200_000_000
-            _ = core.handle(.tick, now: now, rng: &rng)
-        }
-        return core
     }
 
     /// Resident bytes of this process (the second field of `/proc/self/statm`, in pages).

@@ -130,6 +130,9 @@ public struct Simulation {
         var records: [MemberRecord]
     }
 
+    /// Announcements decoded by many cores, held once (only the cores' memory changes).
+    var announcements = SharedAnnouncements()
+
     public init(_ options: Options) {
         self.options = options
         rng = SplitMix64(state: options.seed)
@@ -330,7 +333,7 @@ public struct Simulation {
             guard let target = idAt[address], !rng.chance(options.loss) else { return }
             // Through the real decoder, as on the wire.
             guard let decoded = try? WireCodec.decode(bytes) else { return }
-            push(now + latency(), .deliver(decoded, to: target, from: index))
+            push(now + latency(), .deliver(announcements.share(decoded), to: target, from: index))
         case .store(let version, let inline, let address):
             // The shell's path: check every rule again (signature included) before storing.
             let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)

@@ -71,11 +71,12 @@ struct DMSim: ParsableCommand {
     func run() throws {
         if let members = memberFootprint {
             guard members >= 1, let report = MemberFootprint.measure(members: members) else {
-                throw ValidationError("--member-footprint needs at least 1 member and glibc's mallinfo2")
+                throw ValidationError("--member-footprint needs at least 1 member and /proc/self/statm")
             }
             print(
                 "member_footprint members=\(report.members) cores=\(report.cores)"
-                    + String(format: " bytes_per_member=%.0f", report.bytesPerMember))
+                    + String(format: " bytes_per_member=%.0f", report.bytesPerMember)
+                    + String(format: " bytes_per_member_alone=%.0f", report.bytesPerMemberAlone))
             return
         }
         var failed: [UInt64] = []

@@ -197,7 +197,16 @@ public struct BroadcastQueue: Sendable {
             tier += 1
         }
         for (ticket, next) in promoted { place(ticket, tier: next) }
+        if slotOf.isEmpty && meta.count > 64 { releaseStorage() }
         return taken
+    }
+
+    /// Empty again: gives back what the last burst of news took (a join queues an announcement
+    /// per member, and a queue sized for it would stay with the core). Orders keep counting.
+    mutating func releaseStorage() {
+        let counter = counter
+        self = BroadcastQueue()
+        self.counter = counter
     }
 
     /// Removes the tickets at `positions` (descending, all at or above `lowest`) from a tier,

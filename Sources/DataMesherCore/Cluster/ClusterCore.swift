@@ -14,16 +14,37 @@ public enum MemberState: UInt8, Sendable, Equatable {
     }
 }
 
+/// What a core keeps of a member. Small, because a core keeps one per member and a simulator a
+/// thousand cores: the announcement is 32 bytes (its body shared), and where the member's acks
+/// come from is nearly always its announced address, held as a tag instead of a copy.
 public struct MemberRecord: Sendable, Equatable {
-    public var announcement: MemberAnnouncement
-    public var state: MemberState
+    public var announcement: MemberAnnouncement {
+        didSet {
+            // The tag names the announced address; keep the source if the new announcement moved.
+            if case .announced = source, oldValue.firstAddress != announcement.firstAddress {
+                source = oldValue.firstAddress.map { .other(SourceAddress(address: $0)) } ?? .none
+            }
+        }
+    }
     /// When the state last changed (ns, the node's clock).
     public var since: Int64
-    /// Where its acks last came from; used when it announced no reachable address.
-    public var lastSource: PeerAddress?
+    private var source: Source
+    public var state: MemberState
     /// It answered a probe at its address. Until then it is neither probed in turn, nor gossiped
     /// to, nor used for push/pull or fetches, nor relayed to others; unanswered, it is dropped.
     public var confirmed: Bool
+
+    enum Source: Sendable {
+        case none
+        /// The first address it announced.
+        case announced
+        case other(SourceAddress)
+    }
+
+    final class SourceAddress: Sendable {
+        let address: PeerAddress
+        init(address: PeerAddress) { self.address = address }
+    }
 
     public init(
         announcement: MemberAnnouncement, state: MemberState, since: Int64, lastSource: PeerAddress?,
@@ -32,14 +53,35 @@ public struct MemberRecord: Sendable, Equatable {
         self.announcement = announcement
         self.state = state
         self.since = since
-        self.lastSource = lastSource
+        self.source = .none
         self.confirmed = confirmed
+        self.lastSource = lastSource
+    }
+
+    /// Where its acks last came from; used when it announced no reachable address.
+    public var lastSource: PeerAddress? {
+        get {
+            switch source {
+            case .none: return nil
+            case .announced: return announcement.firstAddress
+            case .other(let other): return other.address
+            }
+        }
+        set {
+            guard let newValue else { return source = .none }
+            source = newValue == announcement.firstAddress ? .announced : .other(SourceAddress(address: newValue))
+        }
     }
 
     public var id: NodeID { announcement.id }
     public var address: PeerAddress? { announcement.firstAddress ?? lastSource }
     /// Confirmed and alive or suspect: probed, gossiped to, used for push/pull and fetches.
     public var isLive: Bool { confirmed && (state == .alive || state == .suspect) }
+
+    public static func == (lhs: MemberRecord, rhs: MemberRecord) -> Bool {
+        lhs.announcement == rhs.announcement && lhs.state == rhs.state && lhs.since == rhs.since
+            && lhs.confirmed == rhs.confirmed && lhs.lastSource == rhs.lastSource
+    }
 }
 
 /// What the shell feeds the core. Time always comes with it, as `now` to `handle`.
@@ -106,14 +148,16 @@ public struct ClusterCore: Sendable {
     var recentlyDead: [NodeID] = []
     /// Dead and departed members, the only ones reaping looks at.
     var departed: Set<NodeID> = []
-    /// Each member's incarnation and state, for the common check "is this news?" without
-    /// copying its record (kept with `members` by `setRecord`/`removeRecord`).
-    var known: [NodeID: Known] = [:]
-
+    /// A member's incarnation and state, for the common check "is this news?".
     struct Known: Sendable {
         var incarnation: UInt64
         var state: MemberState
     }
+
+    func known(_ id: NodeID) -> Known? {
+        members[id].map { Known(incarnation: $0.announcement.incarnation, state: $0.state) }
+    }
+
     public private(set) var files = FileIndex()
     public let bootstrap: [PeerAddress]
 
@@ -288,7 +332,6 @@ public struct ClusterCore: Sendable {
         } else {
             departed.remove(record.id)
         }
-        known[record.id] = Known(incarnation: record.announcement.incarnation, state: record.state)
         members[record.id] = record
     }
 
@@ -301,8 +344,7 @@ public struct ClusterCore: Sendable {
         }
         members[id] = nil
         departed.remove(id)
-        known[id] = nil
-        confirmations[id] = nil
+        endConfirmation(id)
         clockOffsets[id] = nil
         liveIDs.removeAll { $0 == id }
     }
@@ -337,6 +379,8 @@ public struct ClusterCore: Sendable {
 
     /// How many members are announced but not confirmed yet.
     public var unconfirmedCount: Int { confirmations.count }
+    /// Gossip items waiting in the broadcast queue.
+    public var queuedGossip: Int { queue.count }
 
     /// The median of the confirmed members' clock offsets (their clock minus ours, ns); nil
     /// while no member answered a direct probe.
@@ -873,8 +917,8 @@ public struct ClusterCore: Sendable {
             }
             return
         }
-        // Most announcements are old news: look before copying the record or checking a signature.
-        if let status = known[announcement.id], announcement.incarnation <= status.incarnation {
+        // Most announcements are old news: look before checking a signature.
+        if let status = known(announcement.id), announcement.incarnation <= status.incarnation {
             return
         }
         guard announcement.incarnation < ClusterCore.maxPlausibleIncarnation(now: now) else {
@@ -928,10 +972,17 @@ public struct ClusterCore: Sendable {
             sequence: nil, next: now, expires: now.addingSaturated(settings.confirmationTimeout))
     }
 
+    /// Ends `id`'s confirmation. An empty table gives its storage back: a join confirms every
+    /// member at once, and a table sized for that would stay with the core.
+    mutating func endConfirmation(_ id: NodeID) {
+        confirmations[id] = nil
+        if confirmations.isEmpty && confirmations.capacity > 64 { confirmations = [:] }
+    }
+
     /// The member answered a ping at its address: from now on it is probed, gossiped to, used for
     /// push/pull and fetches, and its announcement is relayed.
     mutating func confirm(_ id: NodeID, source: PeerAddress, now: Int64, into out: inout [CoreDirective]) {
-        confirmations[id] = nil
+        endConfirmation(id)
         guard var record = members[id], !record.confirmed else { return }
         record.confirmed = true
         record.lastSource = source
@@ -956,7 +1007,7 @@ public struct ClusterCore: Sendable {
         }
         // Only the incarnation the member itself signed last can be accused: an older one is
         // stale, a newer one is not known to be real.
-        guard let status = known[id], accusation.incarnation == status.incarnation, status.state != .dead,
+        guard let status = known(id), accusation.incarnation == status.incarnation, status.state != .dead,
             status.state != .left, confirmations[id] == nil
         else { return }
         if status.state == .suspect {
@@ -1009,7 +1060,7 @@ public struct ClusterCore: Sendable {
             }
             return
         }
-        guard let status = known[id], accusation.incarnation == status.incarnation, status.state != .dead,
+        guard let status = known(id), accusation.incarnation == status.incarnation, status.state != .dead,
             status.state != .left, var record = members[id], record.confirmed
         else { return }
         // A departure is signed by the member itself, a death by its accuser.
@@ -1022,7 +1073,7 @@ public struct ClusterCore: Sendable {
         record.since = now
         setRecord(record)
         suspicions[id] = nil
-        confirmations[id] = nil
+        endConfirmation(id)
         queue.enqueue(.dead(accusation))
         if record.confirmed { out.append(.memberChanged(record, previous: previous)) }
     }
@@ -1056,13 +1107,13 @@ public struct ClusterCore: Sendable {
                 }
                 return
             }
-            if known[announcement.id] == nil {
+            if known(announcement.id) == nil {
                 guard record.state == .suspect else { return }  // nothing to learn about a member we never saw
                 alive(announcement, source: nil, now: now, into: &out)
             }
             // Push/pull is not an independent observation: a remote failure is our own suspicion,
             // and only at the incarnation the member signed (the record carries that claim).
-            guard let status = known[announcement.id], status.incarnation == announcement.incarnation,
+            guard let status = known(announcement.id), status.incarnation == announcement.incarnation,
                 announcement.isAuthentic(verifier)
             else { return }
             suspect(

@@ -49,29 +49,122 @@ public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
 
 /// What a member says about itself: how to reach it and what it is called, signed with its node
 /// key (`MemberAnnouncement.signed(by:…)`, checked by `isAuthentic`).
+///
+/// Compact, because a core keeps one per member and a simulator keeps a thousand cores: the
+/// incarnation is inline, and everything else (ID, name, addresses, key, signature) sits in one
+/// immutable `Body` that every copy shares, so copying an announcement or a member record retains
+/// one object, and a simulator can share one body among every core that knows the member
+/// (`sharingBody(with:)`). The key and signature are held inline in the body: a key of another
+/// length than 32 bytes, or a signature of another length than 64, is held as absent (empty),
+/// which every receiver refuses as unsigned, as it refuses a wrong length.
 public struct MemberAnnouncement: Sendable, Equatable {
-    public var id: NodeID
-    public var name: String
     public var incarnation: UInt64
-    /// The member's ED25519 node key, 32 bytes; `id` is derived from it.
-    public var publicKey: [UInt8]
-    /// The node key's signature over the claim (`MemberClaims.aliveMessage`), 64 bytes.
-    public var signature: [UInt8]
-    /// The first address, held without an array: nearly every member announces one, and
-    /// announcements are decoded by the million in a large cluster.
-    public private(set) var firstAddress: PeerAddress?
+    private(set) var body: Body
+
+    final class Body: Sendable {
+        let id: NodeID
+        let name: String
+        let firstAddress: PeerAddress?
+        let moreAddresses: [PeerAddress]
+        let key: Key?
+        let signature: Signature?
+
+        init(
+            id: NodeID, name: String, firstAddress: PeerAddress?, moreAddresses: [PeerAddress], key: Key?,
+            signature: Signature?
+        ) {
+            self.id = id
+            self.name = name
+            self.firstAddress = firstAddress
+            self.moreAddresses = firstAddress == nil ? [] : moreAddresses
+            self.key = key
+            self.signature = signature
+        }
+
+        func with(
+            id: NodeID? = nil, name: String? = nil, addresses: [PeerAddress]? = nil, key: Key?? = nil,
+            signature: Signature?? = nil
+        ) -> Body {
+            Body(
+                id: id ?? self.id, name: name ?? self.name, firstAddress: addresses.map { $0.first } ?? firstAddress,
+                moreAddresses: addresses.map { Array($0.dropFirst()) } ?? moreAddresses, key: key ?? self.key,
+                signature: signature ?? self.signature)
+        }
+
+        func hasSameContent(as other: Body) -> Bool {
+            self === other
+                || (id == other.id && name == other.name && firstAddress == other.firstAddress
+                    && moreAddresses == other.moreAddresses
+                    && key == other.key && signature == other.signature)
+        }
+    }
+
+    /// An ED25519 public key's 32 bytes, inline.
+    struct Key: Sendable, Equatable {
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+        init?(_ bytes: some Collection<UInt8>) {
+            guard bytes.count == 32 else { return nil }
+            withUnsafeMutableBytes(of: &words) { $0.copyBytes(from: bytes) }
+        }
+
+        var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
+
+        static func == (lhs: Key, rhs: Key) -> Bool {
+            withUnsafeBytes(of: lhs.words) { left in withUnsafeBytes(of: rhs.words) { left.elementsEqual($0) } }
+        }
+    }
+
+    /// An ED25519 signature's 64 bytes, inline.
+    struct Signature: Sendable, Equatable {
+        var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+
+        init?(_ bytes: some Collection<UInt8>) {
+            guard bytes.count == 64 else { return nil }
+            withUnsafeMutableBytes(of: &words) { $0.copyBytes(from: bytes) }
+        }
+
+        var bytes: [UInt8] { withUnsafeBytes(of: words) { Array($0) } }
+
+        static func == (lhs: Signature, rhs: Signature) -> Bool {
+            withUnsafeBytes(of: lhs.words) { left in withUnsafeBytes(of: rhs.words) { left.elementsEqual($0) } }
+        }
+    }
+
+    public var id: NodeID {
+        get { body.id }
+        set { body = body.with(id: newValue) }
+    }
+
+    public var name: String {
+        get { body.name }
+        set { body = body.with(name: newValue) }
+    }
+
+    /// The first address: nearly every member announces one.
+    public var firstAddress: PeerAddress? { body.firstAddress }
     /// The addresses after the first.
-    private(set) var moreAddresses: [PeerAddress]
+    var moreAddresses: [PeerAddress] { body.moreAddresses }
 
     public var addresses: [PeerAddress] {
         get {
-            guard let firstAddress else { return [] }
-            return moreAddresses.isEmpty ? [firstAddress] : [firstAddress] + moreAddresses
+            guard let firstAddress = body.firstAddress else { return [] }
+            return body.moreAddresses.isEmpty ? [firstAddress] : [firstAddress] + body.moreAddresses
         }
-        set {
-            firstAddress = newValue.first
-            moreAddresses = Array(newValue.dropFirst())
-        }
+        set { body = body.with(addresses: newValue) }
+    }
+
+    /// The member's ED25519 node key, 32 bytes (empty when absent); `id` is derived from it.
+    public var publicKey: [UInt8] {
+        get { body.key?.bytes ?? [] }
+        set { body = body.with(key: .some(Key(newValue))) }
+    }
+
+    /// The node key's signature over the claim (`MemberClaims.aliveMessage`), 64 bytes (empty
+    /// when absent).
+    public var signature: [UInt8] {
+        get { body.signature?.bytes ?? [] }
+        set { body = body.with(signature: .some(Signature(newValue))) }
     }
 
     /// An announcement as given; unsigned unless `publicKey` and `signature` are (receivers refuse
@@ -80,26 +173,39 @@ public struct MemberAnnouncement: Sendable, Equatable {
         id: NodeID, name: String, incarnation: UInt64, addresses: [PeerAddress], publicKey: [UInt8] = [],
         signature: [UInt8] = []
     ) {
-        self.id = id
-        self.name = name
-        self.incarnation = incarnation
-        self.firstAddress = addresses.first
-        self.moreAddresses = Array(addresses.dropFirst())
-        self.publicKey = publicKey
-        self.signature = signature
+        self.init(
+            id: id, name: name, incarnation: incarnation, firstAddress: addresses.first,
+            moreAddresses: Array(addresses.dropFirst()), publicKey: publicKey, signature: signature)
     }
 
     init(
         id: NodeID, name: String, incarnation: UInt64, firstAddress: PeerAddress?, moreAddresses: [PeerAddress],
         publicKey: [UInt8], signature: [UInt8]
     ) {
-        self.id = id
-        self.name = name
         self.incarnation = incarnation
-        self.firstAddress = firstAddress
-        self.moreAddresses = firstAddress == nil ? [] : moreAddresses
-        self.publicKey = publicKey
-        self.signature = signature
+        self.body = Body(
+            id: id, name: name, firstAddress: firstAddress, moreAddresses: moreAddresses, key: Key(publicKey),
+            signature: Signature(signature))
+    }
+
+    init(incarnation: UInt64, body: Body) {
+        self.incarnation = incarnation
+        self.body = body
+    }
+
+    /// This announcement holding `other`'s body when both say the same (a simulator shares one
+    /// body among the cores that decoded the same announcement); itself otherwise.
+    public func sharingBody(with other: MemberAnnouncement) -> MemberAnnouncement {
+        guard incarnation == other.incarnation, body !== other.body,
+            body.hasSameContent(as: other.body)
+        else { return self }
+        var shared = self
+        shared.body = other.body
+        return shared
+    }
+
+    public static func == (lhs: MemberAnnouncement, rhs: MemberAnnouncement) -> Bool {
+        lhs.incarnation == rhs.incarnation && lhs.body.hasSameContent(as: rhs.body)
     }
 }
 
@@ -320,7 +426,7 @@ public enum WireCodec {
             size += addressLength(first)
             for address in member.moreAddresses.prefix(maxAddresses - 1) { size += addressLength(address) }
         }
-        return size + 1 + member.publicKey.prefix(255).count + 1 + member.signature.prefix(255).count
+        return size + 1 + (member.body.key == nil ? 0 : 32) + 1 + (member.body.signature == nil ? 0 : 64)
     }
 
     static func encodedSize(_ version: FileVersion) -> Int {
@@ -350,8 +456,8 @@ public enum WireCodec {
         case .alive(let member):
             out.u8(1)
             encodeClaim(member, into: &out)
-            out.shortBytes(member.publicKey)
-            out.shortBytes(member.signature)
+            out.inlineBytes(member.body.key?.words)
+            out.inlineBytes(member.body.signature?.words)
         case .suspect(let accusation):
             out.u8(2)
             encode(accusation, into: &out)
@@ -479,12 +585,13 @@ public enum WireCodec {
                 more.reserveCapacity(count - 1)
                 for _ in 1..<count { more.append(try reader.address()) }
             }
-            let publicKey = try reader.shortBytes(exactly: 32, field: "node key")
-            let signature = try reader.shortBytes(exactly: 64, field: "member signature")
+            let key = MemberAnnouncement.Key(try reader.shortSlice(exactly: 32, field: "node key"))
+            let signature = MemberAnnouncement.Signature(try reader.shortSlice(exactly: 64, field: "member signature"))
             return .alive(
                 MemberAnnouncement(
-                    id: id, name: name, incarnation: incarnation, firstAddress: first, moreAddresses: more,
-                    publicKey: publicKey, signature: signature))
+                    incarnation: incarnation,
+                    body: .init(
+                        id: id, name: name, firstAddress: first, moreAddresses: more, key: key, signature: signature)))
         case 2: return .suspect(try decodeAccusation(&reader))
         case 3: return .dead(try decodeAccusation(&reader))
         case 4:
@@ -585,6 +692,16 @@ public struct WireWriter: Sendable {
 
     /// At most 255 bytes, prefixed with their count (keys and signatures: fixed lengths that a
     /// reader checks, so a malformed one is refused rather than misread).
+    /// The bytes of a fixed-size value (a key or signature held inline), prefixed with their
+    /// count; nil writes the count 0.
+    mutating func inlineBytes<T>(_ value: T?) {
+        guard let value else { return u8(0) }
+        withUnsafeBytes(of: value) { bytes in
+            u8(UInt8(bytes.count))
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
     mutating func shortBytes(_ value: [UInt8]) {
         let bytes = value.prefix(255)
         u8(UInt8(bytes.count))
@@ -656,9 +773,16 @@ public struct WireReader: Sendable {
 
     /// A count-prefixed byte string that must be exactly `length` bytes long.
     mutating func shortBytes(exactly length: Int, field: String) throws(WireError) -> [UInt8] {
+        Array(try shortSlice(exactly: length, field: field))
+    }
+
+    /// Like `shortBytes(exactly:field:)`, without copying the bytes out of the datagram.
+    mutating func shortSlice(exactly length: Int, field: String) throws(WireError) -> ArraySlice<UInt8> {
         let count = Int(try u8())
         guard count == length else { throw .invalid("\(field) (\(count) bytes, expected \(length))") }
-        return try bytes(count)
+        guard count <= remaining else { throw .truncated }
+        defer { offset += count }
+        return data[offset..<offset + count]
     }
 
     mutating func address() throws(WireError) -> PeerAddress {
