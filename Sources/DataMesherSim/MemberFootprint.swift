@@ -5,7 +5,7 @@ import DataMesherCore
 #endif
 
 /// How many bytes one member costs a `ClusterCore`, as a simulator holding many cores pays it
-/// (each announcement held once, `SharedAnnouncements`) and as a daemon's one core pays it:
+/// (each announcement held once, by the cores' shared `SignatureCache`) and as a daemon's one core pays it:
 /// cores meet `members` nodes the way the daemon does (each announcement decoded from its own
 /// datagram, relayed by one member, then pinged and acked), gossip until the news
 /// is spread and dropped, and stay alive. The process's resident memory is read after a first
@@ -59,13 +59,14 @@ public enum MemberFootprint {
         _ datagrams: [[UInt8]], _ keys: [NodeID: Int], cores: Int, sharing: Bool
     ) -> (Int, [ClusterCore])? {
         var kept: [ClusterCore] = []
-        var announcements = SharedAnnouncements()
-        guard let first = settledCore(datagrams, keys, &announcements) else { return nil }
+        // The simulator's verifier holds one copy of each announcement for all its cores; a
+        // daemon's core verifies and keeps its own.
+        let shared = SignatureCache()
+        guard let first = settledCore(datagrams, keys, sharing ? shared : Ed25519Verifier()) else { return nil }
         kept.append(first)
         let before = residentBytes()
         for _ in 0..<cores {
-            if !sharing { announcements = SharedAnnouncements() }
-            guard let core = settledCore(datagrams, keys, &announcements) else { return nil }
+            guard let core = settledCore(datagrams, keys, sharing ? shared : Ed25519Verifier()) else { return nil }
             kept.append(core)
         }
         return (residentBytes() - before, kept)
@@ -73,7 +74,7 @@ public enum MemberFootprint {
 
     /// A core that met every member in `datagrams` and gossiped until its news was all sent.
     static func settledCore(
-        _ datagrams: [[UInt8]], _ keys: [NodeID: Int], _ announcements: inout SharedAnnouncements
+        _ datagrams: [[UInt8]], _ keys: [NodeID: Int], _ verifier: any SignatureVerifier
     ) -> ClusterCore? {
         let start: Int64 = 1_800_000_000_000_000_000
         var rng = SplitMix64(state: 7)
@@ -85,10 +86,10 @@ public enum MemberFootprint {
             key: Simulation.nodeKey(0), name: "node-0", addresses: [Simulation.nodeAddress(0)],
             incarnation: 1_800_000_000, settings: settings,
             policy: FilePolicy(allowedSigners: [:]), bootstrap: [], now: start)
+        core.verifier = verifier
         for datagram in datagrams {
             guard let packet = try? WireCodec.decode(datagram) else { return nil }
-            let shared = announcements.share(packet)
-            _ = core.handle(.packet(shared, from: Simulation.nodeAddress(1)), now: start, rng: &rng)
+            _ = core.handle(.packet(packet, from: Simulation.nodeAddress(1)), now: start, rng: &rng)
         }
         // Confirm them all: answer the ping each one is sent.
         answerPings(core.handle(.tick, now: start, rng: &rng), of: &core, keys, now: start, rng: &rng)
@@ -122,8 +123,14 @@ public enum MemberFootprint {
     }
 
     /// Resident bytes of this process (the second field of `/proc/self/statm`, in pages).
+    /// Free heap pages are handed back first (glibc's `malloc_trim`, looked up at run time), so
+    /// memory freed by earlier work and reused later does not hide what the cores keep.
     static func residentBytes() -> Int {
         #if os(Linux)
+            typealias Trim = @convention(c) (Int) -> Int32
+            if let trim = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") {
+                _ = unsafeBitCast(trim, to: Trim.self)(0)
+            }
             let descriptor = open("/proc/self/statm", O_RDONLY)
             guard descriptor >= 0 else { return 0 }
             defer { close(descriptor) }

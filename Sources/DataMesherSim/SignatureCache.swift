@@ -4,7 +4,8 @@ import Synchronization
 /// Remembers signature verdicts. Whether a version's signature verifies is a pure function of
 /// the version, and checking it is the most expensive thing the core does; a simulator running
 /// a thousand cores in one process gives them one cache (as their `ClusterCore.verifier`), so each
-/// version is verified once instead of once per core. It lives with the simulator: the daemon's
+/// version is verified once instead of once per core, and each member's announcement is held once
+/// for all the cores that accepted it (`authentic`). It lives with the simulator: the daemon's
 /// core is given the plain `Ed25519Verifier` and verifies every version it is offered.
 public final class SignatureCache: SignatureVerifier {
     /// Everything `FileVersion.hasValidSignature` reads.
@@ -15,6 +16,9 @@ public final class SignatureCache: SignatureVerifier {
     }
 
     let verdicts = Mutex<[Key: Bool]>([:])
+    /// The latest authentic announcement of each member: what every core that accepts an equal
+    /// one keeps instead (one copy for all of them, and no signature to check again).
+    let announcements = Mutex<[NodeID: MemberAnnouncement]>([:])
 
     public init() {}
 
@@ -32,6 +36,18 @@ public final class SignatureCache: SignatureVerifier {
         let valid = version.hasValidSignature
         verdicts.withLock { $0[key] = valid }
         return valid
+    }
+
+    /// `announcement` if authentic, as the copy already held when an equal one was checked before.
+    public func authentic(_ announcement: MemberAnnouncement) -> MemberAnnouncement? {
+        if let held = announcements.withLock({ $0[announcement.id] }), held == announcement { return held }
+        guard announcement.isAuthentic(self) else { return nil }
+        announcements.withLock { held in
+            if (held[announcement.id]?.incarnation ?? 0) <= announcement.incarnation {
+                held[announcement.id] = announcement
+            }
+        }
+        return announcement
     }
 
     /// Any ED25519 signature (members' claims), verified once per distinct (signature, message, key).

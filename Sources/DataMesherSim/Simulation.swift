@@ -28,7 +28,8 @@ public struct Simulation {
 
     /// What happens at a scheduled instant; nodes by index into `order`.
     enum Event {
-        case deliver(Packet, to: Int, from: Int)
+        /// A datagram in flight, as its bytes (smaller than the decoded packet).
+        case deliver([UInt8], to: Int, from: Int)
         case tick(Int)
         case stored(Int, FileVersion, inline: [UInt8]?)
         /// A push/pull frame for one side (0 the caller, 1 the callee) of an exchange.
@@ -129,9 +130,6 @@ public struct Simulation {
         var membershipVersion: UInt64
         var records: [MemberRecord]
     }
-
-    /// Announcements decoded by many cores, held once (only the cores' memory changes).
-    var announcements = SharedAnnouncements()
 
     public init(_ options: Options) {
         self.options = options
@@ -331,9 +329,7 @@ public struct Simulation {
             bytesSent += bytes.count
             packetsSent += 1
             guard let target = idAt[address], !rng.chance(options.loss) else { return }
-            // Through the real decoder, as on the wire.
-            guard let decoded = try? WireCodec.decode(bytes) else { return }
-            push(now + latency(), .deliver(announcements.share(decoded), to: target, from: index))
+            push(now + latency(), .deliver(bytes, to: target, from: index))
         case .store(let version, let inline, let address):
             // The shell's path: check every rule again (signature included) before storing.
             let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)
@@ -462,8 +458,11 @@ public struct Simulation {
             guard let event = queue.pop() else { break }
             now = max(now, time)
             switch event {
-            case .deliver(let packet, let target, let source):
-                guard reachable(source, target), ringAt[source] == ringAt[target] else { continue }
+            case .deliver(let bytes, let target, let source):
+                // Through the real decoder, as on the wire.
+                guard reachable(source, target), ringAt[source] == ringAt[target],
+                    let packet = try? WireCodec.decode(bytes)
+                else { continue }
                 guard options.identities else {
                     feed(target, .packet(packet, from: addresses[source]))
                     continue

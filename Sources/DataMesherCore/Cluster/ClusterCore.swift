@@ -926,7 +926,7 @@ public struct ClusterCore: Sendable {
             return
         }
         if var record = members[announcement.id] {
-            guard announcement.isAuthentic(verifier) else {
+            guard let announcement = verifier.authentic(announcement) else {
                 out.append(.droppedClaim(reason: "bad_signature"))
                 return
             }
@@ -959,7 +959,7 @@ public struct ClusterCore: Sendable {
             }
             newMembersBySource[source] = count + 1
         }
-        guard announcement.isAuthentic(verifier) else {
+        guard let announcement = verifier.authentic(announcement) else {
             out.append(.droppedClaim(reason: "bad_signature"))
             return
         }

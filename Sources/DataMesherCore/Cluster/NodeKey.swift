@@ -56,10 +56,18 @@ public protocol SignatureVerifier: Sendable {
     func isValidSignature(_ signature: [UInt8], of message: [UInt8], by publicKey: [UInt8]) -> Bool
     /// Whether a version's signature verifies (`FileVersion.hasValidSignature`).
     func isValid(_ version: FileVersion) -> Bool
+    /// `announcement` if it is authentic (`MemberAnnouncement.isAuthentic`), else nil. A verifier
+    /// may hand back an equal announcement it checked before, so that the cores of a simulator
+    /// keep one copy of each.
+    func authentic(_ announcement: MemberAnnouncement) -> MemberAnnouncement?
 }
 
 extension SignatureVerifier {
     public func isValid(_ version: FileVersion) -> Bool { version.hasValidSignature }
+
+    public func authentic(_ announcement: MemberAnnouncement) -> MemberAnnouncement? {
+        announcement.isAuthentic(self) ? announcement : nil
+    }
 }
 
 /// Plain ED25519 verification.

@@ -54,7 +54,7 @@ public struct NodeID: Sendable, Hashable, Comparable, CustomStringConvertible {
 /// incarnation is inline, and everything else (ID, name, addresses, key, signature) sits in one
 /// immutable `Body` that every copy shares, so copying an announcement or a member record retains
 /// one object, and a simulator can share one body among every core that knows the member
-/// (`sharingBody(with:)`). The key and signature are held inline in the body: a key of another
+/// (`SignatureVerifier.authentic`). The key and signature are held inline in the body: a key of another
 /// length than 32 bytes, or a signature of another length than 64, is held as absent (empty),
 /// which every receiver refuses as unsigned, as it refuses a wrong length.
 public struct MemberAnnouncement: Sendable, Equatable {
@@ -191,17 +191,6 @@ public struct MemberAnnouncement: Sendable, Equatable {
     init(incarnation: UInt64, body: Body) {
         self.incarnation = incarnation
         self.body = body
-    }
-
-    /// This announcement holding `other`'s body when both say the same (a simulator shares one
-    /// body among the cores that decoded the same announcement); itself otherwise.
-    public func sharingBody(with other: MemberAnnouncement) -> MemberAnnouncement {
-        guard incarnation == other.incarnation, body !== other.body,
-            body.hasSameContent(as: other.body)
-        else { return self }
-        var shared = self
-        shared.body = other.body
-        return shared
     }
 
     public static func == (lhs: MemberAnnouncement, rhs: MemberAnnouncement) -> Bool {
