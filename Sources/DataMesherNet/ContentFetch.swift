@@ -2,42 +2,28 @@ import DataMesherCore
 import DataMesherStore
 import Logging
 
-/// A name to fetch, with the version gossip announced for it (nil when a push/pull found it).
-struct FetchRequest: Sendable {
-    let name: FileName
-    let expected: FileVersion?
-}
-
 /// Why a fetch stream was ended by this side before every request was answered.
 struct FetchStopped: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Content transfer over cluster streams (docs/PROTOCOL.md, "Fetch"): a stream carries up to
-/// `maxFetchesPerStream` fetch requests, sent at once and answered in order, so that a node
-/// missing thousands of versions pays one handshake per few hundred of them, not one per file.
+/// Content transfer over cluster streams (docs/PROTOCOL.md, "Fetch"). What to fetch, from whom
+/// and on which stream is the core's `Fetcher`; this runs its streams: it serves requests, and
+/// for each `.open` step dials the peer, sends every request at once, and checks, streams to
+/// disk and submits each answer in order, reporting each outcome and the stream's end.
 extension NetworkShell {
-    /// Fetch requests on one stream, at most; a responder closes the stream after answering them.
-    static let maxFetchesPerStream = 256
-    /// The encoded requests of one stream, at most: they are written before any answer is read,
-    /// so they must fit the sockets' buffers whatever the answers do meanwhile.
-    static let maxRequestBytesPerStream = 32 * 1024
-    /// Streams fetching from one peer at once after a push/pull.
-    static let fetchStreamsPerPeer = 4
     /// A version refused after its reply arrived has its content read and dropped up to this
     /// size; a larger one ends the stream instead (its other requests are retried later).
     static let maxSkippedContent: UInt64 = 1 << 20
-    static let firstDiskBackoff: Int64 = 5_000_000_000
-    static let maxDiskBackoff: Int64 = 600_000_000_000
 
     // MARK: Serving
 
     /// Answers `first` and the fetch requests that follow it on the stream, in order.
     nonisolated func answerFetches(first: FileName, session: inout StreamSession) async throws {
         var name = first
-        for answered in 1...Self.maxFetchesPerStream {
+        for answered in 1...Fetcher.maxRequestsPerStream {
             try await answerFetch(name, writer: session.writer)
-            guard answered < Self.maxFetchesPerStream, let next = try await session.reader.frame() else { return }
+            guard answered < Fetcher.maxRequestsPerStream, let next = try await session.reader.frame() else { return }
             guard case .fetch(let nextName) = next else { throw WireError.invalid("fetch stream") }
             name = nextName
         }
@@ -65,74 +51,40 @@ extension NetworkShell {
 
     // MARK: Fetching
 
-    /// Fetches what a push/pull found newer at `address`: configured names not already being
-    /// fetched nor waiting for disk space, on up to `fetchStreamsPerPeer` streams at once.
+    /// Fetches what a push/pull found newer at `address`.
     func fetchAll(_ summaries: [VersionSummary], from address: PeerAddress) {
-        let now = WallClock.now()
-        let requests = summaries.filter {
-            node.policy.allowedSigners[$0.name] != nil && !fetching.contains($0.name)
-                && !isBackingOff($0.name, timestamp: $0.timestamp, now: now)
-        }.map { FetchRequest(name: $0.name, expected: nil) }
-        guard !requests.isEmpty else { return }
-        fetching.formUnion(requests.map(\.name))
-        let streams = Self.streams(for: requests)
-        spawn {
-            await withTaskGroup(of: Void.self) { group in
-                for (index, batch) in streams.enumerated() {
-                    if index >= Self.fetchStreamsPerPeer { await group.next() }
-                    group.addTask {
-                        await self.fetch(batch, from: address)
-                        await self.doneFetching(batch)
-                    }
-                }
+        carryOut(fetcher.wanted(summaries, from: address, policy: node.policy, now: WallClock.now()))
+    }
+
+    /// Carries out the fetcher's steps.
+    func carryOut(_ steps: [Fetcher.Step]) {
+        for step in steps {
+            switch step {
+            case .open(let id, let address, let requests):
+                counters.fetches += requests.count
+                node.metrics.fetches.increment(by: requests.count)
+                spawn { await self.fetch(requests, on: id, from: address) }
+            case .commit(let version, let content, let source):
+                spawn { await self.commit(version, content: content, peer: source.map { "\($0)" } ?? "gossip") }
+            case .failed(let version):
+                handle(.storeFailed(version))
+            case .backingOff(let version, let delay):
+                logger.warning(
+                    "disk full: not fetching \(version.name) again for \(delay / 1_000_000_000) s",
+                    metadata: ["dm.file": "\(version.name)", "dm.reason": "disk_full"])
             }
         }
     }
 
-    /// Splits requests into the streams that carry them.
-    static func streams(for requests: [FetchRequest]) -> [[FetchRequest]] {
-        var streams: [[FetchRequest]] = []
-        var current: [FetchRequest] = []
-        var bytes = 0
-        for request in requests {
-            let size = SyncCodec.headerLength + 2 + request.name.value.utf8.count
-            if !current.isEmpty && (current.count == maxFetchesPerStream || bytes + size > maxRequestBytesPerStream) {
-                streams.append(current)
-                current = []
-                bytes = 0
-            }
-            current.append(request)
-            bytes += size
-        }
-        if !current.isEmpty { streams.append(current) }
-        return streams
+    func report(_ id: Int, _ outcome: Fetcher.Outcome) {
+        carryOut(fetcher.answered(id, outcome, now: WallClock.now()))
     }
 
-    func doneFetching(_ requests: [FetchRequest]) {
-        for request in requests { fetching.remove(request.name) }
-    }
+    func ended(_ id: Int) { carryOut(fetcher.ended(id)) }
 
-    /// Stores a version announced by gossip: inline content directly, or fetched over TCP.
-    nonisolated func store(_ version: FileVersion, inline: [UInt8]?, from source: PeerAddress?) async {
-        if await isBackingOff(version.name, timestamp: version.timestamp, now: WallClock.now()) {
-            await handle(.storeFailed(version))
-            return
-        }
-        if version.isTombstone || inline != nil {
-            await commit(version, content: inline ?? [], peer: source.map { "\($0)" } ?? "gossip")
-        } else if let source {
-            await fetch([FetchRequest(name: version.name, expected: version)], from: source)
-        } else {
-            await handle(.storeFailed(version))
-        }
-    }
-
-    /// Fetches `requests` on one stream to `address`: every request is sent at once, and the
-    /// answers are read and stored in order. Gossip's versions that were not stored are
-    /// reported to the core as failed, so that another offer is taken up.
-    nonisolated func fetch(_ requests: [FetchRequest], from address: PeerAddress) async {
-        await countFetches(requests.count)
-        var answered = 0
+    /// Runs stream `id` to `address`: every request is sent at once, and the answers are read,
+    /// stored and reported in order.
+    nonisolated func fetch(_ requests: [Fetcher.Request], on id: Int, from address: PeerAddress) async {
         do {
             let outcome: (answered: Int, error: (any Error)?) = try await dial(address, timeout: 600) { session in
                 var frames: [UInt8] = []
@@ -144,7 +96,7 @@ extension NetworkShell {
                         guard case .fetchReply(let offered)? = try await session.reader.frame() else {
                             throw WireError.invalid("fetch reply")
                         }
-                        try await self.receive(offered, for: request, reader: &session.reader, from: address)
+                        try await self.receive(offered, for: request, on: id, reader: &session.reader, from: address)
                         answered += 1
                     }
                 } catch {
@@ -152,46 +104,43 @@ extension NetworkShell {
                 }
                 return (answered, nil)
             }
-            answered = outcome.answered
             if let error = outcome.error {
-                logger.info("fetch from \(address) stopped after \(answered) of \(requests.count) answers: \(error)")
+                logger.info(
+                    "fetch from \(address) stopped after \(outcome.answered) of \(requests.count) answers: \(error)")
             }
         } catch {
             logger.info("fetch of \(requests.count) name(s) from \(address) failed: \(error)")
         }
-        for request in requests.dropFirst(answered) {
-            await notStored(request)
-        }
+        await ended(id)
     }
 
-    /// Takes the answer to one fetch request: a version is checked (signature and rules, and
-    /// room on disk) before its content is read, then streamed to a temporary file and submitted.
+    /// Takes the answer to one fetch request and reports its outcome: a version is checked
+    /// (signature and rules, and room on disk) before its content is read, then streamed to a
+    /// temporary file and submitted. Throws (ending the stream) when the stream cannot go on.
     nonisolated func receive(
-        _ offered: FileVersion?, for request: FetchRequest, reader: inout FrameReader, from address: PeerAddress
+        _ offered: FileVersion?, for request: Fetcher.Request, on id: Int, reader: inout FrameReader,
+        from address: PeerAddress
     ) async throws {
         let name = request.name
         guard let version = offered, version.name == name else {
             if offered != nil { throw WireError.invalid("fetch reply for another name") }
-            await notStored(request)
+            await report(id, .notStored)
             return
         }
         if version.isTombstone {
-            await commit(version, content: [], peer: "\(address)")
+            let stored = await commit(version, content: [], peer: "\(address)")
+            await report(id, stored ? .stored(version) : .notStored)
             return
         }
-        // Refused (and logged) before any content is stored.
-        var refused =
+        // Refused (and logged) before any content is stored; no room: wait before trying this
+        // version again (not at every push/pull).
+        let refused =
             node.precheck(
                 name: name, signer: version.signer, contentLength: version.contentLength,
                 timestamp: version.timestamp, validFor: version.validFor, signature: version.signature,
                 origin: "\(address)") != nil
-        // No room: say so, and wait before trying this version again (not at every push/pull).
-        if !refused, node.spaceProblem(forUpload: version.contentLength) != nil {
-            await backOff(version)
-            refused = true
-        }
-        if refused {
-            await notStored(request)
+        if refused || node.spaceProblem(forUpload: version.contentLength) != nil {
+            await report(id, refused ? .notStored : .noSpace(version))
             guard version.contentLength <= Self.maxSkippedContent else {
                 throw FetchStopped(description: "refused \(name) with \(version.contentLength) bytes to follow")
             }
@@ -208,24 +157,16 @@ extension NetworkShell {
             _ = try await Blocking.run { try upload.finish() }
         } catch let error as DiskError where error.isDiskFull {
             node.noteDiskFull(error, path: node.store.stateDir, origin: "\(address)")
-            await backOff(version)
-            await notStored(request)
+            await report(id, .noSpace(version))
             throw error
         }
-        await submit(version, upload: upload, peer: "\(address)")
+        let stored = await submit(version, upload: upload, peer: "\(address)")
+        await report(id, stored ? .stored(version) : .notStored)
     }
 
-    /// Tells the core that a version gossip announced was not stored, so another offer is taken up.
-    func notStored(_ request: FetchRequest) {
-        if let expected = request.expected { handle(.storeFailed(expected)) }
-    }
-
-    func countFetches(_ count: Int) {
-        counters.fetches += count
-        node.metrics.fetches.increment(by: count)
-    }
-
-    nonisolated func commit(_ version: FileVersion, content: [UInt8], peer: String) async {
+    /// Stores a version whose content is at hand; true when it was stored.
+    @discardableResult
+    nonisolated func commit(_ version: FileVersion, content: [UInt8], peer: String) async -> Bool {
         do {
             let store = node.store
             let upload = try await Blocking.run { () throws -> Upload? in
@@ -236,45 +177,30 @@ extension NetworkShell {
                 return upload
             }
             defer { upload?.discard() }
-            await submit(version, upload: upload, peer: peer)
+            return await submit(version, upload: upload, peer: peer)
         } catch {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))
+            return false
         }
     }
 
-    /// The same acceptance path as a local upload: every signature is checked here again.
-    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: String) async {
+    /// The same acceptance path as a local upload: every signature is checked here again. Tells
+    /// the core the outcome; true when the version was stored.
+    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: String) async -> Bool {
         do {
             switch try await node.submit(version, content: upload, origin: peer) {
             case .stored:
-                await storedAfterBackoff(version.name)
                 await handle(.stored(version, inline: inlineContent(version)))
+                return true
             case .refused:
                 await handle(.storeFailed(version))
+                return false
             }
         } catch {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))
+            return false
         }
     }
-
-    // MARK: Full disk
-
-    func isBackingOff(_ name: FileName, timestamp: Int64, now: Int64) -> Bool {
-        guard let backoff = diskBackoff[name], backoff.timestamp == timestamp else { return false }
-        return now < backoff.until
-    }
-
-    func backOff(_ version: FileVersion) {
-        let now = WallClock.now()
-        let previous = diskBackoff[version.name].flatMap { $0.timestamp == version.timestamp ? $0.delay : nil }
-        let delay = min(previous.map { $0.multipliedSaturated(2) } ?? Self.firstDiskBackoff, Self.maxDiskBackoff)
-        diskBackoff[version.name] = (version.timestamp, now.addingSaturated(delay), delay)
-        logger.warning(
-            "disk full: not fetching \(version.name) again for \(delay / 1_000_000_000) s",
-            metadata: ["dm.file": "\(version.name)", "dm.reason": "disk_full"])
-    }
-
-    func storedAfterBackoff(_ name: FileName) { diskBackoff[name] = nil }
 }

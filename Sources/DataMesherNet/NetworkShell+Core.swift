@@ -22,7 +22,7 @@ extension NetworkShell {
         case .send(let packet, let address, let receiver):
             send(WireCodec.encode(packet), to: address, node: receiver)
         case .store(let version, let inline, let source):
-            spawn { await self.store(version, inline: inline, from: source) }
+            carryOut(fetcher.offered(version, inline: inline, from: source, now: WallClock.now()))
         case .sync(let address, let join):
             spawn { await self.sync(with: address, join: join) }
         case .memberChanged(let record, let previous):

@@ -73,13 +73,9 @@ public actor NetworkShell {
     /// From accept to a completed handshake, at most (memberlist's TCPTimeout).
     static let handshakeTimeout: Int64 = 10
 
-    // Fetching (ContentFetch.swift).
-    /// Names being fetched after a push/pull, so that the next one does not fetch them again.
-    var fetching: Set<FileName> = []
-    /// A version this node could not store for want of space is not fetched again before
-    /// `until`; the wait doubles with each failure (5 s up to 10 min), per version, and ends when
-    /// the version is stored.
-    var diskBackoff: [FileName: (timestamp: Int64, until: Int64, delay: Int64)] = [:]
+    /// What to fetch from whom, on which stream (the core's `Fetcher`; ContentFetch.swift runs
+    /// its streams).
+    var fetcher = Fetcher()
 
     public init(
         node: Replica, bindAddresses: [String], settings: CoreSettings, security: ClusterSecurity,

@@ -37,6 +37,9 @@ public struct Simulation {
         case action(Int)
         /// Node `peer` proved its ID to node `prover`'s dial at `address` (identities).
         case proved(Int, peer: Int, at: PeerAddress)
+        /// The answer to request `request` of node `node`'s fetch stream `stream` (to `peer`, nil
+        /// when it could not be dialed) arrives; `epoch` tells streams of a restarted node apart.
+        case fetchReply(node: Int, epoch: Int, stream: Int, peer: Int?, request: Int, [Fetcher.Request])
     }
 
     /// A push/pull under way: the two nodes and the core's `PushPull` of each side.
@@ -86,6 +89,9 @@ public struct Simulation {
     var ringAt: [Int]
     /// Each node's `Admission` (with `Options.identities`); the shell's state, lost on restart.
     var admissions: [Admission] = []
+    /// Each node's fetcher (the core's), and how often the node was booted.
+    var fetchers: [Fetcher] = []
+    var epochs: [Int] = []
     /// Versions each node was told to store (`.store`) and has not been told the outcome of,
     /// with when: every fetch must end, stored or failed, within a bound.
     var fetchesUnderWay: [FetchKey: Int64] = [:]
@@ -97,7 +103,7 @@ public struct Simulation {
         var name: FileName
         var timestamp: Int64
     }
-    public private(set) var bytesSent = 0
+    public internal(set) var bytesSent = 0
     public private(set) var packetsSent = 0
     /// Nodes whose `[files]` differ from `options.policy`.
     var policies: [NodeID: FilePolicy] = [:]
@@ -201,8 +207,12 @@ public struct Simulation {
         if index < cores.count { cores[index] = core } else { cores.append(core) }
         if index < admissions.count {
             admissions[index] = Admission(me: id)
+            fetchers[index] = Fetcher()
+            epochs[index] += 1
         } else {
             admissions.append(Admission(me: id))
+            fetchers.append(Fetcher())
+            epochs.append(0)
         }
         memberLists[index] = nil
         scheduledTick[index] = nil
@@ -331,27 +341,9 @@ public struct Simulation {
             guard let target = idAt[address], !rng.chance(options.loss) else { return }
             push(now + latency(), .deliver(bytes, to: target, from: index))
         case .store(let version, let inline, let address):
-            // The shell's path: check every rule again (signature included) before storing.
             let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)
             if fetchesUnderWay[key] == nil { fetchesUnderWay[key] = now }
-            let local = localNow(index)
-            let signatures = signatures
-            let refusal = inspect(index) {
-                $0.policy.evaluate(version, current: $0.files[version.name], now: local, verifier: signatures)
-            }
-            if refusal != nil || diskFullAt[index] {
-                feed(index, .storeFailed(version))
-                return
-            }
-            let source = address.flatMap { idAt[$0] }
-            if inline == nil && !version.isTombstone
-                && ((source.map { !handshake(index, $0) } ?? true) || rng.chance(options.streamCut))
-            {
-                feed(index, .storeFailed(version))  // the TCP fetch fails (or is cut)
-                return
-            }
-            let delay = inline == nil ? 2 * latency() : 0
-            push(now + delay, .stored(index, version, inline: inline))
+            carryOut(fetchers[index].offered(version, inline: inline, from: address, now: localNow(index)), by: index)
         case .sync(let address, let join):
             guard let peer = idAt[address], handshake(index, peer) else { return }
             // The handshake proved the peer's ID at the address dialed.
@@ -399,10 +391,9 @@ public struct Simulation {
                 push(now + latency() + stall, .frame(exchange: id, side: 1 - side, message))
             case .merge(let records):
                 merge(records, into: node)
-            case .fetch(let wanted, _):
-                for summary in wanted {
-                    if let version = inspect(peer, { $0.files[summary.name] }) { fetch(version, into: node) }
-                }
+            case .fetch(let wanted, let address):
+                let policy = cores[node].policy
+                carryOut(fetchers[node].wanted(wanted, from: address, policy: policy, now: localNow(node)), by: node)
             case .finish:
                 if exchanges[id]?.sides[1 - side].isDone ?? true { exchanges[id] = nil }
                 return
@@ -427,21 +418,6 @@ public struct Simulation {
         }
         exchanges[id] = exchange
         carryOut(steps, exchange: id, side: side)
-    }
-
-    /// Content fetched over TCP after a push/pull: stored after two latencies, unless refused or cut.
-    mutating func fetch(_ version: FileVersion, into index: Int) {
-        let local = localNow(index)
-        let signatures = signatures
-        let refusal = inspect(index) { core -> Refusal? in
-            guard core.policy.allowedSigners[version.name] != nil else { return .nameNotConfigured(version.name) }
-            return core.policy.evaluate(version, current: core.files[version.name], now: local, verifier: signatures)
-        }
-        guard refusal == nil, !rng.chance(options.streamCut) else { return }
-        let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)
-        if fetchesUnderWay[key] == nil { fetchesUnderWay[key] = now }
-        bytesSent += Int(version.contentLength) + 200
-        push(now + 2 * latency(), .stored(index, version, inline: nil))
     }
 
     mutating func latency() -> Int64 {
@@ -479,16 +455,10 @@ public struct Simulation {
                 feed(index, .tick)
             case .stored(let index, let version, let inline):
                 guard !isDown[index] else { continue }
-                if diskFullAt[index] {
-                    feed(index, .storeFailed(version))  // the disk filled while it was fetched
-                    continue
-                }
-                if let held = inspect(index, { $0.files[version.name] }), !VersionOrder.isNewer(version, than: held) {
-                    feed(index, .storeFailed(version))
-                    continue
-                }
-                onStored?(order[index], version, now)
-                feed(index, .stored(version, inline: inline))
+                store(version, inline: inline, on: index)
+            case .fetchReply(let node, let epoch, let stream, let peer, let request, let requests):
+                guard !isDown[node], epochs[node] == epoch else { continue }
+                answer(request, of: requests, on: stream, from: peer, to: node)
             case .frame(let exchange, let side, let message):
                 receive(message, exchange: exchange, side: side)
             case .action(let number):

@@ -1,0 +1,210 @@
+/// Which contents to fetch, from whom, on which stream, and what to tell the core when a fetch
+/// ends without storing (docs/PROTOCOL.md, "Fetch"). Pure: the network shell opens the streams it
+/// asks for and reports each answer, the simulator plays the same streams over its network.
+///
+/// Versions come from two places: gossip (the core's `.store` directive: one version, offered by
+/// one member) and push/pull (`PushPull.Step.fetch`: every configured name the peer holds newer).
+/// A stream carries up to `maxRequestsPerStream` requests, answered in order, so a node missing
+/// thousands of versions pays one handshake per few hundred; at most `streamsPerPeer` streams to
+/// one peer are open at once, the rest wait their turn. A version that did not fit on disk is
+/// not fetched again before its back-off ends (5 s, doubling up to 10 min, per version).
+public struct Fetcher: Sendable {
+    /// Requests on one stream, at most; a responder closes the stream after answering them.
+    public static let maxRequestsPerStream = 256
+    /// The encoded requests of one stream, at most: they are written before any answer is read,
+    /// so they must fit the sockets' buffers whatever the answers do meanwhile.
+    public static let maxRequestBytesPerStream = 32 * 1024
+    /// Streams open to one peer at once.
+    public static let streamsPerPeer = 4
+    static let firstBackoff: Int64 = 5_000_000_000
+    static let maxBackoff: Int64 = 600_000_000_000
+
+    /// A name to fetch, with the version gossip offered for it (nil when a push/pull found it).
+    public struct Request: Sendable, Equatable {
+        public let name: FileName
+        public let expected: FileVersion?
+
+        public init(name: FileName, expected: FileVersion?) {
+            self.name = name
+            self.expected = expected
+        }
+    }
+
+    /// How one request ended.
+    public enum Outcome: Sendable, Equatable {
+        /// This version was stored (the shell told the core).
+        case stored(FileVersion)
+        /// Nothing was stored: no version offered, or the one offered was refused.
+        case notStored
+        /// The offered version did not fit on disk: it waits before it is fetched again.
+        case noSpace(FileVersion)
+    }
+
+    public enum Step: Sendable, Equatable {
+        /// Open stream `id` to `address`, send every request at once, and report each answer in
+        /// order (`answered`), then its end (`ended`).
+        case open(id: Int, to: PeerAddress, requests: [Request])
+        /// Store this version with this content (inline or a tombstone's none) without a stream.
+        case commit(FileVersion, content: [UInt8], from: PeerAddress?)
+        /// A version gossip offered was not stored: tell the core, so another offer is taken up.
+        case failed(FileVersion)
+        /// No room for `version`: not fetched again for `delay` (ns).
+        case backingOff(FileVersion, delay: Int64)
+    }
+
+    struct Stream: Sendable {
+        var address: PeerAddress
+        var requests: [Request]
+        var answered = 0
+    }
+
+    struct Backoff: Sendable {
+        var timestamp: Int64
+        var until: Int64
+        var delay: Int64
+    }
+
+    var streams: [Int: Stream] = [:]
+    /// Streams waiting for one of the peer's open streams to end, in order.
+    var waiting: [PeerAddress: [[Request]]] = [:]
+    var openCount: [PeerAddress: Int] = [:]
+    var nextID = 0
+    /// Names with a request under way (counted: gossip and push/pull may both fetch one), so a
+    /// push/pull does not ask for them again.
+    var fetching: [FileName: Int] = [:]
+    var backoffs: [FileName: Backoff] = [:]
+
+    public init() {}
+
+    /// Names being fetched.
+    public var fetchingNames: Set<FileName> { Set(fetching.keys) }
+    /// Streams open now.
+    public var openStreams: Int { streams.count }
+
+    // MARK: Inputs
+
+    /// Gossip offered `version` (the core's `.store` directive), from `source` if it is fetched.
+    public mutating func offered(
+        _ version: FileVersion, inline: [UInt8]?, from source: PeerAddress?, now: Int64
+    ) -> [Step] {
+        if isBackingOff(version.name, timestamp: version.timestamp, now: now) { return [.failed(version)] }
+        if version.isTombstone || inline != nil { return [.commit(version, content: inline ?? [], from: source)] }
+        guard let source else { return [.failed(version)] }
+        return enqueue([[Request(name: version.name, expected: version)]], to: source)
+    }
+
+    /// A push/pull found these newer at `address`: fetch the names `policy` is configured for
+    /// that are not already under way nor backing off.
+    public mutating func wanted(
+        _ summaries: [VersionSummary], from address: PeerAddress, policy: FilePolicy, now: Int64
+    ) -> [Step] {
+        var requests: [Request] = []
+        var seen: Set<FileName> = []
+        for summary in summaries
+        where policy.allowedSigners[summary.name] != nil && fetching[summary.name] == nil
+            && !isBackingOff(summary.name, timestamp: summary.timestamp, now: now) && seen.insert(summary.name).inserted
+        {
+            requests.append(Request(name: summary.name, expected: nil))
+        }
+        guard !requests.isEmpty else { return [] }
+        return enqueue(Self.batches(requests), to: address)
+    }
+
+    /// The next unanswered request of stream `id` ended.
+    public mutating func answered(_ id: Int, _ outcome: Outcome, now: Int64) -> [Step] {
+        guard var stream = streams[id], stream.answered < stream.requests.count else { return [] }
+        let request = stream.requests[stream.answered]
+        stream.answered += 1
+        streams[id] = stream
+        release(request.name)
+        switch outcome {
+        case .stored(let version):
+            backoffs[version.name] = nil
+            return []
+        case .notStored:
+            return request.expected.map { [.failed($0)] } ?? []
+        case .noSpace(let version):
+            let delay = backOff(version, now: now)
+            return [.backingOff(version, delay: delay)] + (request.expected.map { [.failed($0)] } ?? [])
+        }
+    }
+
+    /// Stream `id` ended (closed, cut, refused, timed out): its unanswered requests were not
+    /// stored, and the peer's next waiting stream opens.
+    public mutating func ended(_ id: Int) -> [Step] {
+        guard let stream = streams.removeValue(forKey: id) else { return [] }
+        var steps: [Step] = []
+        for request in stream.requests.dropFirst(stream.answered) {
+            release(request.name)
+            if let expected = request.expected { steps.append(.failed(expected)) }
+        }
+        let address = stream.address
+        let stillOpen = (openCount[address] ?? 1) - 1
+        openCount[address] = stillOpen > 0 ? stillOpen : nil
+        if var queued = waiting[address], !queued.isEmpty {
+            let next = queued.removeFirst()
+            waiting[address] = queued.isEmpty ? nil : queued
+            steps.append(open(next, to: address))
+        }
+        return steps
+    }
+
+    // MARK: Inside
+
+    mutating func enqueue(_ batches: [[Request]], to address: PeerAddress) -> [Step] {
+        var steps: [Step] = []
+        for batch in batches {
+            for request in batch { fetching[request.name, default: 0] += 1 }
+            if (openCount[address] ?? 0) < Self.streamsPerPeer {
+                steps.append(open(batch, to: address))
+            } else {
+                waiting[address, default: []].append(batch)
+            }
+        }
+        return steps
+    }
+
+    mutating func open(_ requests: [Request], to address: PeerAddress) -> Step {
+        let id = nextID
+        nextID &+= 1
+        streams[id] = Stream(address: address, requests: requests)
+        openCount[address, default: 0] += 1
+        return .open(id: id, to: address, requests: requests)
+    }
+
+    mutating func release(_ name: FileName) {
+        let left = (fetching[name] ?? 1) - 1
+        fetching[name] = left > 0 ? left : nil
+    }
+
+    func isBackingOff(_ name: FileName, timestamp: Int64, now: Int64) -> Bool {
+        guard let backoff = backoffs[name], backoff.timestamp == timestamp else { return false }
+        return now < backoff.until
+    }
+
+    mutating func backOff(_ version: FileVersion, now: Int64) -> Int64 {
+        let previous = backoffs[version.name].flatMap { $0.timestamp == version.timestamp ? $0.delay : nil }
+        let delay = min(previous.map { $0.multipliedSaturated(2) } ?? Self.firstBackoff, Self.maxBackoff)
+        backoffs[version.name] = Backoff(timestamp: version.timestamp, until: now.addingSaturated(delay), delay: delay)
+        return delay
+    }
+
+    /// Splits requests into the streams that carry them.
+    static func batches(_ requests: [Request]) -> [[Request]] {
+        var batches: [[Request]] = []
+        var current: [Request] = []
+        var bytes = 0
+        for request in requests {
+            let size = SyncCodec.headerLength + 2 + request.name.value.utf8.count
+            if !current.isEmpty && (current.count == maxRequestsPerStream || bytes + size > maxRequestBytesPerStream) {
+                batches.append(current)
+                current = []
+                bytes = 0
+            }
+            current.append(request)
+            bytes += size
+        }
+        if !current.isEmpty { batches.append(current) }
+        return batches
+    }
+}

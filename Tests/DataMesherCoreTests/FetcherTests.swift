@@ -1,0 +1,130 @@
+import Testing
+
+@testable import DataMesherCore
+
+/// The fetcher driven one input at a time, its steps checked frame by frame: what opens which
+/// stream, what waits, what a stream's end fails, and what a full disk holds back.
+@Suite struct FetcherTests {
+    let signer = Signer()
+    static let peer = PeerAddress(host: "10.0.0.2", port: 7946)
+    static let other = PeerAddress(host: "10.0.0.3", port: 7946)
+    static let now: Int64 = 1_800_000_000_000_000_000
+
+    func version(_ name: String, at timestamp: Int64 = now) throws -> FileVersion {
+        try signer.version(name, at: timestamp, content: "content of \(name)")
+    }
+
+    var policy: FilePolicy {
+        get throws {
+            var signers: [FileName: Set<SignerKey>] = [:]
+            for index in 0..<600 { signers[try FileName("f\(index)"), default: []].insert(signer.public_) }
+            return FilePolicy(allowedSigners: signers)
+        }
+    }
+
+    static func opened(_ steps: [Fetcher.Step]) -> [(id: Int, to: PeerAddress, names: [String])] {
+        steps.compactMap {
+            guard case .open(let id, let address, let requests) = $0 else { return nil }
+            return (id, address, requests.map(\.name.value))
+        }
+    }
+
+    @Test func gossipOpensAStreamAndItsEndFailsWhatWasNotAnswered() throws {
+        var fetcher = Fetcher()
+        let version = try version("f1")
+        let steps = fetcher.offered(version, inline: nil, from: Self.peer, now: Self.now)
+        let opened = Self.opened(steps)
+        #expect(opened.count == 1 && opened.first?.to == Self.peer && opened.first?.names == ["f1"])
+        #expect(fetcher.fetchingNames == [try FileName("f1")])
+        let id = try #require(opened.first?.id)
+        // The stream is cut before its answer: the core hears that the version was not stored.
+        #expect(fetcher.ended(id) == [.failed(version)])
+        #expect(fetcher.fetchingNames.isEmpty && fetcher.openStreams == 0)
+        #expect(fetcher.ended(id).isEmpty)
+    }
+
+    @Test func inlineContentAndTombstonesAreCommittedWithoutAStream() throws {
+        var fetcher = Fetcher()
+        let version = try version("f1")
+        #expect(
+            fetcher.offered(version, inline: [1, 2], from: nil, now: Self.now) == [
+                .commit(version, content: [1, 2], from: nil)
+            ])
+        // Without a source to fetch from, the offer fails at once.
+        #expect(fetcher.offered(version, inline: nil, from: nil, now: Self.now) == [.failed(version)])
+        #expect(fetcher.openStreams == 0)
+    }
+
+    @Test func answersAreTakenInOrderAndOnlyUnstoredOffersFail() throws {
+        var fetcher = Fetcher()
+        let first = try version("f1")
+        let second = try version("f2")
+        let one = try #require(Self.opened(fetcher.offered(first, inline: nil, from: Self.peer, now: Self.now)).first)
+        let two = try #require(Self.opened(fetcher.offered(second, inline: nil, from: Self.peer, now: Self.now)).first)
+        #expect(one.id != two.id)
+        #expect(fetcher.answered(one.id, .stored(first), now: Self.now).isEmpty)
+        #expect(fetcher.answered(two.id, .notStored, now: Self.now) == [.failed(second)])
+        // A stream answers each request once; more answers than requests are ignored.
+        #expect(fetcher.answered(two.id, .notStored, now: Self.now).isEmpty)
+        #expect(fetcher.ended(one.id).isEmpty && fetcher.ended(two.id).isEmpty)
+    }
+
+    @Test func pushPullBatchesConfiguredNamesAndLimitsStreamsPerPeer() throws {
+        var fetcher = Fetcher()
+        let policy = try policy
+        // 1,200 names newer at the peer (600 of them not configured here): 600 requests, 256 a
+        // stream, so three streams, all open at once (at most four per peer).
+        var summaries: [VersionSummary] = []
+        for index in 0..<1_200 {
+            let version = try version(index < 600 ? "f\(index)" : "g\(index)")
+            summaries.append(VersionSummary(version))
+        }
+        let steps = fetcher.wanted(summaries, from: Self.peer, policy: policy, now: Self.now)
+        let opened = Self.opened(steps)
+        #expect(opened.map(\.names.count) == [256, 256, 88])
+        #expect(fetcher.fetchingNames.count == 600)
+        // Asked again while they are under way: nothing new.
+        #expect(fetcher.wanted(summaries, from: Self.peer, policy: policy, now: Self.now).isEmpty)
+        // Two more gossip offers to the same peer: the fourth stream opens, the fifth waits for
+        // one to end; a stream to another peer does not wait.
+        let a = try version("h1")
+        let b = try version("h2")
+        #expect(Self.opened(fetcher.offered(a, inline: nil, from: Self.peer, now: Self.now)).count == 1)
+        #expect(fetcher.offered(b, inline: nil, from: Self.peer, now: Self.now).isEmpty)
+        #expect(Self.opened(fetcher.offered(b, inline: nil, from: Self.other, now: Self.now)).count == 1)
+        // The first stream ends with nothing answered: push/pull requests fail silently (the
+        // next push/pull asks again), and the waiting stream opens.
+        let waiting = Self.opened(fetcher.ended(opened[0].id))
+        #expect(waiting.count == 1 && waiting.first?.names == ["h2"] && waiting.first?.to == Self.peer)
+    }
+
+    @Test func aFullDiskHoldsAVersionBackWithADoublingWait() throws {
+        var fetcher = Fetcher()
+        let policy = try policy
+        let version = try version("f1")
+        let id = try #require(
+            Self.opened(fetcher.offered(version, inline: nil, from: Self.peer, now: Self.now)).first?.id)
+        #expect(
+            fetcher.answered(id, .noSpace(version), now: Self.now) == [
+                .backingOff(version, delay: 5_000_000_000), .failed(version),
+            ])
+        _ = fetcher.ended(id)
+        // Within the wait, neither gossip nor push/pull fetches it again.
+        let soon = Self.now + 1_000_000_000
+        #expect(fetcher.offered(version, inline: nil, from: Self.peer, now: soon) == [.failed(version)])
+        #expect(fetcher.wanted([VersionSummary(version)], from: Self.peer, policy: policy, now: soon).isEmpty)
+        // After it, it is fetched again; full again, the wait doubles.
+        let later = Self.now + 6_000_000_000
+        let again = try #require(Self.opened(fetcher.offered(version, inline: nil, from: Self.peer, now: later)).first)
+        #expect(
+            fetcher.answered(again.id, .noSpace(version), now: later) == [
+                .backingOff(version, delay: 10_000_000_000), .failed(version),
+            ])
+        _ = fetcher.ended(again.id)
+        // A newer version of the name is not held back, and storing it ends the wait.
+        let newer = try self.version("f1", at: Self.now + 1)
+        let third = try #require(Self.opened(fetcher.offered(newer, inline: nil, from: Self.peer, now: later)).first)
+        #expect(fetcher.answered(third.id, .stored(newer), now: later).isEmpty)
+        #expect(fetcher.backoffs.isEmpty)
+    }
+}
