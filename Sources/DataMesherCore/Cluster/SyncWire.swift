@@ -1,4 +1,5 @@
-/// TCP messages (wire version 1): push/pull anti-entropy and content transfer. Every message
+/// TCP messages: push/pull anti-entropy and content transfer (hello and reply carry
+/// `WireCodec.version`). Every message
 /// is a frame: type u8, payload length u32, payload. A fetch reply frame is followed by the
 /// raw content, exactly `contentLength` bytes.
 public enum SyncMessage: Sendable, Equatable {
