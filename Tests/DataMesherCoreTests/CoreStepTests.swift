@@ -135,4 +135,35 @@ import Testing
         #expect(node.core.me.incarnation == 101)
         #expect(node.core.me.isAuthentic(Ed25519Verifier()))
     }
+
+    // MARK: Relaying inline versions
+
+    /// A version whose content rides inline is relayed on receipt, before it is stored, once its
+    /// signature, rules and content hash are checked; storing it then does not relay it again.
+    @Test func inlineVersionsAreRelayedOnReceiptOnceChecked() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        var node = Fixture(policy: FilePolicy(allowedSigners: [zone: [signer.public_]]))
+        node.meet(node.b)
+        node.meet(node.c)
+        let content = "x"
+        let version = try signer.version("zone", at: MembershipTrustTests.start, content: content)
+        let directives = node.receive(items: [.file(version, inline: Array(content.utf8))], sender: node.b)
+        #expect(directives.contains(.store(version, inline: Array(content.utf8), from: Fixture.address(node.b))))
+        let relayed = Self.sent(directives).filter {
+            $0.packet.items.contains(.file(version, inline: Array(content.utf8)))
+        }
+        #expect(!relayed.isEmpty)
+        // Stored: not pushed again.
+        let stored = node.feed(.stored(version, inline: Array(content.utf8)))
+        #expect(
+            Self.sent(stored).filter { $0.packet.items.contains { if case .file = $0 { true } else { false } } }.isEmpty
+        )
+        #expect(node.core.files[zone] == version)
+
+        // Content that does not match its signed hash is refused on receipt: neither stored nor relayed.
+        let newer = try signer.version("zone", at: MembershipTrustTests.start + 1, content: "y")
+        let forged = node.receive(items: [.file(newer, inline: Array("z".utf8))], sender: node.b)
+        #expect(forged == [.refused(zone, .contentMismatch(zone), from: node.b.id)])
+    }
 }

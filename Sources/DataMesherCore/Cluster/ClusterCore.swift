@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// How a member looks from here.
@@ -198,6 +199,8 @@ public struct ClusterCore: Sendable {
     static let maxHoldingQueries = 4096
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
+    /// Versions relayed on receipt, before they were stored (their content rode along).
+    var relayedEarly: [FileName: FileVersion] = [:]
     var nextProbe: Int64
     var nextGossip: Int64
     var nextPushPull: Int64
@@ -420,12 +423,15 @@ public struct ClusterCore: Sendable {
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
         case .stored(let version, let inline):
             storing[version.name] = nil
+            let relayed = relayedEarly.removeValue(forKey: version.name) == version
             if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { break }
             files.set(version)
-            // Relay at once as well: spread takes hops × latency, not hops × gossip rounds.
-            spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
+            // Relay at once as well (unless that was done on receipt): spread takes hops ×
+            // latency, not hops × gossip rounds.
+            if !relayed { spread(.file(version, inline: inline), now: now, rng: &rng, into: &out) }
         case .storeFailed(let version):
             if storing[version.name] == version { storing[version.name] = nil }
+            if relayedEarly[version.name] == version { relayedEarly[version.name] = nil }
         case .forgotten(let name):
             files.remove(name)
         case .remoteState(let records):
@@ -714,7 +720,9 @@ public struct ClusterCore: Sendable {
             break
         }
         let items = packet.items
-        for index in items.indices { apply(items[index], from: packet.sender, source: source, now: now, into: &out) }
+        for index in items.indices {
+            apply(items[index], from: packet.sender, source: source, now: now, rng: &rng, into: &out)
+        }
     }
 
     /// An ack counts only for the member that was pinged, under the random sequence of that ping.
@@ -752,7 +760,8 @@ public struct ClusterCore: Sendable {
     }
 
     mutating func apply(
-        _ item: GossipItem, from sender: NodeID, source: PeerAddress, now: Int64, into out: inout [CoreDirective]
+        _ item: GossipItem, from sender: NodeID, source: PeerAddress, now: Int64,
+        rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]
     ) {
         switch item {
         case .alive(let announcement):
@@ -762,7 +771,7 @@ public struct ClusterCore: Sendable {
         case .dead(let accusation):
             dead(accusation, now: now, into: &out)
         case .file(let version, let inline):
-            offer(version, inline: inline, from: sender, now: now, into: &out)
+            offer(version, inline: inline, from: sender, now: now, rng: &rng, into: &out)
         case .holding(let holding):
             receive(holding, into: &out)
         case .holdingQuery(let name):
@@ -857,8 +866,12 @@ public struct ClusterCore: Sendable {
 
     /// A version heard from a peer: store it if this node is configured for it and it wins.
     /// Content that does not ride inline is fetched from the confirmed member that offered it.
+    /// A version whose content rides along (or a tombstone) is relayed at once, before it is
+    /// stored: everything a receiver checks (signature, rules, content hash) was checked here, so
+    /// a hop costs the network, not the disk's fsyncs.
     mutating func offer(
-        _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, now: Int64, into out: inout [CoreDirective]
+        _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, now: Int64,
+        rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]
     ) {
         guard policy.allowedSigners[version.name] != nil else { return }  // neither stored nor relayed
         if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) { return }
@@ -871,12 +884,19 @@ public struct ClusterCore: Sendable {
             out.append(.refused(version.name, refusal, from: sender))
             return
         }
-        if let inline, inline.count != Int(clamping: version.contentLength) {
+        if let inline,
+            inline.count != Int(clamping: version.contentLength)
+                || Array(SHA256.hash(data: inline)) != version.contentSHA256
+        {
             out.append(.refused(version.name, .contentMismatch(version.name), from: sender))
             return
         }
         storing[version.name] = version
         out.append(.store(version, inline: inline, from: offerer))
+        if inline != nil || version.isTombstone {
+            relayedEarly[version.name] = version
+            spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
+        }
     }
 
     // MARK: Membership rules
