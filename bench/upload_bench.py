@@ -21,6 +21,7 @@ import hashlib
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -378,9 +379,11 @@ def percentile(sorted_values, p):
 
 
 def plain_loop(directory, threads, seconds, dir_fsync, size):
-    """Ops/s of write+fsync+rename(+fsync dir) of `size` bytes, with `threads` threads."""
+    """Ops/s of write+fsync+rename(+fsync dir) of `size` bytes, with `threads` threads, and the
+    CPU seconds (user+sys) the worker threads used for them."""
     os.makedirs(directory, exist_ok=True)
     counts = [0] * threads
+    cpu = [0.0] * threads
     errors = []
     barrier = threading.Barrier(threads + 1)
     start_box = [0.0]
@@ -392,6 +395,7 @@ def plain_loop(directory, threads, seconds, dir_fsync, size):
         barrier.wait()
         deadline = start_box[0] + seconds
         n = 0
+        r0 = resource.getrusage(resource.RUSAGE_THREAD)
         try:
             while n < MAX_PLAIN_OPS and time.perf_counter() < deadline:
                 data = struct.pack(">Q", n) + seed[: size - 8] if size >= 8 else seed[:size]
@@ -411,6 +415,8 @@ def plain_loop(directory, threads, seconds, dir_fsync, size):
                 n += 1
         except OSError as e:
             errors.append(e)
+        r1 = resource.getrusage(resource.RUSAGE_THREAD)
+        cpu[idx] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         counts[idx] = n
 
     ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
@@ -423,7 +429,7 @@ def plain_loop(directory, threads, seconds, dir_fsync, size):
     elapsed = time.perf_counter() - start_box[0]
     if errors:
         raise RuntimeError(f"plain loop failed: {errors[0]}")
-    return sum(counts) / elapsed
+    return sum(counts) / elapsed, sum(cpu) / max(1, sum(counts))
 
 
 # --------------------------------------------------------------------------- main
@@ -583,6 +589,7 @@ def main():
         # Plain filesystem loops, in a directory next to state_dir (same filesystem),
         # with the daemon stopped so it does not compete for the disk or CPU.
         plain = {}
+        plain_cpu = {}
         if not args.skip_plain:
             pdir = os.path.join(workdir, "plain")
             for label, threads, dsync in (
@@ -591,9 +598,11 @@ def main():
                 ("parallel_dirsync", C, True),
                 ("parallel_nodirsync", C, False),
             ):
-                rate = plain_loop(os.path.join(pdir, label), threads, args.plain_seconds, dsync, args.size)
+                rate, cpu_per_op = plain_loop(os.path.join(pdir, label), threads, args.plain_seconds, dsync, args.size)
                 plain[label] = rate
-                log(f"plain write+fsync+rename{'+fsync(dir)' if dsync else ''}, {threads} thread(s): {rate:.1f}/s")
+                plain_cpu[label] = cpu_per_op
+                log(f"plain write+fsync+rename{'+fsync(dir)' if dsync else ''}, {threads} thread(s): {rate:.1f}/s, "
+                    f"{cpu_per_op * 1e6:.0f} us CPU each")
 
         def r(x, nd=1):
             return "nan" if x is None or x != x else f"{x:.{nd}f}"
@@ -623,6 +632,8 @@ def main():
             f"rss_peak_kib={rss_peak}",
             f"daemon_cpu_s={r(daemon_cpu, 2)}",
             f"client_cpu_s={r(client_cpu, 2)}",
+            f"daemon_cpu_us_per_upload={r(daemon_cpu / ok * 1e6 if ok else None, 0)}",
+            f"plain_cpu_us_per_op={r(plain_cpu['single_dirsync'] * 1e6 if 'single_dirsync' in plain_cpu else None, 0)}",
             f"load1_start={r(load_start, 2)}",
             f"load1_end={r(loadavg1(), 2)}",
         ]

@@ -68,6 +68,9 @@ public struct API: Sendable {
     /// Uploads receiving their bodies now, capped by `[http] max_concurrent_uploads`.
     let uploads: UploadSlots
     static let filesPrefix = "/v1/files/"
+    /// Uploads with a Content-Length up to this are gathered in memory and stored with one trip
+    /// to the disk pool (`putSmallFile`); larger ones are streamed to disk in batches.
+    static let smallUpload: UInt64 = 64 << 10
     /// Bytes gathered before one write to disk.
     static let writeBatch = BatchWriter.defaultBatchSize
     /// Bytes of a file read at once for a GET (two such chunks per response at most).
@@ -267,9 +270,12 @@ public struct API: Sendable {
         if let declaredLength, let problem = node.spaceProblem(forUpload: declaredLength) {
             throw APIError(APIError.insufficientStorage, problem)
         }
+        let limit = node.policy.maxFileSize
+        if let declaredLength, declaredLength <= Self.smallUpload {
+            return try await putSmallFile(name: name, signed: signed, length: declaredLength, request, limit: limit)
+        }
         let upload = try await Blocking.run { try store.makeUpload() }
         defer { upload.discard() }
-        let limit = node.policy.maxFileSize
         // Each batch is written and hashed (on two threads of the pool) while the next one arrives.
         var batches = BatchWriter(batchSize: Self.writeBatch) { batch in
             try await upload.write(batch) { try await Blocking.run($0) }
@@ -302,6 +308,39 @@ public struct API: Sendable {
         return try await commit(version, content: upload, status: .created)
     }
 
+    /// An upload whose Content-Length is at most `smallUpload` bytes: the body is gathered in
+    /// memory and hashed here, then written, fsynced and committed in one trip to the disk pool
+    /// (`Replica.submit(_:bytes:)`). The same checks and the same durable commit as a large
+    /// upload, without a thread hop for each step.
+    func putSmallFile(name: FileName, signed: SignedHeaders, length: UInt64, _ request: Request, limit: UInt64)
+        async throws -> Response
+    {
+        var body = ByteBuffer()
+        body.reserveCapacity(Int(length))
+        for try await chunk in request.body {
+            let received = UInt64(body.readableBytes) + UInt64(chunk.readableBytes)
+            guard received <= limit else {
+                let refusal = Refusal.tooLarge(name, received, limit: limit)
+                node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
+                throw APIError(refusal)
+            }
+            guard received <= length else {
+                throw APIError(.badRequest, "body has more than \(length) bytes but Content-Length said \(length)")
+            }
+            var chunk = chunk
+            body.writeBuffer(&chunk)
+        }
+        guard body.readableBytes == length else {
+            throw APIError(.badRequest, "body has \(body.readableBytes) bytes but Content-Length said \(length)")
+        }
+        let sha256 = Upload.sha256(of: body)
+        let version = FileVersion(
+            kind: .content, networkID: node.config.cluster.networkID, name: name, timestamp: signed.timestamp,
+            validFor: signed.validFor, contentSHA256: sha256, contentLength: length, signer: signed.signer,
+            signature: signed.signature)
+        return try answer(try await node.submit(version, bytes: body), status: .created)
+    }
+
     func deleteFile(_ request: Request) async throws -> Response {
         let name = try Self.fileName(fromPath: request.uri.path)
         let signed = try Self.signedHeaders(request.headers)
@@ -325,9 +364,17 @@ public struct API: Sendable {
     }
 
     func commit(_ version: FileVersion, content: Upload?, status: HTTPResponse.Status) async throws -> Response {
-        switch try await node.submit(version, content: content) {
+        try answer(try await node.submit(version, content: content), status: status)
+    }
+
+    func answer(_ result: CommitResult, status: HTTPResponse.Status) throws -> Response {
+        switch result {
         case .stored(let stored):
-            return jsonResponse(status, FileEntryJSON(stored), headers: Self.versionHeaders(stored.version))
+            var headers = Self.versionHeaders(stored.version)
+            headers[.contentType] = "application/json"
+            return Response(
+                status: status, headers: headers,
+                body: .init(byteBuffer: ByteBuffer(bytes: FileEntryJSON(stored).encoded())))
         case .refused(let refusal):
             throw APIError(refusal)
         }

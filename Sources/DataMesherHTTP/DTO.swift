@@ -31,6 +31,24 @@ public struct FileEntryJSON: Codable, Sendable, Equatable {
     }
 }
 
+extension FileEntryJSON {
+    /// The entry's JSON, as `JSON.encode(self)` writes it, without `JSONEncoder`'s cost (the
+    /// answer to every upload).
+    public func encoded() -> [UInt8] {
+        var object = JSONObjectWriter(escapingSlashes: false)
+        object.add("deleted", deleted)
+        object.add("expired", expired)
+        if let missing { object.add("missing", missing) }
+        object.add("name", name)
+        object.add("sha256", sha256)
+        object.add("signer", signer)
+        object.add("size", size)
+        object.add("timestamp", timestamp)
+        object.add("valid_for", valid_for)
+        return object.finished()
+    }
+}
+
 public struct InfoJSON: Codable, Sendable, Equatable {
     public struct Counts: Codable, Sendable, Equatable {
         public var files: Int

@@ -3,6 +3,7 @@ import DataMesherStore
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOPosix
 
 /// One member as shown by `/v1/members`.
@@ -149,6 +150,35 @@ public final class Replica: Sendable {
         let result = try await Blocking.run {
             try store.commit(version, content: content) { held in policy.evaluate(version, current: held, now: now) }
         }
+        await note(result, of: version, origin: origin)
+        return result
+    }
+
+    /// `submit` for content held in memory (a small upload, whose body the caller has gathered
+    /// and hashed into `version`): writing it to tmp/, its fsync and the commit run in one trip
+    /// to the disk pool instead of one trip per step, which for a small file costs more than
+    /// the work. Durable, in the same order, before it returns.
+    public func submit(_ version: FileVersion, bytes: ByteBuffer, origin: String? = nil) async throws -> CommitResult {
+        let policy = self.policy
+        let wallClock = self.wallClock
+        let store = self.store
+        let result = try await Blocking.run { () throws -> CommitResult in
+            let upload = try store.makeUpload()
+            defer { upload.discard() }
+            try bytes.withUnsafeReadableBytes { try upload.write($0) }
+            try upload.finish()
+            let now = wallClock()
+            return try store.commit(version, content: upload) { held in
+                policy.evaluate(version, current: held, now: now)
+            }
+        }
+        await note(result, of: version, origin: origin)
+        return result
+    }
+
+    /// Counts, publishes and logs what a commit did, and hands a locally accepted version to the
+    /// listeners.
+    func note(_ result: CommitResult, of version: FileVersion, origin: String?) async {
         var metadata: Logger.Metadata = ["dm.file": "\(version.name)", "dm.timestamp": "\(version.timestamp)"]
         if let origin { metadata["dm.peer"] = "\(origin)" }
         switch result {
@@ -169,7 +199,6 @@ public final class Replica: Sendable {
         case .refused(let refusal):
             noteRefusal(refusal, name: version.name, timestamp: version.timestamp, origin: origin)
         }
-        return result
     }
 
     /// The members this node knows (itself first); only itself when the cluster layer is not running.

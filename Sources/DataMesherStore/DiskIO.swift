@@ -33,6 +33,16 @@ public enum DiskIO {
 
     /// `mkdir -p` with mode 0750 for every folder it creates.
     public static func makeDirectories(_ path: String, mode: mode_t = directoryMode) throws {
+        // Usually the folder or its parent exists already: one mkdir (and a stat) then, instead
+        // of one of each per component.
+        if mkdir(path, mode) == 0 {
+            _ = chmod(path, mode)
+            return
+        }
+        if errno == EEXIST {
+            var info = stat()
+            if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR { return }
+        }
         var partial = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             partial += "/" + component

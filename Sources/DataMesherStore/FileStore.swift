@@ -99,6 +99,9 @@ public final class FileStore: Sendable {
     let stripes: [NIOLock] = (0..<64).map { _ in NIOLock() }
 
     static let metaLimit = 64 * 1024
+    /// Replaced or removed content of at least this many bytes is freed on another thread
+    /// (`retire`); freeing less costs less than handing it over.
+    static let retireFrom: UInt64 = 1 << 20
 
     /// Opens (creating if needed) the state directory and checks everything it holds.
     public init(stateDir: String, policy: FilePolicy, now: Int64, logger: Logger) throws {
@@ -173,8 +176,10 @@ public final class FileStore: Sendable {
             let stored = StoredFile(version: version, state: version.isTombstone ? .tombstone : .content)
             let previous = held?.state == .content ? held?.version : nil
             let stat = content?.stamp(modifiedAt: version.timestamp)
-            // The content replaced or removed below is freed when its last descriptor closes.
-            let retired = previous == nil ? -1 : open(contentPath(name), O_RDONLY | O_CLOEXEC)
+            // Large content replaced or removed below is freed when its last descriptor closes,
+            // on another thread; small content is freed by the rename or unlink itself, at once.
+            let retired =
+                (previous?.contentLength ?? 0) < Self.retireFrom ? -1 : open(contentPath(name), O_RDONLY | O_CLOEXEC)
             defer { Self.retire(retired) }
             try writeRecord(MetaRecord(current: stored, previous: previous, stat: stat))
             do {

@@ -43,6 +43,11 @@ public final class Upload: Sendable {
         state = NIOLockedValueBox(State(fd: fd))
     }
 
+    /// The SHA-256 of a buffer's readable bytes (for content gathered in memory).
+    public static func sha256(of bytes: ByteBuffer) -> [UInt8] {
+        bytes.withUnsafeReadableBytes { Array(SHA256.hash(data: $0)) }
+    }
+
     /// Hash and length, once `finish()` has run.
     public var digest: Digest? { state.withLockedValue { $0.digest } }
 

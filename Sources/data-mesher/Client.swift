@@ -9,6 +9,8 @@ import NIOPosix
 /// Talks to a node's HTTP API; every failure becomes a one-sentence `CLIError`.
 struct APIClient {
     let baseURL: String
+    /// For an `http://` URL: requests whose body is in memory go this way (`PlainHTTP`).
+    let plain: PlainHTTP?
 
     init(url: String) throws {
         var base = url
@@ -17,6 +19,7 @@ struct APIClient {
             throw CLIError("--url \(url) is not an http:// or https:// URL")
         }
         baseURL = base
+        plain = PlainHTTP(baseURL: base)
     }
 
     struct Reply {
@@ -25,12 +28,19 @@ struct APIClient {
         let body: [UInt8]
     }
 
-    /// Sends one request and collects a (small) reply.
+    /// Sends one request and collects a (small) reply. A body in memory goes as `bytes`; a
+    /// streamed `body` always goes through AsyncHTTPClient.
     func send(
         _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: HTTPClientRequest.Body? = nil,
-        limit: Int = 64 << 20
+        bytes: ByteBuffer? = nil, limit: Int = 64 << 20
     ) async throws -> Reply {
-        try await withClient { client in
+        if body == nil, let plain {
+            return try await reportingTransportErrors {
+                try await plain.exchange(method, path, headers: headers, body: bytes, limit: limit)
+            }
+        }
+        let body = body ?? bytes.map { HTTPClientRequest.Body.bytes($0) }
+        return try await withClient { client in
             let response = try await client.execute(
                 request(method, path, headers: headers, body: body), timeout: .hours(24))
             var collected = [UInt8]()
@@ -39,6 +49,24 @@ struct APIClient {
                 if collected.count > limit { throw CLIError("the server's reply is larger than \(limit) bytes") }
             }
             return Reply(status: Int(response.status.code), headers: response.headers, body: collected)
+        }
+    }
+
+    /// The event loop the CLI's connections run on: one thread is plenty for its one connection
+    /// at a time, and a second one would only cost its start-up. Lives as long as the process.
+    static let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    static func makeHTTPClient() -> HTTPClient {
+        // A node is local or on the LAN: fail fast when nothing listens, instead of retrying.
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(3))
+        return HTTPClient(eventLoopGroupProvider: .shared(eventLoops), configuration: configuration)
+    }
+
+    /// Runs `body`, turning a transport error into a sentence (a `CLIError` passes unchanged).
+    func reportingTransportErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as CLIError { throw error } catch {
+            throw CLIError("cannot reach data-mesher at \(baseURL): \(Self.transportMessage(error))")
         }
     }
 
@@ -54,10 +82,7 @@ struct APIClient {
 
     /// Runs `body` with a client that is shut down afterwards, mapping transport errors to sentences.
     func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-        // A node is local or on the LAN: fail fast when nothing listens, instead of retrying.
-        var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(3))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let client = Self.makeHTTPClient()
         do {
             let result = try await body(client)
             try? await client.shutdown()

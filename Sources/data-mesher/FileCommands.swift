@@ -106,41 +106,67 @@ struct FileUpdate: AsyncParsableCommand {
                 }
             }
             let file = try Self.openFile(path)
-            let client = try APIClient(url: server.url)
-            // Asked of the node while the file is hashed.
-            async let networkID = signing.networkID(client: client)
-            // The next chunk is read while this one is hashed; the upload reads the file again.
-            let sha256: [UInt8]
-            do { sha256 = try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) } } catch {
-                throw CLIError(
-                    "cannot read \(path): \(error is ContentReader.Shrank ? "it shrank while it was read" : "\(error)")"
-                )
+            try await upload(
+                file, as: name, validFor: validForNanoseconds, key: key, client: APIClient(url: server.url))
+        }
+    }
+
+    /// Files up to this size are read and hashed in one piece on the calling thread and sent
+    /// from memory; larger ones are read in chunks on a thread pool, twice (hash, then send).
+    static let smallFile = 64 << 10
+
+    func upload(
+        _ file: ContentReader, as name: FileName, validFor validForNanoseconds: UInt64,
+        key: Curve25519.Signing.PrivateKey, client: APIClient
+    ) async throws {
+        // Asked of the node while the file is hashed.
+        async let networkID = signing.networkID(client: client)
+        let length = file.length
+        let sha256: [UInt8]
+        var inMemory: ByteBuffer? = nil
+        do {
+            if length <= Self.smallFile {
+                let bytes = file.read(at: 0, upTo: length)
+                guard bytes.readableBytes == length else { throw ContentReader.Shrank() }
+                sha256 = Upload.sha256(of: bytes)
+                inMemory = bytes
+            } else {
+                // The next chunk is read while this one is hashed; the upload reads the file again.
+                sha256 = try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) }
             }
-            let length = file.length
-            let version = try FileVersion.sign(
-                kind: .content, networkID: try await networkID, name: name,
-                timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: sha256,
-                contentLength: UInt64(length), key: key)
-            let progress = ProgressBar.make("upload \(name)", total: length)
-            let reply = try await client.send(
-                .PUT, "/v1/files/" + name.value,
-                headers: signedHeaders(version) + [("Content-Type", "application/octet-stream")],
-                body: .stream(FileChunks(file: file, progress: progress), length: .known(Int64(length))))
-            progress?.finish()
-            guard reply.status == 201 || reply.status == 200 else {
-                var message = "the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))"
-                if reply.status == 403, APIClient.reason(reply).contains("is not configured") {
-                    message += await Self.configuredNamesHint(client: client, defaulted: self.name == nil)
-                }
-                throw CLIError(message)
+        } catch {
+            throw CLIError(
+                "cannot read \(path): \(error is ContentReader.Shrank ? "it shrank while it was read" : "\(error)")"
+            )
+        }
+        let version = try FileVersion.sign(
+            kind: .content, networkID: try await networkID, name: name,
+            timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: sha256,
+            contentLength: UInt64(length), key: key)
+        let progress = ProgressBar.make("upload \(name)", total: length)
+        let headers = signedHeaders(version) + [("Content-Type", "application/octet-stream")]
+        let reply =
+            if let inMemory {
+                try await client.send(.PUT, "/v1/files/" + name.value, headers: headers, bytes: inMemory)
+            } else {
+                try await client.send(
+                    .PUT, "/v1/files/" + name.value, headers: headers,
+                    body: .stream(FileChunks(file: file, progress: progress), length: .known(Int64(length))))
             }
-            let entry = try? JSONDecoder().decode(FileEntryJSON.self, from: Data(reply.body))
-            print("stored " + (entry.map(summary) ?? name.value))
-            if let wait {
-                try await waitUntilHeld(
-                    name, version: version, by: wait == "all" ? nil : Int(wait), client: client,
-                    timeout: (try? DurationFormat.parse(timeout)) ?? 30_000_000_000)
+        progress?.finish()
+        guard reply.status == 201 || reply.status == 200 else {
+            var message = "the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))"
+            if reply.status == 403, APIClient.reason(reply).contains("is not configured") {
+                message += await Self.configuredNamesHint(client: client, defaulted: self.name == nil)
             }
+            throw CLIError(message)
+        }
+        let entry = try? JSONDecoder().decode(FileEntryJSON.self, from: Data(reply.body))
+        print("stored " + (entry.map(summary) ?? name.value))
+        if let wait {
+            try await waitUntilHeld(
+                name, version: version, by: wait == "all" ? nil : Int(wait), client: client,
+                timeout: (try? DurationFormat.parse(timeout)) ?? 30_000_000_000)
         }
     }
 

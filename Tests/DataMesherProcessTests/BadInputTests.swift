@@ -256,6 +256,56 @@ import Testing
         #expect(good.stdout.hasPrefix("stored config:app"))
     }
 
+    /// A "node" that hangs up halfway through its reply: the CLI fails with one line saying it
+    /// cannot reach the node, whatever the request (the network ID's GET, a list).
+    @Test func aReplyCutShortIsAOneLineFailure() throws {
+        let address = LoopbackAddress.next()
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var bound = sockaddr_in()
+        bound.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, address, &bound.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ready = withUnsafeMutablePointer(to: &bound) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 8) == 0
+                    && getsockname(listener, $0, &length) == 0
+            }
+        }
+        #expect(ready)
+        let port = Int(UInt16(bigEndian: bound.sin_port))
+        let cases = [
+            ["file", "list", "--url", "http://\(address):\(port)/"],
+            ["file", "update", "PAYLOAD", "--name", "a", "--url", "http://\(address):\(port)", "--key", "KEY"],
+        ]
+        // Answers each connection with a head promising 100 bytes, then 5 of them, then closes.
+        let server = Thread {
+            for _ in cases {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                var request = [UInt8](repeating: 0, count: 4096)
+                _ = request.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+                let reply = Array("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{\"na".utf8)
+                _ = reply.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                close(connection)
+            }
+        }
+        server.start()
+        let dir = NSTemporaryDirectory() + "dm-cut-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        try "x\n".write(toFile: dir + "/payload", atomically: true, encoding: .utf8)
+        for arguments in cases {
+            let arguments = arguments.map { $0 == "KEY" ? key.path : $0 == "PAYLOAD" ? dir + "/payload" : $0 }
+            let result = try runProcess(Binary.path, arguments)
+            #expect(result.status != 0, "\(arguments)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+            #expect(result.stderr.contains("cannot reach data-mesher at http://\(address):\(port)"), "\(result.stderr)")
+        }
+    }
+
     @Test func theDaemonRefusesToStartOnABadConfig() throws {
         let dir = NSTemporaryDirectory() + "dm-cfg-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

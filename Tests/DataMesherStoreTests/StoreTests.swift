@@ -362,3 +362,37 @@ struct StoreFixture {
         #expect(throws: DiskError.self) { try group.sync("/nonexistent-\(UUID().uuidString)") }
     }
 }
+
+@Suite struct MetaRecordJSONTests {
+    /// Strings JSON must escape, and ones it must not.
+    static let awkward = [
+        "", "plain", "a/b", "quote\"back\\slash", "\u{0}\u{1}\u{7}\u{8}\u{9}\u{a}\u{b}\u{c}\u{d}\u{1f} \u{7f}",
+        "é ü 日本 🙂", "</script>",
+    ]
+
+    @Test func theHandWrittenRecordIsWhatJSONEncoderWrites() throws {
+        let key = Curve25519.Signing.PrivateKey()
+        let signer = try SignerKey(bytes: Array(key.publicKey.rawRepresentation))
+        var records: [MetaRecord] = []
+        for (index, networkID) in Self.awkward.enumerated() {
+            let version = FileVersion(
+                kind: index % 3 == 0 ? .tombstone : .content, networkID: networkID, name: try FileName("dns/zone"),
+                timestamp: index % 2 == 0 ? 1_800_000_000_000_000_000 + Int64(index) : -5,
+                validFor: UInt64(index) << 60,
+                contentSHA256: (0..<32).map { UInt8(($0 * 7 + index) & 0xFF) },
+                contentLength: UInt64.max - UInt64(index),
+                signer: signer, signature: (0..<64).map { UInt8(($0 * 13 + index) & 0xFF) })
+            let previous = index % 2 == 0 ? nil : version
+            let stat = index % 3 == 1 ? FileStat(size: 1024, mtime_ns: -1, inode: UInt64.max) : nil
+            for state in [StoredFile.State.content, .tombstone, .expired, .missing] {
+                records.append(
+                    MetaRecord(current: StoredFile(version: version, state: state), previous: previous, stat: stat))
+            }
+        }
+        for record in records {
+            let encoded = record.encoded()
+            #expect(encoded == record.encodedByEncoder(), "\(String(decoding: encoded, as: UTF8.self))")
+            #expect(MetaRecord.decode(encoded) == record)
+        }
+    }
+}
