@@ -318,11 +318,16 @@ func readText(path: String, limit: Int) throws -> String {
     defer { close(fd) }
     var bytes = [UInt8]()
     var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
+    var interruptions = 0
+    while true {  // every pass reads at least one byte (at most limit + 1 in all), ends, or counts an EINTR
         let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if count < 0 {
-            if errno == EINTR { continue }
-            throw POSIXMessage(errno: errno)
+            let code = errno
+            if code == EINTR && interruptions < 16 {
+                interruptions += 1
+                continue
+            }
+            throw POSIXMessage(errno: code)
         }
         if count == 0 { break }
         bytes += chunk[0..<count]

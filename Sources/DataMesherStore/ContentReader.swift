@@ -30,19 +30,14 @@ public final class ContentReader: Sendable {
     /// the file (or on a read error), none there.
     public func read(at offset: Int, upTo count: Int) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: count)
-        var interruptions = 0
-        while buffer.readableBytes < count, interruptions < 16 {  // every pass reads, or stops, or counts an EINTR
+        while buffer.readableBytes < count {  // every pass reads at least one byte, or stops
             let filled = buffer.readableBytes
             var result = 0
-            var code: Int32 = 0
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - filled) { pointer in
-                result = pread(fd, pointer.baseAddress, count - filled, off_t(offset + filled))
-                code = errno
+                result =
+                    DiskIO.retryingInterrupts { pread(fd, pointer.baseAddress, count - filled, off_t(offset + filled)) }
+                    .count
                 return Swift.max(result, 0)
-            }
-            if result < 0, code == EINTR {
-                interruptions += 1
-                continue
             }
             if result <= 0 { break }
         }

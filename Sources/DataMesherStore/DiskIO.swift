@@ -61,15 +61,28 @@ public enum DiskIO {
     /// Makes the renames into `path` durable (shared with concurrent callers: `GroupSync`).
     public static func fsyncDirectory(_ path: String) throws { try GroupSync.shared.sync(path) }
 
+    /// How often a system call interrupted by a signal is tried again before its caller gives up.
+    static let maxInterruptions = 16
+
+    /// `call` (a read or write that returns a count, or -1 with `errno`), tried again when a signal
+    /// interrupted it, at most `maxInterruptions` times: its count, or -1 and the error.
+    static func retryingInterrupts(_ call: () -> Int) -> (count: Int, code: Int32) {
+        for _ in 0...maxInterruptions {
+            let count = call()
+            if count >= 0 { return (count, 0) }
+            let code = errno
+            if code != EINTR { return (count, code) }
+        }
+        return (-1, EINTR)
+    }
+
     public static func writeAll(fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
         guard let base = buffer.baseAddress else { return }  // nothing to write
         var offset = 0
-        while offset < buffer.count {
-            let written = write(fd, base + offset, buffer.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw DiskError("write", path)
-            }
+        while offset < buffer.count {  // every pass writes at least one byte, or throws
+            let (written, code) = retryingInterrupts { write(fd, base + offset, buffer.count - offset) }
+            if written < 0 { throw DiskError("write", path, code: code) }
+            guard written > 0 else { throw DiskError("write", path, code: EIO) }
             offset += written
         }
     }
@@ -108,12 +121,11 @@ public enum DiskIO {
         defer { close(fd) }
         var bytes = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw DiskError("read", path)
+        while true {  // every pass reads at least one byte (at most limit + 1 in all), or ends
+            let (count, code) = retryingInterrupts {
+                chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             }
+            if count < 0 { throw DiskError("read", path, code: code) }
             if count == 0 { return bytes }
             bytes += chunk[0..<count]
             if bytes.count > limit { throw DiskError("read", path, code: EFBIG) }
@@ -134,12 +146,11 @@ public enum DiskIO {
         var hasher = SHA256()
         var length: UInt64 = 0
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw DiskError("read", path)
+        while true {  // every pass reads at least one byte of the file, or ends
+            let (count, code) = retryingInterrupts {
+                chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             }
+            if count < 0 { throw DiskError("read", path, code: code) }
             if count == 0 { break }
             chunk.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             length += UInt64(count)
@@ -230,17 +241,11 @@ public enum DiskIO {
     static func writeVectors(fd: Int32, _ vectors: [iovec], path: String) throws {
         var vectors = vectors[...]
         var remaining = vectors.reduce(0) { $0 + $1.iov_len }
-        var interruptions = 0
-        while remaining > 0 {  // every pass writes at least one byte, or counts one of 16 EINTRs, or throws
-            let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32($0.count)) }
-            if written < 0 {
-                let code = errno
-                if code == EINTR, interruptions < 16 {
-                    interruptions += 1
-                    continue
-                }
-                throw DiskError("write", path, code: code)
+        while remaining > 0 {  // every pass writes at least one byte, or throws
+            let (written, code) = retryingInterrupts {
+                vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32($0.count)) }
             }
+            if written < 0 { throw DiskError("write", path, code: code) }
             guard written > 0 else { throw DiskError("write", path, code: EIO) }
             remaining -= written
             var skip = written
