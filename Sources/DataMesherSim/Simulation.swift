@@ -318,17 +318,27 @@ public struct Simulation {
         guard !isDown[index] else { return }
         var nodeRNG = SplitMix64(state: rng.next())
         switch input {
-        case .stored(let version, _), .storeFailed(let version):
-            let key = FetchKey(node: index, name: version.name, timestamp: version.timestamp)
-            if let started = fetchesUnderWay.removeValue(forKey: key) {
-                longestFetch = max(longestFetch, now.subtractingSaturated(started))
+        case .stored(let version, _):
+            // A fetch also ends by storing a newer version of its name: a peer answers with what
+            // it holds when the request arrives.
+            for key in fetchesUnderWay.keys
+            where key.node == index && key.name == version.name && key.timestamp <= version.timestamp {
+                endFetch(key)
             }
+        case .storeFailed(let version):
+            endFetch(FetchKey(node: index, name: version.name, timestamp: version.timestamp))
         default:
             break
         }
         let directives = cores[index].handle(input, now: localNow(index), rng: &nodeRNG)
         for directive in directives { execute(directive, by: index) }
         schedule(tickOf: index)
+    }
+
+    mutating func endFetch(_ key: FetchKey) {
+        if let started = fetchesUnderWay.removeValue(forKey: key) {
+            longestFetch = max(longestFetch, now.subtractingSaturated(started))
+        }
     }
 
     mutating func execute(_ directive: CoreDirective, by index: Int) {
