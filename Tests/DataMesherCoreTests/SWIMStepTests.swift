@@ -130,6 +130,55 @@ import Testing
         #expect(node.core.awareness == raised - 1)
     }
 
+    /// A member suspected by another, then missed by this node's own probe: this node's
+    /// accusation is one more independent confirmation (the suspicion's deadline comes closer)
+    /// and it is gossiped, so the others count it too (memberlist's suspectNode).
+    @Test func anOwnFailedProbeConfirmsASuspicionHeardFromAnother() {
+        var node = Fixture()
+        let members = [node.b, node.c, node.mallory]
+        for member in members { node.meet(member) }
+        // Wait for a probe, then have c accuse its target before the probe ends.
+        guard let (target, sequence) = Self.tickUntil(&node, { Self.probePing($1) }),
+            let accused = members.first(where: { $0.id == target }),
+            let accuser = members.first(where: { $0.id != target })
+        else {
+            Issue.record("no probe")
+            return
+        }
+        let incarnation = node.core.members[target]?.announcement.incarnation ?? 0
+        node.receive(
+            items: [MembershipTrustTests.signedAccusation(accused, incarnation: incarnation, dead: false, by: accuser)],
+            sender: accuser)
+        #expect(node.core.members[target]?.state == .suspect)
+        let heard = node.core.suspicions[target]?.deadline ?? 0
+        #expect(node.core.suspicions[target]?.confirmations == [accuser.id])
+        // Nobody answers this node's probe (nor the helpers): it ends, and this node accuses too,
+        // and gossips its accusation (at the latest in the gossip round after).
+        let me = node.a.id
+        func carriesOwnAccusation(_ sends: [(packet: Packet, to: PeerAddress, node: NodeID)]) -> Bool {
+            sends.contains { sent in
+                sent.packet.items.contains {
+                    if case .suspect(let accusation) = $0 {
+                        accusation.id == target && accusation.from == me
+                    } else {
+                        false
+                    }
+                }
+            }
+        }
+        var gossiped = false
+        _ = Self.tickUntil(&node) { core, sends in
+            gossiped = gossiped || carriesOwnAccusation(sends)
+            return core.probe?.sequence != sequence ? true : nil
+        }
+        #expect(node.core.suspicions[target]?.confirmations == [accuser.id, node.a.id])
+        #expect((node.core.suspicions[target]?.deadline ?? .max) < heard)
+        if !gossiped {
+            gossiped = Self.tickUntil(&node) { _, sends in carriesOwnAccusation(sends) ? true : nil } ?? false
+        }
+        #expect(gossiped == true)
+    }
+
     @Test func aLeavingNodeSaysSoSignedAndStopsProbing() {
         var node = Fixture()
         node.meet(node.b)

@@ -504,12 +504,18 @@ public struct ClusterCore: Sendable {
                 // Lifeguard: missing nacks mean our own network may be the problem.
                 let delta = current.expectedNacks > 0 ? max(0, current.expectedNacks - current.nacks) : 1
                 adjustAwareness(delta)
-                if let target = members[current.target], target.state == .alive {
+                // Suspected already by others, this node's own failed probe is one more independent
+                // confirmation, and its accusation is gossiped so the others count it too (as
+                // memberlist's suspectNode): without it a suspicion heard quickly from one accuser
+                // would run to its longest timeout.
+                if let target = members[current.target], target.state == .alive || target.state == .suspect {
                     let accusation = Accusation.signed(
                         id: current.target, incarnation: target.announcement.incarnation, dead: false, by: key)
                     suspect(accusation, now: now, into: &out)
-                    // Due at once: the reminders below run in this same tick.
-                    suspicions[current.target]?.reminder = (accusation, now, ClusterCore.suspicionReminders)
+                    if target.state == .alive {
+                        // Due at once: the reminders below run in this same tick.
+                        suspicions[current.target]?.reminder = (accusation, now, ClusterCore.suspicionReminders)
+                    }
                 }
             }
         }
