@@ -18,6 +18,7 @@
 #   DEADLINE_S   how long to wait for every node to hold a version, per run (default 600)
 #   PUSH_PULL    [cluster] push_pull_interval of every node (default "30s", the shipped default)
 #   TBF_BURST    tbf burst (default 256kb), TBF_LATENCY tbf latency (default 50ms)
+#   TIMELINE_S   print MiB received by each node every TIMELINE_S seconds of a run (default 5; 0: off)
 #   DM_KEEP=1    keep the temporary directory (configs, logs) for inspection
 #
 # Needs root, ip, tc, curl, python3 (exits 77 with "big_cluster: skipped (why)" otherwise).
@@ -39,6 +40,7 @@ DEADLINE_S=${DEADLINE_S:-600}
 PUSH_PULL=${PUSH_PULL:-30s}
 TBF_BURST=${TBF_BURST:-256kb}
 TBF_LATENCY=${TBF_LATENCY:-50ms}
+TIMELINE_S=${TIMELINE_S:-5}
 API_URL="http://127.0.0.1:7331"
 FILE_PREFIX="big/file"
 
@@ -49,6 +51,7 @@ bad() { echo "$TEST: $*" >&2; exit 2; }
 [[ "$N" =~ ^[0-9]+$ ]] && ((N >= 2 && N <= 200)) || bad "NODES must be 2..200"
 [[ "$SIZE_MIB" =~ ^[0-9]+$ ]] && ((SIZE_MIB >= 1 && SIZE_MIB <= 16384)) || bad "SIZE_MIB must be 1..16384"
 [[ "$RUNS" =~ ^[0-9]+$ ]] && ((RUNS >= 1 && RUNS <= 20)) || bad "RUNS must be 1..20"
+[[ "$TIMELINE_S" =~ ^[0-9]+$ ]] && ((TIMELINE_S <= 3600)) || bad "TIMELINE_S must be 0..3600"
 [[ "$DEADLINE_S" =~ ^[0-9]+$ ]] && ((DEADLINE_S >= 10 && DEADLINE_S <= 7200)) || bad "DEADLINE_S must be 10..7200"
 RATE_BPS=$(awk -v r="$RATE" 'BEGIN {
     if (match(r, /^[0-9]+(\.[0-9]+)?/) == 0) { print 0; exit }
@@ -93,6 +96,12 @@ cpu_s() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' <<<"$stat"
 }
 tx_bytes() { in_ns "$1" cat /sys/class/net/eth1/statistics/tx_bytes 2>/dev/null || echo 0; }
+# Bytes delivered to every node (tx of its bridge port vN), one fork for all: "b1 b2 ...".
+rx_all() {
+    local i paths=()
+    for ((i = 1; i <= N; i++)); do paths+=("/sys/class/net/v$i/statistics/tx_bytes"); done
+    ip netns exec "$BRNS" cat "${paths[@]}" 2>/dev/null | tr '\n' ' '
+}
 
 LOAD_START=$(load1)
 echo "$TEST: load average (1 min) at start: $LOAD_START on $(nproc) CPUs"
@@ -243,12 +252,17 @@ CPU_TOTAL=0
 for ((r = 1; r <= RUNS; r++)); do
     name="$FILE_PREFIX$r"
     STEP="run $r: upload of $name on n1 and its spread"
-    declare -a tx0=() cpu0=() arrival=()
+    declare -a tx0=() cpu0=() arrival=() rx0=() rxs=() rx_start=() timeline=()
     for ((i = 1; i <= N; i++)); do
         tx0[$i]=$(tx_bytes "$i")
         cpu0[$i]=$(cpu_s "${PIDS[$i]}")
     done
+    read -r -a rxs <<<"$(rx_all)"
+    for ((i = 1; i <= N; i++)); do rx0[$i]=${rxs[$((i - 1))]:-0}; done
     t0=$(now)
+    t0_us=${t0/./}
+    next_sample_us=$t0_us
+    next_row_s=$TIMELINE_S
     in_ns 1 timeout "$DEADLINE_S" "$DM_BIN" file update "$SRC" --url "$API_URL" --key "$WORK/signer.key" \
         --name "$name" >"$WORK/update.$r.out" 2>&1 &
     CLI_PID=$!
@@ -276,6 +290,24 @@ for ((r = 1; r <= RUNS; r++)); do
         done
         ((left > 0)) || break
         ((${EPOCHREALTIME%.*} < deadline)) || break
+        # Every 0.5 s: bytes received by each node since t0; a node "starts" when it has
+        # received 1 MiB (gossip and push/pull stay far below that).
+        now_us=${EPOCHREALTIME/./}
+        if ((now_us >= next_sample_us)); then
+            next_sample_us=$((now_us + 500000))
+            read -r -a rxs <<<"$(rx_all)"
+            t_s=$(secs "$t0" "$(now)")
+            row=""
+            for ((i = 2; i <= N; i++)); do
+                got=$((${rxs[$((i - 1))]:-0} - ${rx0[$i]}))
+                ((got > 1048576)) && [ -z "${rx_start[$i]:-}" ] && rx_start[$i]=$t_s
+                row+=" $((got / 1048576))"
+            done
+            if ((TIMELINE_S > 0)) && awk -v t="$t_s" -v n="$next_row_s" 'BEGIN { exit !(t >= n) }'; then
+                timeline+=("$(printf '%7.1f' "$t_s")$row")
+                next_row_s=$((next_row_s + TIMELINE_S))
+            fi
+        fi
         sleep 0.02
     done
     if [ -z "$upload_s" ]; then # every node held it before the CLI was seen to exit
@@ -293,7 +325,13 @@ for ((r = 1; r <= RUNS; r++)); do
 
     # Per node: arrival, what it holds (GET /v1/files has the SHA-256), whom its log says it
     # stored the version from ("stored version" ... dm.peer=ADDRESS:PORT), and what it sent.
-    echo "$TEST: run $r: per node (seconds from the start of the upload; source from the daemon's log; MiB sent on its link during the run)"
+    if ((TIMELINE_S > 0)) && ((${#timeline[@]} > 0)); then
+        header="      s"
+        for ((i = 2; i <= N; i++)); do header+=" n$i"; done
+        echo "$TEST: run $r: MiB received so far by each node (bytes on its link, headers included):"
+        printf '%s\n' "$header" "${timeline[@]}" | column -t | sed "s/^/$TEST:   /"
+    fi
+    echo "$TEST: run $r: per node, seconds from the start of the upload: began receiving (>1 MiB on its link), held the version; whom it stored it from (daemon log); MiB it sent during the run"
     fetched=()
     for ((i = 1; i <= N; i++)); do
         held="no"
@@ -311,7 +349,10 @@ for ((r = 1; r <= RUNS; r++)); do
             from="not stored"
         fi
         sent=$(awk -v a="${tx0[$i]}" -v b="$(tx_bytes "$i")" 'BEGIN { printf "%.1f", (b - a) / 1048576 }')
-        printf '%s:   n%-3s %9s s  %-12s %s, sent %s MiB\n' "$TEST" "$i" "${arrival[$i]:-NA}" "$from" "$held" "$sent"
+        started=${rx_start[$i]:-NA}
+        ((i == 1)) && started="-"
+        printf '%s:   n%-3s began %7s s  held %8s s  %-12s %s, sent %s MiB\n' "$TEST" "$i" "$started" \
+            "${arrival[$i]:-NA}" "$from" "$held" "$sent"
         if [ -n "${arrival[$i]:-}" ]; then
             ARRIVED_TOTAL=$((ARRIVED_TOTAL + 1))
             ((i > 1)) && fetched+=("${arrival[$i]}")
