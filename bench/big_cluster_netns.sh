@@ -249,6 +249,8 @@ ALL_ARRIVED=1
 ARRIVED_TOTAL=0
 VERIFIED_TOTAL=0
 CPU_TOTAL=0
+ORIGIN_SENT_MIB=()
+RECV_MIB=0
 for ((r = 1; r <= RUNS; r++)); do
     name="$FILE_PREFIX$r"
     STEP="run $r: upload of $name on n1 and its spread"
@@ -331,7 +333,8 @@ for ((r = 1; r <= RUNS; r++)); do
         echo "$TEST: run $r: MiB received so far by each node (bytes on its link, headers included):"
         printf '%s\n' "$header" "${timeline[@]}" | column -t | sed "s/^/$TEST:   /"
     fi
-    echo "$TEST: run $r: per node, seconds from the start of the upload: began receiving (>1 MiB on its link), held the version; whom it stored it from (daemon log); MiB it sent during the run"
+    read -r -a rxs <<<"$(rx_all)"
+    echo "$TEST: run $r: per node, seconds from the start of the upload: began receiving (>1 MiB on its link), held the version; whom it stored it from (daemon log); MiB it sent and received on its link during the run"
     fetched=()
     for ((i = 1; i <= N; i++)); do
         held="no"
@@ -349,10 +352,13 @@ for ((r = 1; r <= RUNS; r++)); do
             from="not stored"
         fi
         sent=$(awk -v a="${tx0[$i]}" -v b="$(tx_bytes "$i")" 'BEGIN { printf "%.1f", (b - a) / 1048576 }')
+        recv=$(awk -v a="${rx0[$i]}" -v b="${rxs[$((i - 1))]:-0}" 'BEGIN { printf "%.1f", (b - a) / 1048576 }')
+        ((i == 1)) && ORIGIN_SENT_MIB+=("$sent")
+        ((i > 1)) && RECV_MIB=$(awk -v a="$RECV_MIB" -v b="$recv" 'BEGIN { printf "%.1f", a + b }')
         started=${rx_start[$i]:-NA}
         ((i == 1)) && started="-"
-        printf '%s:   n%-3s began %7s s  held %8s s  %-12s %s, sent %s MiB\n' "$TEST" "$i" "$started" \
-            "${arrival[$i]:-NA}" "$from" "$held" "$sent"
+        printf '%s:   n%-3s began %7s s  held %8s s  %-12s %s, sent %s MiB, received %s MiB\n' "$TEST" "$i" \
+            "$started" "${arrival[$i]:-NA}" "$from" "$held" "$sent" "$recv"
         if [ -n "${arrival[$i]:-}" ]; then
             ARRIVED_TOTAL=$((ARRIVED_TOTAL + 1))
             ((i > 1)) && fetched+=("${arrival[$i]}")
@@ -385,6 +391,7 @@ if ((log_warn + log_err > 0)); then
     cat "$WORK"/n*/log | awk '$2 == "warning" || $2 == "error" || $2 == "critical"' |
         sed -E 's/^[^ ]+ //; s/dm\.node=[^ ]+ //' | sort | uniq -c | sort -rn | head -n 10
 fi
+suspected=$(cat "$WORK"/n*/log | grep -c -E 'member suspected|member declared dead' || true)
 fetch_notes=$(cat "$WORK"/n*/log | grep -c -E 'fetch (from|of) ' || true)
 if ((fetch_notes > 0)); then
     echo "$TEST: fetches that ended early (daemon logs, most frequent first):"
@@ -396,12 +403,16 @@ daemons_running || ALL_ARRIVED=0
 UPLOAD_S=$(median "${upload_runs[@]}")
 FIRST_S=$(median "${first_runs[@]}")
 P50_S=$(median "${p50_runs[@]}")
+# Copies of the file n1 sent (median over runs), and MiB received by the other nodes over what
+# they needed (1.00: each received the file once; more: duplicate or abandoned fetches).
+ORIGIN_COPIES=$(awk -v m="$(median "${ORIGIN_SENT_MIB[@]}")" -v s="$SIZE_MIB" 'BEGIN { printf "%.2f", m / s }')
+RX_COPIES=$(awk -v m="$RECV_MIB" -v s="$SIZE_MIB" -v k="$(((N - 1) * RUNS))" 'BEGIN { printf "%.2f", m / (s * k) }')
 if ((ALL_ARRIVED)); then LAST_S=$(median "${last_runs[@]}"); else LAST_S=NA; fi
 STEP="done"
 echo "big_cluster nodes=$N size_mib=$SIZE_MIB rate=$RATE one_link_s=$ONE_LINK_S upload_s=$UPLOAD_S" \
     "first_s=$FIRST_S p50_s=$P50_S last_s=$LAST_S ratio_last=$(ratio "$LAST_S" "$ONE_LINK_S")" \
     "all_arrived=$ALL_ARRIVED ideal_link_s=$IDEAL_S arrived=$ARRIVED_TOTAL/$((N * RUNS)) verified=$VERIFIED_TOTAL" \
-    "dm_cpu_s=$CPU_TOTAL fetch_log_lines=$fetch_notes log_warn=$log_warn log_err=$log_err runs=$RUNS" \
+    "origin_copies=$ORIGIN_COPIES rx_copies=$RX_COPIES dm_cpu_s=$CPU_TOTAL suspected=$suspected fetch_log_lines=$fetch_notes log_warn=$log_warn log_err=$log_err runs=$RUNS" \
     "push_pull=$PUSH_PULL load1_start=$LOAD_START load1_end=$(load1)"
 ((ALL_ARRIVED)) || exit 1
 exit 0
