@@ -92,6 +92,9 @@ public struct Simulation {
     /// Each node's fetcher (the core's), and how often the node was booted.
     var fetchers: [Fetcher] = []
     var epochs: [Int] = []
+    /// Each node's `<state_dir>/members`: the addresses of the members it saw alive when it
+    /// went down (written only when there are some), tried with its bootstrap at the next start.
+    var remembered: [Int: [PeerAddress]] = [:]
     /// Versions each node was told to store (`.store`) and has not been told the outcome of,
     /// with when: every fetch must end, stored or failed, within a bound.
     var fetchesUnderWay: [FetchKey: Int64] = [:]
@@ -196,7 +199,8 @@ public struct Simulation {
 
     mutating func boot(_ index: Int, files: [FileVersion] = []) {
         let id = order[index]
-        let bootstrap = index == 0 ? [] : [addresses[0]]
+        let configured = index == 0 ? [] : [addresses[0]]
+        let bootstrap = configured + (remembered[index] ?? []).filter { !configured.contains($0) }
         let local = localNow(index)
         var core = ClusterCore(
             key: keys[index], name: "n\(index)", addresses: [addresses[index]],
@@ -485,6 +489,8 @@ public struct Simulation {
         guard let index = indexOf[id] else { return }
         down.insert(id)
         isDown[index] = true
+        let alive = cores[index].localState.dropFirst().filter { $0.state == .alive }.compactMap(\.address)
+        if !alive.isEmpty { remembered[index] = alive }
         fetchesUnderWay = fetchesUnderWay.filter { $0.key.node != index }
     }
 
