@@ -127,4 +127,37 @@ import Testing
         #expect(fetcher.answered(third.id, .stored(newer), now: later).isEmpty)
         #expect(fetcher.backoffs.isEmpty)
     }
+
+    /// A gossip offer of a name a push/pull is already fetching waits for that answer instead of
+    /// starting a second transfer; it is settled by a stored version at least as new, and fails
+    /// (so the core takes up the next offer) when the push/pull's request ends without one.
+    @Test func aGossipOfferWaitsForThePushPullFetchOfItsName() throws {
+        var fetcher = Fetcher()
+        let policy = try policy
+        let version = try version("f1")
+        let pull = try #require(
+            Self.opened(fetcher.wanted([VersionSummary(version)], from: Self.other, policy: policy, now: Self.now))
+                .first)
+        #expect(fetcher.offered(version, inline: nil, from: Self.peer, now: Self.now).isEmpty)
+        #expect(fetcher.openStreams == 1)
+        #expect(fetcher.answered(pull.id, .stored(version), now: Self.now).isEmpty)
+        #expect(fetcher.ended(pull.id).isEmpty)
+
+        // The push/pull's stream is cut: the waiting offer fails; a newer offer replaces an older
+        // waiting one, which fails at once.
+        let newer = try self.version("f1", at: Self.now + 1)
+        let newest = try self.version("f1", at: Self.now + 2)
+        let second = try #require(
+            Self.opened(fetcher.wanted([VersionSummary(newer)], from: Self.other, policy: policy, now: Self.now)).first)
+        #expect(fetcher.offered(newer, inline: nil, from: Self.peer, now: Self.now).isEmpty)
+        #expect(fetcher.offered(newest, inline: nil, from: Self.peer, now: Self.now) == [.failed(newer)])
+        #expect(fetcher.ended(second.id) == [.failed(newest)])
+        #expect(fetcher.fetchingNames.isEmpty && fetcher.openStreams == 0)
+        // An answer older than the waiting offer does not settle it.
+        let third = try #require(
+            Self.opened(fetcher.wanted([VersionSummary(newest)], from: Self.other, policy: policy, now: Self.now)).first
+        )
+        #expect(fetcher.offered(newest, inline: nil, from: Self.peer, now: Self.now).isEmpty)
+        #expect(fetcher.answered(third.id, .stored(newer), now: Self.now) == [.failed(newest)])
+    }
 }

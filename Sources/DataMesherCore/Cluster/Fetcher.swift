@@ -73,6 +73,10 @@ public struct Fetcher: Sendable {
     /// push/pull does not ask for them again.
     var fetching: [FileName: Int] = [:]
     var backoffs: [FileName: Backoff] = [:]
+    /// Names with a push/pull's request under way (counted), and the gossip offers waiting on
+    /// them, settled when those requests end.
+    var pulling: [FileName: Int] = [:]
+    var waitingOffers: [FileName: FileVersion] = [:]
 
     public init() {}
 
@@ -90,6 +94,14 @@ public struct Fetcher: Sendable {
         if isBackingOff(version.name, timestamp: version.timestamp, now: now) { return [.failed(version)] }
         if version.isTombstone || inline != nil { return [.commit(version, content: inline ?? [], from: source)] }
         guard let source else { return [.failed(version)] }
+        // A push/pull's request for the name is under way (the peer answers with what it holds
+        // then, likely this version): its answer settles this offer too, instead of a second
+        // transfer of the same content.
+        if pulling[version.name] != nil {
+            // A newer offer replaces a waiting one (the core took it up instead).
+            let replaced = waitingOffers.updateValue(version, forKey: version.name)
+            return replaced.map { [.failed($0)] } ?? []
+        }
         return enqueue([[Request(name: version.name, expected: version)]], to: source)
     }
 
@@ -116,17 +128,19 @@ public struct Fetcher: Sendable {
         let request = stream.requests[stream.answered]
         stream.answered += 1
         streams[id] = stream
-        release(request.name)
+        var steps: [Step] = []
+        var stored: FileVersion? = nil
         switch outcome {
         case .stored(let version):
             backoffs[version.name] = nil
-            return []
+            stored = version
         case .notStored:
-            return request.expected.map { [.failed($0)] } ?? []
+            if let expected = request.expected { steps.append(.failed(expected)) }
         case .noSpace(let version):
-            let delay = backOff(version, now: now)
-            return [.backingOff(version, delay: delay)] + (request.expected.map { [.failed($0)] } ?? [])
+            steps.append(.backingOff(version, delay: backOff(version, now: now)))
+            if let expected = request.expected { steps.append(.failed(expected)) }
         }
+        return steps + release(request, stored: stored)
     }
 
     /// Stream `id` ended (closed, cut, refused, timed out): its unanswered requests were not
@@ -135,8 +149,8 @@ public struct Fetcher: Sendable {
         guard let stream = streams.removeValue(forKey: id) else { return [] }
         var steps: [Step] = []
         for request in stream.requests.dropFirst(stream.answered) {
-            release(request.name)
             if let expected = request.expected { steps.append(.failed(expected)) }
+            steps += release(request, stored: nil)
         }
         let address = stream.address
         let stillOpen = (openCount[address] ?? 1) - 1
@@ -154,7 +168,10 @@ public struct Fetcher: Sendable {
     mutating func enqueue(_ batches: [[Request]], to address: PeerAddress) -> [Step] {
         var steps: [Step] = []
         for batch in batches {
-            for request in batch { fetching[request.name, default: 0] += 1 }
+            for request in batch {
+                fetching[request.name, default: 0] += 1
+                if request.expected == nil { pulling[request.name, default: 0] += 1 }
+            }
             if (openCount[address] ?? 0) < Self.streamsPerPeer {
                 steps.append(open(batch, to: address))
             } else {
@@ -172,9 +189,26 @@ public struct Fetcher: Sendable {
         return .open(id: id, to: address, requests: requests)
     }
 
-    mutating func release(_ name: FileName) {
-        let left = (fetching[name] ?? 1) - 1
-        fetching[name] = left > 0 ? left : nil
+    /// `request` ended (having stored `stored`, if any). A waiting gossip offer is settled by a
+    /// stored version at least as new; one still open when the last push/pull request for the
+    /// name ends fails, so the core takes up the next offer.
+    mutating func release(_ request: Request, stored: FileVersion?) -> [Step] {
+        let name = request.name
+        fetching[name] = Self.decremented(fetching[name])
+        if request.expected == nil { pulling[name] = Self.decremented(pulling[name]) }
+        guard let offer = waitingOffers[name] else { return [] }
+        if let stored, !VersionOrder.isNewer(offer, than: stored) {
+            waitingOffers[name] = nil
+            return []
+        }
+        guard pulling[name] == nil else { return [] }
+        waitingOffers[name] = nil
+        return [.failed(offer)]
+    }
+
+    static func decremented(_ count: Int?) -> Int? {
+        let left = (count ?? 1) - 1
+        return left > 0 ? left : nil
     }
 
     func isBackingOff(_ name: FileName, timestamp: Int64, now: Int64) -> Bool {
