@@ -6,8 +6,10 @@
 /// one member) and push/pull (`PushPull.Step.fetch`: every configured name the peer holds newer).
 /// A stream carries up to `maxRequestsPerStream` requests, answered in order, so a node missing
 /// thousands of versions pays one handshake per few hundred; at most `streamsPerPeer` streams to
-/// one peer are open at once, the rest wait their turn. A version that did not fit on disk is
-/// not fetched again before its back-off ends (5 s, doubling up to 10 min, per version).
+/// one peer are open at once, the rest wait their turn. A push/pull does not ask for a name
+/// already being fetched, and a gossip offer of a name a push/pull is fetching waits for that
+/// answer. A version that did not fit on disk is not fetched again before its back-off ends
+/// (5 s, doubling up to 10 min, per version).
 public struct Fetcher: Sendable {
     /// Requests on one stream, at most; a responder closes the stream after answering them.
     public static let maxRequestsPerStream = 256
