@@ -45,8 +45,6 @@ extension Simulation {
             } else if diskFullAt[node] {
                 outcome = .noSpace(offered)
             } else {
-                let key = FetchKey(node: node, name: offered.name, timestamp: offered.timestamp)
-                if fetchesUnderWay[key] == nil { fetchesUnderWay[key] = now }
                 outcome = store(offered, inline: nil, on: node) ? .stored(offered) : .notStored
             }
         } else {
