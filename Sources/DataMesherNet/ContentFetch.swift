@@ -37,6 +37,17 @@ extension NetworkShell {
             try await writer.send(.fetchReply(held?.isTombstone == true ? held : nil))
             return
         }
+        // A big version goes to one member at a time: the others hear it is unavailable and ask
+        // another holder, which got it from here or elsewhere (`Fetcher.exclusiveUploadSize`).
+        let uploadKey = "\(name.value)/\(stored.version.timestamp)"
+        let exclusive = stored.version.contentLength >= Fetcher.exclusiveUploadSize
+        if exclusive {
+            guard uploads.enter(uploadKey) == nil else {
+                try await writer.send(.fetchReply(nil))
+                return
+            }
+        }
+        defer { if exclusive { uploads.leave(uploadKey) } }
         try await writer.send(.fetchReply(stored.version))
         var offset = 0
         let length = Int(stored.version.contentLength)
@@ -124,7 +135,7 @@ extension NetworkShell {
         let name = request.name
         guard let version = offered, version.name == name else {
             if offered != nil { throw WireError.invalid("fetch reply for another name") }
-            await report(id, .notStored)
+            await report(id, .unavailable)
             return
         }
         if version.isTombstone {

@@ -50,6 +50,8 @@ public actor NetworkShell {
     let inboundFromStrangers: StreamCounter
     let inboundFromMembers: StreamCounter
     let outgoing: StreamCounter
+    /// Big versions being sent now, one upload each (`Fetcher.exclusiveUploadSize`).
+    let uploads = StreamCounter(total: .max, perSource: 1)
     /// The hosts of the members listed now, read by the accept loop.
     let memberHosts = NIOLockedValueBox<Set<String>>([])
     let snapshot: NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>

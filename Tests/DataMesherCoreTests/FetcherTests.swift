@@ -160,4 +160,60 @@ import Testing
         #expect(fetcher.offered(newest, inline: nil, from: Self.peer, now: Self.now).isEmpty)
         #expect(fetcher.answered(third.id, .stored(newer), now: Self.now) == [.failed(newest)])
     }
+
+    @Test func aHolderThatDeclinesOrVanishesHandsTheRequestToTheNextHolder() throws {
+        var fetcher = Fetcher()
+        let version = try version("big")
+        let third = PeerAddress(host: "10.0.0.4", port: 7946)
+        func offer(from holder: PeerAddress) throws -> Int {
+            let opened = Self.opened(fetcher.offered(version, inline: nil, from: holder, now: Self.now))
+            #expect(opened.map(\.to) == [holder])
+            return try #require(opened.first?.id)
+        }
+        // The only holder declines (it is sending the version to another member): the offer fails.
+        let first = try offer(from: Self.peer)
+        #expect(fetcher.answered(first, .unavailable, now: Self.now) == [.failed(version)])
+        #expect(fetcher.ended(first).isEmpty && fetcher.fetchingNames.isEmpty)
+
+        // A second holder offers it and declines too: the first one is asked again, on a stream
+        // of its own; when it declines as well, the offer fails.
+        let second = try offer(from: Self.other)
+        let retry = Self.opened(fetcher.answered(second, .unavailable, now: Self.now))
+        #expect(retry.map(\.to) == [Self.peer] && retry.map(\.names) == [["big"]])
+        #expect(fetcher.fetchingNames == [version.name])
+        let retryID = try #require(retry.first?.id)
+        #expect(fetcher.answered(retryID, .unavailable, now: Self.now) == [.failed(version)])
+        #expect(fetcher.ended(second).isEmpty && fetcher.ended(retryID).isEmpty)
+        #expect(fetcher.fetchingNames.isEmpty && fetcher.openStreams == 0)
+
+        // A third holder vanishes before answering: the request goes to the earliest holder,
+        // which sends it; stored, the holders are forgotten.
+        let fourth = try offer(from: third)
+        let moved = Self.opened(fetcher.ended(fourth))
+        #expect(moved.map(\.to) == [Self.peer])
+        let movedID = try #require(moved.first?.id)
+        #expect(fetcher.answered(movedID, .stored(version), now: Self.now).isEmpty)
+        #expect(fetcher.ended(movedID).isEmpty && fetcher.fetchingNames.isEmpty)
+        #expect(fetcher.holders.isEmpty)
+    }
+
+    @Test func holdersAreKeptForTheNewestVersionOnly() throws {
+        var fetcher = Fetcher()
+        let old = try version("f1")
+        let new = try version("f1", at: Self.now + 1)
+        let first = try #require(Self.opened(fetcher.offered(new, inline: nil, from: Self.peer, now: Self.now)).first)
+        _ = fetcher.ended(first.id)
+        // An older version's holder is not a holder of the newer one.
+        fetcher.remember(old, heldBy: Self.other)
+        #expect(fetcher.holders[new.name]?.version == new && fetcher.holders[new.name]?.addresses == [Self.peer])
+        // A full table forgets a name to make room; each name keeps its newest holders only.
+        for index in 0..<(Fetcher.maxHeldNames + 10) {
+            fetcher.remember(try version("h\(index)"), heldBy: Self.other)
+        }
+        #expect(fetcher.holders.count <= Fetcher.maxHeldNames)
+        for index in 0..<(Fetcher.maxHolders + 5) {
+            fetcher.remember(new, heldBy: PeerAddress(host: "10.1.0.\(index)", port: 7946))
+        }
+        #expect(fetcher.holders[new.name]?.addresses.count == Fetcher.maxHolders)
+    }
 }

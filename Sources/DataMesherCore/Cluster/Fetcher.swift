@@ -10,6 +10,13 @@
 /// already being fetched, and a gossip offer of a name a push/pull is fetching waits for that
 /// answer. A version that did not fit on disk is not fetched again before its back-off ends
 /// (5 s, doubling up to 10 min, per version).
+///
+/// Every member that offered a name's newest version is remembered as a holder. A holder that
+/// answers with no version (it sends a big version to one member at a time, and declines the
+/// others meanwhile) is not the end of the fetch: the request goes to the next holder not asked
+/// yet, and only when all of them declined does the offer fail, to be taken up again at the
+/// next offer. So a big version spreads from every member that holds it, doubling its sources
+/// with each transfer, instead of being sent by its origin to every member at once.
 public struct Fetcher: Sendable {
     /// Requests on one stream, at most; a responder closes the stream after answering them.
     public static let maxRequestsPerStream = 256
@@ -18,6 +25,12 @@ public struct Fetcher: Sendable {
     public static let maxRequestBytesPerStream = 32 * 1024
     /// Streams open to one peer at once.
     public static let streamsPerPeer = 4
+    /// A version at least this big is sent to one member at a time by each holder; the others
+    /// asking meanwhile are told it is unavailable, and ask another holder.
+    public static let exclusiveUploadSize: UInt64 = 4 << 20
+    /// Holders remembered per name, and names with holders, at most.
+    static let maxHolders = 32
+    static let maxHeldNames = 4096
     static let firstBackoff: Int64 = 5_000_000_000
     static let maxBackoff: Int64 = 600_000_000_000
 
@@ -36,8 +49,11 @@ public struct Fetcher: Sendable {
     public enum Outcome: Sendable, Equatable {
         /// This version was stored (the shell told the core).
         case stored(FileVersion)
-        /// Nothing was stored: no version offered, or the one offered was refused.
+        /// Nothing was stored: the version offered was refused.
         case notStored
+        /// The peer sent no version: it holds none, or it is sending this version to another
+        /// member already (`exclusiveUploadSize`). Another holder is asked next.
+        case unavailable
         /// The offered version did not fit on disk: it waits before it is fetched again.
         case noSpace(FileVersion)
     }
@@ -79,6 +95,15 @@ public struct Fetcher: Sendable {
     /// them, settled when those requests end.
     var pulling: [FileName: Int] = [:]
     var waitingOffers: [FileName: FileVersion] = [:]
+    /// The members that offered each name's newest version, in the order they offered it, and
+    /// those of them asked for it since the last offer.
+    var holders: [FileName: Holders] = [:]
+
+    struct Holders: Sendable {
+        var version: FileVersion
+        var addresses: [PeerAddress] = []
+        var asked: [PeerAddress] = []
+    }
 
     public init() {}
 
@@ -96,6 +121,7 @@ public struct Fetcher: Sendable {
         if isBackingOff(version.name, timestamp: version.timestamp, now: now) { return [.failed(version)] }
         if version.isTombstone || inline != nil { return [.commit(version, content: inline ?? [], from: source)] }
         guard let source else { return [.failed(version)] }
+        remember(version, heldBy: source)
         // A push/pull's request for the name is under way (the peer answers with what it holds
         // then, likely this version): its answer settles this offer too, instead of a second
         // transfer of the same content.
@@ -135,9 +161,20 @@ public struct Fetcher: Sendable {
         switch outcome {
         case .stored(let version):
             backoffs[version.name] = nil
+            if let held = holders[version.name], !VersionOrder.isNewer(held.version, than: version) {
+                holders[version.name] = nil
+            }
             stored = version
         case .notStored:
             if let expected = request.expected { steps.append(.failed(expected)) }
+        case .unavailable:
+            if let expected = request.expected {
+                if let next = nextHolder(of: expected) {
+                    // Still this request: released here, enqueued again to the next holder.
+                    return release(request, stored: nil) + enqueue([[request]], to: next)
+                }
+                steps.append(.failed(expected))
+            }
         case .noSpace(let version):
             steps.append(.backingOff(version, delay: backOff(version, now: now)))
             if let expected = request.expected { steps.append(.failed(expected)) }
@@ -146,13 +183,19 @@ public struct Fetcher: Sendable {
     }
 
     /// Stream `id` ended (closed, cut, refused, timed out): its unanswered requests were not
-    /// stored, and the peer's next waiting stream opens.
+    /// stored (a gossip offer's goes to the next holder of its version, if any), and the peer's
+    /// next waiting stream opens.
     public mutating func ended(_ id: Int) -> [Step] {
         guard let stream = streams.removeValue(forKey: id) else { return [] }
         var steps: [Step] = []
         for request in stream.requests.dropFirst(stream.answered) {
-            if let expected = request.expected { steps.append(.failed(expected)) }
             steps += release(request, stored: nil)
+            guard let expected = request.expected else { continue }
+            if let next = nextHolder(of: expected) {
+                steps += enqueue([[request]], to: next)
+            } else {
+                steps.append(.failed(expected))
+            }
         }
         let address = stream.address
         let stillOpen = (openCount[address] ?? 1) - 1
@@ -206,6 +249,34 @@ public struct Fetcher: Sendable {
         guard pulling[name] == nil else { return [] }
         waitingOffers[name] = nil
         return [.failed(offer)]
+    }
+
+    /// `source` offered `version`: a holder of it from now on, and the first one asked.
+    mutating func remember(_ version: FileVersion, heldBy source: PeerAddress) {
+        var entry = holders[version.name] ?? Holders(version: version)
+        if entry.version != version {
+            guard VersionOrder.isNewer(version, than: entry.version) else { return }
+            entry = Holders(version: version)
+        }
+        if !entry.addresses.contains(source) {
+            if entry.addresses.count >= Self.maxHolders { entry.addresses.removeFirst() }
+            entry.addresses.append(source)
+        }
+        entry.asked = [source]
+        if holders[version.name] == nil && holders.count >= Self.maxHeldNames {
+            holders.remove(at: holders.startIndex)
+        }
+        holders[version.name] = entry
+    }
+
+    /// The next holder of `version` not asked since its last offer (marked asked), if any.
+    mutating func nextHolder(of version: FileVersion) -> PeerAddress? {
+        guard var entry = holders[version.name], entry.version == version,
+            let next = entry.addresses.first(where: { !entry.asked.contains($0) })
+        else { return nil }
+        entry.asked.append(next)
+        holders[version.name] = entry
+        return next
     }
 
     static func decremented(_ count: Int?) -> Int? {
