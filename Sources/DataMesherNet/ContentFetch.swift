@@ -31,33 +31,49 @@ extension NetworkShell {
 
     nonisolated func answerFetch(_ name: FileName, writer: StreamWriter) async throws {
         let store = node.store
+        // A newer version than the one stored is being received: it is sent as it arrives.
+        if let partial = partials.withLockedValue({ $0[name] }),
+            store.current(name).map({ VersionOrder.isNewer(partial.version, than: $0.version) }) ?? true
+        {
+            try await reply(partial.version, writer: writer) { try await partial.send(to: writer) }
+            return
+        }
         guard let (stored, file) = try await Blocking.run({ try store.openContent(name) }) else {
             // Tombstones and expired versions travel without content.
             let held = store.current(name)?.version
             try await writer.send(.fetchReply(held?.isTombstone == true ? held : nil))
             return
         }
-        // A big version goes to one member at a time: the others hear it is unavailable and ask
-        // another holder, which got it from here or elsewhere (`Fetcher.exclusiveUploadSize`).
-        let uploadKey = "\(name.value)/\(stored.version.timestamp)"
-        let exclusive = stored.version.contentLength >= Fetcher.exclusiveUploadSize
+        try await reply(stored.version, writer: writer) {
+            var offset = 0
+            let length = Int(stored.version.contentLength)
+            while offset < length {
+                let start = offset
+                let chunk = try await Blocking.run { file.read(at: start, upTo: min(1 << 18, length - start)) }
+                guard chunk.readableBytes > 0 else { throw WireError.truncated }
+                offset += chunk.readableBytes
+                try await writer.write(chunk)
+            }
+        }
+    }
+
+    /// Sends the reply naming `version`, then its content (`content`). A big version goes to one
+    /// member at a time: the others are told it is unavailable and ask another holder, which
+    /// got it from here or elsewhere (`Fetcher.exclusiveUploadSize`).
+    nonisolated func reply(
+        _ version: FileVersion, writer: StreamWriter, content: () async throws -> Void
+    ) async throws {
+        let key = "\(version.name.value)/\(version.timestamp)"
+        let exclusive = version.contentLength >= Fetcher.exclusiveUploadSize
         if exclusive {
-            guard uploads.enter(uploadKey) == nil else {
+            guard uploads.enter(key) == nil else {
                 try await writer.send(.fetchReply(nil))
                 return
             }
         }
-        defer { if exclusive { uploads.leave(uploadKey) } }
-        try await writer.send(.fetchReply(stored.version))
-        var offset = 0
-        let length = Int(stored.version.contentLength)
-        while offset < length {
-            let start = offset
-            let chunk = try await Blocking.run { file.read(at: start, upTo: min(1 << 18, length - start)) }
-            guard chunk.readableBytes > 0 else { throw WireError.truncated }
-            offset += chunk.readableBytes
-            try await writer.write(chunk)
-        }
+        defer { if exclusive { uploads.leave(key) } }
+        try await writer.send(.fetchReply(version))
+        try await content()
     }
 
     // MARK: Fetching
@@ -83,6 +99,11 @@ extension NetworkShell {
                 logger.warning(
                     "disk full: not fetching \(version.name) again for \(delay / 1_000_000_000) s",
                     metadata: ["dm.file": "\(version.name)", "dm.reason": "disk_full"])
+            case .wake(let delay):
+                spawn {
+                    try? await Task.sleep(for: .nanoseconds(delay))
+                    await self.wakeFetcher()
+                }
             }
         }
     }
@@ -91,7 +112,9 @@ extension NetworkShell {
         carryOut(fetcher.answered(id, outcome, now: WallClock.now()))
     }
 
-    func ended(_ id: Int) { carryOut(fetcher.ended(id)) }
+    func ended(_ id: Int) { carryOut(fetcher.ended(id, now: WallClock.now())) }
+
+    func wakeFetcher() { carryOut(fetcher.woke(now: WallClock.now())) }
 
     /// Runs stream `id` to `address`: every request is sent at once, and the answers are read,
     /// stored and reported in order.
@@ -161,9 +184,21 @@ extension NetworkShell {
         let store = node.store
         let upload = try await Blocking.run { try store.makeUpload() }
         defer { upload.discard() }
+        // A big version is served to other members while it arrives.
+        let partial =
+            version.contentLength >= Fetcher.exclusiveUploadSize ? PartialContent(version, path: upload.path) : nil
+        if let partial { partials.withLockedValue { $0[name] = partial } }
+        defer {
+            if let partial {
+                partial.end()
+                partials.withLockedValue { if $0[name] === partial { $0[name] = nil } }
+            }
+        }
         do {
             try await reader.stream(version.contentLength) { chunk in
+                let count = chunk.readableBytes
                 try await Blocking.run { try chunk.withUnsafeReadableBytes { try upload.write($0) } }
+                partial?.received(count)
             }
             _ = try await Blocking.run { try upload.finish() }
         } catch let error as DiskError where error.isDiskFull {

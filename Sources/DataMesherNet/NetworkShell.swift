@@ -52,6 +52,8 @@ public actor NetworkShell {
     let outgoing: StreamCounter
     /// Big versions being sent now, one upload each (`Fetcher.exclusiveUploadSize`).
     let uploads = StreamCounter(total: .max, perSource: 1)
+    /// Big versions being received now, by name, served while they arrive.
+    let partials = NIOLockedValueBox<[FileName: PartialContent]>([:])
     /// The hosts of the members listed now, read by the accept loop.
     let memberHosts = NIOLockedValueBox<Set<String>>([])
     let snapshot: NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>

@@ -27,6 +27,12 @@ extension Simulation {
                 feed(index, .storeFailed(version))
             case .backingOff:
                 break
+            case .wake(let delay):
+                let epoch = epochs[index]
+                at(now + delay) { sim in
+                    guard !sim.isDown[index], sim.epochs[index] == epoch else { return }
+                    sim.carryOut(sim.fetchers[index].woke(now: sim.localNow(index)), by: index)
+                }
             }
         }
     }
@@ -34,7 +40,7 @@ extension Simulation {
     /// The answer to request `number` of `requests` on `node`'s fetch stream `stream` arrives.
     mutating func answer(_ number: Int, of requests: [Fetcher.Request], on stream: Int, from peer: Int?, to node: Int) {
         guard let peer, reachable(node, peer), number < requests.count, !rng.chance(options.streamCut) else {
-            carryOut(fetchers[node].ended(stream), by: node)
+            carryOut(fetchers[node].ended(stream, now: localNow(node)), by: node)
             return
         }
         let outcome: Fetcher.Outcome
@@ -57,7 +63,7 @@ extension Simulation {
                 .fetchReply(
                     node: node, epoch: epochs[node], stream: stream, peer: peer, request: number + 1, requests))
         } else {
-            carryOut(fetchers[node].ended(stream), by: node)
+            carryOut(fetchers[node].ended(stream, now: localNow(node)), by: node)
         }
     }
 

@@ -38,9 +38,9 @@ import Testing
         #expect(fetcher.fetchingNames == [try FileName("f1")])
         let id = try #require(opened.first?.id)
         // The stream is cut before its answer: the core hears that the version was not stored.
-        #expect(fetcher.ended(id) == [.failed(version)])
+        #expect(fetcher.ended(id, now: Self.now) == [.failed(version)])
         #expect(fetcher.fetchingNames.isEmpty && fetcher.openStreams == 0)
-        #expect(fetcher.ended(id).isEmpty)
+        #expect(fetcher.ended(id, now: Self.now).isEmpty)
     }
 
     @Test func inlineContentAndTombstonesAreCommittedWithoutAStream() throws {
@@ -66,7 +66,7 @@ import Testing
         #expect(fetcher.answered(two.id, .notStored, now: Self.now) == [.failed(second)])
         // A stream answers each request once; more answers than requests are ignored.
         #expect(fetcher.answered(two.id, .notStored, now: Self.now).isEmpty)
-        #expect(fetcher.ended(one.id).isEmpty && fetcher.ended(two.id).isEmpty)
+        #expect(fetcher.ended(one.id, now: Self.now).isEmpty && fetcher.ended(two.id, now: Self.now).isEmpty)
     }
 
     @Test func pushPullBatchesConfiguredNamesAndLimitsStreamsPerPeer() throws {
@@ -91,10 +91,14 @@ import Testing
         let b = try version("h2")
         #expect(Self.opened(fetcher.offered(a, inline: nil, from: Self.peer, now: Self.now)).count == 1)
         #expect(fetcher.offered(b, inline: nil, from: Self.peer, now: Self.now).isEmpty)
-        #expect(Self.opened(fetcher.offered(b, inline: nil, from: Self.other, now: Self.now)).count == 1)
+        #expect(
+            Self.opened(fetcher.offered(try version("h3"), inline: nil, from: Self.other, now: Self.now)).count == 1)
+        // Another member offering a version already asked for is only one more holder of it.
+        #expect(fetcher.offered(b, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        #expect(fetcher.holders[b.name]?.addresses == [Self.peer, Self.other])
         // The first stream ends with nothing answered: push/pull requests fail silently (the
         // next push/pull asks again), and the waiting stream opens.
-        let waiting = Self.opened(fetcher.ended(opened[0].id))
+        let waiting = Self.opened(fetcher.ended(opened[0].id, now: Self.now))
         #expect(waiting.count == 1 && waiting.first?.names == ["h2"] && waiting.first?.to == Self.peer)
     }
 
@@ -108,7 +112,7 @@ import Testing
             fetcher.answered(id, .noSpace(version), now: Self.now) == [
                 .backingOff(version, delay: 5_000_000_000), .failed(version),
             ])
-        _ = fetcher.ended(id)
+        _ = fetcher.ended(id, now: Self.now)
         // Within the wait, neither gossip nor push/pull fetches it again.
         let soon = Self.now + 1_000_000_000
         #expect(fetcher.offered(version, inline: nil, from: Self.peer, now: soon) == [.failed(version)])
@@ -120,7 +124,7 @@ import Testing
             fetcher.answered(again.id, .noSpace(version), now: later) == [
                 .backingOff(version, delay: 10_000_000_000), .failed(version),
             ])
-        _ = fetcher.ended(again.id)
+        _ = fetcher.ended(again.id, now: Self.now)
         // A newer version of the name is not held back, and storing it ends the wait.
         let newer = try self.version("f1", at: Self.now + 1)
         let third = try #require(Self.opened(fetcher.offered(newer, inline: nil, from: Self.peer, now: later)).first)
@@ -141,7 +145,7 @@ import Testing
         #expect(fetcher.offered(version, inline: nil, from: Self.peer, now: Self.now).isEmpty)
         #expect(fetcher.openStreams == 1)
         #expect(fetcher.answered(pull.id, .stored(version), now: Self.now).isEmpty)
-        #expect(fetcher.ended(pull.id).isEmpty)
+        #expect(fetcher.ended(pull.id, now: Self.now).isEmpty)
 
         // The push/pull's stream is cut: the waiting offer fails; a newer offer replaces an older
         // waiting one, which fails at once.
@@ -151,7 +155,7 @@ import Testing
             Self.opened(fetcher.wanted([VersionSummary(newer)], from: Self.other, policy: policy, now: Self.now)).first)
         #expect(fetcher.offered(newer, inline: nil, from: Self.peer, now: Self.now).isEmpty)
         #expect(fetcher.offered(newest, inline: nil, from: Self.peer, now: Self.now) == [.failed(newer)])
-        #expect(fetcher.ended(second.id) == [.failed(newest)])
+        #expect(fetcher.ended(second.id, now: Self.now) == [.failed(newest)])
         #expect(fetcher.fetchingNames.isEmpty && fetcher.openStreams == 0)
         // An answer older than the waiting offer does not settle it.
         let third = try #require(
@@ -173,7 +177,7 @@ import Testing
         // The only holder declines (it is sending the version to another member): the offer fails.
         let first = try offer(from: Self.peer)
         #expect(fetcher.answered(first, .unavailable, now: Self.now) == [.failed(version)])
-        #expect(fetcher.ended(first).isEmpty && fetcher.fetchingNames.isEmpty)
+        #expect(fetcher.ended(first, now: Self.now).isEmpty && fetcher.fetchingNames.isEmpty)
 
         // A second holder offers it and declines too: the first one is asked again, on a stream
         // of its own; when it declines as well, the offer fails.
@@ -183,17 +187,17 @@ import Testing
         #expect(fetcher.fetchingNames == [version.name])
         let retryID = try #require(retry.first?.id)
         #expect(fetcher.answered(retryID, .unavailable, now: Self.now) == [.failed(version)])
-        #expect(fetcher.ended(second).isEmpty && fetcher.ended(retryID).isEmpty)
+        #expect(fetcher.ended(second, now: Self.now).isEmpty && fetcher.ended(retryID, now: Self.now).isEmpty)
         #expect(fetcher.fetchingNames.isEmpty && fetcher.openStreams == 0)
 
         // A third holder vanishes before answering: the request goes to the earliest holder,
         // which sends it; stored, the holders are forgotten.
         let fourth = try offer(from: third)
-        let moved = Self.opened(fetcher.ended(fourth))
+        let moved = Self.opened(fetcher.ended(fourth, now: Self.now))
         #expect(moved.map(\.to) == [Self.peer])
         let movedID = try #require(moved.first?.id)
         #expect(fetcher.answered(movedID, .stored(version), now: Self.now).isEmpty)
-        #expect(fetcher.ended(movedID).isEmpty && fetcher.fetchingNames.isEmpty)
+        #expect(fetcher.ended(movedID, now: Self.now).isEmpty && fetcher.fetchingNames.isEmpty)
         #expect(fetcher.holders.isEmpty)
     }
 
@@ -202,7 +206,7 @@ import Testing
         let old = try version("f1")
         let new = try version("f1", at: Self.now + 1)
         let first = try #require(Self.opened(fetcher.offered(new, inline: nil, from: Self.peer, now: Self.now)).first)
-        _ = fetcher.ended(first.id)
+        _ = fetcher.ended(first.id, now: Self.now)
         // An older version's holder is not a holder of the newer one.
         fetcher.remember(old, heldBy: Self.other)
         #expect(fetcher.holders[new.name]?.version == new && fetcher.holders[new.name]?.addresses == [Self.peer])
@@ -215,5 +219,46 @@ import Testing
             fetcher.remember(new, heldBy: PeerAddress(host: "10.1.0.\(index)", port: 7946))
         }
         #expect(fetcher.holders[new.name]?.addresses.count == Fetcher.maxHolders)
+    }
+
+    @Test func aBigVersionEveryHolderDeclinedIsAskedForAgainAfterAWait() throws {
+        var fetcher = Fetcher()
+        let third = PeerAddress(host: "10.0.0.4", port: 7946)
+        let big = try FileVersion.sign(
+            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
+            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let delay = Fetcher.retryDelay
+        // Both holders decline (each is sending it to another member): no failure, a wait.
+        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
+        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        let second = try #require(Self.opened(fetcher.answered(first.id, .unavailable, now: Self.now)).first)
+        #expect(second.to == Self.other)
+        #expect(fetcher.answered(second.id, .unavailable, now: Self.now) == [.wake(after: delay)])
+        #expect(fetcher.fetchingNames.isEmpty)
+        // Asked again once the wait is over, from the first holder on.
+        #expect(fetcher.woke(now: Self.now + delay - 1).isEmpty)
+        var now = Self.now + delay
+        let again = try #require(Self.opened(fetcher.woke(now: now)).first)
+        #expect(again.to == Self.peer && fetcher.woke(now: now).isEmpty)
+        let next = try #require(Self.opened(fetcher.answered(again.id, .unavailable, now: now)).first)
+        #expect(fetcher.answered(next.id, .unavailable, now: now) == [.wake(after: delay)])
+        // A member offering it meanwhile is asked at once, and sends it.
+        let offered = try #require(Self.opened(fetcher.offered(big, inline: nil, from: third, now: now)).first)
+        #expect(offered.to == third)
+        #expect(fetcher.answered(offered.id, .stored(big), now: now).isEmpty)
+        #expect(fetcher.holders.isEmpty && fetcher.fetchingNames.isEmpty)
+
+        // Declined everywhere `maxRetries` times in a row, the offer fails.
+        let stream = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: now)).first)
+        var steps = fetcher.answered(stream.id, .unavailable, now: now)
+        #expect(fetcher.ended(stream.id, now: now).isEmpty)
+        for _ in 0..<Fetcher.maxRetries {
+            #expect(steps == [.wake(after: delay)])
+            now += delay
+            let retry = try #require(Self.opened(fetcher.woke(now: now)).first)
+            steps = fetcher.answered(retry.id, .unavailable, now: now)
+            #expect(fetcher.ended(retry.id, now: now).isEmpty)
+        }
+        #expect(steps == [.failed(big)])
     }
 }

@@ -71,6 +71,27 @@ import Testing
         #expect(eventually(30) { nodes[0].memberState("node2") == "left" && nodes[1].memberState("node2") == "left" })
     }
 
+    /// A big version is sent by each holder to one member at a time, the others asking another
+    /// holder, which passes it on while it arrives: every node still ends with the exact bytes.
+    @Test func aBigVersionReachesEveryNodeExactly() throws {
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try Self.cluster(4, key: key) { _ in ["big": [key.base64]] }
+        defer { nodes.forEach { $0.cleanUp() } }
+        let names = nodes.indices.map { "node\($0)" }
+        #expect(eventually { nodes.allSatisfy { node in names.allSatisfy { node.memberState($0) == "alive" } } })
+        // 12 MiB: over `Fetcher.exclusiveUploadSize`, so three nodes asking at once are not all
+        // served by the origin.
+        let big = (0..<(12 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 131) >> 3) }
+        try Data(big).write(to: URL(fileURLWithPath: dir + "/big"))
+        let upload = try nodes[0].cli(["file", "update", dir + "/big", "--url", nodes[0].url, "--key", key.path])
+        #expect(upload.status == 0, "\(upload.stderr)")
+        for node in nodes {
+            #expect(eventually(60) { Self.content(of: node, "big") == big }, "\(node.address)")
+        }
+    }
+
     @Test func aNodeNotConfiguredForANameNeverStoresIt() throws {
         let dir = try Self.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -112,7 +112,8 @@ public enum CoreDirective: Sendable, Equatable {
     /// Send a datagram to member `node` at `address` (sealing binds it to that receiver).
     case send(Packet, to: PeerAddress, node: NodeID)
     /// Store this version: with `inline` content directly (or a tombstone), otherwise fetch it
-    /// over TCP from `from`, the confirmed member that offered it.
+    /// over TCP from `from`, the confirmed member that offered it. Repeated for the version
+    /// being fetched when another member offers it (the `Fetcher` keeps it as another holder).
     case store(FileVersion, inline: [UInt8]?, from: PeerAddress?)
     /// Run a push/pull exchange over TCP (`join`: with a bootstrap address).
     case sync(with: PeerAddress, join: Bool)
@@ -199,7 +200,7 @@ public struct ClusterCore: Sendable {
     static let maxHoldingQueries = 4096
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
-    /// Versions relayed on receipt, before they were stored (their content rode along).
+    /// Versions relayed on receipt, before they were stored (their content rode along, or is big).
     var relayedEarly: [FileName: FileVersion] = [:]
     var nextProbe: Int64
     var nextGossip: Int64
@@ -874,13 +875,23 @@ public struct ClusterCore: Sendable {
     /// Content that does not ride inline is fetched from the confirmed member that offered it.
     /// A version whose content rides along (or a tombstone) is relayed at once, before it is
     /// stored: everything a receiver checks (signature, rules, content hash) was checked here, so
-    /// a hop costs the network, not the disk's fsyncs.
+    /// a hop costs the network, not the disk's fsyncs. So is a big one (`Fetcher.
+    /// exclusiveUploadSize`), whose content this node passes on as it arrives.
     mutating func offer(
         _ version: FileVersion, inline: [UInt8]?, from sender: NodeID, now: Int64,
         rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]
     ) {
         guard policy.allowedSigners[version.name] != nil else { return }  // neither stored nor relayed
-        if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) { return }
+        if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) {
+            // Another member offers the version being fetched: the fetcher may ask it instead
+            // (`Fetcher`'s holders), if that member is one to fetch from.
+            if pending == version, inline == nil, !version.isTombstone,
+                let offerer = members[sender].flatMap({ $0.confirmed && $0.state != .left ? $0.address : nil })
+            {
+                out.append(.store(version, inline: nil, from: offerer))
+            }
+            return
+        }
         // Duplicates are the common case: refuse them before paying for a signature check.
         if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { return }
         let offerer = members[sender].flatMap { $0.confirmed && $0.state != .left ? $0.address : nil }
@@ -899,7 +910,9 @@ public struct ClusterCore: Sendable {
         }
         storing[version.name] = version
         out.append(.store(version, inline: inline, from: offerer))
-        if inline != nil || version.isTombstone {
+        // A big version is relayed as its fetch starts, too: this node serves it to the members
+        // that ask while it arrives (and declines them when it does not get it after all).
+        if inline != nil || version.isTombstone || version.contentLength >= Fetcher.exclusiveUploadSize {
             relayedEarly[version.name] = version
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
         }

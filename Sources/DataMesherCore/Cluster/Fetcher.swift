@@ -31,6 +31,10 @@ public struct Fetcher: Sendable {
     /// Holders remembered per name, and names with holders, at most.
     static let maxHolders = 32
     static let maxHeldNames = 4096
+    /// A big version every holder declined is asked for again after this long (ns), at most
+    /// `maxRetries` times in a row, before its offer fails.
+    public static let retryDelay: Int64 = 1_000_000_000
+    static let maxRetries = 60
     static let firstBackoff: Int64 = 5_000_000_000
     static let maxBackoff: Int64 = 600_000_000_000
 
@@ -68,6 +72,8 @@ public struct Fetcher: Sendable {
         case failed(FileVersion)
         /// No room for `version`: not fetched again for `delay` (ns).
         case backingOff(FileVersion, delay: Int64)
+        /// Call `woke(now:)` after `after` (ns): a declined big version is asked for again.
+        case wake(after: Int64)
     }
 
     struct Stream: Sendable {
@@ -95,14 +101,19 @@ public struct Fetcher: Sendable {
     /// them, settled when those requests end.
     var pulling: [FileName: Int] = [:]
     var waitingOffers: [FileName: FileVersion] = [:]
-    /// The members that offered each name's newest version, in the order they offered it, and
-    /// those of them asked for it since the last offer.
+    /// The members that offered each name's newest version, in the order they offered it.
     var holders: [FileName: Holders] = [:]
 
     struct Holders: Sendable {
         var version: FileVersion
         var addresses: [PeerAddress] = []
+        /// Asked for it since it was last offered or retried.
         var asked: [PeerAddress] = []
+        /// A request for it is under way.
+        var requested = false
+        /// Every holder declined it: asked again from then on.
+        var retryAt: Int64?
+        var retriesLeft = Fetcher.maxRetries
     }
 
     public init() {}
@@ -121,16 +132,28 @@ public struct Fetcher: Sendable {
         if isBackingOff(version.name, timestamp: version.timestamp, now: now) { return [.failed(version)] }
         if version.isTombstone || inline != nil { return [.commit(version, content: inline ?? [], from: source)] }
         guard let source else { return [.failed(version)] }
+        let name = version.name
         remember(version, heldBy: source)
         // A push/pull's request for the name is under way (the peer answers with what it holds
         // then, likely this version): its answer settles this offer too, instead of a second
         // transfer of the same content.
-        if pulling[version.name] != nil {
+        if pulling[name] != nil {
+            if waitingOffers[name] == version { return [] }
             // A newer offer replaces a waiting one (the core took it up instead).
-            let replaced = waitingOffers.updateValue(version, forKey: version.name)
+            let replaced = waitingOffers.updateValue(version, forKey: name)
             return replaced.map { [.failed($0)] } ?? []
         }
-        return enqueue([[Request(name: version.name, expected: version)]], to: source)
+        let request = Request(name: name, expected: version)
+        guard var entry = holders[name], entry.version == version else { return enqueue([[request]], to: source) }
+        // The core passes on every member offering the version it fetches: one holder more.
+        if entry.requested { return [] }
+        // A new attempt starts with the member offering it (a waiting one goes on at once).
+        if entry.retryAt == nil { entry.retriesLeft = Self.maxRetries }
+        entry.retryAt = nil
+        entry.asked = [source]
+        entry.requested = true
+        holders[name] = entry
+        return enqueue([[request]], to: source)
     }
 
     /// A push/pull found these newer at `address`: fetch the names `policy` is configured for
@@ -168,13 +191,7 @@ public struct Fetcher: Sendable {
         case .notStored:
             if let expected = request.expected { steps.append(.failed(expected)) }
         case .unavailable:
-            if let expected = request.expected {
-                if let next = nextHolder(of: expected) {
-                    // Still this request: released here, enqueued again to the next holder.
-                    return release(request, stored: nil) + enqueue([[request]], to: next)
-                }
-                steps.append(.failed(expected))
-            }
+            if let expected = request.expected { return askNextHolder(request, expected: expected, now: now) }
         case .noSpace(let version):
             steps.append(.backingOff(version, delay: backOff(version, now: now)))
             if let expected = request.expected { steps.append(.failed(expected)) }
@@ -185,16 +202,14 @@ public struct Fetcher: Sendable {
     /// Stream `id` ended (closed, cut, refused, timed out): its unanswered requests were not
     /// stored (a gossip offer's goes to the next holder of its version, if any), and the peer's
     /// next waiting stream opens.
-    public mutating func ended(_ id: Int) -> [Step] {
+    public mutating func ended(_ id: Int, now: Int64) -> [Step] {
         guard let stream = streams.removeValue(forKey: id) else { return [] }
         var steps: [Step] = []
         for request in stream.requests.dropFirst(stream.answered) {
-            steps += release(request, stored: nil)
-            guard let expected = request.expected else { continue }
-            if let next = nextHolder(of: expected) {
-                steps += enqueue([[request]], to: next)
+            if let expected = request.expected {
+                steps += askNextHolder(request, expected: expected, now: now)
             } else {
-                steps.append(.failed(expected))
+                steps += release(request, stored: nil)
             }
         }
         let address = stream.address
@@ -240,6 +255,7 @@ public struct Fetcher: Sendable {
     mutating func release(_ request: Request, stored: FileVersion?) -> [Step] {
         let name = request.name
         fetching[name] = Self.decremented(fetching[name])
+        if let expected = request.expected, holders[name]?.version == expected { holders[name]?.requested = false }
         if request.expected == nil { pulling[name] = Self.decremented(pulling[name]) }
         guard let offer = waitingOffers[name] else { return [] }
         if let stored, !VersionOrder.isNewer(offer, than: stored) {
@@ -251,7 +267,41 @@ public struct Fetcher: Sendable {
         return [.failed(offer)]
     }
 
-    /// `source` offered `version`: a holder of it from now on, and the first one asked.
+    /// Asks again for the declined big versions whose wait is over, each from its first holder.
+    public mutating func woke(now: Int64) -> [Step] {
+        var due: [FileName] = []
+        for (name, entry) in holders where (entry.retryAt ?? .max) <= now { due.append(name) }
+        var steps: [Step] = []
+        for name in due.sorted() {
+            guard var entry = holders[name], let first = entry.addresses.first else { continue }
+            entry.retryAt = nil
+            entry.asked = [first]
+            entry.requested = true
+            holders[name] = entry
+            steps += enqueue([[Request(name: name, expected: entry.version)]], to: first)
+        }
+        return steps
+    }
+
+    /// `request` (of a gossip offer of `expected`) got no version from the holder asked: the
+    /// next holder not asked yet is. When all were, a big version is asked for again after
+    /// `retryDelay` (at most `maxRetries` times in a row), and any other offer fails.
+    mutating func askNextHolder(_ request: Request, expected: FileVersion, now: Int64) -> [Step] {
+        let steps = release(request, stored: nil)
+        if let next = nextHolder(of: expected) {
+            holders[expected.name]?.requested = true
+            return steps + enqueue([[request]], to: next)
+        }
+        guard var entry = holders[expected.name], entry.version == expected,
+            expected.contentLength >= Self.exclusiveUploadSize, entry.retriesLeft > 0
+        else { return steps + [.failed(expected)] }
+        entry.retriesLeft -= 1
+        entry.retryAt = now.addingSaturated(Self.retryDelay)
+        holders[expected.name] = entry
+        return steps + [.wake(after: Self.retryDelay)]
+    }
+
+    /// `source` offered `version`: a holder of it from now on.
     mutating func remember(_ version: FileVersion, heldBy source: PeerAddress) {
         var entry = holders[version.name] ?? Holders(version: version)
         if entry.version != version {
@@ -262,7 +312,6 @@ public struct Fetcher: Sendable {
             if entry.addresses.count >= Self.maxHolders { entry.addresses.removeFirst() }
             entry.addresses.append(source)
         }
-        entry.asked = [source]
         if holders[version.name] == nil && holders.count >= Self.maxHeldNames {
             holders.remove(at: holders.startIndex)
         }
