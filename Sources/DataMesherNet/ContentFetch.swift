@@ -206,8 +206,8 @@ extension NetworkShell {
             await report(id, .noSpace(version))
             throw error
         }
-        let stored = await submit(version, upload: upload, peer: "\(address)")
-        await report(id, stored ? .stored(version) : .notStored)
+        let result = await submit(version, upload: upload, peer: "\(address)")
+        await report(id, result == .stored ? .stored(version) : result == .corrupt ? .corrupt : .notStored)
     }
 
     /// Stores a version whose content is at hand; true when it was stored.
@@ -223,7 +223,7 @@ extension NetworkShell {
                 return upload
             }
             defer { upload?.discard() }
-            return await submit(version, upload: upload, peer: peer)
+            return await submit(version, upload: upload, peer: peer) == .stored
         } catch {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))
@@ -231,22 +231,30 @@ extension NetworkShell {
         }
     }
 
+    enum Submitted {
+        case stored
+        /// Refused because the content does not match the version (a bad source).
+        case corrupt
+        case notStored
+    }
+
     /// The same acceptance path as a local upload: every signature is checked here again. Tells
-    /// the core the outcome; true when the version was stored.
-    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: String) async -> Bool {
+    /// the core the outcome, and returns it.
+    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: String) async -> Submitted {
         do {
             switch try await node.submit(version, content: upload, origin: peer) {
             case .stored:
                 await handle(.stored(version, inline: inlineContent(version)))
-                return true
-            case .refused:
+                return .stored
+            case .refused(let refusal):
                 await handle(.storeFailed(version))
-                return false
+                if case .contentMismatch = refusal { return .corrupt }
+                return .notStored
             }
         } catch {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))
-            return false
+            return .notStored
         }
     }
 }

@@ -261,4 +261,20 @@ import Testing
         }
         #expect(steps == [.failed(big)])
     }
+
+    @Test func aHolderThatSentCorruptContentIsNotAskedAgain() throws {
+        var fetcher = Fetcher()
+        let big = try FileVersion.sign(
+            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
+            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
+        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        // The content did not match its signed hash: the next holder is asked, and the bad one
+        // is no longer a holder.
+        let next = try #require(Self.opened(fetcher.answered(first.id, .corrupt, now: Self.now)).first)
+        #expect(next.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
+        #expect(fetcher.answered(next.id, .unavailable, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
+        let retry = Self.opened(fetcher.woke(now: Self.now + Fetcher.retryDelay))
+        #expect(retry.map(\.to) == [Self.other])
+    }
 }

@@ -58,6 +58,9 @@ public struct Fetcher: Sendable {
         /// The peer sent no version: it holds none, or it is sending this version to another
         /// member already (`exclusiveUploadSize`). Another holder is asked next.
         case unavailable
+        /// The content sent did not match the version's signed hash or length: the peer is no
+        /// longer asked for this version, and another holder is asked next.
+        case corrupt
         /// The offered version did not fit on disk: it waits before it is fetched again.
         case noSpace(FileVersion)
     }
@@ -192,6 +195,14 @@ public struct Fetcher: Sendable {
             if let expected = request.expected { steps.append(.failed(expected)) }
         case .unavailable:
             if let expected = request.expected { return askNextHolder(request, expected: expected, now: now) }
+        case .corrupt:
+            if let expected = request.expected {
+                if var entry = holders[expected.name], entry.version == expected {
+                    entry.addresses.removeAll { $0 == stream.address }
+                    holders[expected.name] = entry
+                }
+                return askNextHolder(request, expected: expected, now: now)
+            }
         case .noSpace(let version):
             steps.append(.backingOff(version, delay: backOff(version, now: now)))
             if let expected = request.expected { steps.append(.failed(expected)) }
