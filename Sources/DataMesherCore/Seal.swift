@@ -1,4 +1,5 @@
 @preconcurrency import Crypto
+import FoundationEssentials
 
 /// AES-256-GCM sealing of cluster traffic under a pre-shared keyring (docs/PROTOCOL.md,
 /// "Encryption"). Pure: the caller supplies the random salts; no I/O, no clock.
@@ -199,14 +200,33 @@ public struct StreamCipher: Sendable {
 
     /// A whole record, length prefix included; the length is authenticated.
     public mutating func seal(_ plain: [UInt8]) -> [UInt8] {
+        var record: [UInt8] = []
+        record.reserveCapacity(4 + plain.count + Seal.tagLength)
+        seal(plain) { prefix, ciphertext, tag in
+            record += prefix
+            record += ciphertext
+            record += tag
+        }
+        return record
+    }
+
+    /// `seal`, handing the record's parts to `write` in order (length prefix, ciphertext, tag)
+    /// instead of joining them, so a caller writes them where they go with no copy between.
+    public mutating func seal(
+        _ plain: some DataProtocol, parts write: ([UInt8], Data, Data) -> Void
+    ) {
         let length = UInt32(plain.count + Seal.tagLength)
         let prefix: [UInt8] = [
             UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8),
             UInt8(truncatingIfNeeded: length),
         ]
-        let sealed = Seal.seal(plain, key: key, counter: counter, authenticating: prefix)
+        // `AES.GCM` refuses only nonces that are not 12 bytes and keys of a wrong size.
+        if let nonce = try? AES.GCM.Nonce(data: Seal.nonceBytes(counter)),
+            let box = try? AES.GCM.seal(plain, using: key, nonce: nonce, authenticating: prefix)
+        {
+            write(prefix, box.ciphertext, box.tag)
+        }
         counter &+= 1
-        return prefix + sealed
     }
 
     /// The record length from its 4-byte prefix, refused beyond `limit` (during a handshake, a

@@ -49,7 +49,9 @@ extension NetworkShell {
             let length = Int(stored.version.contentLength)
             while offset < length {
                 let start = offset
-                let chunk = try await Blocking.run { file.read(at: start, upTo: min(1 << 18, length - start)) }
+                let chunk = try await Blocking.run {
+                    file.read(at: start, upTo: min(PartialContent.chunkSize, length - start))
+                }
                 guard chunk.readableBytes > 0 else { throw WireError.truncated }
                 offset += chunk.readableBytes
                 try await writer.write(chunk)
@@ -67,6 +69,7 @@ extension NetworkShell {
         let exclusive = version.contentLength >= Fetcher.exclusiveUploadSize
         if exclusive {
             guard uploads.enter(key) == nil else {
+                logger.debug("declined a fetch of \(version.name): it is being sent to another member")
                 try await writer.send(.fetchReply(nil))
                 return
             }
@@ -88,6 +91,7 @@ extension NetworkShell {
         for step in steps {
             switch step {
             case .open(let id, let address, let requests):
+                logger.debug("fetching \(requests.count) name(s) from \(address)")
                 counters.fetches += requests.count
                 node.metrics.fetches.increment(by: requests.count)
                 spawn { await self.fetch(requests, on: id, from: address) }
@@ -100,6 +104,7 @@ extension NetworkShell {
                     "disk full: not fetching \(version.name) again for \(delay / 1_000_000_000) s",
                     metadata: ["dm.file": "\(version.name)", "dm.reason": "disk_full"])
             case .wake(let delay):
+                logger.debug("every holder declined a big version: asking again in \(delay / 1_000_000) ms")
                 spawn {
                     try? await Task.sleep(for: .nanoseconds(delay))
                     await self.wakeFetcher()
@@ -187,7 +192,10 @@ extension NetworkShell {
         // A big version is served to other members while it arrives.
         let partial =
             version.contentLength >= Fetcher.exclusiveUploadSize ? PartialContent(version, path: upload.path) : nil
-        if let partial { partials.withLockedValue { $0[name] = partial } }
+        if let partial {
+            partials.withLockedValue { $0[name] = partial }
+            await handle(.receiving(version))
+        }
         defer {
             if let partial {
                 partial.end()

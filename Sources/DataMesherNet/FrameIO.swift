@@ -146,13 +146,25 @@ final class StreamWriter: Sendable {
         try await outbound.write(ByteBuffer(bytes: out))
     }
 
+    /// Sealed, the buffer's bytes are encrypted from where they are into one buffer holding the
+    /// whole record (no intermediate arrays: a transfer's content goes through here).
     func write(_ buffer: ByteBuffer) async throws {
-        if cipher.withLockedValue({ $0 == nil }) {
-            metrics?.tcpBytes(out: buffer.readableBytes)
-            try await outbound.write(buffer)
-        } else {
-            try await write(Array(buffer.readableBytesView))
+        let sealed: ByteBuffer? = cipher.withLockedValue { cipher in
+            guard cipher != nil else { return nil }
+            var record = ByteBuffer()
+            record.reserveCapacity(buffer.readableBytes + 4 + Seal.tagLength)
+            buffer.withUnsafeReadableBytes { plain in
+                cipher?.seal(plain) { prefix, ciphertext, tag in
+                    record.writeBytes(prefix)
+                    record.writeBytes(ciphertext)
+                    record.writeBytes(tag)
+                }
+            }
+            return record
         }
+        let out = sealed ?? buffer
+        metrics?.tcpBytes(out: out.readableBytes)
+        try await outbound.write(out)
     }
 
     func send(_ message: SyncMessage) async throws { try await write(SyncCodec.encode(message)) }

@@ -96,6 +96,10 @@ public enum CoreInput: Sendable {
     case stored(FileVersion, inline: [UInt8]?)
     /// The shell could not store a version it was told to (fetch failed, refused).
     case storeFailed(FileVersion)
+    /// The content of a big version being fetched (`.store`) started to arrive: this node passes
+    /// it on from now on, so its offer is gossiped again for the members still looking for a
+    /// holder that is free.
+    case receiving(FileVersion)
     /// The store forgot a name (tombstone retention passed).
     case forgotten(FileName)
     /// A member list received through a push/pull exchange.
@@ -430,6 +434,8 @@ public struct ClusterCore: Sendable {
             // Relay at once as well (unless that was done on receipt): spread takes hops ×
             // latency, not hops × gossip rounds.
             if !relayed { spread(.file(version, inline: inline), now: now, rng: &rng, into: &out) }
+        case .receiving(let version):
+            if storing[version.name] == version { spread(.file(version, inline: nil), now: now, rng: &rng, into: &out) }
         case .storeFailed(let version):
             if storing[version.name] == version { storing[version.name] = nil }
             if relayedEarly[version.name] == version { relayedEarly[version.name] = nil }
