@@ -276,5 +276,8 @@ import Testing
         #expect(fetcher.answered(next.id, .unavailable, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
         let retry = Self.opened(fetcher.woke(now: Self.now + Fetcher.retryDelay))
         #expect(retry.map(\.to) == [Self.other])
+        // The last holder sends corrupt content too: none is left, and the offer fails.
+        let last = try #require(retry.first?.id)
+        #expect(fetcher.answered(last, .corrupt, now: Self.now + Fetcher.retryDelay) == [.failed(big)])
     }
 }

@@ -13,10 +13,12 @@
 ///
 /// Every member that offered a name's newest version is remembered as a holder. A holder that
 /// answers with no version (it sends a big version to one member at a time, and declines the
-/// others meanwhile) is not the end of the fetch: the request goes to the next holder not asked
-/// yet, and only when all of them declined does the offer fail, to be taken up again at the
-/// next offer. So a big version spreads from every member that holds it, doubling its sources
-/// with each transfer, instead of being sent by its origin to every member at once.
+/// others meanwhile), vanishes, or sends content that does not match (then it is forgotten as a
+/// holder) is not the end of the fetch: the request goes to the next holder not asked yet. When
+/// all of them were, a big version is asked for again after `retryDelay`, from the first holder
+/// on (an offer meanwhile goes on at once), and any other offer fails, to be taken up again at
+/// the next offer. So a big version crosses the cluster from every member that holds it or is
+/// receiving it (`exclusiveUploadSize`), instead of being sent by its origin to every member.
 public struct Fetcher: Sendable {
     /// Requests on one stream, at most; a responder closes the stream after answering them.
     public static let maxRequestsPerStream = 256
@@ -284,8 +286,13 @@ public struct Fetcher: Sendable {
         for (name, entry) in holders where (entry.retryAt ?? .max) <= now { due.append(name) }
         var steps: [Step] = []
         for name in due.sorted() {
-            guard var entry = holders[name], let first = entry.addresses.first else { continue }
+            guard var entry = holders[name] else { continue }
             entry.retryAt = nil
+            guard let first = entry.addresses.first else {
+                holders[name] = entry
+                steps.append(.failed(entry.version))
+                continue
+            }
             entry.asked = [first]
             entry.requested = true
             holders[name] = entry
@@ -303,7 +310,7 @@ public struct Fetcher: Sendable {
             holders[expected.name]?.requested = true
             return steps + enqueue([[request]], to: next)
         }
-        guard var entry = holders[expected.name], entry.version == expected,
+        guard var entry = holders[expected.name], entry.version == expected, !entry.addresses.isEmpty,
             expected.contentLength >= Self.exclusiveUploadSize, entry.retriesLeft > 0
         else { return steps + [.failed(expected)] }
         entry.retriesLeft -= 1
@@ -324,7 +331,9 @@ public struct Fetcher: Sendable {
             entry.addresses.append(source)
         }
         if holders[version.name] == nil && holders.count >= Self.maxHeldNames {
-            holders.remove(at: holders.startIndex)
+            // A name no fetch is under way or waiting for, if there is one.
+            let idle = holders.firstIndex { !$0.value.requested && $0.value.retryAt == nil }
+            holders.remove(at: idle ?? holders.startIndex)
         }
         holders[version.name] = entry
     }
