@@ -227,4 +227,37 @@ import Testing
         #expect(node.core.members[node.b.id] == nil)
         #expect(node.core.members[node.c.id] != nil)
     }
+
+    /// dm-sim --nodes 1000 --loss 0.10 --seed 1: every core started at once ran its push/pulls
+    /// in the same instant, at 30 s and then a scaled interval (180 s) later, with none anywhere
+    /// in the cluster in between; a node that missed a member's gossip in the join storm stayed
+    /// without it to the end of the run. Like memberlist, the first push/pull comes at a random
+    /// point of the first interval, so cores started together do not stay in step.
+    @Test func coresStartedTogetherStaggerTheirFirstPushPull() {
+        let interval = CoreSettings().pushPullInterval
+        var firsts: Set<Int64> = []
+        for seed: UInt64 in 1...4 {
+            var node = Fixture()
+            node.rng = SplitMix64(state: seed)
+            node.meet(node.b)
+            var at: Int64?
+            for _ in 0..<Int(interval / 100_000_000) + 1 {
+                node.now += 100_000_000
+                let synced = node.feed(.tick).contains {
+                    if case .sync(_, join: false) = $0 { return true } else { return false }
+                }
+                if synced {
+                    at = node.now
+                    break
+                }
+            }
+            guard let at else {
+                Issue.record("no push/pull within the first interval (seed \(seed))")
+                continue
+            }
+            #expect(at > MembershipTrustTests.start && at <= MembershipTrustTests.start + interval)
+            firsts.insert(at)
+        }
+        #expect(firsts.count > 1, "every core ran its first push/pull at the same instant: \(firsts)")
+    }
 }

@@ -209,6 +209,8 @@ public struct ClusterCore: Sendable {
     var nextProbe: Int64
     var nextGossip: Int64
     var nextPushPull: Int64
+    /// The first push/pull was moved to a random point of its interval (at the first tick).
+    var pushPullStaggered = false
     var nextJoin: Int64
     var nextReconnect: Int64
     var nextReap: Int64
@@ -477,6 +479,16 @@ public struct ClusterCore: Sendable {
 
     mutating func tick(now: Int64, rng: inout some RandomNumberGenerator, into out: inout [CoreDirective]) {
         let scale = Int64(awareness + 1)
+        // The first push/pull at a random point of its interval (memberlist's stagger): cores
+        // started together would otherwise run every push/pull in the same instant, one interval
+        // apart, with no anti-entropy anywhere in the cluster in between.
+        if !pushPullStaggered {
+            pushPullStaggered = true
+            if settings.pushPullInterval > 0 {
+                let stagger = Int64.random(in: 1...settings.pushPullInterval, using: &rng)
+                nextPushPull = min(nextPushPull, now.addingSaturated(stagger))
+            }
+        }
         // Relays that saw no ack answer their requester with a nack. (What is due is handled in
         // a fixed order: dictionary order differs between processes, and a replay must not.)
         for sequence in ClusterCore.due(relays, now: now, deadline: { $0.deadline }) {
