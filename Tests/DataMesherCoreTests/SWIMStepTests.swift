@@ -233,6 +233,27 @@ import Testing
     /// in the cluster in between; a node that missed a member's gossip in the join storm stayed
     /// without it to the end of the run. Like memberlist, the first push/pull comes at a random
     /// point of the first interval, so cores started together do not stay in step.
+    @Test func anAccuserStillSuspectingARefutedIncarnationIsToldTheCurrentOneDirectly() {
+        var node = Fixture(incarnation: 100)
+        node.meet(node.b)
+        node.meet(node.c)
+        // b suspects a at 100; a refutes (incarnation 101).
+        node.receive(
+            items: [MembershipTrustTests.signedAccusation(node.a, incarnation: 100, dead: false, by: node.b)],
+            sender: node.c)
+        let refuted = node.core.me.incarnation
+        #expect(refuted > 100)
+        // b's reminder (sent by b itself) still names 100: a's current announcement goes to b.
+        let reminder = MembershipTrustTests.signedAccusation(node.a, incarnation: 100, dead: false, by: node.b)
+        let answer = Self.sent(node.receive(items: [.alive(node.announcement(node.b)), reminder], sender: node.b))
+        #expect(answer.count == 1 && answer.first?.node == node.b.id && answer.first?.to == Fixture.address(node.b))
+        #expect(answer.first?.packet.items == [.alive(node.core.me)])
+        #expect(node.core.me.incarnation == refuted)
+        // The same stale accusation relayed by another member is not answered (the accuser
+        // would hear once per relay).
+        #expect(Self.sent(node.receive(items: [reminder], sender: node.c)).isEmpty)
+    }
+
     @Test func coresStartedTogetherStaggerTheirFirstPushPull() {
         let interval = CoreSettings().pushPullInterval
         var firsts: Set<Int64> = []

@@ -792,6 +792,16 @@ public struct ClusterCore: Sendable {
         case .alive(let announcement):
             alive(announcement, source: source.host, now: now, into: &out)
         case .suspect(let accusation):
+            if accusation.id == me.id && accusation.incarnation < me.incarnation && accusation.from == sender,
+                let address = members[sender]?.address
+            {
+                // The accuser itself still suspects an incarnation this node has refuted already
+                // (its reminder or buddy ping): it missed the refutation, which may never reach
+                // it by gossip before it declares this node dead. Told directly.
+                out.append(
+                    .send(Packet(sender: me.id, message: .gossip, items: [.alive(me)]), to: address, node: sender))
+                return
+            }
             suspect(accusation, now: now, into: &out)
         case .dead(let accusation):
             dead(accusation, now: now, into: &out)
