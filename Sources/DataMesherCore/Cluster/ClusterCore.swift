@@ -913,16 +913,14 @@ public struct ClusterCore: Sendable {
         if let pending = storing[version.name], !VersionOrder.isNewer(version, than: pending) {
             // Another member offers the version being fetched: the fetcher may ask it instead
             // (`Fetcher`'s holders), if that member is one to fetch from.
-            if pending == version, inline == nil, !version.isTombstone,
-                let offerer = members[sender].flatMap({ $0.confirmed && $0.state != .left ? $0.address : nil })
-            {
+            if pending == version, inline == nil, !version.isTombstone, let offerer = fetchSource(sender) {
                 out.append(.store(version, inline: nil, from: offerer))
             }
             return
         }
         // Duplicates are the common case: refuse them before paying for a signature check.
         if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { return }
-        let offerer = members[sender].flatMap { $0.confirmed && $0.state != .left ? $0.address : nil }
+        let offerer = fetchSource(sender)
         guard inline != nil || version.isTombstone || offerer != nil else { return }
         if let refusal = policy.evaluate(version, current: files[version.name], now: now, verifier: verifier) {
             if case .stale = refusal { return }
@@ -944,6 +942,12 @@ public struct ClusterCore: Sendable {
             relayedEarly[version.name] = version
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
         }
+    }
+
+    /// Where to fetch content `sender` offered: its address, if it is a confirmed member that
+    /// has not left.
+    func fetchSource(_ sender: NodeID) -> PeerAddress? {
+        members[sender].flatMap { $0.confirmed && $0.state != .left ? $0.address : nil }
     }
 
     // MARK: Membership rules
