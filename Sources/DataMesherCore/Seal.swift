@@ -29,10 +29,16 @@ public enum Seal {
 
     /// AES-GCM under `key` with the counter nonce; `AES.GCM` refuses only nonces that are not 12
     /// bytes and keys of a wrong size, neither of which can happen here.
+    static func box(
+        _ plain: some DataProtocol, key: SymmetricKey, counter: UInt64, authenticating data: [UInt8]
+    ) -> AES.GCM.SealedBox? {
+        guard let nonce = try? AES.GCM.Nonce(data: nonceBytes(counter)) else { return nil }
+        return try? AES.GCM.seal(plain, using: key, nonce: nonce, authenticating: data)
+    }
+
+    /// `box`, as ciphertext followed by the tag.
     static func seal(_ plain: [UInt8], key: SymmetricKey, counter: UInt64, authenticating data: [UInt8]) -> [UInt8] {
-        guard let nonce = try? AES.GCM.Nonce(data: nonceBytes(counter)),
-            let box = try? AES.GCM.seal(plain, using: key, nonce: nonce, authenticating: data)
-        else { return [] }
+        guard let box = box(plain, key: key, counter: counter, authenticating: data) else { return [] }
         return Array(box.ciphertext) + Array(box.tag)
     }
 
@@ -220,10 +226,7 @@ public struct StreamCipher: Sendable {
             UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8),
             UInt8(truncatingIfNeeded: length),
         ]
-        // `AES.GCM` refuses only nonces that are not 12 bytes and keys of a wrong size.
-        if let nonce = try? AES.GCM.Nonce(data: Seal.nonceBytes(counter)),
-            let box = try? AES.GCM.seal(plain, using: key, nonce: nonce, authenticating: prefix)
-        {
+        if let box = Seal.box(plain, key: key, counter: counter, authenticating: prefix) {
             write(prefix, box.ciphertext, box.tag)
         }
         counter &+= 1

@@ -136,15 +136,7 @@ final class StreamWriter: Sendable {
         self.metrics = metrics
     }
 
-    func write(_ bytes: [UInt8]) async throws {
-        let sealed: [UInt8]? = cipher.withLockedValue { cipher in
-            guard cipher != nil else { return nil }
-            return cipher?.seal(bytes)
-        }
-        let out = sealed ?? bytes
-        metrics?.tcpBytes(out: out.count)
-        try await outbound.write(ByteBuffer(bytes: out))
-    }
+    func write(_ bytes: [UInt8]) async throws { try await write(ByteBuffer(bytes: bytes)) }
 
     /// Sealed, the buffer's bytes are encrypted from where they are into one buffer holding the
     /// whole record (no intermediate arrays: a transfer's content goes through here).
