@@ -44,19 +44,8 @@ extension NetworkShell {
             try await writer.send(.fetchReply(held?.isTombstone == true ? held : nil))
             return
         }
-        try await reply(stored.version, writer: writer) {
-            var offset = 0
-            let length = Int(stored.version.contentLength)
-            while offset < length {
-                let start = offset
-                let chunk = try await Blocking.run {
-                    file.read(at: start, upTo: min(PartialContent.chunkSize, length - start))
-                }
-                guard chunk.readableBytes > 0 else { throw WireError.truncated }
-                offset += chunk.readableBytes
-                try await writer.write(chunk)
-            }
-        }
+        let content = PartialContent(held: stored.version, reader: file)
+        try await reply(stored.version, writer: writer) { try await content.send(to: writer) }
     }
 
     /// Sends the reply naming `version`, then its content (`content`). A big version goes to one
@@ -214,8 +203,7 @@ extension NetworkShell {
             await report(id, .noSpace(version))
             throw error
         }
-        let result = await submit(version, upload: upload, peer: "\(address)")
-        await report(id, result == .stored ? .stored(version) : result == .corrupt ? .corrupt : .notStored)
+        await report(id, await submit(version, upload: upload, peer: "\(address)"))
     }
 
     /// Stores a version whose content is at hand; true when it was stored.
@@ -231,7 +219,7 @@ extension NetworkShell {
                 return upload
             }
             defer { upload?.discard() }
-            return await submit(version, upload: upload, peer: peer) == .stored
+            return await submit(version, upload: upload, peer: peer) == .stored(version)
         } catch {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))
@@ -239,21 +227,15 @@ extension NetworkShell {
         }
     }
 
-    enum Submitted {
-        case stored
-        /// Refused because the content does not match the version (a bad source).
-        case corrupt
-        case notStored
-    }
-
     /// The same acceptance path as a local upload: every signature is checked here again. Tells
-    /// the core the outcome, and returns it.
-    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: String) async -> Submitted {
+    /// the core the outcome, and returns it as the fetcher takes it (content that does not match
+    /// the version is `corrupt`: a bad source).
+    nonisolated func submit(_ version: FileVersion, upload: Upload?, peer: String) async -> Fetcher.Outcome {
         do {
             switch try await node.submit(version, content: upload, origin: peer) {
             case .stored:
                 await handle(.stored(version, inline: inlineContent(version)))
-                return .stored
+                return .stored(version)
             case .refused(let refusal):
                 await handle(.storeFailed(version))
                 if case .contentMismatch = refusal { return .corrupt }

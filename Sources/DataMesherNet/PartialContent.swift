@@ -14,6 +14,7 @@ import NIOCore
 /// so far at once and the rest as they come, so a version crosses a chain of members in about
 /// the time of one transfer instead of one transfer per hop. Nothing is trusted more for it:
 /// every receiver checks the signature before and the hash and length after, as for any fetch.
+/// A held version is sent by the same loop (`init(held:reader:)`), complete from the start.
 final class PartialContent: Sendable {
     let version: FileVersion
     /// Its own descriptor on the temporary file, valid after the file is renamed into place.
@@ -32,6 +33,12 @@ final class PartialContent: Sendable {
         guard fd >= 0 else { return nil }
         self.version = version
         reader = ContentReader(fd: fd, length: Int(clamping: version.contentLength))
+    }
+
+    init(held version: FileVersion, reader: ContentReader) {
+        self.version = version
+        self.reader = reader
+        progress.withLockedValue { $0 = (reader.length, true) }
     }
 
     func received(_ count: Int) { progress.withLockedValue { $0.received += count } }
