@@ -396,3 +396,16 @@ struct StoreFixture {
         }
     }
 }
+
+extension MetaRecord {
+    /// The record's JSON written by `JSONEncoder` (the reference `encoded()` is tested against).
+    func encodedByEncoder() -> [UInt8] {
+        let json = RecordJSON(
+            format: 1, state: current.state, version: VersionJSON(current.version),
+            previous: previous.map(VersionJSON.init), content_stat: stat)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding plain strings and integers cannot fail.
+        return Array((try? encoder.encode(json)) ?? Data())
+    }
+}
