@@ -284,11 +284,7 @@ public struct API: Sendable {
         do {
             for try await chunk in request.body {
                 received += UInt64(chunk.readableBytes)
-                guard received <= limit else {
-                    let refusal = Refusal.tooLarge(name, received, limit: limit)
-                    node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
-                    throw APIError(refusal)
-                }
+                guard received <= limit else { throw tooLarge(name, received: received, limit: limit, signed: signed) }
                 try await batches.append(chunk)
             }
             try await batches.finish()
@@ -300,11 +296,7 @@ public struct API: Sendable {
         if let declaredLength, declaredLength != digest.length {
             throw APIError(.badRequest, "body has \(digest.length) bytes but Content-Length said \(declaredLength)")
         }
-        let version = FileVersion(
-            kind: .content, networkID: node.config.cluster.networkID, name: name, timestamp: signed.timestamp,
-            validFor: signed.validFor, contentSHA256: digest.sha256, contentLength: digest.length,
-            signer: signed.signer,
-            signature: signed.signature)
+        let version = uploaded(name, signed: signed, sha256: digest.sha256, length: digest.length)
         return try await commit(version, content: upload, status: .created)
     }
 
@@ -319,11 +311,7 @@ public struct API: Sendable {
         body.reserveCapacity(Int(length))
         for try await chunk in request.body {
             let received = UInt64(body.readableBytes) + UInt64(chunk.readableBytes)
-            guard received <= limit else {
-                let refusal = Refusal.tooLarge(name, received, limit: limit)
-                node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
-                throw APIError(refusal)
-            }
+            guard received <= limit else { throw tooLarge(name, received: received, limit: limit, signed: signed) }
             guard received <= length else {
                 throw APIError(.badRequest, "body has more than \(length) bytes but Content-Length said \(length)")
             }
@@ -333,12 +321,23 @@ public struct API: Sendable {
         guard body.readableBytes == length else {
             throw APIError(.badRequest, "body has \(body.readableBytes) bytes but Content-Length said \(length)")
         }
-        let sha256 = Upload.sha256(of: body)
-        let version = FileVersion(
+        let version = uploaded(name, signed: signed, sha256: Upload.sha256(of: body), length: length)
+        return try answer(try await node.submit(version, bytes: body), status: .created)
+    }
+
+    /// The version an upload's headers sign, for content of this hash and length.
+    func uploaded(_ name: FileName, signed: SignedHeaders, sha256: [UInt8], length: UInt64) -> FileVersion {
+        FileVersion(
             kind: .content, networkID: node.config.cluster.networkID, name: name, timestamp: signed.timestamp,
             validFor: signed.validFor, contentSHA256: sha256, contentLength: length, signer: signed.signer,
             signature: signed.signature)
-        return try answer(try await node.submit(version, bytes: body), status: .created)
+    }
+
+    /// An upload's body went over the size limit: refused, counted and logged like any refusal.
+    func tooLarge(_ name: FileName, received: UInt64, limit: UInt64, signed: SignedHeaders) -> APIError {
+        let refusal = Refusal.tooLarge(name, received, limit: limit)
+        node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
+        return APIError(refusal)
     }
 
     func deleteFile(_ request: Request) async throws -> Response {

@@ -84,15 +84,12 @@ struct APIClient {
     func withClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
         let client = Self.makeHTTPClient()
         do {
-            let result = try await body(client)
+            let result = try await reportingTransportErrors { try await body(client) }
             try? await client.shutdown()
             return result
-        } catch let error as CLIError {
-            try? await client.shutdown()
-            throw error
         } catch {
             try? await client.shutdown()
-            throw CLIError("cannot reach data-mesher at \(baseURL): \(Self.transportMessage(error))")
+            throw error
         }
     }
 
