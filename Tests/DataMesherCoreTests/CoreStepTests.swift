@@ -16,14 +16,20 @@ import Testing
         }
     }
 
+    /// A node configured for `name` (signed by `signer`) that has met members b and c.
+    static func meetingBAndC(configuredFor name: FileName, signedBy signer: Signer) -> Fixture {
+        var node = Fixture(policy: FilePolicy(allowedSigners: [name: [signer.public_]]))
+        node.meet(node.b)
+        node.meet(node.c)
+        return node
+    }
+
     // MARK: Holding queries
 
     @Test func holdingQueriesGoToLiveMembersAndOnlySignedAnswersToThemCount() throws {
         let zone = try FileName("zone")
         let signer = Signer()
-        var node = Fixture(policy: FilePolicy(allowedSigners: [zone: [signer.public_]]))
-        node.meet(node.b)
-        node.meet(node.c)
+        var node = Self.meetingBAndC(configuredFor: zone, signedBy: signer)
         let queries = Self.sent(node.feed(.askHoldings(zone)))
         #expect(Set(queries.map(\.node)) == [node.b.id, node.c.id])
         #expect(queries.allSatisfy { $0.packet.items == [.holdingQuery(zone)] })
@@ -143,9 +149,7 @@ import Testing
     @Test func inlineVersionsAreRelayedOnReceiptOnceChecked() throws {
         let zone = try FileName("zone")
         let signer = Signer()
-        var node = Fixture(policy: FilePolicy(allowedSigners: [zone: [signer.public_]]))
-        node.meet(node.b)
-        node.meet(node.c)
+        var node = Self.meetingBAndC(configuredFor: zone, signedBy: signer)
         let content = "x"
         let version = try signer.version("zone", at: MembershipTrustTests.start, content: content)
         let directives = node.receive(items: [.file(version, inline: Array(content.utf8))], sender: node.b)
