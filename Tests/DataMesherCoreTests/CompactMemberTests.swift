@@ -55,7 +55,7 @@ import Testing
         let cache = SignatureCache()
         let first = Self.signed()
         let copy = try #require(
-            WireCodec.decodeItems(WireCodec.encode(.alive(first)), count: 1).first.flatMap {
+            WireCodec.decodeItems(WireReader(WireCodec.encode(.alive(first))), count: 1).first.flatMap {
                 item -> MemberAnnouncement? in
                 if case .alive(let announcement) = item { announcement } else { nil }
             })

@@ -137,7 +137,7 @@ public struct BroadcastQueue: Sendable {
     public mutating func take(budget: Int, limit: Int) -> [GossipItem] {
         var encoded: [UInt8] = []
         let count = take(budget: budget, limit: limit, encodingInto: &encoded)
-        return WireCodec.decodeItems(encoded, count: count)
+        return WireCodec.decodeItems(WireReader(encoded), count: count)
     }
 
     /// `take`, appending the items' wire encoding to `encoded`; returns how many were taken.

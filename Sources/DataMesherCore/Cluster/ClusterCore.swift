@@ -744,9 +744,18 @@ public struct ClusterCore: Sendable {
         case .gossip:
             break
         }
-        let items = packet.items
-        for index in items.indices {
-            apply(items[index], from: packet.sender, source: source, now: now, rng: &rng, into: &out)
+        // Items are read one at a time, and an announcement this node already has (most of
+        // what gossip brings) is passed over without being built.
+        var reader = packet.itemReader
+        for _ in 0..<packet.itemCount {
+            if let (id, incarnation) = WireCodec.peekAnnouncement(reader), id != me.id,
+                let status = known(id), incarnation <= status.incarnation
+            {
+                guard (try? WireCodec.checkItem(&reader)) != nil else { return }
+                continue
+            }
+            guard let item = try? WireCodec.decodeItem(&reader) else { return }
+            apply(item, from: packet.sender, source: source, now: now, rng: &rng, into: &out)
         }
     }
 

@@ -254,43 +254,52 @@ public struct Packet: Sendable, Equatable {
 
     public var sender: NodeID
     public var message: Message
-    /// The items as values; nil while the packet holds only their encoding.
-    var itemValues: [GossipItem]?
-    /// The items' wire encoding, one after the other, when the core composed the packet from
-    /// its broadcast queue (which keeps every item encoded): `WireCodec` copies it instead of
-    /// encoding the items again, and nothing is copied item by item to compose it.
-    var encodedItems: [UInt8]?
-    var encodedCount = 0
+    /// The items' wire encoding, one after the other, from `itemsStart` on: the datagram a
+    /// packet was decoded from, or what `ClusterCore.compose` took from its broadcast queue
+    /// (which keeps every item encoded). A receiver reads an item only when it is news, and a
+    /// sender copies the bytes instead of encoding every item for every packet.
+    private(set) var wire: [UInt8]
+    private(set) var itemsStart: Int
+    /// How many items ride on the packet, without decoding them.
+    public private(set) var itemCount: Int
 
-    /// The gossip riding on the packet (decoded from the kept encoding when there is one).
+    /// The gossip riding on the packet, decoded (at most `WireCodec.maxItems` are kept).
     public var items: [GossipItem] {
-        get { itemValues ?? WireCodec.decodeItems(encodedItems ?? [], count: encodedCount) }
+        get { WireCodec.decodeItems(itemReader, count: itemCount) }
         set {
-            itemValues = newValue
-            encodedItems = nil
-            encodedCount = 0
+            var out = WireWriter()
+            for item in newValue.prefix(WireCodec.maxItems) { WireCodec.encode(item, into: &out) }
+            wire = out.buffer
+            itemsStart = 0
+            itemCount = min(newValue.count, WireCodec.maxItems)
         }
     }
 
-    /// How many items ride on the packet, without decoding them.
-    public var itemCount: Int { itemValues?.count ?? encodedCount }
+    /// A reader at the first item.
+    var itemReader: WireReader { WireReader(wire, at: itemsStart) }
+
+    /// The items' encoding.
+    var encodedItems: ArraySlice<UInt8> { wire[itemsStart...] }
 
     public init(sender: NodeID, message: Message, items: [GossipItem] = []) {
-        self.sender = sender
-        self.message = message
-        self.itemValues = items
+        self.init(sender: sender, message: message, encodedItems: [], count: 0)
+        if !items.isEmpty { self.items = items }
     }
 
-    init(sender: NodeID, message: Message, encodedItems: [UInt8], count: Int) {
+    /// Items already encoded: `count` of them from `start` on in `wire`, which `WireCodec`
+    /// has checked (or the core encoded).
+    init(sender: NodeID, message: Message, encodedItems wire: [UInt8], from start: Int = 0, count: Int) {
         self.sender = sender
         self.message = message
-        self.encodedItems = encodedItems
-        self.encodedCount = count
+        self.wire = wire
+        self.itemsStart = start
+        self.itemCount = count
     }
 
-    /// Packets are equal when they say the same, whether their items are held as values or encoded.
+    /// Packets are equal when they say the same: the encoding of an item is canonical.
     public static func == (lhs: Packet, rhs: Packet) -> Bool {
-        lhs.sender == rhs.sender && lhs.message == rhs.message && lhs.items == rhs.items
+        lhs.sender == rhs.sender && lhs.message == rhs.message && lhs.itemCount == rhs.itemCount
+            && lhs.encodedItems.elementsEqual(rhs.encodedItems)
     }
 }
 
@@ -350,7 +359,7 @@ public enum WireCodec {
 
     public static func encode(_ packet: Packet) -> [UInt8] {
         var out = WireWriter()
-        out.reserve(packet.itemCount == 0 ? 64 : 1500)
+        out.reserve(64 + packet.encodedItems.count)
         out.bytes(magic)
         out.u8(version)
         switch packet.message {
@@ -379,14 +388,8 @@ public enum WireCodec {
             out.u8(MessageKind.gossip.rawValue)
             out.nodeID(packet.sender)
         }
-        if packet.itemValues == nil, let encoded = packet.encodedItems, packet.encodedCount <= maxItems {
-            out.u8(UInt8(packet.encodedCount))
-            out.bytes(encoded)
-        } else {
-            let items = packet.items
-            out.u8(UInt8(min(items.count, maxItems)))
-            for item in items.prefix(maxItems) { encode(item, into: &out) }
-        }
+        out.u8(UInt8(packet.itemCount))
+        out.bytes(packet.encodedItems)
         return out.buffer
     }
 
@@ -540,16 +543,17 @@ public enum WireCodec {
         }
         let count = Int(try reader.u8())
         guard count <= maxItems else { throw .tooLong(field: "items", length: count, limit: maxItems) }
-        var items: [GossipItem] = []
-        items.reserveCapacity(count)
-        for _ in 0..<count { items.append(try decodeItem(&reader)) }
+        // Checked whole, as `decodeItem` would read them, but kept as bytes: most gossip a node
+        // receives is news it has already had, which it can then pass over unread.
+        let itemsStart = reader.offset
+        for _ in 0..<count { try checkItem(&reader) }
         guard reader.remaining == 0 else { throw .trailingBytes(reader.remaining) }
-        return Packet(sender: sender, message: message, items: items)
+        return Packet(sender: sender, message: message, encodedItems: bytes, from: itemsStart, count: count)
     }
 
     /// `count` items encoded one after the other (as `encode(_:into:)` wrote them).
-    static func decodeItems(_ bytes: [UInt8], count: Int) -> [GossipItem] {
-        var reader = WireReader(bytes)
+    static func decodeItems(_ reader: WireReader, count: Int) -> [GossipItem] {
+        var reader = reader
         var items: [GossipItem] = []
         items.reserveCapacity(count)
         for _ in 0..<count {
@@ -563,24 +567,13 @@ public enum WireCodec {
         let type = try reader.u8()
         switch type {
         case 1:
-            let id = try reader.nodeID()
-            let incarnation = try reader.u64()
-            let name = try reader.shortString(limit: maxNodeNameLength, field: "node name")
-            let count = Int(try reader.u8())
-            guard count <= maxAddresses else { throw .tooLong(field: "addresses", length: count, limit: maxAddresses) }
-            let first = count > 0 ? try reader.address() : nil
-            var more: [PeerAddress] = []
-            if count > 1 {
-                more.reserveCapacity(count - 1)
-                for _ in 1..<count { more.append(try reader.address()) }
-            }
-            let key = MemberAnnouncement.Key(try reader.shortSlice(exactly: 32, field: "node key"))
-            let signature = MemberAnnouncement.Signature(try reader.shortSlice(exactly: 64, field: "member signature"))
+            let claim = try announcementFields(&reader)
             return .alive(
                 MemberAnnouncement(
-                    incarnation: incarnation,
+                    incarnation: claim.incarnation,
                     body: .init(
-                        id: id, name: name, firstAddress: first, moreAddresses: more, key: key, signature: signature)))
+                        id: claim.id, name: claim.name, firstAddress: claim.first, moreAddresses: claim.more,
+                        key: claim.key, signature: claim.signature)))
         case 2: return .suspect(try decodeAccusation(&reader))
         case 3: return .dead(try decodeAccusation(&reader))
         case 4:
@@ -613,10 +606,67 @@ public enum WireCodec {
         }
     }
 
+    /// An `alive` item after its type: what `decodeItem` builds its announcement from. Nothing
+    /// here allocates but a name or host longer than a small string, or a second address.
+    static func announcementFields(_ reader: inout WireReader) throws(WireError) -> (
+        id: NodeID, incarnation: UInt64, name: String, first: PeerAddress?, more: [PeerAddress],
+        key: MemberAnnouncement.Key?, signature: MemberAnnouncement.Signature?
+    ) {
+        let id = try reader.nodeID()
+        let incarnation = try reader.u64()
+        let name = try reader.shortString(limit: maxNodeNameLength, field: "node name")
+        let count = Int(try reader.u8())
+        guard count <= maxAddresses else { throw .tooLong(field: "addresses", length: count, limit: maxAddresses) }
+        let first = count > 0 ? try reader.address() : nil
+        var more: [PeerAddress] = []
+        if count > 1 {
+            more.reserveCapacity(count - 1)
+            for _ in 1..<count { more.append(try reader.address()) }
+        }
+        let key = MemberAnnouncement.Key(try reader.shortSlice(exactly: 32, field: "node key"))
+        let signature = MemberAnnouncement.Signature(try reader.shortSlice(exactly: 64, field: "member signature"))
+        return (id, incarnation, name, first, more, key, signature)
+    }
+
+    /// The ID and incarnation of the `alive` item `reader` is at, without moving it; nil for
+    /// another item.
+    static func peekAnnouncement(_ reader: WireReader) -> (id: NodeID, incarnation: UInt64)? {
+        var reader = reader
+        guard (try? reader.u8()) == 1, let id = try? reader.nodeID(), let incarnation = try? reader.u64() else {
+            return nil
+        }
+        return (id, incarnation)
+    }
+
+    /// Reads past one item, refusing it exactly when `decodeItem` would; the items that ride
+    /// on most packets (announcements, accusations) are checked without being built.
+    static func checkItem(_ reader: inout WireReader) throws(WireError) {
+        var peek = reader
+        switch try peek.u8() {
+        case 1:
+            reader = peek
+            _ = try announcementFields(&reader)
+        case 2, 3:
+            reader = peek
+            _ = try accusationFields(&reader)
+        default:
+            _ = try decodeItem(&reader)
+        }
+    }
+
+    static func accusationFields(_ reader: inout WireReader) throws(WireError) -> (
+        id: NodeID, incarnation: UInt64, from: NodeID, signature: ArraySlice<UInt8>
+    ) {
+        (
+            try reader.nodeID(), try reader.u64(), try reader.nodeID(),
+            try reader.shortSlice(exactly: 64, field: "accusation signature")
+        )
+    }
+
     static func decodeAccusation(_ reader: inout WireReader) throws(WireError) -> Accusation {
-        Accusation(
-            id: try reader.nodeID(), incarnation: try reader.u64(), from: try reader.nodeID(),
-            signature: try reader.shortBytes(exactly: 64, field: "accusation signature"))
+        let fields = try accusationFields(&reader)
+        return Accusation(
+            id: fields.id, incarnation: fields.incarnation, from: fields.from, signature: Array(fields.signature))
     }
 
     public static func decodeVersion(_ reader: inout WireReader) throws(WireError) -> FileVersion {
@@ -650,6 +700,7 @@ public struct WireWriter: Sendable {
     public mutating func u64(_ value: UInt64) { buffer.appendBigEndian(value) }
     public mutating func i64(_ value: Int64) { buffer.appendBigEndian(value) }
     public mutating func bytes(_ value: [UInt8]) { buffer += value }
+    mutating func bytes(_ value: ArraySlice<UInt8>) { buffer += value }
     public mutating func reserve(_ capacity: Int) { buffer.reserveCapacity(capacity) }
     public mutating func nodeID(_ id: NodeID) {
         u64(id.high)
@@ -708,6 +759,12 @@ public struct WireReader: Sendable {
     var offset = 0
 
     public init(_ data: [UInt8]) { self.data = data }
+
+    /// A reader of `data` from `offset` on.
+    init(_ data: [UInt8], at offset: Int) {
+        self.data = data
+        self.offset = min(max(0, offset), data.count)
+    }
 
     public var remaining: Int { data.count - offset }
 

@@ -5,6 +5,7 @@
 // - the encoding is canonical: `encode(decode(bytes)) == bytes`, and that encoding decodes to
 //   the same value;
 // - it is self-delimiting: the input minus its last byte, or plus one byte, does not decode;
+// - every item the decoder checked (without building it) reads back;
 // - every field is within the limits the decoder promises (items, addresses, hosts, names, ports);
 // - an `alive` item carries a 32-byte node key and a 64-byte signature; `isAuthentic` runs, and
 //   when it says yes the ID is the key's and the same claim at another incarnation is not
@@ -42,6 +43,7 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
     let items = packet.items
     invariant(items.count <= WireCodec.maxItems, "\(items.count) items")
+    invariant(items.count == packet.itemCount, "\(packet.itemCount) items checked, \(items.count) readable")
     if case .pingRequest(_, _, let address) = packet.message { checkAddress(address) }
     var authentic: [MemberAnnouncement] = []
     for item in items {
