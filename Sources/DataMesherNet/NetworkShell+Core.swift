@@ -25,6 +25,8 @@ extension NetworkShell {
             carryOut(fetcher.offered(version, inline: inline, from: source, now: WallClock.now()))
         case .sync(let address, let join):
             spawn { await self.sync(with: address, join: join) }
+        case .streamPing(let sequence, let address, let node, let timeout):
+            spawn { await self.streamPing(sequence, to: address, node: node, timeout: timeout) }
         case .memberChanged(let record, let previous):
             let metadata: Logger.Metadata = [
                 "dm.peer": "\(record.announcement.name)", "dm.peer_id": "\(record.id)",

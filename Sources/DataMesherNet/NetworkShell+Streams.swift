@@ -59,8 +59,10 @@ extension NetworkShell {
 
     /// Connects from the node's own bound address of the same family (firewall rules on
     /// multi-homed machines rely on the source), or from whatever the kernel picks when it has none.
-    nonisolated func connect(_ address: PeerAddress) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
-        var bootstrap = ClientBootstrap(group: group).connectTimeout(.seconds(5))
+    nonisolated func connect(_ address: PeerAddress, within connectTimeout: TimeAmount = .seconds(5)) async throws
+        -> NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    {
+        var bootstrap = ClientBootstrap(group: group).connectTimeout(connectTimeout)
         if let remote = try? SocketAddress(ipAddress: address.host, port: Int(address.port)),
             let local = bindAddresses.lazy.compactMap({ try? SocketAddress(ipAddress: $0, port: 0) })
                 .first(where: { $0.protocol == remote.protocol })
@@ -79,11 +81,12 @@ extension NetworkShell {
     /// Opens a stream to `address` (handshake included: a peer proving its identity is admitted
     /// at that host) and runs `body` on it, all within `timeout` seconds.
     nonisolated func dial<T: Sendable>(
-        _ address: PeerAddress, timeout: Int64, _ body: @escaping @Sendable (inout StreamSession) async throws -> T
+        _ address: PeerAddress, timeout: Int64, connectTimeout: TimeAmount = .seconds(5),
+        _ body: @escaping @Sendable (inout StreamSession) async throws -> T
     ) async throws -> T {
         guard outgoing.enter() == nil else { throw OutgoingStreamLimit(limit: outgoing.total) }
         defer { outgoing.leave() }
-        let channel = try await connect(address)
+        let channel = try await connect(address, within: connectTimeout)
         do {
             return try await withTimeout(seconds: timeout) {
                 try await channel.executeThenClose { inbound, outbound in
@@ -98,6 +101,21 @@ extension NetworkShell {
             noteRefused(refusal, peer: "\(address)")
             throw refusal
         }
+    }
+
+    /// A probe's fallback (`CoreDirective.streamPing`): the stream's handshake proves the
+    /// peer's node key, and nothing more is sent. A member that answers only this way is
+    /// reachable while its datagrams are lost, which the log says once per probe.
+    nonisolated func streamPing(_ sequence: UInt32, to address: PeerAddress, node: NodeID, timeout: Int64) async {
+        let nanoseconds = max(1, timeout)
+        let peer = try? await dial(
+            address, timeout: (nanoseconds + 999_999_999) / 1_000_000_000, connectTimeout: .nanoseconds(nanoseconds)
+        ) { session in session.peer.id }
+        guard peer == node else { return }
+        logger.info(
+            "member answered over TCP but not over UDP: the network may be dropping datagrams",
+            metadata: ["dm.peer_id": "\(node)", "dm.peer": "\(address)"])
+        await handle(.streamPingAnswered(sequence: sequence, by: node))
     }
 
     /// Push/pull (`PushPull`, docs/PROTOCOL.md): member lists both ways, then the summaries of

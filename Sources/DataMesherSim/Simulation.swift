@@ -369,6 +369,21 @@ public struct Simulation {
             nextExchange += 1
             exchanges[id] = Exchange(nodes: [index, peer], sides: [caller, PushPull(.callee)])
             carryOut(steps, exchange: id, side: 0)
+        case .streamPing(let sequence, let address, _, let timeout):
+            // A TCP handshake's SYN and SYN-ACK cross the same lossy network as datagrams; when
+            // either is lost, its retransmission (a second later) comes after the probe ended.
+            guard let peer = idAt[address], handshake(index, peer), !rng.chance(options.loss),
+                !rng.chance(options.loss)
+            else { return }
+            let answer = 2 * latency()
+            guard answer <= timeout else { return }
+            proved(peer, at: address, by: index)
+            let epoch = epochs[index]
+            let id = order[peer]
+            at(now + answer) { simulation in
+                guard !simulation.isDown[index], simulation.epochs[index] == epoch else { return }
+                simulation.feed(index, .streamPingAnswered(sequence: sequence, by: id))
+            }
         case .memberChanged, .refused, .droppedClaim:
             break
         }

@@ -130,6 +130,44 @@ import Testing
         #expect(node.core.awareness == raised - 1)
     }
 
+    /// memberlist's TCP fallback: a probe whose ping goes unanswered also asks for a stream to
+    /// the target, and a target whose key the stream's handshake proved is not suspected, even
+    /// when no datagram ever comes back. Only that probe's answer, from that target, counts.
+    @Test func aTargetThatAnswersOverAStreamIsNotSuspected() {
+        var node = Fixture()
+        let members = [node.b, node.c, node.mallory]
+        for member in members { node.meet(member) }
+        var asked: (sequence: UInt32, address: PeerAddress, node: NodeID, timeout: Int64)?
+        for _ in 0..<600 where asked == nil {
+            node.now += 100_000_000
+            for directive in node.feed(.tick) {
+                if case .streamPing(let sequence, let address, let target, let timeout) = directive {
+                    asked = (sequence, address, target, timeout)
+                }
+            }
+        }
+        guard let asked, let probe = node.core.probe, let target = members.first(where: { $0.id == asked.node })
+        else {
+            Issue.record("no stream ping")
+            return
+        }
+        #expect(probe.indirectSent && asked.sequence == probe.sequence && asked.node == probe.target)
+        #expect(asked.address == Fixture.address(target))
+        #expect(asked.timeout == probe.endAt - node.now && asked.timeout > 0)
+        let other = members.first { $0.id != target.id } ?? node.mallory
+        node.feed(.streamPingAnswered(sequence: asked.sequence &+ 1, by: target.id))
+        node.feed(.streamPingAnswered(sequence: asked.sequence, by: other.id))
+        #expect(node.core.probe?.streamAnswered == false)
+        node.feed(.streamPingAnswered(sequence: asked.sequence, by: target.id))
+        #expect(node.core.probe?.streamAnswered == true)
+        // No ack and no nack comes: the probe ends, the awareness rises as for any unanswered
+        // probe, and the target stays alive.
+        _ = Self.tickUntil(&node) { core, _ in core.probe?.sequence != asked.sequence ? true : nil }
+        #expect(node.core.members[target.id]?.state == .alive)
+        #expect(node.core.suspicions[target.id] == nil)
+        #expect(node.core.awareness == probe.expectedNacks)
+    }
+
     /// A member suspected by another, then missed by this node's own probe: this node's
     /// accusation is one more independent confirmation (the suspicion's deadline comes closer)
     /// and it is gossiped, so the others count it too (memberlist's suspectNode).

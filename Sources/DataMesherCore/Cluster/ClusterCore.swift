@@ -109,6 +109,9 @@ public enum CoreInput: Sendable {
     /// Someone wants to know which members hold which version of a name (`file status`,
     /// `file update --wait`): ask every live member (at most every `holdingQueryInterval`).
     case askHoldings(FileName)
+    /// The stream of `.streamPing(sequence, …)` completed its handshake, and the peer proved
+    /// it holds the node key of `peer`.
+    case streamPingAnswered(sequence: UInt32, by: NodeID)
 }
 
 /// What the core asks the shell to do.
@@ -127,6 +130,11 @@ public enum CoreDirective: Sendable, Equatable {
     /// A membership claim was dropped (unsigned, forged, implausible, over a limit); counted by
     /// the shell under `reason`.
     case droppedClaim(reason: String)
+    /// The probe `sequence` of member `node` got no ack to its datagram: open a stream to
+    /// `address` and report, within `timeout` ns, whether its handshake proved `node`'s key
+    /// (`.streamPingAnswered`). memberlist's TCP fallback: datagrams lost on the way do not
+    /// make a reachable member suspect.
+    case streamPing(sequence: UInt32, to: PeerAddress, node: NodeID, timeout: Int64)
 }
 
 /// The cluster protocol as a pure state machine: SWIM membership with the Lifeguard
@@ -226,6 +234,9 @@ public struct ClusterCore: Sendable {
         var timeoutAt: Int64
         var endAt: Int64
         var indirectSent = false
+        /// The target proved its key over a stream (`.streamPing`): not suspected even when
+        /// no datagram comes back.
+        var streamAnswered = false
         /// The members asked to ping the target for us: the only ones whose relayed ack counts.
         var helpers: [NodeID] = []
         var expectedNacks = 0
@@ -449,6 +460,11 @@ public struct ClusterCore: Sendable {
             for record in records { merge(record, now: now, rng: &rng, into: &out) }
         case .askHoldings(let name):
             askHoldings(name, now: now, into: &out)
+        case .streamPingAnswered(let sequence, let peer):
+            if var current = probe, current.sequence == sequence, current.target == peer {
+                current.streamAnswered = true
+                probe = current
+            }
         case .leave:
             leaving = true
             membershipVersion &+= 1
@@ -515,6 +531,10 @@ public struct ClusterCore: Sendable {
                     }
                     current.expectedNacks = helpers.count
                     current.helpers = helpers.map(\.0)
+                    out.append(
+                        .streamPing(
+                            sequence: current.sequence, to: address, node: current.target,
+                            timeout: current.endAt.subtractingSaturated(now)))
                 }
                 probe = current
             }
@@ -527,7 +547,11 @@ public struct ClusterCore: Sendable {
                 // confirmation, and its accusation is gossiped so the others count it too (as
                 // memberlist's suspectNode): without it a suspicion heard quickly from one accuser
                 // would run to its longest timeout.
-                if let target = members[current.target], target.state == .alive || target.state == .suspect {
+                // A target that answered over a stream is reachable: the datagrams were lost
+                // (memberlist warns that the network may be dropping UDP; so does the shell).
+                if !current.streamAnswered, let target = members[current.target],
+                    target.state == .alive || target.state == .suspect
+                {
                     let accusation = Accusation.signed(
                         id: current.target, incarnation: target.announcement.incarnation, dead: false, by: key)
                     suspect(accusation, now: now, into: &out)
