@@ -6,8 +6,86 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// Datagrams in and out: opening, decoding, admission of proven members, sealing.
+typealias DatagramChannel = NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
+
+/// Datagrams in and out: the sockets, opening, decoding, admission of proven members, sealing.
 extension NetworkShell {
+    // MARK: UDP sockets
+
+    nonisolated func bindDatagrams(_ address: String) async throws -> DatagramSocket {
+        let failures = SendFailures()
+        let channel = try await DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Room for bursts: a datagram the kernel drops is never seen, let alone counted.
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .bind(host: address, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(failures)
+                    return try DatagramChannel(wrappingChannelSynchronously: channel)
+                }
+            }
+        return DatagramSocket(channel: channel, failures: failures)
+    }
+
+    /// Receives on the socket bound to `address`, and sends what its outbox holds, until the
+    /// shell stops. SwiftNIO closes a UDP socket on most failed sends (a route that is a
+    /// blackhole or prohibited, no route to the network, a firewall's refusal): the socket is
+    /// bound again, and nothing more is sent to the destination of the failed send for a
+    /// minute (`unsendable`), so one member at an address this node cannot send to does not
+    /// leave it deaf. What was queued when the socket closed is lost.
+    nonisolated func runDatagrams(_ first: DatagramSocket, boundTo address: String) async {
+        var socket = first
+        while true {
+            await serve(socket.channel, boundTo: address)
+            let failure = socket.failures.last.withLockedValue { $0 }
+            if let destination = failure?.destination { await markUnsendable(destination) }
+            // Rebound at most every 100 ms, and every second when binding fails.
+            for attempt in 0... {
+                try? await Task.sleep(for: .milliseconds(attempt == 0 ? 100 : 1000))
+                if Task.isCancelled { return }
+                do {
+                    socket = try await bindDatagrams(address)
+                    break
+                } catch {
+                    if attempt == 0 { logger.error("cannot bind the cluster UDP socket again: \(error)") }
+                }
+            }
+            logger.warning(
+                "cluster UDP socket was closed by a failed send, and is open again",
+                metadata: [
+                    "dm.address": "\(address)", "dm.reason": "\(failure.map { "\($0.error)" } ?? "unknown")",
+                    "dm.peer": "\(failure.flatMap { PeerAddress($0.destination) }.map { "\($0)" } ?? "unknown")",
+                ])
+        }
+    }
+
+    /// Nothing is sent to `destination` for a minute (at most 4,096 such destinations).
+    func markUnsendable(_ destination: SocketAddress) {
+        let now = WallClock.now()
+        if unsendable.count >= 4096 { unsendable = unsendable.filter { $0.value > now } }
+        if unsendable.count < 4096 { unsendable[destination] = now.addingSaturated(60_000_000_000) }
+    }
+
+    /// One socket's life: returns when it closed.
+    nonisolated func serve(_ udp: DatagramChannel, boundTo address: String) async {
+        let isIPv6 = udp.channel.localAddress?.protocol == .inet6
+        try? await udp.executeThenClose { inbound, outbound in
+            let (datagrams, queue) = AsyncStream.makeStream(
+                of: AddressedEnvelope<ByteBuffer>.self, bufferingPolicy: .bufferingNewest(4096))
+            let writer = Task {
+                for await envelope in datagrams { try? await outbound.write(envelope) }
+            }
+            await self.setOutbox(Outbox(address: address, isIPv6: isIPv6, queue: queue, writer: writer))
+            do {
+                for try await envelope in inbound { await self.receive(envelope) }
+            } catch {}
+            // What is queued still leaves (the leave) before the socket closes.
+            queue.finish()
+            await writer.value
+        }
+    }
+
     // MARK: UDP
 
     func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
@@ -98,6 +176,14 @@ extension NetworkShell {
             logger.debug("cannot send to \(address): not an IP address")
             return
         }
+        guard Self.isUnicast(remote) else {
+            logger.debug("not sending to \(address): not a unicast address")
+            return
+        }
+        if let until = unsendable[remote] {
+            guard until <= WallClock.now() else { return }
+            unsendable[remote] = nil
+        }
         let isIPv6 = remote.protocol == .inet6
         guard let outbox = outboxes.first(where: { $0.isIPv6 == isIPv6 }) else { return }
         var wire = bytes
@@ -111,5 +197,21 @@ extension NetworkShell {
         node.metrics.bytesOut.increment(by: wire.count)
         let envelope = AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: wire))
         outbox.queue.yield(envelope)
+    }
+
+    /// Broadcast, multicast and unspecified addresses: no member answers there, and the kernel
+    /// refuses a send to a broadcast address (which SwiftNIO answers by closing the socket).
+    static func isUnicast(_ remote: SocketAddress) -> Bool {
+        switch remote {
+        case .v4(let address):
+            let first = UInt32(bigEndian: address.address.sin_addr.s_addr) >> 24
+            return first != 0 && first < 224
+        case .v6(let address):
+            return withUnsafeBytes(of: address.address.sin6_addr) { bytes in
+                bytes.first != 0xff && bytes.contains { $0 != 0 }
+            }
+        case .unixDomainSocket:
+            return false
+        }
     }
 }

@@ -37,13 +37,15 @@ public actor NetworkShell {
     let bindAddresses: [String]
     /// One outbox per UDP socket, drained by that socket's only writer.
     var outboxes: [Outbox] = []
+    /// Destinations of sends that closed a UDP socket, and until when nothing goes to them.
+    var unsendable: [SocketAddress: Int64] = [:]
     /// Work the shell starts (push/pulls, fetches, identity checks, disk writes): run in a task
     /// group of `run()`, so that it ends with the service group.
     let jobs: AsyncStream<@Sendable () async -> Void>
     let jobQueue: AsyncStream<@Sendable () async -> Void>.Continuation
     /// Bound by `bind()` before the service group starts, so a busy address stops the daemon
     /// with one line before anything runs.
-    var udpChannels: [NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>] = []
+    var udpChannels: [DatagramSocket] = []
     var tcpServers: [NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>] = []
     /// Inbound TCP streams open now from strangers and from members' hosts (each capped in total
     /// and per host, so strangers cannot take the members' slots), and outgoing ones.
@@ -128,18 +130,7 @@ public actor NetworkShell {
     public func bind() async throws {
         do {
             for address in bindAddresses {
-                let udp = try await DatagramBootstrap(group: group)
-                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                    // Room for bursts: a datagram the kernel drops is never seen, let alone counted.
-                    .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
-                    .bind(host: address, port: port) { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
-                                wrappingChannelSynchronously: channel)
-                        }
-                    }
-                udpChannels.append(udp)
+                udpChannels.append(try await bindDatagrams(address))
                 let tcp = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .bind(host: address, port: port) { channel in
@@ -160,7 +151,7 @@ public actor NetworkShell {
 
     /// Closes every bound channel (each async channel must be finished, not only dropped).
     func closeAll() async {
-        for udp in udpChannels { try? await udp.executeThenClose { _, _ in } }
+        for udp in udpChannels { try? await udp.channel.executeThenClose { _, _ in } }
         for tcp in tcpServers { try? await tcp.executeThenClose { _, _ in } }
         udpChannels = []
         tcpServers = []
@@ -175,24 +166,8 @@ public actor NetworkShell {
         let udpChannels = self.udpChannels
         let tcpServers = self.tcpServers
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for udp in udpChannels {
-                group.addTask {
-                    try await udp.executeThenClose { inbound, outbound in
-                        let (datagrams, queue) = AsyncStream.makeStream(
-                            of: AddressedEnvelope<ByteBuffer>.self, bufferingPolicy: .bufferingNewest(4096))
-                        let writer = Task {
-                            for await envelope in datagrams { try? await outbound.write(envelope) }
-                        }
-                        await self.addOutbox(
-                            Outbox(isIPv6: udp.channel.localAddress?.protocol == .inet6, queue: queue, writer: writer))
-                        do {
-                            for try await envelope in inbound { await self.receive(envelope) }
-                        } catch {}
-                        // What is queued still leaves (the leave) before the socket closes.
-                        queue.finish()
-                        await writer.value
-                    }
-                }
+            for (udp, address) in zip(udpChannels, bindAddresses) {
+                group.addTask { await self.runDatagrams(udp, boundTo: address) }
             }
             let jobs = self.jobs
             group.addTask {
@@ -233,7 +208,14 @@ public actor NetworkShell {
         }
     }
 
-    func addOutbox(_ outbox: Outbox) { outboxes.append(outbox) }
+    /// The outbox of the socket bound to `outbox.address`, in place of its last one.
+    func setOutbox(_ outbox: Outbox) {
+        if let index = outboxes.firstIndex(where: { $0.address == outbox.address }) {
+            outboxes[index] = outbox
+        } else {
+            outboxes.append(outbox)
+        }
+    }
 
     /// Runs `work` in the shell's job group (it ends with the service group).
     nonisolated func spawn(_ work: @escaping @Sendable () async -> Void) { jobQueue.yield(work) }
@@ -253,7 +235,7 @@ public actor NetworkShell {
         self.outboxes = []
         for outbox in outboxes { outbox.queue.finish() }
         _ = try? await withTimeout(seconds: 1) {
-            for outbox in outboxes { await outbox.writer.value }
+            for outbox in outboxes { _ = await outbox.writer.value }
         }
         logger.info("left the cluster")
     }

@@ -67,7 +67,40 @@ func withTimeout<T: Sendable>(seconds: Int64, _ body: @escaping @Sendable () asy
 
 /// A UDP socket's queue of datagrams to send, and the one task that writes them.
 struct Outbox: Sendable {
+    /// The address its socket is bound to.
+    let address: String
     let isIPv6: Bool
     let queue: AsyncStream<AddressedEnvelope<ByteBuffer>>.Continuation
     let writer: Task<Void, Never>
+}
+
+/// A bound UDP socket, and what its sends that failed said.
+struct DatagramSocket: Sendable {
+    let channel: DatagramChannel
+    let failures: SendFailures
+}
+
+/// A datagram the kernel refused to send, and why.
+struct SendFailure: Sendable {
+    let destination: SocketAddress
+    let error: any Error
+}
+
+/// Sits on a UDP socket's pipeline and keeps the last send that failed: the async writer
+/// does not hear of it, and SwiftNIO closes the socket on most such failures.
+final class SendFailures: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+    let last = NIOLockedValueBox<SendFailure?>(nil)
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let destination = unwrapOutboundIn(data).remoteAddress
+        let promise = promise ?? context.eventLoop.makePromise()
+        promise.futureResult.whenFailure { [last] error in
+            // Sends queued behind the one that closed the socket fail for that alone.
+            if let error = error as? ChannelError, error == .ioOnClosedChannel || error == .alreadyClosed { return }
+            last.withLockedValue { $0 = SendFailure(destination: destination, error: error) }
+        }
+        context.write(data, promise: promise)
+    }
 }
