@@ -48,6 +48,13 @@ extension NetworkShell {
             if let event {
                 node.events.publish(NodeEvent(kind: event, time: WallClock.now(), member: memberInfo(record)))
             }
+        case .answeredOnlyOverStream(let record):
+            logger.info(
+                "member answered over TCP but not over UDP: the network may be dropping datagrams",
+                metadata: [
+                    "dm.peer": "\(record.announcement.name)", "dm.peer_id": "\(record.id)",
+                    "dm.address": "\(record.address.map { "\($0)" } ?? "none")",
+                ])
         case .droppedClaim(let reason):
             node.metrics.droppedPacket("claim_" + reason)
             logger.debug("dropped membership claim", metadata: ["dm.reason": "\(reason)"])

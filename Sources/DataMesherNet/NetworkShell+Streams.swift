@@ -104,17 +104,13 @@ extension NetworkShell {
     }
 
     /// A probe's fallback (`CoreDirective.streamPing`): the stream's handshake proves the
-    /// peer's node key, and nothing more is sent. A member that answers only this way is
-    /// reachable while its datagrams are lost, which the log says once per probe.
+    /// peer's node key, and nothing more is sent.
     nonisolated func streamPing(_ sequence: UInt32, to address: PeerAddress, node: NodeID, timeout: Int64) async {
         let nanoseconds = max(1, timeout)
         let peer = try? await dial(
             address, timeout: (nanoseconds + 999_999_999) / 1_000_000_000, connectTimeout: .nanoseconds(nanoseconds)
         ) { session in session.peer.id }
         guard peer == node else { return }
-        logger.info(
-            "member answered over TCP but not over UDP: the network may be dropping datagrams",
-            metadata: ["dm.peer_id": "\(node)", "dm.peer": "\(address)"])
         await handle(.streamPingAnswered(sequence: sequence, by: node))
     }
 

@@ -161,8 +161,15 @@ import Testing
         node.feed(.streamPingAnswered(sequence: asked.sequence, by: target.id))
         #expect(node.core.probe?.streamAnswered == true)
         // No ack and no nack comes: the probe ends, the awareness rises as for any unanswered
-        // probe, and the target stays alive.
-        _ = Self.tickUntil(&node) { core, _ in core.probe?.sequence != asked.sequence ? true : nil }
+        // probe, the target stays alive, and the core says it answered only over a stream.
+        var said: [NodeID] = []
+        for _ in 0..<600 where node.core.probe?.sequence == asked.sequence {
+            node.now += 100_000_000
+            for directive in node.feed(.tick) {
+                if case .answeredOnlyOverStream(let record) = directive { said.append(record.id) }
+            }
+        }
+        #expect(said == [target.id])
         #expect(node.core.members[target.id]?.state == .alive)
         #expect(node.core.suspicions[target.id] == nil)
         #expect(node.core.awareness == probe.expectedNacks)

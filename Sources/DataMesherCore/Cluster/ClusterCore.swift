@@ -135,6 +135,9 @@ public enum CoreDirective: Sendable, Equatable {
     /// (`.streamPingAnswered`). memberlist's TCP fallback: datagrams lost on the way do not
     /// make a reachable member suspect.
     case streamPing(sequence: UInt32, to: PeerAddress, node: NodeID, timeout: Int64)
+    /// A probe of `member` ended answered only over a stream: datagrams between this node and
+    /// it are being lost (memberlist warns of a network that may be dropping UDP). Logged.
+    case answeredOnlyOverStream(MemberRecord)
 }
 
 /// The cluster protocol as a pure state machine: SWIM membership with the Lifeguard
@@ -547,8 +550,10 @@ public struct ClusterCore: Sendable {
                 // confirmation, and its accusation is gossiped so the others count it too (as
                 // memberlist's suspectNode): without it a suspicion heard quickly from one accuser
                 // would run to its longest timeout.
-                // A target that answered over a stream is reachable: the datagrams were lost
-                // (memberlist warns that the network may be dropping UDP; so does the shell).
+                // A target that answered over a stream is reachable: the datagrams were lost.
+                if current.streamAnswered, let target = members[current.target] {
+                    out.append(.answeredOnlyOverStream(target))
+                }
                 if !current.streamAnswered, let target = members[current.target],
                     target.state == .alive || target.state == .suspect
                 {
