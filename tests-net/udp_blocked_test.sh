@@ -9,7 +9,7 @@
 # probe rounds, and longer than a suspicion lasts at 3 nodes) no node suspects another: each
 # probe that got no ack falls back to a stream ping (docs/PROTOCOL.md, "Stream ping"), whose
 # handshake proves the member's key, and the nodes log that the member answered over TCP but
-# not over UDP. All three stay alive everywhere. Without the fallback, n3 is suspected within a
+# not over UDP, and which send to n3 closed their UDP socket. All three stay alive everywhere. Without the fallback, n3 is suspected within a
 # few probe rounds.
 #
 # Needs root and `ip netns` (with `ip rule ... ipproto`, iproute2 4.17 or later); prints
@@ -86,6 +86,10 @@ done
 for i in 1 2 3; do
     answered=$(tail -n "+${FROM[$i]}" "$WORK/n$i/log" | grep -- "member answered over TCP but not over UDP" | grep -c "dm.peer_id=")
     [ "$answered" -gt 0 ] || fail "n$i never logged a member answering over TCP only"
+done
+for i in 1 2; do
+    closed=$(tail -n "+${FROM[$i]}" "$WORK/n$i/log" | grep -- "UDP socket closed after a failed send" | grep -c "dm.peer=$(addr 3):7946")
+    [ "$closed" -gt 0 ] || fail "n$i did not log which send closed its UDP socket"
 done
 for i in 1 2 3; do all_states "$i" alive "${ALL[@]}" || fail "n$i does not see all three alive: $(member_json "$i")"; done
 

@@ -51,12 +51,16 @@ extension NetworkShell {
                     if attempt == 0 { logger.error("cannot bind the cluster UDP socket again: \(error)") }
                 }
             }
-            logger.warning(
-                "cluster UDP socket was closed by a failed send, and is open again",
-                metadata: [
-                    "dm.address": "\(address)", "dm.reason": "\(failure.map { "\($0.error)" } ?? "unknown")",
-                    "dm.peer": "\(failure.flatMap { PeerAddress($0.destination) }.map { "\($0)" } ?? "unknown")",
-                ])
+            if let failure {
+                logger.warning(
+                    "cluster UDP socket closed after a failed send; bound again, and nothing goes to that peer for a minute",
+                    metadata: [
+                        "dm.address": "\(address)", "dm.reason": "\(failure.error)",
+                        "dm.peer": "\(PeerAddress(failure.destination).map { "\($0)" } ?? "\(failure.destination)")",
+                    ])
+            } else {
+                logger.warning("cluster UDP socket closed; bound again", metadata: ["dm.address": "\(address)"])
+            }
         }
     }
 

@@ -97,8 +97,10 @@ final class SendFailures: ChannelOutboundHandler, Sendable {
         let destination = unwrapOutboundIn(data).remoteAddress
         let promise = promise ?? context.eventLoop.makePromise()
         promise.futureResult.whenFailure { [last] error in
-            // Sends queued behind the one that closed the socket fail for that alone.
-            if let error = error as? ChannelError, error == .ioOnClosedChannel || error == .alreadyClosed { return }
+            // The system call's error is what closes the socket. A ChannelError is a send that
+            // SwiftNIO got over (no route to the host, too large) or one queued behind the
+            // send that closed the socket.
+            guard error is IOError else { return }
             last.withLockedValue { $0 = SendFailure(destination: destination, error: error) }
         }
         context.write(data, promise: promise)
