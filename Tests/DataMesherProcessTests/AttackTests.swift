@@ -106,6 +106,42 @@ import Testing
         #expect(Self.allRunning(nodes))
     }
 
+    /// Members announced at addresses nobody can be sent to (broadcast, multicast, unspecified):
+    /// the kernel refuses a send to a broadcast address, and SwiftNIO closes a UDP socket on such
+    /// a refusal, which left a node deaf to every datagram until it was restarted.
+    @Test func membersAnnouncedAtBroadcastAddressesDoNotDeafenANode() throws {
+        let dir = try ClusterTests.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try ClusterTests.cluster(2, key: key) { _ in ["config:app": [key.base64]] }
+        defer { nodes.forEach { $0.cleanUp() } }
+        #expect(
+            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
+        )
+        let hosts = ["255.255.255.255", "224.0.0.1", "0.0.0.0", "ff02::1", "::"]
+        let items: [GossipItem] = hosts.map { host in
+            let stranger = NodeKey(Curve25519.Signing.PrivateKey())
+            return .alive(
+                MemberAnnouncement.signed(
+                    by: stranger, name: "at-\(host)", incarnation: 1, addresses: [PeerAddress(host: host, port: 7946)]))
+        }
+        let victim = nodes[0]
+        func received() -> Int? {
+            guard let reply = victim.get("/metrics") else { return nil }
+            let line = String(decoding: reply.body, as: UTF8.self).split(separator: "\n")
+                .first { $0.hasPrefix("dm_gossip_packets_in_total") }
+            return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }.map { Int($0) }
+        }
+        Self.send(
+            Packet(sender: NodeKey(Curve25519.Signing.PrivateKey()).id, message: .gossip, items: items), to: victim)
+        // The next tick pings each new member at its address; then the node must still hear its peer.
+        usleep(1_000_000)
+        let before = try #require(received())
+        #expect(eventually(10) { (received() ?? 0) >= before + 5 }, "no datagram since: \(victim.tailOfLog(1500))")
+        #expect(!victim.tailOfLog(20_000).contains("UDP socket closed"), "\(victim.tailOfLog(1500))")
+        #expect(victim.memberState("node1") == "alive")
+    }
+
     @Test func thousandsOfFakeMembersDoNotSlowReplication() throws {
         let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
