@@ -106,3 +106,32 @@ final class SendFailures: ChannelOutboundHandler, Sendable {
         context.write(data, promise: promise)
     }
 }
+
+/// Real time in nanoseconds since the Unix epoch, for signatures and expiry.
+public enum WallClock {
+    @Sendable public static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+
+    /// The same clock as a `Date` (for certificates, whose library speaks `Date`).
+    @Sendable public static func date() -> Date { Date(timeIntervalSince1970: Double(now()) / 1e9) }
+}
+
+/// Runs blocking disk work on a thread pool of its own instead of the cooperative pool. Its
+/// threads mostly wait for the disk (fsync), not for a core, so there are more of them than
+/// cores (NIO's shared pool has one per core): concurrent uploads and fetches then sync in
+/// parallel, which the device answers about as fast as one.
+public enum Blocking {
+    static let threads = 8
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: threads)
+        pool.start()
+        return pool
+    }()
+
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pool.runIfActive(work)
+    }
+}
