@@ -1,5 +1,4 @@
 import Crypto
-import Synchronization
 
 /// What a node holds, in the form anti-entropy needs: the newest version per name, and
 /// digests over them that cost O(1) to keep current.
@@ -14,25 +13,12 @@ public struct FileIndex: Sendable {
     public private(set) var versions: [FileName: FileVersion] = [:]
     /// The bucket digests, 16 bytes each, back to back.
     var buckets = [UInt8](repeating: 0, count: FileIndex.bucketCount * 16)
-    /// The root digest once hashed, until the next change (which starts a new, empty one).
-    var rootCache = RootCache()
-
-    final class RootCache: Sendable {
-        let digest = Mutex<[UInt8]?>(nil)
-    }
+    /// 16 bytes that are equal on two nodes holding the same versions: the hash of all bucket
+    /// digests, hashed again at each change (a stored version, not a packet; a few µs).
+    public private(set) var rootDigest = FileIndex.emptyRoot
+    static let emptyRoot = FileIndex.root(of: [UInt8](repeating: 0, count: FileIndex.bucketCount * 16))
 
     public init() {}
-
-    /// 16 bytes that are equal on two nodes holding the same versions: the hash of all bucket
-    /// digests, computed when first asked for after a change.
-    public var rootDigest: [UInt8] {
-        rootCache.digest.withLock { cached in
-            if let cached { return cached }
-            let root = FileIndex.root(of: buckets)
-            cached = root
-            return root
-        }
-    }
 
     public subscript(name: FileName) -> FileVersion? { versions[name] }
 
@@ -52,13 +38,13 @@ public struct FileIndex: Sendable {
 
     public mutating func set(_ version: FileVersion) {
         place(version)
-        rootCache = RootCache()
+        rootDigest = FileIndex.root(of: buckets)
     }
 
     /// Many versions at once (the store's content at start): the root is hashed once.
     public mutating func set(_ many: [FileVersion]) {
         for version in many { place(version) }
-        rootCache = RootCache()
+        rootDigest = FileIndex.root(of: buckets)
     }
 
     mutating func place(_ version: FileVersion) {
@@ -71,7 +57,7 @@ public struct FileIndex: Sendable {
     public mutating func remove(_ name: FileName) {
         guard let old = versions.removeValue(forKey: name) else { return }
         xor(FileIndex.bucket(of: name), FileIndex.entryHash(old))
-        rootCache = RootCache()
+        rootDigest = FileIndex.root(of: buckets)
     }
 
     mutating func xor(_ bucket: Int, _ hash: [UInt8]) {
