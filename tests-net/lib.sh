@@ -262,6 +262,9 @@ is_gone() {
     [ "$code" = 404 ]
 }
 
+# reaches I J  — a TCP connect from node I to node J's cluster port (the test's `addr J`), 2 s at most.
+reaches() { in_ns "$1" timeout 2 bash -c ": <>/dev/tcp/$(addr "$2")/7946" 2>/dev/null; }
+
 api_up() { # index
     in_ns "$1" curl -sS -g --max-time 2 -o /dev/null "$API_URL/v1/info" 2>/dev/null
 }

@@ -52,9 +52,6 @@ STEP="cluster forms (every node lists 4 alive members)"
 for i in 1 2 3 4; do wait_until 60 all_states "$i" alive "${ALL[@]}"; done
 say "cluster formed after $(($(date +%s) - START))s"
 
-# TCP connect from node i to node j's cluster port, 2 s at most.
-reaches() { in_ns "$1" timeout 2 bash -c ": <>/dev/tcp/$(addr "$2")/7946" 2>/dev/null; }
-
 STEP="partition {n1,n2} | {n3,n4}"
 ip -n "$BRNS" link set v3 master br1 || fail "moving v3 to br1"
 ip -n "$BRNS" link set v4 master br1 || fail "moving v4 to br1"

@@ -41,7 +41,6 @@ for i in 1 2 3; do wait_until 30 api_up "$i"; done
 STEP="cluster forms (every node lists 3 alive members)"
 for i in 1 2 3; do wait_until 60 all_states "$i" alive "${ALL[@]}"; done
 
-reaches() { in_ns "$1" timeout 2 bash -c ": <>/dev/tcp/$(addr "$2")/7946" 2>/dev/null; }
 # The datagrams node i has received so far.
 packets_in() {
     in_ns "$1" curl -sS -g --max-time 3 "$API_URL/metrics" | grep -E '^dm_gossip_packets_in_total' | awk '{print $NF}'

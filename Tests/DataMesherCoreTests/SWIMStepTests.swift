@@ -62,10 +62,15 @@ import Testing
     static func tickUntil<T>(
         _ node: inout Fixture, _ wanted: (ClusterCore, [(packet: Packet, to: PeerAddress, node: NodeID)]) -> T?
     ) -> T? {
+        tickUntil(directives: &node) { core, directives in wanted(core, sent(directives)) }
+    }
+
+    /// `tickUntil`, with every directive of each tick.
+    static func tickUntil<T>(directives node: inout Fixture, _ wanted: (ClusterCore, [CoreDirective]) -> T?) -> T? {
         for _ in 0..<600 {
             node.now += 100_000_000
-            let sends = sent(node.feed(.tick))
-            if let found = wanted(node.core, sends) { return found }
+            let directives = node.feed(.tick)
+            if let found = wanted(node.core, directives) { return found }
         }
         return nil
     }
@@ -137,14 +142,14 @@ import Testing
         var node = Fixture()
         let members = [node.b, node.c, node.mallory]
         for member in members { node.meet(member) }
-        var asked: (sequence: UInt32, address: PeerAddress, node: NodeID, timeout: Int64)?
-        for _ in 0..<600 where asked == nil {
-            node.now += 100_000_000
-            for directive in node.feed(.tick) {
+        let asked = Self.tickUntil(directives: &node) { _, directives in
+            directives.lazy.compactMap { directive in
                 if case .streamPing(let sequence, let address, let target, let timeout) = directive {
-                    asked = (sequence, address, target, timeout)
+                    (sequence: sequence, address: address, node: target, timeout: timeout)
+                } else {
+                    nil
                 }
-            }
+            }.first
         }
         guard let asked, let probe = node.core.probe, let target = members.first(where: { $0.id == asked.node })
         else {
@@ -163,11 +168,9 @@ import Testing
         // No ack and no nack comes: the probe ends, the awareness rises as for any unanswered
         // probe, the target stays alive, and the core says it answered only over a stream.
         var said: [NodeID] = []
-        for _ in 0..<600 where node.core.probe?.sequence == asked.sequence {
-            node.now += 100_000_000
-            for directive in node.feed(.tick) {
-                if case .answeredOnlyOverStream(let record) = directive { said.append(record.id) }
-            }
+        _ = Self.tickUntil(directives: &node) { core, directives in
+            for case .answeredOnlyOverStream(let record) in directives { said.append(record.id) }
+            return core.probe?.sequence != asked.sequence ? true : nil
         }
         #expect(said == [target.id])
         #expect(node.core.members[target.id]?.state == .alive)
