@@ -37,7 +37,7 @@ extension NetworkShell {
     nonisolated func runDatagrams(_ first: DatagramSocket, boundTo address: String) async {
         var socket = first
         while true {
-            await serve(socket.channel, boundTo: address)
+            await serveDatagrams(on: socket.channel, boundTo: address)
             let failure = socket.failures.last.withLockedValue { $0 }
             if let destination = failure?.destination { await markUnsendable(destination) }
             // Rebound at most every 100 ms, and every second when binding fails.
@@ -72,7 +72,7 @@ extension NetworkShell {
     }
 
     /// One socket's life: returns when it closed.
-    nonisolated func serve(_ udp: DatagramChannel, boundTo address: String) async {
+    nonisolated func serveDatagrams(on udp: DatagramChannel, boundTo address: String) async {
         let isIPv6 = udp.channel.localAddress?.protocol == .inet6
         try? await udp.executeThenClose { inbound, outbound in
             let (datagrams, queue) = AsyncStream.makeStream(

@@ -546,17 +546,14 @@ public struct ClusterCore: Sendable {
                 // Lifeguard: missing nacks mean our own network may be the problem.
                 let delta = current.expectedNacks > 0 ? max(0, current.expectedNacks - current.nacks) : 1
                 adjustAwareness(delta)
-                // Suspected already by others, this node's own failed probe is one more independent
-                // confirmation, and its accusation is gossiped so the others count it too (as
-                // memberlist's suspectNode): without it a suspicion heard quickly from one accuser
-                // would run to its longest timeout.
-                // A target that answered over a stream is reachable: the datagrams were lost.
-                if current.streamAnswered, let target = members[current.target] {
+                if let target = members[current.target], current.streamAnswered {
+                    // A target that answered over a stream is reachable: the datagrams were lost.
                     out.append(.answeredOnlyOverStream(target))
-                }
-                if !current.streamAnswered, let target = members[current.target],
-                    target.state == .alive || target.state == .suspect
-                {
+                } else if let target = members[current.target], target.state == .alive || target.state == .suspect {
+                    // Suspected already by others, this node's own failed probe is one more
+                    // independent confirmation, and its accusation is gossiped so the others count
+                    // it too (as memberlist's suspectNode): without it a suspicion heard quickly
+                    // from one accuser would run to its longest timeout.
                     let accusation = Accusation.signed(
                         id: current.target, incarnation: target.announcement.incarnation, dead: false, by: key)
                     suspect(accusation, now: now, into: &out)
