@@ -36,7 +36,7 @@ struct APIClient {
     ) async throws -> Reply {
         if body == nil, let plain {
             return try await reportingTransportErrors {
-                try await plain.exchange(method, path, headers: headers, body: bytes, limit: limit)
+                try plain.exchange(method, path, headers: headers, body: bytes, limit: limit)
             }
         }
         let body = body ?? bytes.map { HTTPClientRequest.Body.bytes($0) }
@@ -52,8 +52,9 @@ struct APIClient {
         }
     }
 
-    /// The event loop the CLI's connections run on: one thread is plenty for its one connection
-    /// at a time, and a second one would only cost its start-up. Lives as long as the process.
+    /// The event loop AsyncHTTPClient's connections run on: one thread is plenty for the CLI's one
+    /// connection at a time, and a second one would only cost its start-up. Lives as long as the
+    /// process.
     static let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     static func makeHTTPClient() -> HTTPClient {
@@ -98,6 +99,7 @@ struct APIClient {
         if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
         if text.contains("connectTimeout") { return "connection timed out" }
         if let error = error as? HTTPClientError { return error.description }
+        if let error = error as? PlainHTTP.TransportError { return error.description }
         return text.prefix(200).description
     }
 

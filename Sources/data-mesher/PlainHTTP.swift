@@ -1,15 +1,24 @@
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
-import NIOPosix
 
-/// One HTTP/1.1 request and its reply over plain TCP with swift-nio's HTTP/1 codec
-/// (`addHTTPClientHandlers`, llhttp), one connection per request: how the CLI talks to a node at
-/// an `http://` URL whenever the request's body is in memory, which is every request but the
-/// upload of a file over 64 KiB. AsyncHTTPClient (its connection pool, request state machines
-/// and streaming bridges) cost more CPU at first use than anything else in a short `file update`
-/// of 1 KiB: each generic type it instantiates at run time has its conformances looked up by a
-/// scan of the binary's ~10,600 conformance records (bench/README.md, section 7). `https://`
-/// URLs and streamed bodies still go through AsyncHTTPClient.
+#if canImport(Glibc)
+    import Glibc
+    private let streamSocket = Int32(SOCK_STREAM.rawValue)
+#else
+    import Darwin
+    private let streamSocket = SOCK_STREAM
+#endif
+
+/// One HTTP/1.1 request and its reply over plain TCP, one connection per request: how the CLI
+/// talks to a node at an `http://` URL whenever the request's body is in memory, which is every
+/// request but the upload of a file over 64 KiB. The bytes go over a blocking socket on the
+/// calling thread; swift-nio's HTTP/1 codec (`addHTTPClientHandlers`, llhttp) runs in an
+/// `EmbeddedChannel`, so no event loop thread is started and no reply hops between threads.
+/// AsyncHTTPClient (its connection pool, request state machines and streaming bridges) and
+/// then NIO's event loop cost more CPU at first use than anything else in a short
+/// `file update` of 1 KiB (bench/README.md, section 7). `https://` URLs and streamed bodies
+/// still go through AsyncHTTPClient.
 struct PlainHTTP: Sendable {
     let host: String
     let port: Int
@@ -17,6 +26,16 @@ struct PlainHTTP: Sendable {
     let pathPrefix: String
     /// What the `Host` header says.
     let authority: String
+
+    /// How long connecting may take, per address of the host.
+    static let connectTimeoutMilliseconds: Int32 = 3000
+    /// How long a send or a receive may wait for the node.
+    static let ioTimeoutSeconds = 120
+
+    /// A failure to reach the node or to get its whole reply, as a short phrase.
+    struct TransportError: Error, CustomStringConvertible {
+        let description: String
+    }
 
     /// Nil unless `baseURL` is `http://HOST[:PORT][/PATH]` (HOST a name, an IPv4 address or a
     /// bracketed IPv6 address, without user information).
@@ -51,28 +70,15 @@ struct PlainHTTP: Sendable {
         self.authority = String(authority)
     }
 
-    /// Sends the request and collects the reply (at most `limit` bytes of body).
+    /// Sends the request and collects the reply (at most `limit` bytes of body). Blocks the
+    /// calling thread until the reply is complete, the connection fails or a timeout passes.
     func exchange(_ method: HTTPMethod, _ path: String, headers: [(String, String)], body: ByteBuffer?, limit: Int)
-        async throws -> APIClient.Reply
+        throws -> APIClient.Reply
     {
-        let group = APIClient.eventLoops
-        let reply = group.next().makePromise(of: APIClient.Reply.self)
-        let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.seconds(3))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(ReplyCollector(reply: reply, limit: limit))
-                    }
-                }
-                .connect(host: host, port: port).get()
-        } catch {
-            reply.fail(error)  // nobody waits on it; completes it all the same
-            throw error
-        }
+        let codec = EmbeddedChannel()
+        defer { _ = try? codec.finish(acceptAlreadyClosed: true) }
+        try codec.pipeline.syncOperations.addHTTPClientHandlers()
+
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: pathPrefix + path)
         head.headers.add(name: "Host", value: authority)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
@@ -82,65 +88,152 @@ struct PlainHTTP: Sendable {
             head.headers.add(name: "Content-Length", value: "0")
         }
         head.headers.add(name: "Connection", value: "close")
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        defer { channel.close(promise: nil) }
-        return try await reply.futureResult.get()
-    }
-}
+        try codec.writeOutbound(HTTPClientRequestPart.head(head))
+        if let body { try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(body))) }
+        try codec.writeOutbound(HTTPClientRequestPart.end(nil))
 
-/// Collects one HTTP reply and completes the promise with it: when its end arrives, or with an
-/// error when the connection fails or closes first.
-final class ReplyCollector: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-
-    struct ClosedEarly: Error, CustomStringConvertible {
-        var description: String { "the connection closed before the whole reply arrived" }
-    }
-
-    let reply: EventLoopPromise<APIClient.Reply>
-    let limit: Int
-    var head: HTTPResponseHead?
-    var body: [UInt8] = []
-    var done = false
-
-    init(reply: EventLoopPromise<APIClient.Reply>, limit: Int) {
-        self.reply = reply
-        self.limit = limit
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !done else { return }
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-        case .body(let chunk):
-            body += chunk.readableBytesView
-            if body.count > limit {
-                finish(.failure(CLIError("the server's reply is larger than \(limit) bytes")), context: context)
+        let socket = try Self.dial(host: host, port: port)
+        defer { close(socket) }
+        var sendFailure: TransportError? = nil
+        while let part = try codec.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let bytes) = part else { continue }  // the encoder writes no file regions
+            if let failure = Self.sendAll(bytes, to: socket) {
+                // The node may have answered and closed early (a refusal): read what it said.
+                sendFailure = failure
+                break
             }
-        case .end:
-            guard let head else { return finish(.failure(ClosedEarly()), context: context) }
-            finish(
-                .success(APIClient.Reply(status: Int(head.status.code), headers: head.headers, body: body)),
-                context: context)
+        }
+
+        var reply: (head: HTTPResponseHead?, body: [UInt8]) = (nil, [])
+        var buffer = ByteBufferAllocator().buffer(capacity: 16 << 10)
+        while true {
+            buffer.clear()
+            var received = 0
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 << 10) { raw in
+                received = Self.receive(from: socket, into: raw)
+                return max(received, 0)
+            }
+            if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(errno)) }
+            do {
+                if received > 0 {
+                    try codec.writeInbound(buffer)
+                } else {
+                    // Ends a reply delimited by the connection's end; fails one cut short.
+                    codec.pipeline.syncOperations.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+                    try codec.throwIfErrorCaught()
+                }
+            } catch {
+                throw sendFailure
+                    ?? TransportError(
+                        description: received == 0 ? Self.closedEarly : "the node's reply is not valid HTTP (\(error))")
+            }
+            while let part = try codec.readInbound(as: HTTPClientResponsePart.self) {
+                switch part {
+                case .head(let responseHead):
+                    reply.head = responseHead
+                case .body(let chunk):
+                    reply.body += chunk.readableBytesView
+                    if reply.body.count > limit {
+                        throw TransportError(description: "the node's reply is larger than \(limit) bytes")
+                    }
+                case .end:
+                    if let responseHead = reply.head {
+                        return APIClient.Reply(
+                            status: Int(responseHead.status.code), headers: responseHead.headers, body: reply.body)
+                    }
+                }
+            }
+            if received == 0 { throw sendFailure ?? TransportError(description: Self.closedEarly) }
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        finish(.failure(error), context: context)
+    static let closedEarly = "the connection closed before the whole reply arrived"
+
+    /// A connected, blocking TCP socket to the first of `host`'s addresses that accepts within
+    /// the connect timeout.
+    static func dial(host: String, port: Int) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = streamSocket
+        var list: UnsafeMutablePointer<addrinfo>? = nil
+        let resolved = getaddrinfo(host, String(port), &hints, &list)
+        guard resolved == 0, let first = list else {
+            throw TransportError(description: "cannot resolve \(host): \(String(cString: gai_strerror(resolved)))")
+        }
+        defer { freeaddrinfo(first) }
+        var failure = TransportError(description: "\(host) has no address")
+        var next: UnsafeMutablePointer<addrinfo>? = first
+        while let address = next {
+            next = address.pointee.ai_next
+            do {
+                return try dial(address.pointee)
+            } catch let error as TransportError {
+                failure = error
+            }
+        }
+        throw failure
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        finish(.failure(ClosedEarly()), context: context)
-        context.fireChannelInactive()
+    static func dial(_ address: addrinfo) throws -> Int32 {
+        let fd = socket(address.ai_family, address.ai_socktype, address.ai_protocol)
+        guard fd >= 0 else { throw TransportError(description: errorText(errno)) }
+        var ok = false
+        defer { if !ok { close(fd) } }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        if connect(fd, address.ai_addr, address.ai_addrlen) != 0 {
+            guard errno == EINPROGRESS else { throw TransportError(description: errorText(errno)) }
+            var waiting = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            var ready: Int32
+            repeat { ready = poll(&waiting, 1, connectTimeoutMilliseconds) } while ready < 0 && errno == EINTR
+            guard ready > 0 else { throw TransportError(description: "connection timed out") }
+            var problem: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &problem, &length)
+            guard problem == 0 else { throw TransportError(description: errorText(problem)) }
+        }
+        _ = fcntl(fd, F_SETFL, flags)
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var timeout = timeval(tv_sec: ioTimeoutSeconds, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        ok = true
+        return fd
     }
 
-    func finish(_ result: Result<APIClient.Reply, any Error>, context: ChannelHandlerContext) {
-        guard !done else { return }
-        done = true
-        reply.completeWith(result)
-        context.close(promise: nil)
+    /// Nil once all of `bytes` is sent, else why not.
+    static func sendAll(_ bytes: ByteBuffer, to socket: Int32) -> TransportError? {
+        bytes.withUnsafeReadableBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let count = send(socket, raw.baseAddress.map { $0 + sent }, raw.count - sent, Int32(MSG_NOSIGNAL))
+                if count > 0 {
+                    sent += count
+                } else if count < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return TransportError(description: errorText(errno))
+                }
+            }
+            return nil
+        }
+    }
+
+    /// The count of bytes received (0: the node closed the connection), or -1 with `errno` set.
+    static func receive(from socket: Int32, into raw: UnsafeMutableRawBufferPointer) -> Int {
+        while true {
+            let count = recv(socket, raw.baseAddress, raw.count, 0)
+            if count >= 0 || errno != EINTR { return count }
+        }
+    }
+
+    static func errorText(_ code: Int32) -> String {
+        switch code {
+        case ECONNREFUSED: "connection refused"
+        case EAGAIN, ETIMEDOUT: "timed out after \(ioTimeoutSeconds) s"
+        default: String(cString: strerror(code))
+        }
     }
 }

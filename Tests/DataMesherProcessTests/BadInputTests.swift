@@ -259,10 +259,57 @@ import Testing
     /// A "node" that hangs up halfway through its reply: the CLI fails with one line saying it
     /// cannot reach the node, whatever the request (the network ID's GET, a list).
     @Test func aReplyCutShortIsAOneLineFailure() throws {
+        // A head promising 100 bytes, then 5 of them, then the connection closes.
+        let reply = [Array("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{\"na".utf8)]
+        try withRawHTTPServer(replies: [reply, reply]) { url in
+            let dir = NSTemporaryDirectory() + "dm-cut-" + UUID().uuidString
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let key = try TestKey(dir: dir, name: "owner")
+            try "x\n".write(toFile: dir + "/payload", atomically: true, encoding: .utf8)
+            for arguments in [
+                ["file", "list", "--url", url + "/"],
+                ["file", "update", dir + "/payload", "--name", "a", "--url", url, "--key", key.path],
+            ] {
+                let result = try runProcess(Binary.path, arguments)
+                #expect(result.status != 0, "\(arguments)")
+                #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+                #expect(result.stderr.contains("cannot reach data-mesher at \(url)"), "\(result.stderr)")
+            }
+        }
+    }
+
+    /// Replies framed every way HTTP/1.1 allows, and sent in pieces, are read whole: chunked, ended
+    /// by the connection's end, and a `Content-Length` body that arrives a few bytes at a time.
+    @Test func repliesOfEveryFramingAreReadWhole() throws {
+        let listing = "[ ]"
+        let replies: [[[UInt8]]] = [
+            [
+                Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[ \r\n".utf8),
+                Array("1\r\n]\r\n0\r\n\r\n".utf8),
+            ],
+            [Array("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n\(listing)".utf8)],
+            [Array("HTTP/1.1 200 O".utf8), Array("K\r\nContent-Length: 3\r\n\r\n[".utf8), Array(" ]".utf8)],
+        ]
+        try withRawHTTPServer(replies: replies) { url in
+            for _ in replies {
+                let result = try runProcess(Binary.path, ["file", "list", "--json", "--url", url])
+                #expect(result.status == 0, "\(result.stderr)")
+                #expect(result.stdout == listing + "\n", "\(result.stdout)")
+            }
+        }
+    }
+
+    /// Serves one connection per reply on a loopback port, in order: reads the request, sends the
+    /// reply's pieces 20 ms apart, closes. `body` gets the server's URL.
+    func withRawHTTPServer(replies: [[[UInt8]]], _ body: (String) throws -> Void) throws {
         let address = LoopbackAddress.next()
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #expect(listener >= 0)
-        defer { close(listener) }
+        defer {
+            shutdown(listener, Int32(SHUT_RDWR))  // wakes the server thread if it still waits
+            close(listener)
+        }
         var bound = sockaddr_in()
         bound.sin_family = sa_family_t(AF_INET)
         inet_pton(AF_INET, address, &bound.sin_addr)
@@ -275,35 +322,21 @@ import Testing
         }
         #expect(ready)
         let port = Int(UInt16(bigEndian: bound.sin_port))
-        let cases = [
-            ["file", "list", "--url", "http://\(address):\(port)/"],
-            ["file", "update", "PAYLOAD", "--name", "a", "--url", "http://\(address):\(port)", "--key", "KEY"],
-        ]
-        // Answers each connection with a head promising 100 bytes, then 5 of them, then closes.
         let server = Thread {
-            for _ in cases {
+            for pieces in replies {
                 let connection = accept(listener, nil, nil)
                 guard connection >= 0 else { return }
                 var request = [UInt8](repeating: 0, count: 4096)
                 _ = request.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
-                let reply = Array("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{\"na".utf8)
-                _ = reply.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                for (index, piece) in pieces.enumerated() {
+                    if index > 0 { usleep(20_000) }
+                    _ = piece.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                }
                 close(connection)
             }
         }
         server.start()
-        let dir = NSTemporaryDirectory() + "dm-cut-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let key = try TestKey(dir: dir, name: "owner")
-        try "x\n".write(toFile: dir + "/payload", atomically: true, encoding: .utf8)
-        for arguments in cases {
-            let arguments = arguments.map { $0 == "KEY" ? key.path : $0 == "PAYLOAD" ? dir + "/payload" : $0 }
-            let result = try runProcess(Binary.path, arguments)
-            #expect(result.status != 0, "\(arguments)")
-            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
-            #expect(result.stderr.contains("cannot reach data-mesher at http://\(address):\(port)"), "\(result.stderr)")
-        }
+        try body("http://\(address):\(port)")
     }
 
     @Test func theDaemonRefusesToStartOnABadConfig() throws {
