@@ -108,7 +108,10 @@ extension NetworkShell {
 
     func ended(_ id: Int) { carryOut(fetcher.ended(id, now: WallClock.now())) }
 
-    func wakeFetcher() { carryOut(fetcher.woke(now: WallClock.now())) }
+    func wakeFetcher() {
+        let members = core.localState.dropFirst().filter(\.isLive).compactMap(\.address)
+        carryOut(fetcher.woke(now: WallClock.now(), members: members))
+    }
 
     /// Runs stream `id` to `address`: every request is sent at once, and the answers are read,
     /// stored and reported in order.
@@ -155,6 +158,13 @@ extension NetworkShell {
             await report(id, .unavailable)
             return
         }
+        // A member asked without having offered it (a probe) may hold an older version only:
+        // not the one wanted, so it is skipped like one refused.
+        if let expected = request.expected, VersionOrder.isNewer(expected, than: version) {
+            await report(id, .unavailable)
+            try await skip(version, reader: &reader)
+            return
+        }
         if version.isTombstone {
             let stored = await commit(version, content: [], peer: "\(address)")
             await report(id, stored ? .stored(version) : .notStored)
@@ -169,10 +179,7 @@ extension NetworkShell {
                 origin: "\(address)") != nil
         if refused || node.spaceProblem(forUpload: version.contentLength) != nil {
             await report(id, refused ? .notStored : .noSpace(version))
-            guard version.contentLength <= Self.maxSkippedContent else {
-                throw FetchStopped(description: "refused \(name) with \(version.contentLength) bytes to follow")
-            }
-            try await reader.stream(version.contentLength) { _ in }
+            try await skip(version, reader: &reader)
             return
         }
         let store = node.store
@@ -204,6 +211,15 @@ extension NetworkShell {
             throw error
         }
         await report(id, await submit(version, upload: upload, peer: "\(address)"))
+    }
+
+    /// Reads and drops the content of `version`, which follows on the stream, when it is small;
+    /// ends the stream otherwise (its other requests are retried).
+    nonisolated func skip(_ version: FileVersion, reader: inout FrameReader) async throws {
+        guard version.contentLength <= Self.maxSkippedContent else {
+            throw FetchStopped(description: "not taking \(version.name) with \(version.contentLength) bytes to follow")
+        }
+        try await reader.stream(version.contentLength) { _ in }
     }
 
     /// Stores a version whose content is at hand; true when it was stored.

@@ -31,7 +31,10 @@ extension Simulation {
                 let epoch = epochs[index]
                 at(now + delay) { sim in
                     guard !sim.isDown[index], sim.epochs[index] == epoch else { return }
-                    sim.carryOut(sim.fetchers[index].woke(now: sim.localNow(index)), by: index)
+                    let members = sim.inspect(index) {
+                        $0.localState.dropFirst().filter(\.isLive).compactMap(\.address)
+                    }
+                    sim.carryOut(sim.fetchers[index].woke(now: sim.localNow(index), members: members), by: index)
                 }
             }
         }
@@ -44,7 +47,10 @@ extension Simulation {
             return
         }
         let outcome: Fetcher.Outcome
-        if let offered = inspect(peer, { $0.files[requests[number].name] }) {
+        let expected = requests[number].expected
+        if let offered = inspect(peer, { $0.files[requests[number].name] }),
+            !(expected.map { VersionOrder.isNewer($0, than: offered) } ?? false)
+        {
             bytesSent += Int(offered.contentLength) + 200
             if refusal(of: offered, on: node) != nil {
                 outcome = .notStored

@@ -236,10 +236,10 @@ import Testing
         #expect(fetcher.answered(second.id, .unavailable, now: Self.now) == [.wake(after: delay)])
         #expect(fetcher.fetchingNames.isEmpty)
         // Asked again once the wait is over, from the first holder on.
-        #expect(fetcher.woke(now: Self.now + delay - 1).isEmpty)
+        #expect(fetcher.woke(now: Self.now + delay - 1, members: []).isEmpty)
         var now = Self.now + delay
-        let again = try #require(Self.opened(fetcher.woke(now: now)).first)
-        #expect(again.to == Self.peer && fetcher.woke(now: now).isEmpty)
+        let again = try #require(Self.opened(fetcher.woke(now: now, members: [])).first)
+        #expect(again.to == Self.peer && fetcher.woke(now: now, members: []).isEmpty)
         let next = try #require(Self.opened(fetcher.answered(again.id, .unavailable, now: now)).first)
         #expect(fetcher.answered(next.id, .unavailable, now: now) == [.wake(after: delay)])
         // A member offering it meanwhile is asked at once, and sends it.
@@ -255,11 +255,43 @@ import Testing
         for _ in 0..<Fetcher.maxRetries {
             #expect(steps == [.wake(after: delay)])
             now += delay
-            let retry = try #require(Self.opened(fetcher.woke(now: now)).first)
+            let retry = try #require(Self.opened(fetcher.woke(now: now, members: [])).first)
             steps = fetcher.answered(retry.id, .unavailable, now: now)
             #expect(fetcher.ended(retry.id, now: now).isEmpty)
         }
         #expect(steps == [.failed(big)])
+    }
+
+    /// The member at the end of a chain of transfers is free, but its offer may not have come
+    /// here: after the holders, each retry asks a few members that never offered the version,
+    /// different ones each time.
+    @Test func aRetryAlsoAsksAFewMembersThatNeverOfferedIt() throws {
+        var fetcher = Fetcher()
+        let big = try FileVersion.sign(
+            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
+            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let members = [Self.peer] + (10..<16).map { PeerAddress(host: "10.0.0.\($0)", port: 7946) }
+        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
+        #expect(fetcher.answered(first.id, .unavailable, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
+        var now = Self.now + Fetcher.retryDelay
+        // The holder first, then probesPerRetry members that are not holders, one at a time.
+        var asked = [try #require(Self.opened(fetcher.woke(now: now, members: members)).first)]
+        for _ in 0..<Fetcher.probesPerRetry {
+            let last = try #require(asked.last)
+            asked.append(try #require(Self.opened(fetcher.answered(last.id, .unavailable, now: now)).first))
+        }
+        #expect(asked.map(\.to) == [Self.peer] + members[1...Fetcher.probesPerRetry])
+        #expect(
+            fetcher.answered(try #require(asked.last).id, .unavailable, now: now) == [.wake(after: Fetcher.retryDelay)])
+        // The next retry asks the next few (going round the list).
+        now += Fetcher.retryDelay
+        var retry = try #require(Self.opened(fetcher.woke(now: now, members: members)).first)
+        #expect(retry.to == Self.peer)
+        retry = try #require(Self.opened(fetcher.answered(retry.id, .unavailable, now: now)).first)
+        #expect(retry.to == members[Fetcher.probesPerRetry + 1])
+        // A probe that is receiving it sends it.
+        #expect(fetcher.answered(retry.id, .stored(big), now: now).isEmpty)
+        #expect(fetcher.holders.isEmpty && fetcher.fetchingNames.isEmpty)
     }
 
     @Test func aHolderThatSentCorruptContentIsNotAskedAgain() throws {
@@ -274,7 +306,7 @@ import Testing
         let next = try #require(Self.opened(fetcher.answered(first.id, .corrupt, now: Self.now)).first)
         #expect(next.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
         #expect(fetcher.answered(next.id, .unavailable, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
-        let retry = Self.opened(fetcher.woke(now: Self.now + Fetcher.retryDelay))
+        let retry = Self.opened(fetcher.woke(now: Self.now + Fetcher.retryDelay, members: []))
         #expect(retry.map(\.to) == [Self.other])
         // The last holder sends corrupt content too: none is left, and the offer fails.
         let last = try #require(retry.first?.id)

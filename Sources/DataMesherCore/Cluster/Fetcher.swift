@@ -17,8 +17,12 @@
 /// holder) is not the end of the fetch: the request goes to the next holder not asked yet. When
 /// all of them were, a big version is asked for again after `retryDelay`, from the first holder
 /// on (an offer meanwhile goes on at once), and any other offer fails, to be taken up again at
-/// the next offer. So a big version crosses the cluster from every member that holds it or is
-/// receiving it (`exclusiveUploadSize`), instead of being sent by its origin to every member.
+/// the next offer. A retry also asks up to `probesPerRetry` live members that never offered it,
+/// a different few each time: a member receiving it serves it while it arrives, and the one at
+/// the end of a chain of such transfers is free, but its offer (gossiped once it started
+/// receiving) may not have reached this node. So a big version crosses the cluster from every
+/// member that holds it or is receiving it (`exclusiveUploadSize`), instead of being sent by its
+/// origin to every member.
 public struct Fetcher: Sendable {
     /// Requests on one stream, at most; a responder closes the stream after answering them.
     public static let maxRequestsPerStream = 256
@@ -37,6 +41,8 @@ public struct Fetcher: Sendable {
     /// `maxRetries` times in a row, before its offer fails.
     public static let retryDelay: Int64 = 1_000_000_000
     static let maxRetries = 60
+    /// Members that never offered a declined big version, asked at each retry after its holders.
+    public static let probesPerRetry = 4
     static let firstBackoff: Int64 = 5_000_000_000
     static let maxBackoff: Int64 = 600_000_000_000
 
@@ -119,6 +125,8 @@ public struct Fetcher: Sendable {
         /// Every holder declined it: asked again from then on.
         var retryAt: Int64?
         var retriesLeft = Fetcher.maxRetries
+        /// Members that did not offer it, asked after the holders in this retry.
+        var probes: [PeerAddress] = []
     }
 
     public init() {}
@@ -153,7 +161,10 @@ public struct Fetcher: Sendable {
         // The core passes on every member offering the version it fetches: one holder more.
         if entry.requested { return [] }
         // A new attempt starts with the member offering it (a waiting one goes on at once).
-        if entry.retryAt == nil { entry.retriesLeft = Self.maxRetries }
+        if entry.retryAt == nil {
+            entry.retriesLeft = Self.maxRetries
+            entry.probes = []
+        }
         entry.retryAt = nil
         entry.asked = [source]
         entry.requested = true
@@ -201,6 +212,7 @@ public struct Fetcher: Sendable {
             if let expected = request.expected {
                 if var entry = holders[expected.name], entry.version == expected {
                     entry.addresses.removeAll { $0 == stream.address }
+                    entry.probes.removeAll { $0 == stream.address }
                     holders[expected.name] = entry
                 }
                 return askNextHolder(request, expected: expected, now: now)
@@ -280,8 +292,10 @@ public struct Fetcher: Sendable {
         return [.failed(offer)]
     }
 
-    /// Asks again for the declined big versions whose wait is over, each from its first holder.
-    public mutating func woke(now: Int64) -> [Step] {
+    /// Asks again for the declined big versions whose wait is over, each from its first holder,
+    /// then from the others, then from a few of `members` (the live members' addresses) that
+    /// are not holders.
+    public mutating func woke(now: Int64, members: [PeerAddress]) -> [Step] {
         var due: [FileName] = []
         for (name, entry) in holders where (entry.retryAt ?? .max) <= now { due.append(name) }
         var steps: [Step] = []
@@ -295,6 +309,9 @@ public struct Fetcher: Sendable {
             }
             entry.asked = [first]
             entry.requested = true
+            // This is retry number `maxRetries - retriesLeft` (counted from 1).
+            entry.probes = Self.probes(
+                members, excluding: entry.addresses, round: max(0, Self.maxRetries - entry.retriesLeft - 1))
             holders[name] = entry
             steps += enqueue([[Request(name: name, expected: entry.version)]], to: first)
         }
@@ -338,10 +355,20 @@ public struct Fetcher: Sendable {
         holders[version.name] = entry
     }
 
-    /// The next holder of `version` not asked since its last offer (marked asked), if any.
+    /// Up to `probesPerRetry` of `members` that are not `holders`: the `round`-th few, going
+    /// round the list, so successive retries ask different members.
+    static func probes(_ members: [PeerAddress], excluding holders: [PeerAddress], round: Int) -> [PeerAddress] {
+        let others = members.filter { !holders.contains($0) }
+        guard !others.isEmpty else { return [] }
+        let start = round * probesPerRetry % others.count
+        return (0..<min(probesPerRetry, others.count)).map { others[(start + $0) % others.count] }
+    }
+
+    /// The next holder of `version` not asked since its last offer or retry (marked asked), then
+    /// the next of this retry's probes, if any.
     mutating func nextHolder(of version: FileVersion) -> PeerAddress? {
         guard var entry = holders[version.name], entry.version == version,
-            let next = entry.addresses.first(where: { !entry.asked.contains($0) })
+            let next = (entry.addresses + entry.probes).first(where: { !entry.asked.contains($0) })
         else { return nil }
         entry.asked.append(next)
         holders[version.name] = entry
