@@ -28,18 +28,23 @@ struct APIClient {
         let body: [UInt8]
     }
 
-    /// Sends one request and collects a (small) reply. A body in memory goes as `bytes`; a
-    /// streamed `body` always goes through AsyncHTTPClient.
+    /// Sends one request and collects a (small) reply.
     func send(
-        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: HTTPClientRequest.Body? = nil,
-        bytes: ByteBuffer? = nil, limit: Int = 64 << 20
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: PlainHTTP.Body? = nil,
+        limit: Int = 64 << 20
     ) async throws -> Reply {
-        if body == nil, let plain {
+        if let plain {
             return try await reportingTransportErrors {
-                try plain.exchange(method, path, headers: headers, body: bytes, limit: limit)
+                try plain.exchange(method, path, headers: headers, body: body, limit: limit)
             }
         }
-        let body = body ?? bytes.map { HTTPClientRequest.Body.bytes($0) }
+        let body: HTTPClientRequest.Body? =
+            switch body {
+            case .bytes(let bytes): .bytes(bytes)
+            case .file(let file, let progress):
+                .stream(FileChunks(file: file, progress: progress), length: .known(Int64(file.length)))
+            case nil: nil
+            }
         return try await withClient { client in
             let response = try await client.execute(
                 request(method, path, headers: headers, body: body), timeout: .hours(24))

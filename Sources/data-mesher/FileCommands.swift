@@ -118,7 +118,8 @@ struct FileUpdate: AsyncParsableCommand {
     }
 
     /// Files up to this size are read and hashed in one piece on the calling thread and sent
-    /// from memory; larger ones are read in chunks on a thread pool, twice (hash, then send).
+    /// from memory; larger ones are hashed in chunks on a thread pool, then sent from the file
+    /// (to an `http://` node with `sendfile`, read by no one in between).
     static let smallFile = 64 << 10
 
     func upload(
@@ -151,14 +152,9 @@ struct FileUpdate: AsyncParsableCommand {
             contentLength: UInt64(length), key: key)
         let progress = ProgressBar.make("upload \(name)", total: length)
         let headers = signedHeaders(version) + [("Content-Type", "application/octet-stream")]
-        let reply =
-            if let inMemory {
-                try await client.send(.PUT, "/v1/files/" + name.value, headers: headers, bytes: inMemory)
-            } else {
-                try await client.send(
-                    .PUT, "/v1/files/" + name.value, headers: headers,
-                    body: .stream(FileChunks(file: file, progress: progress), length: .known(Int64(length))))
-            }
+        let reply = try await client.send(
+            .PUT, "/v1/files/" + name.value, headers: headers,
+            body: inMemory.map { PlainHTTP.Body.bytes($0) } ?? .file(file, progress: progress))
         progress?.finish()
         guard reply.status == 201 || reply.status == 200 else {
             var message = "the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))"

@@ -1,3 +1,4 @@
+import DataMesherStore
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -11,14 +12,14 @@ import NIOHTTP1
 #endif
 
 /// One HTTP/1.1 request and its reply over plain TCP, one connection per request: how the CLI
-/// talks to a node at an `http://` URL whenever the request's body is in memory, which is every
-/// request but the upload of a file over 64 KiB. The bytes go over a blocking socket on the
-/// calling thread; swift-nio's HTTP/1 codec (`addHTTPClientHandlers`, llhttp) runs in an
-/// `EmbeddedChannel`, so no event loop thread is started and no reply hops between threads.
-/// AsyncHTTPClient (its connection pool, request state machines and streaming bridges) and
-/// then NIO's event loop cost more CPU at first use than anything else in a short
-/// `file update` of 1 KiB (bench/README.md, section 7). `https://` URLs and streamed bodies
-/// still go through AsyncHTTPClient.
+/// talks to a node at an `http://` URL, except to follow its event stream (`watch`) and to
+/// fetch content (`file get`). The bytes go over a blocking socket on the calling thread;
+/// swift-nio's HTTP/1 codec (`addHTTPClientHandlers`, llhttp) runs in an `EmbeddedChannel`, so no
+/// event loop thread is started and no reply hops between threads. AsyncHTTPClient (its
+/// connection pool, request state machines and streaming bridges) and then NIO's event loop
+/// cost more CPU at first use than anything else in a short `file update` of 1 KiB
+/// (bench/README.md, section 7). A file's content goes from the page cache to the socket with
+/// `sendfile`, read by no one in between. `https://` URLs still go through AsyncHTTPClient.
 struct PlainHTTP: Sendable {
     let host: String
     let port: Int
@@ -35,6 +36,20 @@ struct PlainHTTP: Sendable {
     /// A failure to reach the node or to get its whole reply, as a short phrase.
     struct TransportError: Error, CustomStringConvertible {
         let description: String
+    }
+
+    /// What a request carries.
+    enum Body: Sendable {
+        case bytes(ByteBuffer)
+        /// All of an open file, counted on `progress` as it is sent.
+        case file(ContentReader, progress: ProgressBar?)
+
+        var length: Int {
+            switch self {
+            case .bytes(let bytes): bytes.readableBytes
+            case .file(let file, _): file.length
+            }
+        }
     }
 
     /// Nil unless `baseURL` is `http://HOST[:PORT][/PATH]` (HOST a name, an IPv4 address or a
@@ -72,7 +87,7 @@ struct PlainHTTP: Sendable {
 
     /// Sends the request and collects the reply (at most `limit` bytes of body). Blocks the
     /// calling thread until the reply is complete, the connection fails or a timeout passes.
-    func exchange(_ method: HTTPMethod, _ path: String, headers: [(String, String)], body: ByteBuffer?, limit: Int)
+    func exchange(_ method: HTTPMethod, _ path: String, headers: [(String, String)], body: Body?, limit: Int)
         throws -> APIClient.Reply
     {
         let codec = EmbeddedChannel()
@@ -83,26 +98,23 @@ struct PlainHTTP: Sendable {
         head.headers.add(name: "Host", value: authority)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         if let body {
-            head.headers.add(name: "Content-Length", value: String(body.readableBytes))
+            head.headers.add(name: "Content-Length", value: String(body.length))
         } else if method == .PUT || method == .POST {
             head.headers.add(name: "Content-Length", value: "0")
         }
         head.headers.add(name: "Connection", value: "close")
         try codec.writeOutbound(HTTPClientRequestPart.head(head))
-        if let body { try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(body))) }
-        try codec.writeOutbound(HTTPClientRequestPart.end(nil))
+        if case .bytes(let bytes) = body { try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(bytes))) }
 
         let socket = try Self.dial(host: host, port: port)
         defer { close(socket) }
-        var sendFailure: TransportError? = nil
-        while let part = try codec.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let bytes) = part else { continue }  // the encoder writes no file regions
-            if let failure = Self.sendAll(bytes, to: socket) {
-                // The node may have answered and closed early (a refusal): read what it said.
-                sendFailure = failure
-                break
-            }
+        // The node may answer and close early (a refusal): then what it said is read all the same.
+        var sendFailure = try Self.sendOutbound(codec, to: socket)
+        if sendFailure == nil, case .file(let file, let progress) = body {
+            sendFailure = try Self.sendFile(file, to: socket, progress: progress)
         }
+        try codec.writeOutbound(HTTPClientRequestPart.end(nil))
+        if sendFailure == nil { sendFailure = try Self.sendOutbound(codec, to: socket) }
 
         var reply: (head: HTTPResponseHead?, body: [UInt8]) = (nil, [])
         var buffer = ByteBufferAllocator().buffer(capacity: 16 << 10)
@@ -201,6 +213,54 @@ struct PlainHTTP: Sendable {
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         ok = true
         return fd
+    }
+
+    /// Sends what the codec encoded so far; nil once all of it is sent, else why not.
+    static func sendOutbound(_ codec: EmbeddedChannel, to socket: Int32) throws -> TransportError? {
+        while let part = try codec.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let bytes) = part else { continue }  // the encoder writes no file regions
+            if let failure = sendAll(bytes, to: socket) { return failure }
+        }
+        return nil
+    }
+
+    /// Sends all of `file` (from the page cache, with `sendfile`); nil once it is sent, else why
+    /// not. Stops early when the node answers (or closes) before the end, as it does when it
+    /// refuses the upload from its headers. Throws when the file is shorter than it was when
+    /// opened.
+    static func sendFile(_ file: ContentReader, to socket: Int32, progress: ProgressBar?) throws -> TransportError? {
+        // sendfile has no MSG_NOSIGNAL: a node that refuses early and closes must not kill the
+        // CLI with SIGPIPE before it reads the refusal.
+        signal(SIGPIPE, SIG_IGN)
+        let flags = fcntl(socket, F_GETFL)
+        _ = fcntl(socket, F_SETFL, flags | O_NONBLOCK)
+        defer { _ = fcntl(socket, F_SETFL, flags) }
+        var offset = 0
+        while offset < file.length {
+            var ready = pollfd(fd: socket, events: Int16(POLLIN | POLLOUT), revents: 0)
+            let polled = poll(&ready, 1, Int32(ioTimeoutSeconds * 1000))
+            if polled < 0 && errno == EINTR { continue }
+            guard polled > 0 else { return TransportError(description: errorText(polled == 0 ? ETIMEDOUT : errno)) }
+            if ready.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+                return TransportError(description: "the node answered before the whole file was sent")
+            }
+            let piece = min(file.length - offset, 4 << 20)
+            #if os(Linux)
+                var position = off_t(offset)
+                let count = sendfile(socket, file.fd, &position, piece)
+            #else
+                let bytes = file.read(at: offset, upTo: piece)
+                let count = bytes.withUnsafeReadableBytes { send(socket, $0.baseAddress, $0.count, 0) }
+            #endif
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                return TransportError(description: errorText(errno))
+            }
+            guard count > 0 else { throw CLIError("the file changed while it was being uploaded") }
+            offset += count
+            progress?.advance(by: count)
+        }
+        return nil
     }
 
     /// Nil once all of `bytes` is sent, else why not.

@@ -180,6 +180,9 @@ import Testing
         try daemon.start()
         let payload = dir + "/config:app"
         try "payload".write(toFile: payload, atomically: true, encoding: .utf8)
+        // Over 64 KiB: sent from the file, which the node refuses before reading it.
+        let bigPayload = dir + "/big"
+        try Data(repeating: 0x61, count: 8 << 20).write(to: URL(fileURLWithPath: bigPayload))
         try "not a key at all".write(toFile: dir + "/garbage.pem", atomically: true, encoding: .utf8)
         try Data([0xff, 0xfe, 0x00, 0x01]).write(to: URL(fileURLWithPath: dir + "/binary.pem"))
         let exported = try runProcess(Binary.path, ["key", "public", owner.path])
@@ -232,6 +235,11 @@ import Testing
             (
                 "unreachable node", ["file", "update", payload, "--url", "http://127.0.0.1:1", "--key", owner.path],
                 "cannot reach"
+            ),
+            (
+                "big file under a name not configured",
+                ["file", "update", bigPayload, "--url", daemon.url, "--key", owner.path, "--name", "other"],
+                "is not configured"
             ),
             ("bad url", ["file", "list", "--url", "ftp://x"], "not an http"),
             (
