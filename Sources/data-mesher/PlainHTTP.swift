@@ -121,11 +121,13 @@ struct PlainHTTP: Sendable {
         while true {
             buffer.clear()
             var received = 0
+            var receiveError: Int32 = 0
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 << 10) { raw in
                 received = Self.receive(from: socket, into: raw)
+                if received < 0 { receiveError = errno }
                 return max(received, 0)
             }
-            if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(errno)) }
+            if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(receiveError)) }
             do {
                 if received > 0 {
                     try codec.writeInbound(buffer)
