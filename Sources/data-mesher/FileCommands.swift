@@ -126,28 +126,32 @@ struct FileUpdate: AsyncParsableCommand {
         _ file: ContentReader, as name: FileName, validFor validForNanoseconds: UInt64,
         key: Curve25519.Signing.PrivateKey, client: APIClient
     ) async throws {
-        // Asked of the node while the file is hashed.
-        async let networkID = signing.networkID(client: client)
         let length = file.length
         let sha256: [UInt8]
+        let networkID: String
         var inMemory: ByteBuffer? = nil
-        do {
-            if length <= Self.smallFile {
+        if length <= Self.smallFile {
+            // Read and hashed in microseconds: not worth a second task asking for the network ID
+            // meanwhile (it would wake a second thread).
+            let bytes = try await readingErrors {
                 let bytes = file.read(at: 0, upTo: length)
                 guard bytes.readableBytes == length else { throw ContentReader.Shrank() }
-                sha256 = Upload.sha256(of: bytes)
-                inMemory = bytes
-            } else {
-                // The next chunk is read while this one is hashed; the upload reads the file again.
-                sha256 = try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) }
+                return bytes
             }
-        } catch {
-            throw CLIError(
-                "cannot read \(path): \(error is ContentReader.Shrank ? "it shrank while it was read" : "\(error)")"
-            )
+            sha256 = Upload.sha256(of: bytes)
+            inMemory = bytes
+            networkID = try await signing.networkID(client: client)
+        } else {
+            // Asked of the node while the file is hashed (the next chunk is read while this one
+            // is hashed).
+            async let asked = signing.networkID(client: client)
+            sha256 = try await readingErrors {
+                try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) }
+            }
+            networkID = try await asked
         }
         let version = try FileVersion.sign(
-            kind: .content, networkID: try await networkID, name: name,
+            kind: .content, networkID: networkID, name: name,
             timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: sha256,
             contentLength: UInt64(length), key: key)
         let progress = ProgressBar.make("upload \(name)", total: length)
@@ -169,6 +173,15 @@ struct FileUpdate: AsyncParsableCommand {
             try await waitUntilHeld(
                 name, version: version, by: wait == "all" ? nil : Int(wait), client: client,
                 timeout: (try? DurationFormat.parse(timeout)) ?? 30_000_000_000)
+        }
+    }
+
+    /// Runs `body`, which reads the file to upload; a failure becomes a sentence naming it.
+    func readingErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch {
+            throw CLIError(
+                "cannot read \(path): \(error is ContentReader.Shrank ? "it shrank while it was read" : "\(error)")"
+            )
         }
     }
 
