@@ -109,8 +109,7 @@ extension NetworkShell {
     func ended(_ id: Int) { carryOut(fetcher.ended(id, now: WallClock.now())) }
 
     func wakeFetcher() {
-        let members = core.localState.dropFirst().filter(\.isLive).compactMap(\.address)
-        carryOut(fetcher.woke(now: WallClock.now(), members: members))
+        carryOut(fetcher.woke(now: WallClock.now(), members: core.liveMemberAddresses))
     }
 
     /// Runs stream `id` to `address`: every request is sent at once, and the answers are read,
@@ -158,9 +157,8 @@ extension NetworkShell {
             await report(id, .unavailable)
             return
         }
-        // A member asked without having offered it (a probe) may hold an older version only:
-        // not the one wanted, so it is skipped like one refused.
-        if let expected = request.expected, VersionOrder.isNewer(expected, than: version) {
+        // Older than the version wanted (a probe's answer): skipped like one refused.
+        guard request.accepts(version) else {
             await report(id, .unavailable)
             try await skip(version, reader: &reader)
             return

@@ -31,9 +31,7 @@ extension Simulation {
                 let epoch = epochs[index]
                 at(now + delay) { sim in
                     guard !sim.isDown[index], sim.epochs[index] == epoch else { return }
-                    let members = sim.inspect(index) {
-                        $0.localState.dropFirst().filter(\.isLive).compactMap(\.address)
-                    }
+                    let members = sim.inspect(index) { $0.liveMemberAddresses }
                     sim.carryOut(sim.fetchers[index].woke(now: sim.localNow(index), members: members), by: index)
                 }
             }
@@ -47,10 +45,7 @@ extension Simulation {
             return
         }
         let outcome: Fetcher.Outcome
-        let expected = requests[number].expected
-        if let offered = inspect(peer, { $0.files[requests[number].name] }),
-            !(expected.map { VersionOrder.isNewer($0, than: offered) } ?? false)
-        {
+        if let offered = inspect(peer, { $0.files[requests[number].name] }), requests[number].accepts(offered) {
             bytesSent += Int(offered.contentLength) + 200
             if refusal(of: offered, on: node) != nil {
                 outcome = .notStored

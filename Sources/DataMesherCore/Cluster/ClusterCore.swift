@@ -401,6 +401,9 @@ public struct ClusterCore: Sendable {
         return out
     }
 
+    /// The addresses of the live members other than this node, in the order of their IDs.
+    public var liveMemberAddresses: [PeerAddress] { localState.dropFirst().filter(\.isLive).compactMap(\.address) }
+
     /// How many members are announced but not confirmed yet.
     public var unconfirmedCount: Int { confirmations.count }
     /// Gossip items waiting in the broadcast queue.

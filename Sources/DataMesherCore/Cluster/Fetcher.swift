@@ -55,6 +55,13 @@ public struct Fetcher: Sendable {
             self.name = name
             self.expected = expected
         }
+
+        /// Whether a reply naming `offered` answers this request: not when it is older than the
+        /// version gossip offered (a member asked without having offered it may hold only an
+        /// older one), which counts as no version.
+        public func accepts(_ offered: FileVersion) -> Bool {
+            expected.map { !VersionOrder.isNewer($0, than: offered) } ?? true
+        }
     }
 
     /// How one request ended.
