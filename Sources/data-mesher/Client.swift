@@ -140,7 +140,7 @@ struct FileChunks: AsyncSequence, Sendable {
                 progress?.advance(by: chunk.readableBytes)
                 return chunk
             } catch is ContentReader.Shrank {
-                throw CLIError("the file changed while it was being uploaded")
+                throw CLIError.fileChangedWhileUploading
             }
         }
     }

@@ -22,6 +22,9 @@ struct DataMesher: AsyncParsableCommand {
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+
+    /// The file being uploaded got shorter than it was when opened (whichever way it is sent).
+    static let fileChangedWhileUploading = CLIError("the file changed while it was being uploaded")
 }
 
 /// Runs a command body; any error becomes one line on stderr and a non-zero exit, never a trace.

@@ -258,7 +258,7 @@ struct PlainHTTP: Sendable {
                 if errno == EINTR || errno == EAGAIN { continue }
                 return TransportError(description: errorText(errno))
             }
-            guard count > 0 else { throw CLIError("the file changed while it was being uploaded") }
+            guard count > 0 else { throw CLIError.fileChangedWhileUploading }
             offset += count
             progress?.advance(by: count)
         }
