@@ -312,24 +312,11 @@ import Testing
     /// reply's pieces 20 ms apart, closes. `body` gets the server's URL.
     func withRawHTTPServer(replies: [[[UInt8]]], _ body: (String) throws -> Void) throws {
         let address = LoopbackAddress.next()
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(listener >= 0)
+        let (listener, port) = try RelayTests.listen(on: address)
         defer {
             shutdown(listener, Int32(SHUT_RDWR))  // wakes the server thread if it still waits
             close(listener)
         }
-        var bound = sockaddr_in()
-        bound.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, address, &bound.sin_addr)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ready = withUnsafeMutablePointer(to: &bound) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 8) == 0
-                    && getsockname(listener, $0, &length) == 0
-            }
-        }
-        #expect(ready)
-        let port = Int(UInt16(bigEndian: bound.sin_port))
         let server = Thread {
             for pieces in replies {
                 let connection = accept(listener, nil, nil)
