@@ -48,6 +48,8 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
     case droppedUnconfigured(FileName)
     case rolledBack(FileName)
     case removedOrphan(String)
+    case droppedDamagedRecords(Int)
+    case adoptedLegacyRecords(Int)
     case expired(FileName)
     case forgot(FileName)
 
@@ -61,6 +63,10 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
             return "dropped \"\(name)\": the name or its signer is no longer configured, or its signature fails"
         case .rolledBack(let name): return "rolled back an unacknowledged update of \"\(name)\""
         case .removedOrphan(let path): return "removed \(path): no signed version refers to it"
+        case .droppedDamagedRecords(let count):
+            return "dropped \(count) damaged line(s) of the records file; names left without a record are fetched again"
+        case .adoptedLegacyRecords(let count):
+            return "moved \(count) record(s) from meta/ (written by an older data-mesher) into the records file"
         case .expired(let name): return "\"\(name)\" expired (valid_for passed); content removed"
         case .forgot(let name): return "forgot the tombstone of \"\(name)\" (tombstone_retention passed)"
         }
@@ -70,14 +76,15 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
 /// The files a node holds, on disk under `stateDir` (SPEC §7):
 ///
 ///     files/NAME              current content, 0640, replaced atomically
-///     meta/<sha256(NAME)>     the signed version (and the one before it, until the content is in place)
+///     records                 one line per change of a name's record: the signed version (and the
+///                             one before it, until the content is in place); `RecordLog`
 ///     tmp/                    uploads being received
 ///     marks/<sha256(NAME)>    high-water mark (timestamp, signature) of a forgotten record
 ///     lock                    flock'd by the running daemon (StateDirLock)
 ///     node_id                 this node's identity
 ///
-/// Commit order: content fsynced in tmp/ -> metadata (naming the previous version) written
-/// atomically -> content renamed into place -> directory fsynced -> acknowledged. A crash between
+/// Commit order: content fsynced in tmp/ -> record (naming the previous version) appended to
+/// `records` and synced -> content renamed into place -> directory fsynced -> acknowledged. A crash between
 /// the two renames leaves metadata whose previous version matches the file on disk; the startup
 /// scan rolls it back, so a restarted node serves exactly the last acknowledged version.
 ///
@@ -85,9 +92,11 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
 public final class FileStore: Sendable {
     public let stateDir: String
     public let filesDir: String
-    let metaDir: String
+    /// Where data-mesher before the records file kept one record per name; moved into it at start.
+    let legacyMetaDir: String
     let tmpDir: String
     let marksDir: String
+    let records: RecordLog
     let index = NIOLockedValueBox<[FileName: StoredFile]>([:])
     /// For names whose record was forgotten (tombstone_retention): the newest version ever
     /// accepted, so an older one is refused for as long as the name is configured.
@@ -107,10 +116,11 @@ public final class FileStore: Sendable {
     public init(stateDir: String, policy: FilePolicy, now: Int64, logger: Logger) throws {
         self.stateDir = stateDir
         filesDir = stateDir + "/files"
-        metaDir = stateDir + "/meta"
+        legacyMetaDir = stateDir + "/meta"
         tmpDir = stateDir + "/tmp"
         marksDir = stateDir + "/marks"
-        for dir in [stateDir, filesDir, metaDir, tmpDir, marksDir] { try DiskIO.makeDirectories(dir) }
+        for dir in [stateDir, filesDir, tmpDir, marksDir] { try DiskIO.makeDirectories(dir) }
+        records = try RecordLog(directory: stateDir)
         for event in try scan(policy: policy, now: now) {
             logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"])
         }
@@ -294,10 +304,6 @@ public final class FileStore: Sendable {
         return stripes[Int(hash % UInt32(stripes.count))]
     }
 
-    func metaPath(_ name: FileName) -> String {
-        metaDir + "/" + Hex.encode(SHA256.hash(data: Array(name.value.utf8)))
-    }
-
     func markPath(_ name: FileName) -> String {
         marksDir + "/" + Hex.encode(SHA256.hash(data: Array(name.value.utf8)))
     }
@@ -331,14 +337,37 @@ public final class FileStore: Sendable {
         return loaded
     }
 
-    func writeRecord(_ record: MetaRecord) throws {
-        try DiskIO.writeFileAtomically(metaPath(record.current.version.name), bytes: record.encoded())
-    }
+    func writeRecord(_ record: MetaRecord) throws { try records.write(record) }
 
-    func removeRecord(_ name: FileName) throws {
-        let path = metaPath(name)
-        guard unlink(path) == 0 || errno == ENOENT else { throw DiskError("unlink", path) }
-        try DiskIO.fsyncDirectory(metaDir)
+    func removeRecord(_ name: FileName) throws { try records.remove(name) }
+
+    /// Moves the records an older data-mesher kept in meta/ (one file per name, named by the
+    /// SHA-256 of the name) into the records file, then removes meta/. A name the records file
+    /// already has keeps that record: it was written later.
+    func adoptLegacyRecords(events: inout [StoreEvent]) throws {
+        var info = stat()
+        guard lstat(legacyMetaDir, &info) == 0 else { return }
+        var adopted = [MetaRecord]()
+        var paths = [String]()
+        for entry in DiskIO.listDirectory(legacyMetaDir) {
+            let path = legacyMetaDir + "/" + entry.name
+            paths.append(path)
+            guard !entry.isDirectory, let bytes = try? DiskIO.readFile(path, limit: FileStore.metaLimit),
+                let record = MetaRecord.decode(bytes),
+                entry.name == Hex.encode(SHA256.hash(data: Array(record.current.version.name.value.utf8)))
+            else {
+                events.append(.removedOrphan(path))
+                continue
+            }
+            adopted.append(record)
+        }
+        try records.adopt(adopted)
+        for path in paths {
+            if unlink(path) != 0 { rmdir(path) }
+        }
+        rmdir(legacyMetaDir)
+        try DiskIO.fsyncDirectory(stateDir)
+        if !adopted.isEmpty { events.append(.adoptedLegacyRecords(adopted.count)) }
     }
 
     /// Removes `files/NAME` and then any folders that became empty.
@@ -368,20 +397,12 @@ public final class FileStore: Sendable {
     func scan(policy: FilePolicy, now: Int64) throws -> [StoreEvent] {
         var events = [StoreEvent]()
         for entry in DiskIO.listDirectory(tmpDir) { unlink(tmpDir + "/" + entry.name) }
+        if records.damagedAtOpen > 0 { events.append(.droppedDamagedRecords(records.damagedAtOpen)) }
+        try adoptLegacyRecords(events: &events)
         var loaded = [FileName: StoredFile]()
         var trusted = Set<FileName>()
-        for entry in DiskIO.listDirectory(metaDir) {
-            let path = metaDir + "/" + entry.name
-            guard entry.name.utf8.count == 64, !entry.isDirectory,
-                let bytes = try? DiskIO.readFile(path, limit: FileStore.metaLimit),
-                let record = MetaRecord.decode(bytes), metaPath(record.current.version.name) == path
-            else {
-                unlink(path)
-                events.append(.removedOrphan(path))
-                continue
-            }
+        for (name, record) in records.records().sorted(by: { $0.key < $1.key }) {
             let version = record.current.version
-            let name = version.name
             // Signatures are checked by `verify` once the node serves (this daemon checked each one
             // before it wrote the record; 20,000 checks would hold up the start by seconds).
             guard policy.allowedSigners[name]?.contains(version.signer) == true, version.networkID == policy.networkID,
@@ -431,6 +452,7 @@ public final class FileStore: Sendable {
             }
         }
         try removeOrphans(in: filesDir, prefix: "", keep: loaded, events: &events)
+        try records.compactIfNeeded()
         let loadedMarks = loadMarks(policy: policy, events: &events)
         marks.withLockedValue { $0 = loadedMarks }
         index.withLockedValue { $0 = loaded }

@@ -190,7 +190,8 @@ struct StoreFixture {
         let forgotten = try store.sweep(policy: fixture.policy, now: later)
         #expect(Set(forgotten.map(\.description)).count == 2)
         #expect(store.list().isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/meta").isEmpty)
+        #expect(store.records.records().isEmpty)
+        #expect(try fixture.open(at: later).list().isEmpty)
     }
 }
 
@@ -299,8 +300,7 @@ struct StoreFixture {
         #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
         #expect(FileStat(path: path) == before)
         // And a record whose signature was altered on disk.
-        let bytes = try #require(try DiskIO.readFile(store.metaPath(try FileName("b")), limit: 65536))
-        var record = try #require(MetaRecord.decode(bytes))
+        var record = try #require(store.records.record(try FileName("b")))
         record.current.version.signature[0] ^= 1
         try store.writeRecord(record)
 
@@ -321,8 +321,7 @@ struct StoreFixture {
         let store = try fixture.open()
         try fixture.put(store, "a", "alpha", at: fixture.now - 10)
         try fixture.put(store, "b", "bravo", at: fixture.now - 10)
-        let bytes = try #require(try DiskIO.readFile(store.metaPath(try FileName("a")), limit: 65536))
-        let record = try #require(MetaRecord.decode(bytes))
+        let record = try #require(store.records.record(try FileName("a")))
         #expect(record.stat != nil)
         #expect(record.stat?.mtime_ns == fixture.now - 10)
         // Replaced by another file of the same size (new inode): hashed and found damaged.
