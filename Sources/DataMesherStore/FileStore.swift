@@ -107,7 +107,6 @@ public final class FileStore: Sendable {
     /// Commits and reads of one name are serialized by the stripe its name hashes to.
     let stripes: [NIOLock] = (0..<64).map { _ in NIOLock() }
 
-    static let metaLimit = 64 * 1024
     /// Replaced or removed content of at least this many bytes is freed on another thread
     /// (`retire`); freeing less costs less than handing it over.
     static let retireFrom: UInt64 = 1 << 20
@@ -352,7 +351,7 @@ public final class FileStore: Sendable {
         for entry in DiskIO.listDirectory(legacyMetaDir) {
             let path = legacyMetaDir + "/" + entry.name
             paths.append(path)
-            guard !entry.isDirectory, let bytes = try? DiskIO.readFile(path, limit: FileStore.metaLimit),
+            guard !entry.isDirectory, let bytes = try? DiskIO.readFile(path, limit: RecordLog.lineLimit),
                 let record = MetaRecord.decode(bytes),
                 entry.name == Hex.encode(SHA256.hash(data: Array(record.current.version.name.value.utf8)))
             else {

@@ -7,7 +7,7 @@
 /// Group commit of directory fsyncs. A rename is durable once an fsync of its directory that
 /// began after the rename has completed; callers that arrive while one is running wait for the
 /// next one, which one of them runs for all of them. Concurrent uploads and fetches that each
-/// rename into `meta/` therefore share its fsyncs instead of queueing one each, and none returns
+/// rename into `files/` therefore share its fsyncs instead of queueing one each, and none returns
 /// before its own rename is on disk.
 final class GroupSync: @unchecked Sendable {  // every field is guarded by `mutex`
     struct Directory {

@@ -1,7 +1,7 @@
 import DataMesherCore
 import Foundation
 
-/// The JSON kept in meta/ for one name: the current signed version, its state, and — while an
+/// The JSON kept in the records file for one name: the current signed version, its state, and — while an
 /// update is being put in place — the version it replaces.
 struct MetaRecord: Equatable {
     var current: StoredFile
