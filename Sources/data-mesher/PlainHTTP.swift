@@ -1,4 +1,5 @@
 import DataMesherStore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -11,7 +12,7 @@ import NIOHTTP1
     private let streamSocket = SOCK_STREAM
 #endif
 
-/// One HTTP/1.1 request and its reply over plain TCP, one connection per request: how the CLI
+/// HTTP/1.1 requests and their replies over plain TCP: how the CLI
 /// talks to a node at an `http://` URL, except to follow its event stream (`watch`) and to
 /// fetch content (`file get`). The bytes go over a blocking socket on the calling thread;
 /// swift-nio's HTTP/1 codec (`addHTTPClientHandlers`, llhttp) runs in an `EmbeddedChannel`, so no
@@ -20,6 +21,11 @@ import NIOHTTP1
 /// cost more CPU at first use than anything else in a short `file update` of 1 KiB
 /// (bench/README.md, section 7). A file's content goes from the page cache to the socket with
 /// `sendfile`, read by no one in between. `https://` URLs still go through AsyncHTTPClient.
+///
+/// A connection the node keeps open (HTTP/1.1 keep-alive) carries the next request too, so a
+/// `file update` asks for the network ID and uploads on one connection. Should the node have
+/// closed a kept connection meanwhile, the request is sent once more on a new one, provided no
+/// byte of a reply had arrived.
 struct PlainHTTP: Sendable {
     let host: String
     let port: Int
@@ -27,6 +33,28 @@ struct PlainHTTP: Sendable {
     let pathPrefix: String
     /// What the `Host` header says.
     let authority: String
+    /// The connection the last reply left open, for the next request.
+    let kept = KeptConnection()
+
+    final class KeptConnection: Sendable {
+        private let socket = NIOLockedValueBox<Int32?>(nil)
+
+        func take() -> Int32? {
+            socket.withLockedValue { socket in
+                defer { socket = nil }
+                return socket
+            }
+        }
+
+        /// Keeps `fd` for the next request (closing one kept before, if any).
+        func keep(_ fd: Int32) {
+            let previous = socket.withLockedValue { socket in
+                defer { socket = fd }
+                return socket
+            }
+            if let previous { close(previous) }
+        }
+    }
 
     /// How long connecting may take, per address of the host.
     static let connectTimeoutMilliseconds: Int32 = 3000
@@ -90,6 +118,26 @@ struct PlainHTTP: Sendable {
     func exchange(_ method: HTTPMethod, _ path: String, headers: [(String, String)], body: Body?, limit: Int)
         throws -> APIClient.Reply
     {
+        if let socket = kept.take(),
+            let reply = try exchange(method, path, headers: headers, body: body, limit: limit, on: socket, reused: true)
+        {
+            return reply
+        }
+        let socket = try Self.dial(host: host, port: port)
+        guard let reply = try exchange(method, path, headers: headers, body: body, limit: limit, on: socket) else {
+            throw TransportError(description: Self.closedEarly)  // only a reused connection answers nil
+        }
+        return reply
+    }
+
+    /// One request on `socket`, which this closes or keeps. Nil when `reused` and the connection
+    /// failed before any byte of a reply arrived: the node closed it while it was kept.
+    func exchange(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)], body: Body?, limit: Int, on socket: Int32,
+        reused: Bool = false
+    ) throws -> APIClient.Reply? {
+        var keep = false
+        defer { if keep { kept.keep(socket) } else { close(socket) } }
         let codec = EmbeddedChannel()
         defer { _ = try? codec.finish(acceptAlreadyClosed: true) }
         try codec.pipeline.syncOperations.addHTTPClientHandlers()
@@ -102,12 +150,9 @@ struct PlainHTTP: Sendable {
         } else if method == .PUT || method == .POST {
             head.headers.add(name: "Content-Length", value: "0")
         }
-        head.headers.add(name: "Connection", value: "close")
         try codec.writeOutbound(HTTPClientRequestPart.head(head))
         if case .bytes(let bytes) = body { try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(bytes))) }
 
-        let socket = try Self.dial(host: host, port: port)
-        defer { close(socket) }
         // The node may answer and close early (a refusal): then what it said is read all the same.
         var sendFailure = try Self.sendOutbound(codec, to: socket)
         if sendFailure == nil, case .file(let file, let progress) = body {
@@ -118,6 +163,7 @@ struct PlainHTTP: Sendable {
 
         var reply: (head: HTTPResponseHead?, body: [UInt8]) = (nil, [])
         var buffer = ByteBufferAllocator().buffer(capacity: 16 << 10)
+        var receivedAny = false
         while true {
             buffer.clear()
             var received = 0
@@ -127,6 +173,8 @@ struct PlainHTTP: Sendable {
                 if received < 0 { receiveError = errno }
                 return max(received, 0)
             }
+            if received <= 0 && reused && !receivedAny { return nil }
+            receivedAny = true
             if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(receiveError)) }
             do {
                 if received > 0 {
@@ -152,6 +200,8 @@ struct PlainHTTP: Sendable {
                     }
                 case .end:
                     if let responseHead = reply.head {
+                        // A request sent whole, and a reply the node does not close after.
+                        keep = sendFailure == nil && responseHead.isKeepAlive
                         return APIClient.Reply(
                             status: Int(responseHead.status.code), headers: responseHead.headers, body: reply.body)
                     }

@@ -308,30 +308,97 @@ import Testing
         }
     }
 
-    /// Serves one connection per reply on a loopback port, in order: reads the request, sends the
-    /// reply's pieces 20 ms apart, closes. `body` gets the server's URL.
-    func withRawHTTPServer(replies: [[[UInt8]]], _ body: (String) throws -> Void) throws {
+    /// The CLI asks for the network ID and uploads on one connection when the node keeps it open;
+    /// when the node closed the kept connection meanwhile, the upload goes on a new one.
+    @Test func aKeptConnectionCarriesTheUploadOrIsReplacedWhenTheNodeClosedIt() throws {
+        let dir = NSTemporaryDirectory() + "dm-keep-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        try "x\n".write(toFile: dir + "/payload", atomically: true, encoding: .utf8)
+        let info = #"{"network_id":""}"#
+        let replies = [
+            [Array("HTTP/1.1 200 OK\r\nContent-Length: \(info.utf8.count)\r\n\r\n\(info)".utf8)],
+            [Array("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}".utf8)],
+        ]
+        for onOneConnection in [true, false] {
+            let connections = try withRawHTTPServer(replies: replies, onOneConnection: onOneConnection) { url in
+                let result = try runProcess(
+                    Binary.path, ["file", "update", dir + "/payload", "--name", "a", "--url", url, "--key", key.path])
+                #expect(result.status == 0, "\(onOneConnection): \(result.stderr)")
+                #expect(result.stdout == "stored a\n", "\(onOneConnection): \(result.stdout)")
+            }
+            #expect(connections == (onOneConnection ? 1 : 2), "\(onOneConnection)")
+        }
+    }
+
+    /// Serves `replies` in order on a loopback port: for each, reads one whole request, then sends
+    /// the reply's pieces 20 ms apart. Closes the connection after each reply, or, when
+    /// `onOneConnection`, serves them all on the first one and closes any other at once. `body`
+    /// gets the server's URL. Returns how many connections were accepted.
+    @discardableResult
+    func withRawHTTPServer(replies: [[[UInt8]]], onOneConnection: Bool = false, _ body: (String) throws -> Void)
+        throws -> Int
+    {
         let address = LoopbackAddress.next()
         let (listener, port) = try RelayTests.listen(on: address)
-        defer {
-            shutdown(listener, Int32(SHUT_RDWR))  // wakes the server thread if it still waits
-            close(listener)
-        }
+        let accepted = NSLock()
+        nonisolated(unsafe) var connections = 0
         let server = Thread {
+            var connection: Int32 = -1
             for pieces in replies {
-                let connection = accept(listener, nil, nil)
-                guard connection >= 0 else { return }
-                var request = [UInt8](repeating: 0, count: 4096)
-                _ = request.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+                if connection < 0 || !onOneConnection {
+                    connection = accept(listener, nil, nil)
+                    guard connection >= 0 else { return }
+                    accepted.withLock { connections += 1 }
+                }
+                Self.readRequest(from: connection)
                 for (index, piece) in pieces.enumerated() {
                     if index > 0 { usleep(20_000) }
                     _ = piece.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 }
-                close(connection)
+                if !onOneConnection {
+                    close(connection)
+                    connection = -1
+                }
+            }
+            if connection >= 0 { close(connection) }
+            while true {  // ends when the listener is shut down
+                let extra = accept(listener, nil, nil)
+                guard extra >= 0 else { return }
+                accepted.withLock { connections += 1 }
+                close(extra)
             }
         }
         server.start()
+        defer {
+            shutdown(listener, Int32(SHUT_RDWR))  // wakes the server thread if it still waits
+            close(listener)
+        }
         try body("http://\(address):\(port)")
+        return accepted.withLock { connections }
+    }
+
+    /// Reads one request's head and its `Content-Length` body (at most 64 reads), so that closing
+    /// the connection afterwards sends no reset.
+    static func readRequest(from connection: Int32) {
+        var received = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<64 {
+            let text = String(decoding: received, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n") {
+                let length =
+                    text[..<end.lowerBound].split(separator: "\r\n")
+                    .first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+                if text.utf8.distance(from: text.utf8.startIndex, to: end.upperBound) + length <= received.count {
+                    return
+                }
+            }
+            let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { return }
+            received += chunk[0..<count]
+        }
     }
 
     @Test func theDaemonRefusesToStartOnABadConfig() throws {
