@@ -40,6 +40,18 @@ REPO_ROOT = os.path.dirname(SCRIPT_DIR)
 READY_TIMEOUT_S = 120.0
 
 
+def rss_kib(pid):
+    """VmRSS of a running process in KiB, or -1."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
 def binary():
     if os.environ.get("DM_BIN"):
         return os.environ["DM_BIN"]
@@ -189,6 +201,7 @@ def main():
             took = wait_ready(args.port, proc, READY_TIMEOUT_S)
             print(f"restart{run}_http_s {took:.3f}", flush=True)
             print(f"restart{run}_files {listed(args.port)}", flush=True)
+        print(f"rss_kib {rss_kib(proc.pid)}", flush=True)
 
         # An empty node joins and fetches everything from the first.
         with open(config) as f:

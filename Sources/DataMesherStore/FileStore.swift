@@ -343,9 +343,9 @@ public final class FileStore: Sendable {
     /// Moves the records an older data-mesher kept in meta/ (one file per name, named by the
     /// SHA-256 of the name) into the records file, then removes meta/. A name the records file
     /// already has keeps that record: it was written later.
-    func adoptLegacyRecords(events: inout [StoreEvent]) throws {
+    func adoptLegacyRecords(events: inout [StoreEvent]) throws -> [MetaRecord] {
         var info = stat()
-        guard lstat(legacyMetaDir, &info) == 0 else { return }
+        guard lstat(legacyMetaDir, &info) == 0 else { return [] }
         var adopted = [MetaRecord]()
         var paths = [String]()
         for entry in DiskIO.listDirectory(legacyMetaDir) {
@@ -360,13 +360,14 @@ public final class FileStore: Sendable {
             }
             adopted.append(record)
         }
-        try records.adopt(adopted)
+        let new = try records.adopt(adopted)
         for path in paths {
             if unlink(path) != 0 { rmdir(path) }
         }
         rmdir(legacyMetaDir)
         try DiskIO.fsyncDirectory(stateDir)
-        if !adopted.isEmpty { events.append(.adoptedLegacyRecords(adopted.count)) }
+        if !new.isEmpty { events.append(.adoptedLegacyRecords(new.count)) }
+        return new
     }
 
     /// Removes `files/NAME` and then any folders that became empty.
@@ -397,10 +398,11 @@ public final class FileStore: Sendable {
         var events = [StoreEvent]()
         for entry in DiskIO.listDirectory(tmpDir) { unlink(tmpDir + "/" + entry.name) }
         if records.damagedAtOpen > 0 { events.append(.droppedDamagedRecords(records.damagedAtOpen)) }
-        try adoptLegacyRecords(events: &events)
+        var recorded = records.takeLoaded()
+        for record in try adoptLegacyRecords(events: &events) { recorded[record.current.version.name] = record }
         var loaded = [FileName: StoredFile]()
         var trusted = Set<FileName>()
-        for (name, record) in records.records().sorted(by: { $0.key < $1.key }) {
+        for (name, record) in recorded.sorted(by: { $0.key < $1.key }) {
             let version = record.current.version
             // Signatures are checked by `verify` once the node serves (this daemon checked each one
             // before it wrote the record; 20,000 checks would hold up the start by seconds).

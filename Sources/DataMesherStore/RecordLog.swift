@@ -24,16 +24,24 @@ import Foundation
 /// When the file has grown to twice what its live records need (and past `compactFrom`), the
 /// next append first rewrites it with one line per name (temporary file, fsync, rename, fsync
 /// of the folder). So does an append after a write or sync of this file failed, since the file's
-/// end is then unknown.
+/// end is then unknown. Only where each name's last line lies is kept in memory (the records
+/// themselves are in `FileStore`'s index); a rewrite copies those lines from the file.
 final class RecordLog: @unchecked Sendable {  // every mutable field is guarded by `mutex`
     enum Line: Equatable {
         case record(MetaRecord)
         case removed(FileName)
     }
 
+    /// Where a line lies in the file, newline included.
+    struct Position {
+        var offset: UInt64
+        var length: Int
+    }
+
     /// What `read` found in the file.
     struct Contents {
         var records: [FileName: MetaRecord] = [:]
+        var positions: [FileName: Position] = [:]
         /// Lines dropped: a bad checksum, undecodable JSON, too long, or an unfinished last line.
         var damagedLines = 0
         /// Bytes in the file.
@@ -53,9 +61,11 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
     private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var fd: Int32
     private var size: UInt64
-    /// The last record of every name, with the length of its line: what a compaction writes.
-    private var live: [FileName: (record: MetaRecord, length: Int)] = [:]
+    /// Where the last line of every name that has a record lies: what a rewrite keeps.
+    private var live: [FileName: Position] = [:]
     private var liveBytes: UInt64 = 0
+    /// The records read when the file was opened, until `takeLoaded` hands them over.
+    private var loaded: [FileName: MetaRecord]
     /// Lines appended, and how many of them are known to be on disk.
     private var appended: UInt64 = 0
     private var durable: UInt64 = 0
@@ -87,11 +97,9 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
         size = contents.size
         needsRewrite = contents.damagedLines > 0
         damagedAtOpen = contents.damagedLines
-        for (name, record) in contents.records {
-            let length = Self.line(.record(record)).count
-            live[name] = (record, length)
-            liveBytes += UInt64(length)
-        }
+        loaded = contents.records
+        live = contents.positions
+        liveBytes = live.values.reduce(0) { $0 + UInt64($1.length) }
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(changed, nil)
     }
@@ -107,18 +115,30 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
         changed.deallocate()
     }
 
-    /// The last record written for `name`.
-    func record(_ name: FileName) -> MetaRecord? {
+    /// The records read when the file was opened (once; empty after).
+    func takeLoaded() -> [FileName: MetaRecord] {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return live[name]?.record
+        defer { loaded = [:] }
+        return loaded
     }
 
-    /// The last record written for every name.
-    func records() -> [FileName: MetaRecord] {
+    /// The last record written for `name`, read back from the file.
+    func record(_ name: FileName) throws -> MetaRecord? {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return live.mapValues(\.record)
+        guard let position = live[name] else { return nil }
+        guard case .record(let record) = Self.decode(line: try readLine(at: position).dropLast()) else {
+            throw DiskError("read", path, code: EIO)
+        }
+        return record
+    }
+
+    /// Names that have a record now.
+    var names: Set<FileName> {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return Set(live.keys)
     }
 
     /// Appends `record` and returns once it is durable.
@@ -127,16 +147,15 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
     /// Appends the removal of `name`'s record and returns once it is durable.
     func remove(_ name: FileName) throws { try append(.removed(name)) }
 
-    /// Takes `adopted` for names that have no record yet and rewrites the file with them, durably.
-    func adopt(_ adopted: [MetaRecord]) throws {
+    /// Appends those of `adopted` whose names have no record yet, with one sync for all; returns
+    /// them.
+    func adopt(_ adopted: [MetaRecord]) throws -> [MetaRecord] {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        for record in adopted where live[record.current.version.name] == nil {
-            let length = Self.line(.record(record)).count
-            live[record.current.version.name] = (record, length)
-            liveBytes += UInt64(length)
-        }
-        try rewrite()
+        let new = adopted.filter { live[$0.current.version.name] == nil }
+        for record in new { _ = try appendLine(.record(record)) }
+        try waitUntilDurable(appended)
+        return new
     }
 
     /// Rewrites the file now if it holds damaged lines or has outgrown its records.
@@ -158,9 +177,15 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
     private var isOversized: Bool { size >= Self.compactFrom && size / 2 > liveBytes }
 
     private func append(_ line: Line) throws {
-        let bytes = Self.line(line)
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
+        try waitUntilDurable(try appendLine(line))
+    }
+
+    /// Appends `line` (rewriting the file first if due); returns its sequence number. Called with
+    /// `mutex` held.
+    private func appendLine(_ line: Line) throws -> UInt64 {
+        let bytes = Self.line(line)
         if needsRewrite || isOversized {
             do {
                 try rewrite()
@@ -178,18 +203,36 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
         }
         size += UInt64(bytes.count)
         appended += 1
-        let sequence = appended
         switch line {
         case .record(let record):
             let name = record.current.version.name
             liveBytes -= UInt64(live[name]?.length ?? 0)
-            live[name] = (record, bytes.count)
+            live[name] = Position(offset: start, length: bytes.count)
             liveBytes += UInt64(bytes.count)
         case .removed(let name):
             liveBytes -= UInt64(live[name]?.length ?? 0)
             live[name] = nil
         }
-        try waitUntilDurable(sequence)
+        return appended
+    }
+
+    /// The bytes of the line at `position`. Called with `mutex` held.
+    private func readLine(at position: Position) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: position.length)
+        var done = 0
+        while done < position.length {  // every pass reads at least one byte, or throws
+            let (count, code) = DiskIO.retryingInterrupts {
+                bytes.withUnsafeMutableBytes {
+                    pread(
+                        fd, $0.baseAddress.map { $0 + done }, position.length - done,
+                        off_t(position.offset) + off_t(done))
+                }
+            }
+            if count < 0 { throw DiskError("read", path, code: code) }
+            guard count > 0 else { throw DiskError("read", path, code: EIO) }
+            done += count
+        }
+        return bytes
     }
 
     /// Group commit: returns once a sync that began after line `sequence` was written has
@@ -226,16 +269,24 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
     /// waits for a running sync first, since it replaces the descriptor that sync uses.
     private func rewrite() throws {
         while syncing { pthread_cond_wait(changed, mutex) }
-        var text = [UInt8]()
-        text.reserveCapacity(Int(clamping: liveBytes))
-        for name in live.keys.sorted() {
-            if let entry = live[name] { text += Self.line(.record(entry.record)) }
-        }
         let temporary = path + ".tmp-\(getpid())"
         let newFD = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, DiskIO.fileMode)
         guard newFD >= 0 else { throw DiskError("create", temporary) }
+        var moved = [FileName: Position]()
+        var written: UInt64 = 0
         do {
-            try text.withUnsafeBytes { try DiskIO.writeAll(fd: newFD, $0, path: temporary) }
+            // In the order of the old file (sequential reads), a batch of up to 1 MiB per write.
+            var batch = [UInt8]()
+            for (name, position) in live.sorted(by: { $0.value.offset < $1.value.offset }) {
+                batch += try readLine(at: position)
+                moved[name] = Position(offset: written, length: position.length)
+                written += UInt64(position.length)
+                if batch.count >= 1 << 20 {
+                    try batch.withUnsafeBytes { try DiskIO.writeAll(fd: newFD, $0, path: temporary) }
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+            try batch.withUnsafeBytes { try DiskIO.writeAll(fd: newFD, $0, path: temporary) }
             guard fsync(newFD) == 0 else { throw DiskError("fsync", temporary) }
             guard rename(temporary, path) == 0 else { throw DiskError("rename", temporary) }
         } catch {
@@ -247,8 +298,9 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
         // sync says (a failure only means the rename may not survive a crash yet).
         close(fd)
         fd = newFD
-        size = UInt64(text.count)
-        liveBytes = size
+        size = written
+        live = moved
+        liveBytes = written
         let folderCode = GroupSync.fsyncDirectory(directory)
         needsRewrite = folderCode != 0
         if folderCode != 0 { throw DiskError("fsync", directory, code: folderCode) }
@@ -305,10 +357,18 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
         var overlong = false
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var offset: off_t = 0
-        func finish(_ line: [UInt8]) {
+        /// Where the line being gathered starts in the file.
+        var lineStart: UInt64 = 0
+        func finish(_ line: [UInt8], endingAt end: UInt64) {
+            defer { lineStart = end }
             switch decode(line: line) {
-            case .record(let record): contents.records[record.current.version.name] = record
-            case .removed(let name): contents.records[name] = nil
+            case .record(let record):
+                let name = record.current.version.name
+                contents.records[name] = record
+                contents.positions[name] = Position(offset: lineStart, length: Int(end - lineStart))
+            case .removed(let name):
+                contents.records[name] = nil
+                contents.positions[name] = nil
             case nil: contents.damagedLines += 1
             }
         }
@@ -321,12 +381,14 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
             offset += off_t(count)
             var start = 0
             while let newline = chunk[start..<count].firstIndex(of: UInt8(ascii: "\n")) {
+                let end = UInt64(offset) - UInt64(count - newline - 1)
                 if overlong {
                     contents.damagedLines += 1
                     overlong = false
+                    lineStart = end
                 } else {
                     pending += chunk[start..<newline]
-                    finish(pending)
+                    finish(pending, endingAt: end)
                 }
                 pending.removeAll(keepingCapacity: true)
                 start = newline + 1

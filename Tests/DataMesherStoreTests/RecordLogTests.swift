@@ -61,8 +61,9 @@ import Testing
             }
         }
         #expect(failures.isEmpty)
+        #expect(try log.record(try FileName("n5")) == records[48 + 5])
         try log.remove(try FileName("n3"))
-        let read = try RecordLog(directory: fixture.dir).records()
+        let read = try RecordLog(directory: fixture.dir).takeLoaded()
         #expect(read.count == 15)
         for name in 0..<16 where name != 3 {
             #expect(read[try FileName("n\(name)")] == records[48 + name])
@@ -84,8 +85,9 @@ import Testing
         }
         let stats = log.stats
         #expect(stats.names == 2)
+        #expect(try log.record(try FileName(writes % 2 == 0 ? "b" : "a")) == last, "read back where it moved to")
         #expect(stats.size < RecordLog.compactFrom + UInt64(line), "rewritten at least once: \(stats)")
-        let read = try RecordLog(directory: fixture.dir).records()
+        let read = try RecordLog(directory: fixture.dir).takeLoaded()
         #expect(read[try FileName(writes % 2 == 0 ? "b" : "a")] == last)
         #expect(read.count == 2)
     }

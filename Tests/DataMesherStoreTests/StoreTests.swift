@@ -190,7 +190,7 @@ struct StoreFixture {
         let forgotten = try store.sweep(policy: fixture.policy, now: later)
         #expect(Set(forgotten.map(\.description)).count == 2)
         #expect(store.list().isEmpty)
-        #expect(store.records.records().isEmpty)
+        #expect(store.records.names.isEmpty)
         #expect(try fixture.open(at: later).list().isEmpty)
     }
 }
@@ -300,7 +300,7 @@ struct StoreFixture {
         #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
         #expect(FileStat(path: path) == before)
         // And a record whose signature was altered on disk.
-        var record = try #require(store.records.record(try FileName("b")))
+        var record = try #require(try store.records.record(try FileName("b")))
         record.current.version.signature[0] ^= 1
         try store.writeRecord(record)
 
@@ -321,7 +321,7 @@ struct StoreFixture {
         let store = try fixture.open()
         try fixture.put(store, "a", "alpha", at: fixture.now - 10)
         try fixture.put(store, "b", "bravo", at: fixture.now - 10)
-        let record = try #require(store.records.record(try FileName("a")))
+        let record = try #require(try store.records.record(try FileName("a")))
         #expect(record.stat != nil)
         #expect(record.stat?.mtime_ns == fixture.now - 10)
         // Replaced by another file of the same size (new inode): hashed and found damaged.
