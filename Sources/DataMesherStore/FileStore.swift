@@ -84,9 +84,10 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
 ///     node_id                 this node's identity
 ///
 /// Commit order: content fsynced in tmp/ -> record (naming the previous version) appended to
-/// `records` and synced -> content renamed into place -> directory fsynced -> acknowledged. A crash between
-/// the two renames leaves metadata whose previous version matches the file on disk; the startup
-/// scan rolls it back, so a restarted node serves exactly the last acknowledged version.
+/// `records` and synced -> content renamed into place -> directory fsynced -> acknowledged. A
+/// crash between the record and the rename leaves a record whose previous version matches the
+/// file on disk; the startup scan rolls it back, so a restarted node serves exactly the last
+/// acknowledged version.
 ///
 /// All methods block on disk I/O; call them off the cooperative thread pool.
 public final class FileStore: Sendable {

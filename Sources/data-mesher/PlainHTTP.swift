@@ -131,7 +131,8 @@ struct PlainHTTP: Sendable {
     }
 
     /// One request on `socket`, which this closes or keeps. Nil when `reused` and the connection
-    /// failed before any byte of a reply arrived: the node closed it while it was kept.
+    /// was closed or reset before any byte of a reply arrived: the node closed it while it was
+    /// kept.
     func exchange(
         _ method: HTTPMethod, _ path: String, headers: [(String, String)], body: Body?, limit: Int, on socket: Int32,
         reused: Bool = false
@@ -173,7 +174,9 @@ struct PlainHTTP: Sendable {
                 if received < 0 { receiveError = errno }
                 return max(received, 0)
             }
-            if received <= 0 && reused && !receivedAny { return nil }
+            if reused && !receivedAny && (received == 0 || receiveError == ECONNRESET || receiveError == EPIPE) {
+                return nil
+            }
             receivedAny = true
             if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(receiveError)) }
             do {
