@@ -92,6 +92,23 @@ import Testing
         #expect(read.count == 2)
     }
 
+    /// A kill in the middle of a rewrite leaves its temporary file beside the records file, which
+    /// is still the old one: the next start removes the temporary file and reads the old one.
+    @Test func aRewriteCutShortLeavesTheOldFileInPlace() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        try fixture.put(store, "a", "alpha", at: fixture.now - 20)
+        let leftover = fixture.dir + "/records.tmp-12345"
+        let half = RecordLog.line(.record(try Self.record(fixture, "a", at: fixture.now - 10))).dropLast(20)
+        try Data(half).write(to: URL(fileURLWithPath: leftover))
+
+        let reopened = try fixture.open()
+        #expect(reopened.current(try FileName("a"))?.version.timestamp == fixture.now - 20)
+        #expect(fixture.content("a") == "alpha")
+        #expect(!FileManager.default.fileExists(atPath: leftover))
+    }
+
     /// data-mesher before the records file kept one JSON file per name in meta/.
     @Test func recordsInMetaOfAnOlderVersionAreAdopted() throws {
         let fixture = try StoreFixture()
