@@ -49,8 +49,8 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
         try Self.killDuringUploads(names: ["config:app", "dns/zone"], cycles: 15)
     }
 
-    /// Twelve writers at once, each on its own name: their commits share directory fsyncs (group
-    /// commit), and still none is acknowledged before it is on disk.
+    /// Twelve writers at once, each on its own name: their commits share the records file's syncs
+    /// and the directory fsyncs (group commit), and still none is acknowledged before it is on disk.
     @Test func sigkillDuringGroupCommitsLosesNoAcknowledgedVersion() throws {
         try Self.killDuringUploads(names: (0..<12).map { "group/w\($0)" }, cycles: 6)
     }

@@ -141,7 +141,7 @@ struct StoreFixture {
         #expect(fixture.content("b") == "untouched")
     }
 
-    /// A crash after the metadata rename but before the content rename leaves metadata for an
+    /// A crash after the record is written but before the content rename leaves a record of an
     /// unacknowledged version and the old content on disk: the scan restores the old version.
     @Test func crashBetweenRenamesRollsBack() throws {
         let fixture = try StoreFixture()
