@@ -327,8 +327,12 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
             object.add("removed", name.value)
             json = object.finished()
         }
-        return Array(Hex.encode(Array(SHA256.hash(data: json).prefix(8))).utf8) + [UInt8(ascii: " ")] + json
-            + [UInt8(ascii: "\n")]
+        return checksum(of: json) + [UInt8(ascii: " ")] + json + [UInt8(ascii: "\n")]
+    }
+
+    /// A line's checksum: the first 16 hex digits of its JSON's SHA-256.
+    static func checksum(of json: [UInt8]) -> [UInt8] {
+        Array(Hex.encode(SHA256.hash(data: json).prefix(8)).utf8)
     }
 
     struct RemovedJSON: Decodable { var removed: String }
@@ -338,9 +342,7 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
         let bytes = Array(line)
         guard bytes.count > 18, bytes[16] == UInt8(ascii: " ") else { return nil }
         let json = Array(bytes[17...])
-        guard Hex.encode(Array(SHA256.hash(data: json).prefix(8))).utf8.elementsEqual(bytes[0..<16]) else {
-            return nil
-        }
+        guard checksum(of: json).elementsEqual(bytes[0..<16]) else { return nil }
         if let record = MetaRecord.decode(json) { return .record(record) }
         if let removed = try? JSONDecoder().decode(RemovedJSON.self, from: Data(json)),
             let name = try? FileName(removed.removed)
