@@ -304,9 +304,10 @@ public final class FileStore: Sendable {
         return stripes[Int(hash % UInt32(stripes.count))]
     }
 
-    func markPath(_ name: FileName) -> String {
-        marksDir + "/" + Hex.encode(SHA256.hash(data: Array(name.value.utf8)))
-    }
+    func markPath(_ name: FileName) -> String { marksDir + "/" + Self.hashedName(name) }
+
+    /// The file name kept for `name` in marks/ (and in meta/ by older versions): its SHA-256, hex.
+    static func hashedName(_ name: FileName) -> String { Hex.encode(SHA256.hash(data: Array(name.value.utf8))) }
 
     func writeMark(_ name: FileName, _ mark: HighWater) throws {
         let text = "\(Base64.encode(mark.signature)) \(mark.timestamp) \(name.value)\n"
@@ -345,8 +346,7 @@ public final class FileStore: Sendable {
     /// SHA-256 of the name) into the records file, then removes meta/. A name the records file
     /// already has keeps that record: it was written later.
     func adoptLegacyRecords(events: inout [StoreEvent]) throws -> [MetaRecord] {
-        var info = stat()
-        guard lstat(legacyMetaDir, &info) == 0 else { return [] }
+        guard access(legacyMetaDir, F_OK) == 0 else { return [] }
         var adopted = [MetaRecord]()
         var paths = [String]()
         for entry in DiskIO.listDirectory(legacyMetaDir) {
@@ -354,7 +354,7 @@ public final class FileStore: Sendable {
             paths.append(path)
             guard !entry.isDirectory, let bytes = try? DiskIO.readFile(path, limit: RecordLog.lineLimit),
                 let record = MetaRecord.decode(bytes),
-                entry.name == Hex.encode(SHA256.hash(data: Array(record.current.version.name.value.utf8)))
+                entry.name == Self.hashedName(record.current.version.name)
             else {
                 events.append(.removedOrphan(path))
                 continue
