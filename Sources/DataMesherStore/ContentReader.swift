@@ -30,16 +30,11 @@ public final class ContentReader: Sendable {
     /// the file (or on a read error), none there.
     public func read(at offset: Int, upTo count: Int) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: count)
-        while buffer.readableBytes < count {  // every pass reads at least one byte, or stops
-            let filled = buffer.readableBytes
-            var result = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - filled) { pointer in
-                result =
-                    DiskIO.retryingInterrupts { pread(fd, pointer.baseAddress, count - filled, off_t(offset + filled)) }
-                    .count
-                return Swift.max(result, 0)
-            }
-            if result <= 0 { break }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
+            DiskIO.readAll(
+                fd: fd, at: UInt64(clamping: offset), into: UnsafeMutableRawBufferPointer(rebasing: pointer[..<count])
+            )
+            .count
         }
         return buffer
     }

@@ -76,6 +76,24 @@ public enum DiskIO {
         return (-1, EINTR)
     }
 
+    /// Fills `buffer` from `fd` at `offset` (`pread`, repeated until it is full): the count read,
+    /// short only at the end of the file or on an error, with the error's code (0 for none).
+    static func readAll(fd: Int32, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> (
+        count: Int, code: Int32
+    ) {
+        guard let base = buffer.baseAddress else { return (0, 0) }
+        var done = 0
+        while done < buffer.count {  // every pass reads at least one byte, or returns
+            let (count, code) = retryingInterrupts {
+                pread(fd, base + done, buffer.count - done, off_t(clamping: offset) + off_t(done))
+            }
+            if count < 0 { return (done, code) }
+            if count == 0 { return (done, 0) }
+            done += count
+        }
+        return (done, 0)
+    }
+
     public static func writeAll(fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
         guard let base = buffer.baseAddress else { return }  // nothing to write
         var offset = 0

@@ -219,19 +219,8 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
     /// The bytes of the line at `position`. Called with `mutex` held.
     private func readLine(at position: Position) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: position.length)
-        var done = 0
-        while done < position.length {  // every pass reads at least one byte, or throws
-            let (count, code) = DiskIO.retryingInterrupts {
-                bytes.withUnsafeMutableBytes {
-                    pread(
-                        fd, $0.baseAddress.map { $0 + done }, position.length - done,
-                        off_t(position.offset) + off_t(done))
-                }
-            }
-            if count < 0 { throw DiskError("read", path, code: code) }
-            guard count > 0 else { throw DiskError("read", path, code: EIO) }
-            done += count
-        }
+        let (count, code) = bytes.withUnsafeMutableBytes { DiskIO.readAll(fd: fd, at: position.offset, into: $0) }
+        guard count == position.length else { throw DiskError("read", path, code: code == 0 ? EIO : code) }
         return bytes
     }
 
