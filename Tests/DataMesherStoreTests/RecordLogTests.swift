@@ -12,28 +12,20 @@ import Testing
         MetaRecord(current: StoredFile(version: try fixture.version(name, name, at: timestamp), state: .content))
     }
 
-    static func append(_ bytes: String, to path: String) throws {
-        let handle = try #require(FileHandle(forWritingAtPath: path))
-        try handle.seekToEnd()
-        handle.write(Data(bytes.utf8))
-        try handle.close()
-    }
-
     @Test func damagedAndTornLinesAreDroppedAndTheGoodOnesHold() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
         let store = try fixture.open()
         try fixture.put(store, "a", "alpha", at: fixture.now - 20)
         try fixture.put(store, "b", "bravo", at: fixture.now - 20)
-        let path = fixture.dir + "/records"
         // A newer record for "a" whose checksum does not match, a line of zeros, and a torn
         // last line (a crash in the middle of an append that was never acknowledged).
         var forged = RecordLog.line(.record(try Self.record(fixture, "a", at: fixture.now - 10)))
         forged[0] = forged[0] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
-        try Self.append(String(decoding: forged, as: UTF8.self), to: path)
-        try Self.append(String(repeating: "\0", count: 40) + "\n", to: path)
+        try fixture.write(String(decoding: forged, as: UTF8.self), into: "records", atEnd: true)
+        try fixture.write(String(repeating: "\0", count: 40) + "\n", into: "records", atEnd: true)
         let torn = RecordLog.line(.record(try Self.record(fixture, "b", at: fixture.now - 5)))
-        try Self.append(String(decoding: torn.dropLast(9), as: UTF8.self), to: path)
+        try fixture.write(String(decoding: torn.dropLast(9), as: UTF8.self), into: "records", atEnd: true)
 
         let reopened = try fixture.open()
         #expect(reopened.records.damagedAtOpen == 3)
@@ -41,7 +33,7 @@ import Testing
         #expect(reopened.current(try FileName("b"))?.version.timestamp == fixture.now - 20)
         #expect(fixture.content("a") == "alpha" && fixture.content("b") == "bravo")
         // The scan rewrote the file: one line per name, nothing damaged left.
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let text = try String(contentsOfFile: fixture.dir + "/records", encoding: .utf8)
         #expect(text.split(separator: "\n").count == 2)
         #expect(try fixture.open().records.damagedAtOpen == 0)
     }

@@ -58,6 +58,15 @@ struct StoreFixture {
         (try? String(contentsOfFile: dir + "/files/" + name, encoding: .utf8))
     }
 
+    /// Writes `text` over the start of `path` (in the state dir), or after its end, in place: the
+    /// same inode, as damage behind the daemon's back would.
+    func write(_ text: String, into path: String, atEnd: Bool = false) throws {
+        let handle = try #require(FileHandle(forWritingAtPath: dir + "/" + path))
+        if atEnd { try handle.seekToEnd() }
+        handle.write(Data(text.utf8))
+        try handle.close()
+    }
+
     func mode(_ path: String) throws -> Int {
         (try FileManager.default.attributesOfItem(atPath: dir + "/" + path)[.posixPermissions] as? Int) ?? -1
     }
@@ -291,9 +300,7 @@ struct StoreFixture {
         // A change that keeps size, inode and mtime: the stat cannot see it.
         let path = fixture.dir + "/files/a"
         let before = try #require(FileStat(path: path))
-        let handle = try #require(FileHandle(forWritingAtPath: path))
-        handle.write(Data("ALPHA".utf8))
-        try handle.close()
+        try fixture.write("ALPHA", into: "files/a")
         let seconds = before.mtime_ns / 1_000_000_000
         let time = timespec(tv_sec: Int(seconds), tv_nsec: Int(before.mtime_ns - seconds * 1_000_000_000))
         var times = [time, time]
