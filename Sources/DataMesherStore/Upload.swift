@@ -34,9 +34,8 @@ public final class Upload: Sendable {
     let hasher = BatchHasher()
 
     init(directory: String) throws {
-        var generator = SystemRandomNumberGenerator()
-        let suffix = (0..<8).map { _ in String(UInt8.random(in: 0...255, using: &generator), radix: 16) }.joined()
-        path = directory + "/upload-" + suffix
+        // One random draw (one getrandom call); tmp/ is emptied at start and O_EXCL refuses a clash.
+        path = directory + "/upload-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, DiskIO.fileMode)
         guard fd >= 0 else { throw DiskError("create", path) }
         _ = fchmod(fd, DiskIO.fileMode)

@@ -28,6 +28,7 @@ struct ServerCommand: AsyncParsableCommand {
                 for line in try Server.plan(loaded, path: config) { print(line) }
                 return
             }
+            StartupChecks.limitMallocArenas()
             try await Server(config: loaded).run()
         }
     }

@@ -66,6 +66,24 @@ enum StartupChecks {
         }
     }
 
+    /// glibc gives each thread that allocates while another holds the lock an arena of its own
+    /// (up to 8 per core) and keeps what is freed in each. The daemon's pool threads pass 1 MiB
+    /// buffers of big uploads and fetches around, so that memory is held several times over:
+    /// a 512 MiB upload and fetch peaked at 50-71 MB with the default and 40-42 MB with two
+    /// arenas, at the same speed (bench/README.md, section 2). An operator's own
+    /// `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` wins.
+    static func limitMallocArenas() {
+        #if canImport(Glibc)
+            guard getenv("MALLOC_ARENA_MAX") == nil,
+                getenv("GLIBC_TUNABLES").map({ String(cString: $0).contains("arena_max") }) != true
+            else { return }
+            // <malloc.h> is not in Swift's Glibc module: mallopt(M_ARENA_MAX = -8, 2) by name.
+            typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+            _ = unsafeBitCast(symbol, to: Mallopt.self)(-8, 2)
+        #endif
+    }
+
     /// Raises the soft limit on open files to the hard limit; returns the limit now in force.
     @discardableResult
     static func raiseFileLimit() -> UInt64 {
