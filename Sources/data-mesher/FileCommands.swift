@@ -9,6 +9,7 @@ import DataMesherStore
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 
 struct FileCommand: AsyncParsableCommand {
@@ -342,39 +343,96 @@ struct FileGet: AsyncParsableCommand {
         try await reportingErrors {
             let name = try parseName(name)
             let client = try APIClient(url: server.url)
-            try await client.withClient { http in
-                let response = try await http.execute(
-                    client.request(.GET, "/v1/files/" + name.value, headers: [], body: nil), timeout: .hours(24))
-                guard response.status == .ok else {
-                    var body = [UInt8]()
-                    for try await chunk in response.body where body.count < 65536 { body += chunk.readableBytesView }
-                    let reply = APIClient.Reply(
-                        status: Int(response.status.code), headers: response.headers, body: body)
-                    throw CLIError("cannot get \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
+            var download: Download?
+            do {
+                let reply = try await fetch(name, from: client) { head, piece in
+                    if download == nil { download = try Download(name: name, output: output, head: head) }
+                    try await download?.take(piece)
                 }
-                let expected = response.headers.first(name: "DM-SHA256") ?? ""
-                let sink = try OutputSink(path: output)
-                let progress = ProgressBar.make(
-                    "get \(name)", total: response.headers.first(name: "Content-Length").flatMap { Int($0) } ?? 0)
-                defer { progress?.finish() }
-                // Each batch is written and hashed (on two threads) while the next one arrives.
-                var batches = BatchWriter { try await sink.write($0) }
-                do {
-                    for try await chunk in response.body {
-                        progress?.advance(by: chunk.readableBytes)
-                        try await batches.append(chunk)
-                    }
-                    try await batches.finish()
-                    guard sink.sha256() == expected else {
-                        throw CLIError("the content of \"\(name)\" does not match its signed SHA-256; nothing written")
-                    }
-                    try sink.commit()
-                } catch {
-                    await batches.abandon()
-                    sink.discard()
-                    throw error
-                }
+                // An empty file's reply hands over no piece.
+                if download == nil { download = try Download(name: name, output: output, head: reply.headers) }
+                try await download?.finish()
+            } catch {
+                await download?.abandon()
+                throw error
             }
+        }
+    }
+
+    /// GETs the content, handing each piece of a 200's body to `content` with the reply's
+    /// headers; returns the reply (a 200), or throws the node's refusal. Plain `http://` goes over `PlainHTTP`
+    /// (no event loop; each piece received straight into a buffer of its own), `https://`
+    /// over AsyncHTTPClient.
+    func fetch(
+        _ name: FileName, from client: APIClient,
+        content: (_ head: HTTPHeaders, _ piece: ByteBuffer) async throws -> Void
+    ) async throws -> APIClient.Reply {
+        let path = "/v1/files/" + name.value
+        let reply: APIClient.Reply
+        if let plain = client.plain {
+            reply = try await client.reportingTransportErrors {
+                try await plain.download(path, limit: 65536) { head, piece in try await content(head.headers, piece) }
+            }
+        } else {
+            reply = try await client.withClient { http in
+                let response = try await http.execute(
+                    client.request(.GET, path, headers: [], body: nil), timeout: .hours(24))
+                var body = [UInt8]()
+                for try await chunk in response.body {
+                    if response.status == .ok {
+                        try await content(response.headers, chunk)
+                    } else if body.count < 65536 {
+                        body += chunk.readableBytesView
+                    }
+                }
+                return APIClient.Reply(status: Int(response.status.code), headers: response.headers, body: body)
+            }
+        }
+        guard reply.status == 200 else {
+            throw CLIError("cannot get \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))")
+        }
+        return reply
+    }
+
+    /// The content on its way to the output: each batch is written and hashed (on two threads)
+    /// while the next one arrives; it is checked against the signed SHA-256 before it is kept.
+    struct Download {
+        let name: FileName
+        let expected: String
+        let sink: OutputSink
+        let progress: ProgressBar?
+        var batches: BatchWriter
+
+        init(name: FileName, output: String?, head: HTTPHeaders) throws {
+            self.name = name
+            expected = head.first(name: "DM-SHA256") ?? ""
+            let sink = try OutputSink(path: output)
+            self.sink = sink
+            progress = ProgressBar.make(
+                "get \(name)", total: head.first(name: "Content-Length").flatMap { Int($0) } ?? 0)
+            batches = BatchWriter { try await sink.write($0) }
+        }
+
+        mutating func take(_ piece: ByteBuffer) async throws {
+            progress?.advance(by: piece.readableBytes)
+            try await batches.append(piece)
+        }
+
+        /// Keeps the content if it is whole and matches its signed hash; `abandon` otherwise.
+        mutating func finish() async throws {
+            try await batches.finish()
+            guard sink.sha256() == expected else {
+                throw CLIError("the content of \"\(name)\" does not match its signed SHA-256; nothing written")
+            }
+            try sink.commit()
+            progress?.finish()
+        }
+
+        /// Removes what was written so far.
+        mutating func abandon() async {
+            await batches.abandon()
+            sink.discard()
+            progress?.finish()
         }
     }
 }

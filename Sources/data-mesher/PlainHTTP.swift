@@ -141,26 +141,7 @@ struct PlainHTTP: Sendable {
         defer { if keep { kept.keep(socket) } else { close(socket) } }
         let codec = EmbeddedChannel()
         defer { _ = try? codec.finish(acceptAlreadyClosed: true) }
-        try codec.pipeline.syncOperations.addHTTPClientHandlers()
-
-        var head = HTTPRequestHead(version: .http1_1, method: method, uri: pathPrefix + path)
-        head.headers.add(name: "Host", value: authority)
-        for (name, value) in headers { head.headers.add(name: name, value: value) }
-        if let body {
-            head.headers.add(name: "Content-Length", value: String(body.length))
-        } else if method == .PUT || method == .POST {
-            head.headers.add(name: "Content-Length", value: "0")
-        }
-        try codec.writeOutbound(HTTPClientRequestPart.head(head))
-        if case .bytes(let bytes) = body { try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(bytes))) }
-
-        // The node may answer and close early (a refusal): then what it said is read all the same.
-        var sendFailure = try Self.sendOutbound(codec, to: socket)
-        if sendFailure == nil, case .file(let file, let progress) = body {
-            sendFailure = try Self.sendFile(file, to: socket, progress: progress)
-        }
-        try codec.writeOutbound(HTTPClientRequestPart.end(nil))
-        if sendFailure == nil { sendFailure = try Self.sendOutbound(codec, to: socket) }
+        let sendFailure = try sendRequest(method, path, headers: headers, body: body, codec: codec, on: socket)
 
         var reply: (head: HTTPResponseHead?, body: [UInt8]) = (nil, [])
         var buffer = ByteBufferAllocator().buffer(capacity: 16 << 10)
@@ -179,19 +160,7 @@ struct PlainHTTP: Sendable {
             }
             receivedAny = true
             if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(receiveError)) }
-            do {
-                if received > 0 {
-                    try codec.writeInbound(buffer)
-                } else {
-                    // Ends a reply delimited by the connection's end; fails one cut short.
-                    codec.pipeline.syncOperations.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-                    try codec.throwIfErrorCaught()
-                }
-            } catch {
-                throw sendFailure
-                    ?? TransportError(
-                        description: received == 0 ? Self.closedEarly : "the node's reply is not valid HTTP (\(error))")
-            }
+            try Self.decode(buffer, received: received, with: codec, sendFailure: sendFailure)
             while let part = try codec.readInbound(as: HTTPClientResponsePart.self) {
                 switch part {
                 case .head(let responseHead):
@@ -211,6 +180,151 @@ struct PlainHTTP: Sendable {
                 }
             }
             if received == 0 { throw sendFailure ?? TransportError(description: Self.closedEarly) }
+        }
+    }
+
+    /// Encodes the request with `codec` (whose HTTP client handlers this adds) and sends it on
+    /// `socket`: nil once all of it is sent, else why not. The node may answer and close early
+    /// (a refusal); what it said is read all the same.
+    func sendRequest(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)], body: Body?, codec: EmbeddedChannel,
+        on socket: Int32
+    ) throws -> TransportError? {
+        try codec.pipeline.syncOperations.addHTTPClientHandlers()
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: pathPrefix + path)
+        head.headers.add(name: "Host", value: authority)
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        if let body {
+            head.headers.add(name: "Content-Length", value: String(body.length))
+        } else if method == .PUT || method == .POST {
+            head.headers.add(name: "Content-Length", value: "0")
+        }
+        try codec.writeOutbound(HTTPClientRequestPart.head(head))
+        if case .bytes(let bytes) = body { try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(bytes))) }
+        var sendFailure = try Self.sendOutbound(codec, to: socket)
+        if sendFailure == nil, case .file(let file, let progress) = body {
+            sendFailure = try Self.sendFile(file, to: socket, progress: progress)
+        }
+        try codec.writeOutbound(HTTPClientRequestPart.end(nil))
+        if sendFailure == nil { sendFailure = try Self.sendOutbound(codec, to: socket) }
+        return sendFailure
+    }
+
+    /// A GET whose reply may be large (`file get`): a 200's body goes to `content` as it
+    /// arrives, in pieces of up to `downloadPiece` bytes, each received straight into a buffer of
+    /// its own. Any other reply is collected, up to `limit` bytes, and returned. Always on a new
+    /// connection, closed afterwards.
+    func download(
+        _ path: String, limit: Int, content: (_ head: HTTPResponseHead, _ piece: ByteBuffer) async throws -> Void
+    ) async throws -> APIClient.Reply {
+        let socket = try Self.dial(host: host, port: port)
+        defer { close(socket) }
+        let start = try receiveHead(path, limit: limit, on: socket)
+        guard case .content(let head, let length, let early) = start else {
+            guard case .reply(let reply) = start else { preconditionFailure("receiveHead answers one or the other") }
+            return reply
+        }
+        var remaining = length
+        for piece in early {
+            remaining -= piece.readableBytes
+            try await content(head, piece)
+        }
+        // The rest bypasses the codec: its length is known, so a receive waits for a whole piece.
+        while remaining > 0 {
+            let want = min(remaining, Self.downloadPiece)
+            var buffer = ByteBufferAllocator().buffer(capacity: want)
+            var received = 0
+            var receiveError: Int32 = 0
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw in
+                received = Self.receive(
+                    from: socket, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<want]), flags: Int32(MSG_WAITALL)
+                )
+                if received < 0 { receiveError = errno }
+                return max(received, 0)
+            }
+            if received < 0 { throw TransportError(description: Self.errorText(receiveError)) }
+            if received == 0 { throw TransportError(description: Self.closedEarly) }
+            remaining -= received
+            try await content(head, buffer)
+        }
+        return APIClient.Reply(status: Int(head.status.code), headers: head.headers, body: [])
+    }
+
+    /// How a download's reply begins.
+    enum DownloadStart {
+        /// A 200 with its declared length and the first bytes of its body, which came with the head.
+        case content(HTTPResponseHead, length: Int, early: [ByteBuffer])
+        /// Any other reply, whole.
+        case reply(APIClient.Reply)
+    }
+
+    /// Sends the GET and reads the reply through the HTTP codec up to the end of its head (all
+    /// of it, unless it is a 200), on the calling thread: `EmbeddedChannel` must stay on the
+    /// thread that made it.
+    func receiveHead(_ path: String, limit: Int, on socket: Int32) throws -> DownloadStart {
+        let codec = EmbeddedChannel()
+        defer { _ = try? codec.finish(acceptAlreadyClosed: true) }
+        let sendFailure = try sendRequest(.GET, path, headers: [], body: nil, codec: codec, on: socket)
+        var head: HTTPResponseHead?
+        var body = [ByteBuffer]()
+        var collected = 0
+        var buffer = ByteBufferAllocator().buffer(capacity: 16 << 10)
+        while true {
+            buffer.clear()
+            var received = 0
+            var receiveError: Int32 = 0
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 << 10) { raw in
+                received = Self.receive(from: socket, into: raw)
+                if received < 0 { receiveError = errno }
+                return max(received, 0)
+            }
+            if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(receiveError)) }
+            try Self.decode(buffer, received: received, with: codec, sendFailure: sendFailure)
+            var ended = false
+            while let part = try codec.readInbound(as: HTTPClientResponsePart.self) {
+                switch part {
+                case .head(let responseHead): head = responseHead
+                case .body(let piece):
+                    collected += piece.readableBytes
+                    if head?.status != .ok && collected > limit {
+                        throw TransportError(description: "the node's reply is larger than \(limit) bytes")
+                    }
+                    body.append(piece)
+                case .end: ended = true
+                }
+            }
+            if let head, head.status == .ok {
+                guard let length = head.headers.first(name: "Content-Length").flatMap({ Int($0) }), length >= 0
+                else { throw TransportError(description: "the node's reply has no Content-Length") }
+                return .content(head, length: length, early: body)
+            }
+            if let head, ended {
+                let bytes = body.reduce(into: [UInt8]()) { $0 += $1.readableBytesView }
+                return .reply(APIClient.Reply(status: Int(head.status.code), headers: head.headers, body: bytes))
+            }
+            if received == 0 { throw sendFailure ?? TransportError(description: Self.closedEarly) }
+        }
+    }
+
+    /// How much of a downloaded body one receive takes at most.
+    static let downloadPiece = 1 << 20
+
+    /// Feeds `received` bytes (0: the node closed the connection) to the HTTP codec.
+    static func decode(_ buffer: ByteBuffer, received: Int, with codec: EmbeddedChannel, sendFailure: TransportError?)
+        throws
+    {
+        do {
+            if received > 0 {
+                try codec.writeInbound(buffer)
+            } else {
+                // Ends a reply delimited by the connection's end; fails one cut short.
+                codec.pipeline.syncOperations.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+                try codec.throwIfErrorCaught()
+            }
+        } catch {
+            throw sendFailure
+                ?? TransportError(
+                    description: received == 0 ? closedEarly : "the node's reply is not valid HTTP (\(error))")
         }
     }
 
@@ -337,9 +451,9 @@ struct PlainHTTP: Sendable {
     }
 
     /// The count of bytes received (0: the node closed the connection), or -1 with `errno` set.
-    static func receive(from socket: Int32, into raw: UnsafeMutableRawBufferPointer) -> Int {
+    static func receive(from socket: Int32, into raw: UnsafeMutableRawBufferPointer, flags: Int32 = 0) -> Int {
         while true {
-            let count = recv(socket, raw.baseAddress, raw.count, 0)
+            let count = recv(socket, raw.baseAddress, raw.count, flags)
             if count >= 0 || errno != EINTR { return count }
         }
     }

@@ -1,3 +1,4 @@
+import Crypto
 import DataMesherCore
 import Foundation
 import Testing
@@ -330,6 +331,65 @@ import Testing
             }
             #expect(connections == (onOneConnection ? 1 : 2), "\(onOneConnection)")
         }
+    }
+
+    /// `file get` writes the content whole (a body of several receive pieces and a part of one,
+    /// to a file and to stdout), and writes nothing from a node whose content does not match its
+    /// signed SHA-256, that hangs up halfway, or that refuses.
+    @Test func fileGetKeepsOnlyWholeContentThatMatchesItsSignedHash() throws {
+        let dir = NSTemporaryDirectory() + "dm-get-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["config:app": [owner.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        var generator = SystemRandomNumberGenerator()
+        let content = Data((0..<(3 << 20) + 12345).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try content.write(to: URL(fileURLWithPath: dir + "/payload"))
+        let stored = try daemon.cli([
+            "file", "update", dir + "/payload", "--name", "config:app", "--url", daemon.url, "--key", owner.path,
+        ])
+        #expect(stored.status == 0, "\(stored.stderr)")
+        let fetched = try daemon.cli(["file", "get", "config:app", "--url", daemon.url, "--output", dir + "/fetched"])
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/fetched")) == content)
+
+        let hello = Array("hello".utf8)
+        let helloSHA = Hex.encode(SHA256.hash(data: hello))
+        let otherSHA = Hex.encode(SHA256.hash(data: Array("other".utf8)))
+        let head = { (sha: String, length: Int) in
+            Array("HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\nDM-SHA256: \(sha)\r\n\r\n".utf8)
+        }
+        let error = #"{"error":"\"config:app\" is not held on this node"}"#
+        let replies: [[[UInt8]]] = [
+            [head(helloSHA, 5) + Array("he".utf8), Array("llo".utf8)],
+            [head(helloSHA, 5), hello],
+            [head(otherSHA, 5) + hello],
+            [head(helloSHA, 10) + hello],
+            [Array("HTTP/1.1 404 Not Found\r\nContent-Length: \(error.utf8.count)\r\n\r\n\(error)".utf8)],
+        ]
+        try withRawHTTPServer(replies: replies) { url in
+            let toStdout = try runProcess(Binary.path, ["file", "get", "config:app", "--url", url])
+            #expect(toStdout.status == 0 && toStdout.stdout == "hello", "\(toStdout.stderr)")
+            let toFile = try runProcess(
+                Binary.path, ["file", "get", "config:app", "--url", url, "--output", dir + "/hello"])
+            #expect(toFile.status == 0, "\(toFile.stderr)")
+            #expect(try String(contentsOfFile: dir + "/hello", encoding: .utf8) == "hello")
+            for (failure, message) in [
+                ("mismatch", "does not match its signed SHA-256"), ("cut", "closed before"), ("refused", "not held"),
+            ] {
+                let result = try runProcess(
+                    Binary.path, ["file", "get", "config:app", "--url", url, "--output", dir + "/" + failure])
+                #expect(result.status != 0, "\(failure)")
+                #expect(result.stderr.split(separator: "\n").count == 1, "\(failure): \(result.stderr)")
+                #expect(result.stderr.contains(message), "\(failure): \(result.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: dir + "/" + failure), "\(failure)")
+            }
+        }
+        // Nothing but what was kept: no temporary file is left beside the outputs.
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { !$0.hasSuffix(".pem") }.sorted()
+        #expect(left == ["fetched", "hello", "payload"], "\(left)")
     }
 
     /// Serves `replies` in order on a loopback port: for each, reads one whole request, then sends
