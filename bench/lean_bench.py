@@ -176,7 +176,18 @@ def parse_args():
     return a
 
 
+def read_whole_file(path):
+    """Brings all of `path` into the page cache, as installing or copying a binary does. The
+    kernel maps the cached neighbours of each page a process touches (fault-around), so a
+    program's resident size depends on how much of its binary is cached: every binary is measured
+    fully cached, the same for all."""
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass
+
+
 def measure_variant(args, label, binary, extra_env, workdir, serf_pid, serf_port_rpc, procs):
+    read_whole_file(binary)
     env = dict(os.environ, **extra_env)
     vdir = os.path.join(workdir, label)
     os.makedirs(vdir)
@@ -280,6 +291,7 @@ def main():
     try:
         serf_log = os.path.join(workdir, "serf.log")
         with open(serf_log, "wb") as lf:
+            read_whole_file(shutil.which("serf"))
             serf = subprocess.Popen(["serf", "agent", "-node=lean-serf", f"-bind={IP}:{args.serf_port}",
                                      f"-rpc-addr={IP}:{args.serf_port + 1}", "-log-level=warn"],
                                     stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
