@@ -12,15 +12,16 @@ import NIOHTTP1
     private let streamSocket = SOCK_STREAM
 #endif
 
-/// HTTP/1.1 requests and their replies over plain TCP: how the CLI
-/// talks to a node at an `http://` URL, except to follow its event stream (`watch`) and to
-/// fetch content (`file get`). The bytes go over a blocking socket on the calling thread;
+/// HTTP/1.1 requests and their replies over plain TCP: how the CLI talks to a node at an
+/// `http://` URL, except to follow its event stream (`watch`). The bytes go over a blocking
+/// socket on the calling thread;
 /// swift-nio's HTTP/1 codec (`addHTTPClientHandlers`, llhttp) runs in an `EmbeddedChannel`, so no
 /// event loop thread is started and no reply hops between threads. AsyncHTTPClient (its
 /// connection pool, request state machines and streaming bridges) and then NIO's event loop
 /// cost more CPU at first use than anything else in a short `file update` of 1 KiB
 /// (bench/README.md, section 7). A file's content goes from the page cache to the socket with
-/// `sendfile`, read by no one in between. `https://` URLs still go through AsyncHTTPClient.
+/// `sendfile`, read by no one in between; fetched content (`download`) is received straight into
+/// buffers of its own. `https://` URLs still go through AsyncHTTPClient.
 ///
 /// A connection the node keeps open (HTTP/1.1 keep-alive) carries the next request too, so a
 /// `file update` asks for the network ID and uploads on one connection. Should the node have
@@ -219,10 +220,13 @@ struct PlainHTTP: Sendable {
     ) async throws -> APIClient.Reply {
         let socket = try Self.dial(host: host, port: port)
         defer { close(socket) }
-        let start = try receiveHead(path, limit: limit, on: socket)
-        guard case .content(let head, let length, let early) = start else {
-            guard case .reply(let reply) = start else { preconditionFailure("receiveHead answers one or the other") }
-            return reply
+        let head: HTTPResponseHead
+        let length: Int
+        let early: [ByteBuffer]
+        switch try receiveHead(path, limit: limit, on: socket) {
+        case .reply(let reply): return reply
+        case .content(let contentHead, let contentLength, let first):
+            (head, length, early) = (contentHead, contentLength, first)
         }
         var remaining = length
         for piece in early {
