@@ -360,9 +360,9 @@ struct FileGet: AsyncParsableCommand {
     }
 
     /// GETs the content, handing each piece of a 200's body to `content` with the reply's
-    /// headers; returns the reply (a 200), or throws the node's refusal. Plain `http://` goes over `PlainHTTP`
-    /// (no event loop; each piece received straight into a buffer of its own), `https://`
-    /// over AsyncHTTPClient.
+    /// headers; returns the reply (a 200), or throws the node's refusal. `http://` goes over
+    /// `PlainHTTP` (no event loop; each piece received straight into a buffer of its own),
+    /// `https://` over AsyncHTTPClient.
     func fetch(
         _ name: FileName, from client: APIClient,
         content: (_ head: HTTPHeaders, _ piece: ByteBuffer) async throws -> Void
