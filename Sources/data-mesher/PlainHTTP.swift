@@ -409,7 +409,12 @@ struct PlainHTTP: Sendable {
         _ = fcntl(socket, F_SETFL, flags | O_NONBLOCK)
         defer { _ = fcntl(socket, F_SETFL, flags) }
         var offset = 0
+        // Passes that sent nothing in a row (a signal, a spurious wake-up); each waits at most
+        // the I/O timeout.
+        var idlePasses = 0
         while offset < file.length {
+            idlePasses += 1
+            guard idlePasses <= maxIdlePasses else { return TransportError(description: errorText(ETIMEDOUT)) }
             var ready = pollfd(fd: socket, events: Int16(POLLIN | POLLOUT), revents: 0)
             let polled = poll(&ready, 1, Int32(ioTimeoutSeconds * 1000))
             if polled < 0 && errno == EINTR { continue }
@@ -431,10 +436,14 @@ struct PlainHTTP: Sendable {
             }
             guard count > 0 else { throw CLIError.fileChangedWhileUploading }
             offset += count
+            idlePasses = 0
             progress?.advance(by: count)
         }
         return nil
     }
+
+    /// How many passes of `sendFile` in a row may send nothing before it gives up.
+    static let maxIdlePasses = 1000
 
     /// Nil once all of `bytes` is sent, else why not.
     static func sendAll(_ bytes: ByteBuffer, to socket: Int32) -> TransportError? {
