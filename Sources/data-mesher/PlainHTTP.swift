@@ -149,13 +149,7 @@ struct PlainHTTP: Sendable {
         var receivedAny = false
         while true {
             buffer.clear()
-            var received = 0
-            var receiveError: Int32 = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 << 10) { raw in
-                received = Self.receive(from: socket, into: raw)
-                if received < 0 { receiveError = errno }
-                return max(received, 0)
-            }
+            let (received, receiveError) = Self.receive(from: socket, into: &buffer, upTo: 16 << 10)
             if reused && !receivedAny && (received == 0 || receiveError == ECONNRESET || receiveError == EPIPE) {
                 return nil
             }
@@ -237,15 +231,8 @@ struct PlainHTTP: Sendable {
         while remaining > 0 {
             let want = min(remaining, Self.downloadPiece)
             var buffer = ByteBufferAllocator().buffer(capacity: want)
-            var received = 0
-            var receiveError: Int32 = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw in
-                received = Self.receive(
-                    from: socket, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<want]), flags: Int32(MSG_WAITALL)
-                )
-                if received < 0 { receiveError = errno }
-                return max(received, 0)
-            }
+            let (received, receiveError) = Self.receive(
+                from: socket, into: &buffer, upTo: want, flags: Int32(MSG_WAITALL))
             if received < 0 { throw TransportError(description: Self.errorText(receiveError)) }
             if received == 0 { throw TransportError(description: Self.closedEarly) }
             remaining -= received
@@ -275,13 +262,7 @@ struct PlainHTTP: Sendable {
         var buffer = ByteBufferAllocator().buffer(capacity: 16 << 10)
         while true {
             buffer.clear()
-            var received = 0
-            var receiveError: Int32 = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 << 10) { raw in
-                received = Self.receive(from: socket, into: raw)
-                if received < 0 { receiveError = errno }
-                return max(received, 0)
-            }
+            let (received, receiveError) = Self.receive(from: socket, into: &buffer, upTo: 16 << 10)
             if received < 0 { throw sendFailure ?? TransportError(description: Self.errorText(receiveError)) }
             try Self.decode(buffer, received: received, with: codec, sendFailure: sendFailure)
             var ended = false
@@ -463,12 +444,20 @@ struct PlainHTTP: Sendable {
         }
     }
 
-    /// The count of bytes received (0: the node closed the connection), or -1 with `errno` set.
-    static func receive(from socket: Int32, into raw: UnsafeMutableRawBufferPointer, flags: Int32 = 0) -> Int {
-        while true {
-            let count = recv(socket, raw.baseAddress, raw.count, flags)
-            if count >= 0 || errno != EINTR { return count }
+    /// Receives at most `count` bytes onto the end of `buffer` (again when a signal interrupted
+    /// the receive): how many (0: the node closed the connection; -1: an error, with its code).
+    static func receive(from socket: Int32, into buffer: inout ByteBuffer, upTo count: Int, flags: Int32 = 0)
+        -> (count: Int, code: Int32)
+    {
+        var result: (count: Int, code: Int32) = (0, 0)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+            repeat {
+                result.count = recv(socket, raw.baseAddress, count, flags)
+            } while result.count < 0 && errno == EINTR
+            if result.count < 0 { result.code = errno }
+            return max(result.count, 0)
         }
+        return result
     }
 
     static func errorText(_ code: Int32) -> String {
