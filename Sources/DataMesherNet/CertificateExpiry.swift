@@ -1,3 +1,4 @@
+import DataMesherCore
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -18,10 +19,8 @@ public struct CertificateExpiry: Sendable, Equatable {
 
     /// RFC 3339 in UTC, e.g. 2026-02-26T12:00:00Z.
     public var rfc3339: String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: notValidAfter)
+        // Whole seconds since 1970, rounded down and kept within Int64 as `secondsLeft` does.
+        RFC3339.utc(seconds: secondsLeft(now: Date(timeIntervalSince1970: 0)))
     }
 
     /// How long before the end of validity the log starts warning (once a day).

@@ -128,9 +128,7 @@ extension NetworkShell {
             state: MemberInfo.State(rawValue: record.state.name) ?? .dead,
             incarnation: record.announcement.incarnation)
         info.clock_offset_seconds = core.clockOffsets[record.id].map { Double($0) / 1e9 }
-        info.certificate_expires_at = admission.admitted[record.id].map {
-            ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double($0.until) / 1e9))
-        }
+        info.certificate_expires_at = admission.admitted[record.id].map { RFC3339.utc(nanoseconds: $0.until) }
         return info
     }
 

@@ -254,13 +254,15 @@ struct FileStatus: AsyncParsableCommand {
                 print(String(decoding: reply.body, as: UTF8.self))
                 return
             }
-            print("\(status.name): " + (status.timestamp.map { "this node holds \(isoTime($0))" } ?? "not held here"))
+            print(
+                "\(status.name): "
+                    + (status.timestamp.map { "this node holds \(RFC3339.utc(nanoseconds: $0))" } ?? "not held here"))
             printTable(
                 [["MEMBER", "STATE", "CONFIGURED", "HOLDS", "CURRENT"]]
                     + status.members.map { member in
                         [
                             member.name, member.state, member.configured ? "yes" : "unknown",
-                            member.timestamp.map(isoTime) ?? "-", member.current ? "yes" : "no",
+                            member.timestamp.map(RFC3339.utc(nanoseconds:)) ?? "-", member.current ? "yes" : "no",
                         ]
                     })
         }
@@ -318,7 +320,8 @@ struct FileList: AsyncParsableCommand {
                     entry.name, String(entry.size),
                     entry.deleted
                         ? "deleted" : entry.expired ? "expired" : entry.missing == true ? "missing" : "present",
-                    isoTime(entry.timestamp), String(entry.signer.prefix(12)) + "…", String(entry.sha256.prefix(16)),
+                    RFC3339.utc(nanoseconds: entry.timestamp), String(entry.signer.prefix(12)) + "…",
+                    String(entry.sha256.prefix(16)),
                 ]
             }
         }
@@ -579,10 +582,4 @@ func printTable(_ rows: [[String]]) {
         }
         print(padded.joined(separator: "  "))
     }
-}
-
-func isoTime(_ nanoseconds: Int64) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.timeZone = TimeZone(identifier: "UTC")
-    return formatter.string(from: Date(timeIntervalSince1970: Double(nanoseconds) / 1e9))
 }
