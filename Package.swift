@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 /// How release builds of `data-mesher` are linked on Linux (bench/README.md, "Lean daemon"): the
@@ -10,11 +11,30 @@ import PackageDescription
 /// 30.5 MiB, `--version` 9.6 -> 6.9 ms. The functions a node and its CLI run are put next to each
 /// other at the front of the code (`scripts/link-order.txt`, made by `scripts/gen-link-order`):
 /// idle RSS a further 2-4 MiB lower. libstdc++ (which the Swift runtime uses) is linked statically
-/// too (`scripts/static-libstdcxx`): about 1 MiB less. DM_PLAIN_LINK=1 in the environment of `swift build` links
-/// the plain way (nix/package.nix does, for nixpkgs' toolchain, where this was not tried).
+/// too where GCC's static archive is installed (`scripts/static-libstdcxx`): 1.3-2 MiB less.
+/// DM_PLAIN_LINK=1 in the environment of `swift build` links the plain way (nix/package.nix does,
+/// for nixpkgs' toolchain, where this was not tried).
 let leanSwift: [SwiftSetting] =
     Context.environment["DM_PLAIN_LINK"] == "1"
     ? [] : [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
+/// GCC's static libstdc++ comes with libstdc++-N-dev on Debian and Ubuntu (the package that gives
+/// `-lstdc++` its libstdc++.so) but in a package of its own elsewhere (libstdc++-static on Fedora
+/// and RHEL). The linker script is used only where every GCC folder with libstdc++.so has the
+/// archive too; otherwise the release build links the shared library, as it did before.
+let staticLibstdcxx: [String] = {
+    let gcc = "/usr/lib/gcc"
+    let files = FileManager.default
+    var found = false
+    for triple in (try? files.contentsOfDirectory(atPath: gcc)) ?? [] {
+        for version in (try? files.contentsOfDirectory(atPath: "\(gcc)/\(triple)")) ?? [] {
+            let folder = "\(gcc)/\(triple)/\(version)"
+            guard files.fileExists(atPath: folder + "/libstdc++.so") else { continue }
+            guard files.fileExists(atPath: folder + "/libstdc++.a") else { return [] }
+            found = true
+        }
+    }
+    return found ? ["-L\(Context.packageDirectory)/scripts/static-libstdcxx"] : []
+}()
 let leanLink: [LinkerSetting] =
     Context.environment["DM_PLAIN_LINK"] == "1"
     ? []
@@ -26,8 +46,7 @@ let leanLink: [LinkerSetting] =
                 "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                 "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/link-order.txt",
                 "-Xlinker", "--no-warn-symbol-ordering",
-                "-L\(Context.packageDirectory)/scripts/static-libstdcxx",
-            ],
+            ] + staticLibstdcxx,
             .when(platforms: [.linux], configuration: .release)
         )
     ]
@@ -153,6 +172,7 @@ let package = Package(
                 "DataMesherCore", "DataMesherNet",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

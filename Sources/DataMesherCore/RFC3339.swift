@@ -25,7 +25,7 @@ public enum RFC3339 {
 
     /// Year, month (1-12) and day (1-31) of the day `days` after 1970-01-01: the inverse of the
     /// "days from civil" count, over 400-year eras of 146,097 days (H. Hinnant's algorithm).
-    /// `days` is at most |Int64.min / 86400| here, so no step can overflow.
+    /// `days` is at most |Int64.min / 86400| + 1 here (about 1.1e14), so no step can overflow.
     static func civil(days: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let shifted = days + 719_468  // days from 0000-03-01
         let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
