@@ -2,6 +2,51 @@ import DataMesherCore
 import NIOConcurrencyHelpers
 import NIOCore
 
+/// The bytes that all of a node's cluster streams may hold at once for sealed records and sync
+/// frames of more than `unbudgeted` bytes that have not arrived whole. A record is opened, and a
+/// frame decoded, only once all of it is in memory, and a sender may withhold the last bytes: with
+/// a share of its own per stream, 256 streams could hold 16 MiB each (4 GiB). A stream that finds
+/// the budget spent is closed; its sender may try again later.
+final class ReceiveBudget: Sendable {
+    /// Records and frames up to this size take no share: a content record (64 KiB and its
+    /// prefix and tag) passes free, and 256 streams hold at most 32 MiB of such.
+    static let unbudgeted = PartialContent.chunkSize + 64
+    /// Room for a record and a frame of the largest sizes at once (32 MiB): a stream holds one
+    /// of them at a time, so two of the largest can arrive together.
+    static let defaultTotal = StreamCipher.maxRecord + SyncCodec.maxFrame
+
+    let total: Int
+    private let used = NIOLockedValueBox(0)
+
+    init(total: Int = ReceiveBudget.defaultTotal) { self.total = total }
+
+    /// The bytes to hold for something of `length` bytes: 0 when it is small, else `length`, if
+    /// that much is left; nil when it is not.
+    func take(_ length: Int) -> Int? {
+        guard length > Self.unbudgeted else { return 0 }
+        return used.withLockedValue { used in
+            guard length <= total - used else { return nil }
+            used += length
+            return length
+        }
+    }
+
+    func give(_ share: Int) {
+        guard share > 0 else { return }
+        used.withLockedValue { $0 -= share }
+    }
+
+    var inUse: Int { used.withLockedValue { $0 } }
+}
+
+/// A stream needed a share of the `ReceiveBudget` that was not left.
+struct ReceiveBudgetSpent: Error, CustomStringConvertible {
+    let length: Int
+    var description: String {
+        "the receive budget of all cluster streams is spent: no room for \(length) more bytes now"
+    }
+}
+
 /// The bytes of a TCP stream after its preamble: as they come, or opened record by record when
 /// the stream is sealed (`StreamCipher`).
 struct ChunkSource {
@@ -10,10 +55,22 @@ struct ChunkSource {
     var raw = ByteBuffer()
     var cipher: StreamCipher?
     let metrics: NodeMetrics?
+    let budget: ReceiveBudget
 
-    init(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, metrics: NodeMetrics?) {
+    init(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, metrics: NodeMetrics?, budget: ReceiveBudget) {
         iterator = inbound.makeAsyncIterator()
         self.metrics = metrics
+        self.budget = budget
+    }
+
+    /// A share of the budget for something of `length` bytes (`give` it back once it is handed
+    /// on); throws when none is left.
+    func reserve(_ length: Int) throws -> Int {
+        guard let share = budget.take(length) else {
+            metrics?.refusedStream("receive_budget")
+            throw ReceiveBudgetSpent(length: length)
+        }
+        return share
     }
 
     mutating func nextChunk() async throws -> ByteBuffer? {
@@ -45,6 +102,8 @@ struct ChunkSource {
         }
         let prefix = raw.getBytes(at: raw.readerIndex, length: 4) ?? []
         let length = try StreamCipher.recordLength(prefix, limit: limit)
+        let share = try reserve(4 + length)
+        defer { budget.give(share) }
         guard try await fillRaw(4 + length) else { throw WireError.truncated }
         raw.moveReaderIndex(forwardBy: 4)
         return (prefix, raw.readBytes(length: length) ?? [])
@@ -98,6 +157,8 @@ struct FrameReader {
             throw WireError.truncated
         }
         let (type, length) = try SyncCodec.header(pending.readBytes(length: SyncCodec.headerLength) ?? [])
+        let share = try source.reserve(length)
+        defer { source.budget.give(share) }
         return try SyncCodec.decode(type: type, payload: try await read(length))
     }
 
@@ -160,4 +221,17 @@ final class StreamWriter: Sendable {
     }
 
     func send(_ message: SyncMessage) async throws { try await write(SyncCodec.encode(message)) }
+}
+
+/// Closes the channel when the `IdleStateHandler` before it reports a timeout.
+final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
 }

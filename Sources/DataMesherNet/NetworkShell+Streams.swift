@@ -22,7 +22,7 @@ extension NetworkShell {
                     }
                     var session = try await StreamSession.open(
                         inbound: inbound, outbound: outbound, initiator: false, security: self.security,
-                        metrics: self.node.metrics)
+                        metrics: self.node.metrics, budget: self.receiveBudget)
                     deadline.cancel()
                     guard let first = try await session.reader.frame() else { return }
                     switch first {
@@ -92,7 +92,7 @@ extension NetworkShell {
                 try await channel.executeThenClose { inbound, outbound in
                     var session = try await StreamSession.open(
                         inbound: inbound, outbound: outbound, initiator: true, security: self.security,
-                        metrics: self.node.metrics)
+                        metrics: self.node.metrics, budget: self.receiveBudget)
                     await self.admitted(session.peer, at: address)
                     return try await body(&session)
                 }

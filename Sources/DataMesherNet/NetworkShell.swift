@@ -52,6 +52,8 @@ public actor NetworkShell {
     let inboundFromStrangers: StreamCounter
     let inboundFromMembers: StreamCounter
     let outgoing: StreamCounter
+    /// What all streams may hold of records and frames not yet received whole.
+    let receiveBudget = ReceiveBudget()
     /// Big versions being sent now, one upload each (`Fetcher.exclusiveUploadSize`).
     let uploads = StreamCounter(total: .max, perSource: 1)
     /// Big versions being received now, by name, served while they arrive.
@@ -78,6 +80,10 @@ public actor NetworkShell {
     var admission: Admission
     /// From accept to a completed handshake, at most (memberlist's TCPTimeout).
     static let handshakeTimeout: Int64 = 10
+    /// An accepted stream on which nothing was read or written for this long is closed: a peer
+    /// that went quiet keeps neither a stream slot nor what it sent of a record for the
+    /// session's whole 300 s (a fetcher leaves a holder that stalls for 30 s).
+    static let streamIdleTimeout: Int64 = 60
 
     /// What to fetch from whom, on which stream (the core's `Fetcher`; ContentFetch.swift runs
     /// its streams).
@@ -135,7 +141,9 @@ public actor NetworkShell {
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .bind(host: address, port: port) { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                            try channel.pipeline.syncOperations.addHandlers(
+                                IdleStateHandler(allTimeout: .seconds(Self.streamIdleTimeout)), CloseWhenIdle())
+                            return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                         }
                     }
                 tcpServers.append(tcp)

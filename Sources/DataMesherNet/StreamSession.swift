@@ -38,7 +38,7 @@ struct StreamSession {
 
     static func open(
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-        initiator: Bool, security: ClusterSecurity, metrics: NodeMetrics? = nil
+        initiator: Bool, security: ClusterSecurity, metrics: NodeMetrics? = nil, budget: ReceiveBudget
     ) async throws -> StreamSession {
         let ephemeral = Curve25519.KeyAgreement.PrivateKey()
         let flags =
@@ -48,7 +48,7 @@ struct StreamSession {
         try await outbound.write(ByteBuffer(bytes: mine.encoded))
         metrics?.tcpBytes(out: StreamHandshake.preambleLength)
 
-        var source = ChunkSource(inbound, metrics: metrics)
+        var source = ChunkSource(inbound, metrics: metrics, budget: budget)
         let theirs: StreamHandshake.Preamble
         do {
             theirs = try StreamHandshake.preamble(try await source.readRaw(StreamHandshake.preambleLength))

@@ -41,7 +41,8 @@ import Testing
                     do {
                         return try await connection.executeThenClose { inbound, outbound in
                             var session = try await StreamSession.open(
-                                inbound: inbound, outbound: outbound, initiator: false, security: responder)
+                                inbound: inbound, outbound: outbound, initiator: false, security: responder,
+                                budget: ReceiveBudget())
                             let read = try await session.reader.frame()
                             if let read { try await session.writer.send(read) }
                             return .opened(peer: session.peer.id, frame: read)
@@ -61,7 +62,8 @@ import Testing
             do {
                 initiated = try await client.executeThenClose { inbound, outbound in
                     var session = try await StreamSession.open(
-                        inbound: inbound, outbound: outbound, initiator: true, security: initiator)
+                        inbound: inbound, outbound: outbound, initiator: true, security: initiator,
+                        budget: ReceiveBudget())
                     try await session.writer.send(frame)
                     return .opened(peer: session.peer.id, frame: try await session.reader.frame())
                 }
