@@ -13,7 +13,7 @@ final class ReceiveBudget: Sendable {
     static let unbudgeted = PartialContent.chunkSize + 64
     /// Room for a record and a frame of the largest sizes at once (32 MiB): a stream holds one
     /// of them at a time, so two of the largest can arrive together.
-    static let defaultTotal = StreamCipher.maxRecord + SyncCodec.maxFrame
+    static let defaultTotal = 4 + StreamCipher.maxRecord + SyncCodec.maxFrame
 
     let total: Int
     private let used = NIOLockedValueBox(0)
