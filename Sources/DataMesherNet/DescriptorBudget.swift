@@ -7,7 +7,7 @@ import NIOConcurrencyHelpers
 /// connection they may still leave room for uploads, fetches and the API's other clients.
 public struct DescriptorBudget: Sendable, Equatable {
     /// Inbound cluster streams open at once from strangers, in total and from one source address;
-    /// members' hosts have as many again of their own.
+    /// members' hosts have as many again of their own, with the same cap per host.
     public let inboundStreams: Int
     public let inboundStreamsPerSource: Int
     /// Cluster streams this node opens (push/pull, fetches, identity checks), at once.

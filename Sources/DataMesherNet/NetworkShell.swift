@@ -84,6 +84,10 @@ public actor NetworkShell {
     /// that went quiet keeps neither a stream slot nor what it sent of a record for the
     /// session's whole 300 s (a fetcher leaves a holder that stalls for 30 s).
     static let streamIdleTimeout: Int64 = 60
+    /// A stream this node opened on which nothing arrived for this long is closed: the peer it
+    /// waits for (a fetch's holder that sends no content, a push/pull's callee) is left, and the
+    /// fetcher asks another holder.
+    static let dialedStreamSilence: Int64 = 30
 
     /// What to fetch from whom, on which stream (the core's `Fetcher`; ContentFetch.swift runs
     /// its streams).
@@ -97,7 +101,8 @@ public actor NetworkShell {
         (jobs, jobQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         inboundFromStrangers = StreamCounter(
             total: budget.inboundStreams, perSource: budget.inboundStreamsPerSource)
-        inboundFromMembers = StreamCounter(total: budget.inboundStreams, perSource: budget.inboundStreams)
+        inboundFromMembers = StreamCounter(
+            total: budget.inboundStreams, perSource: budget.inboundStreamsPerSource)
         outgoing = StreamCounter(total: budget.outgoingStreams, perSource: budget.outgoingStreams)
         self.logger = logger
         self.port = Int(node.config.cluster.port)
