@@ -4,13 +4,7 @@
 public enum RFC3339 {
     /// `seconds` since 1970-01-01T00:00:00Z.
     public static func utc(seconds: Int64) -> String {
-        // Euclidean division: the day and the second within it, also before 1970.
-        var days = seconds / 86400
-        var second = seconds % 86400
-        if second < 0 {
-            days -= 1
-            second += 86400
-        }
+        let (days, second) = floored(seconds, by: 86400)
         let (year, month, day) = civil(days: days)
         let date = "\(yearText(year))-\(twoDigits(month))-\(twoDigits(day))"
         return date + "T\(twoDigits(second / 3600)):\(twoDigits(second / 60 % 60)):\(twoDigits(second % 60))Z"
@@ -18,9 +12,13 @@ public enum RFC3339 {
 
     /// `nanoseconds` since 1970-01-01T00:00:00Z, the fraction dropped (rounded down).
     public static func utc(nanoseconds: Int64) -> String {
-        var seconds = nanoseconds / 1_000_000_000
-        if nanoseconds % 1_000_000_000 < 0 { seconds -= 1 }
-        return utc(seconds: seconds)
+        utc(seconds: floored(nanoseconds, by: 1_000_000_000).quotient)
+    }
+
+    /// Division rounded down, with a remainder in 0..<divisor, also for negative values (before 1970).
+    static func floored(_ value: Int64, by divisor: Int64) -> (quotient: Int64, remainder: Int64) {
+        let (quotient, remainder) = value.quotientAndRemainder(dividingBy: divisor)
+        return remainder < 0 ? (quotient - 1, remainder + divisor) : (quotient, remainder)
     }
 
     /// Year, month (1-12) and day (1-31) of the day `days` after 1970-01-01: the inverse of the

@@ -227,6 +227,14 @@ final class StreamWriter: Sendable {
 final class CloseWhenIdle: ChannelInboundHandler, Sendable {
     typealias InboundIn = NIOAny
 
+    /// A cluster stream on `channel` that is closed once `idle` reports a timeout (on the
+    /// channel's event loop, as a bootstrap's initializer runs).
+    static func stream(_ channel: any Channel, idle: IdleStateHandler) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    {
+        try channel.pipeline.syncOperations.addHandlers(idle, CloseWhenIdle())
+        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)

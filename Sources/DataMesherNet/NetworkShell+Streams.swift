@@ -73,9 +73,8 @@ extension NetworkShell {
             try await bootstrap
             .connect(host: address.host, port: Int(address.port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        IdleStateHandler(readTimeout: .seconds(Self.dialedStreamSilence)), CloseWhenIdle())
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    try CloseWhenIdle.stream(
+                        channel, idle: IdleStateHandler(readTimeout: .seconds(Self.dialedStreamSilence)))
                 }
             }
     }

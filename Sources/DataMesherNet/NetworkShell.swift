@@ -146,9 +146,8 @@ public actor NetworkShell {
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .bind(host: address, port: port) { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandlers(
-                                IdleStateHandler(allTimeout: .seconds(Self.streamIdleTimeout)), CloseWhenIdle())
-                            return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                            try CloseWhenIdle.stream(
+                                channel, idle: IdleStateHandler(allTimeout: .seconds(Self.streamIdleTimeout)))
                         }
                     }
                 tcpServers.append(tcp)
