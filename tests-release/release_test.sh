@@ -33,9 +33,19 @@ fi
 bin=$(swift build -c release --show-bin-path)/data-mesher
 passed=$((passed + 1))
 
-# libstdc++ is linked in only where GCC's static archive is installed (Package.swift).
+# libstdc++ is linked in by the rule of Package.swift's `staticLibstdcxx`: where every GCC folder
+# with libstdc++.so has libstdc++.a too.
+static_libstdcxx() {
+  local so found=1
+  for so in /usr/lib/gcc/*/*/libstdc++.so; do
+    [ -e "$so" ] || continue
+    [ -e "${so%.so}.a" ] || return 1
+    found=0
+  done
+  return $found
+}
 linked_in='libswift|libFoundation|libicu|lib_FoundationICU|libdispatch|libBlocksRuntime'
-if ls /usr/lib/gcc/*/*/libstdc++.a >/dev/null 2>&1; then linked_in="$linked_in|libstdc\+\+"; fi
+if static_libstdcxx; then linked_in="$linked_in|libstdc\+\+"; fi
 if ! libraries=$(ldd "$bin" 2>&1) || ! grep -q 'libc\.so' <<<"$libraries"; then
   fail "ldd $bin: $libraries"
 elif shared=$(grep -E "$linked_in" <<<"$libraries"); then
