@@ -122,21 +122,38 @@ final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// Closes a connection that stalls while the server waits on it: no complete first request
-/// head `headerTimeout` after it was accepted (silent or slow clients), or no body bytes for
-/// `bodyTimeout` while a request's body is being received (a stalled upload would otherwise
-/// hold one of the `max_concurrent_uploads` slots forever). Between requests on a kept-alive
-/// connection Hummingbird's idle timeout applies.
+/// head `headerTimeout` after it was accepted (silent or slow clients), no body bytes for
+/// `bodyTimeout` while a request's body is being received, or fewer than `bodyPaceMinimum` body
+/// bytes in a window of `bodyPaceWindow` (windows counted from the head). An upload holds one of
+/// the `max_concurrent_uploads` slots until its body is in (its signature can only be checked
+/// then), so without the last two a client sending nothing, or a byte now and then, could hold
+/// every slot for as long as it liked. Between requests on a kept-alive connection
+/// Hummingbird's idle timeout applies.
 final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
 
+    /// The cluster streams' floor (`PaceFloor`): 256 KiB in 30 s, about 70 kbit/s.
+    static let bodyPaceWindow: TimeAmount = .seconds(30)
+    static let bodyPaceMinimum = 256 << 10
+
     let headerTimeout: TimeAmount
     let bodyTimeout: TimeAmount
+    let bodyPaceWindow: TimeAmount
+    let bodyPaceMinimum: Int
     var timer: Scheduled<Void>?
+    var paceCheck: Scheduled<Void>?
+    /// Body bytes received in the current window.
+    var bodyBytes = 0
 
-    init(headerTimeout: TimeAmount, bodyTimeout: TimeAmount) {
+    init(
+        headerTimeout: TimeAmount, bodyTimeout: TimeAmount, bodyPaceWindow: TimeAmount = bodyPaceWindow,
+        bodyPaceMinimum: Int = bodyPaceMinimum
+    ) {
         self.headerTimeout = headerTimeout
         self.bodyTimeout = bodyTimeout
+        self.bodyPaceWindow = bodyPaceWindow
+        self.bodyPaceMinimum = bodyPaceMinimum
     }
 
     func handlerAdded(context: ChannelHandlerContext) { arm(context, headerTimeout) }
@@ -145,20 +162,41 @@ final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head, .body: arm(context, bodyTimeout)
+        case .head:
+            arm(context, bodyTimeout)
+            bodyBytes = 0
+            checkPace(context)
+        case .body(let bytes):
+            arm(context, bodyTimeout)
+            bodyBytes &+= bytes.readableBytes
         case .end: disarm()
         }
         context.fireChannelRead(data)
     }
 
     func arm(_ context: ChannelHandlerContext, _ timeout: TimeAmount) {
-        disarm()
+        timer?.cancel()
         let channel = context.channel
         timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    /// At the end of each window of a body: closes the connection when too little arrived.
+    func checkPace(_ context: ChannelHandlerContext) {
+        paceCheck?.cancel()
+        paceCheck = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: bodyPaceWindow) {
+            guard self.bodyBytes >= self.bodyPaceMinimum else {
+                context.close(promise: nil)
+                return
+            }
+            self.bodyBytes = 0
+            self.checkPace(context)
+        }
     }
 
     func disarm() {
         timer?.cancel()
         timer = nil
+        paceCheck?.cancel()
+        paceCheck = nil
     }
 }

@@ -116,7 +116,7 @@ extension NetworkShell {
     /// stored and reported in order.
     nonisolated func fetch(_ requests: [Fetcher.Request], on id: Int, from address: PeerAddress) async {
         do {
-            let outcome: (answered: Int, error: (any Error)?) = try await dial(address, timeout: 600) { session in
+            let outcome: (answered: Int, error: (any Error)?) = try await dial(address, timeout: nil) { session in
                 var frames: [UInt8] = []
                 for request in requests { frames += SyncCodec.encode(.fetch(request.name)) }
                 try await session.writer.write(frames)

@@ -1,4 +1,5 @@
 import DataMesherCore
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -227,11 +228,13 @@ final class StreamWriter: Sendable {
 final class CloseWhenIdle: ChannelInboundHandler, Sendable {
     typealias InboundIn = NIOAny
 
-    /// A cluster stream on `channel` that is closed once `idle` reports a timeout (on the
-    /// channel's event loop, as a bootstrap's initializer runs).
-    static func stream(_ channel: any Channel, idle: IdleStateHandler) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer>
-    {
-        try channel.pipeline.syncOperations.addHandlers(idle, CloseWhenIdle())
+    /// A cluster stream on `channel` that is closed once `idle` reports a timeout, or when it
+    /// falls below the `PaceFloor` (on the channel's event loop, as a bootstrap's initializer
+    /// runs).
+    static func stream(
+        _ channel: any Channel, idle: IdleStateHandler, logger: Logger
+    ) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try channel.pipeline.syncOperations.addHandlers(idle, CloseWhenIdle(), PaceFloor(logger: logger))
         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
     }
 
@@ -240,6 +243,84 @@ final class CloseWhenIdle: ChannelInboundHandler, Sendable {
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
+
+/// Closes a cluster stream that moves fewer than `minimumBytes` (received and sent together) in
+/// a window of `window`, windows counted from when it became active. The idle timeouts catch a
+/// peer that goes quiet; this catches one that trickles bytes (or takes them) just fast enough to
+/// pass them, which could otherwise hold a fetch, a stream slot or a big version's one upload
+/// for as long as it liked. With it, streams need no fixed total deadline, so a big version
+/// crosses a slow link however long its transfer takes at more than the floor (about 70 kbit/s).
+final class PaceFloor: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    static let defaultWindow: TimeAmount = .seconds(30)
+    /// 256 KiB in 30 s: about 8.7 KB/s. A stream that has less to move is done well within one
+    /// window.
+    static let defaultMinimumBytes = 256 << 10
+
+    let window: TimeAmount
+    let minimumBytes: Int
+    let logger: Logger?
+    /// Bytes received and sent in the current window.
+    private(set) var moved = 0
+    private var check: Scheduled<Void>?
+
+    init(
+        window: TimeAmount = PaceFloor.defaultWindow, minimumBytes: Int = PaceFloor.defaultMinimumBytes,
+        logger: Logger? = nil
+    ) {
+        self.window = window
+        self.minimumBytes = minimumBytes
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { scheduleCheck(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        check?.cancel()
+        check = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if check == nil { scheduleCheck(context) }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        moved &+= unwrapInboundIn(data).readableBytes
+        context.fireChannelRead(data)
+    }
+
+    /// Counted when handed to the channel: a stream's writer waits while the channel is not
+    /// writable, so writes go on only as fast as the peer takes the bytes.
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        moved &+= unwrapOutboundIn(data).readableBytes
+        context.write(data, promise: promise)
+    }
+
+    private func scheduleCheck(_ context: ChannelHandlerContext) {
+        check = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: window) {
+            guard context.channel.isActive else { return }
+            guard self.moved >= self.minimumBytes else {
+                self.logger?.info(
+                    "closed a cluster stream that moved \(self.moved) bytes in \(self.window.nanoseconds / 1_000_000_000) s (at least \(self.minimumBytes) must move)",
+                    metadata: [
+                        "dm.peer":
+                            "\(context.channel.remoteAddress.flatMap(PeerAddress.init).map { "\($0)" } ?? "unknown")"
+                    ])
+                context.close(promise: nil)
+                return
+            }
+            self.moved = 0
+            self.scheduleCheck(context)
         }
     }
 }

@@ -12,29 +12,29 @@ extension NetworkShell {
 
     nonisolated func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let remote = connection.channel.remoteAddress.flatMap(PeerAddress.init)
+        // No total deadline: the pipeline closes a stream that goes quiet or falls below the
+        // pace floor (`CloseWhenIdle.stream`), so a transfer over a slow link may take as long as it needs.
         do {
-            try await withTimeout(seconds: 300) {
-                try await connection.executeThenClose { inbound, outbound in
-                    // A stranger gets `handshakeTimeout` to prove itself, and room for a proof only.
-                    let channel = connection.channel
-                    let deadline = channel.eventLoop.scheduleTask(in: .seconds(Self.handshakeTimeout)) {
-                        channel.close(promise: nil)
-                    }
-                    var session = try await StreamSession.open(
-                        inbound: inbound, outbound: outbound, initiator: false, security: self.security,
-                        metrics: self.node.metrics, budget: self.receiveBudget)
-                    deadline.cancel()
-                    guard let first = try await session.reader.frame() else { return }
-                    switch first {
-                    case .hello:
-                        await self.countSync()
-                        let (exchange, steps) = try await self.advance(PushPull(.callee), with: first)
-                        try await self.run(exchange, from: steps, on: &session)
-                    case .fetch(let name):
-                        try await self.answerFetches(first: name, session: &session)
-                    default:
-                        throw WireError.invalid("first message")
-                    }
+            try await connection.executeThenClose { inbound, outbound in
+                // A stranger gets `handshakeTimeout` to prove itself, and room for a proof only.
+                let channel = connection.channel
+                let deadline = channel.eventLoop.scheduleTask(in: .seconds(Self.handshakeTimeout)) {
+                    channel.close(promise: nil)
+                }
+                var session = try await StreamSession.open(
+                    inbound: inbound, outbound: outbound, initiator: false, security: self.security,
+                    metrics: self.node.metrics, budget: self.receiveBudget)
+                deadline.cancel()
+                guard let first = try await session.reader.frame() else { return }
+                switch first {
+                case .hello:
+                    await self.countSync()
+                    let (exchange, steps) = try await self.advance(PushPull(.callee), with: first)
+                    try await self.run(exchange, from: steps, on: &session)
+                case .fetch(let name):
+                    try await self.answerFetches(first: name, session: &session)
+                default:
+                    throw WireError.invalid("first message")
                 }
             }
         } catch let refusal as HandshakeRefusal {
@@ -74,22 +74,24 @@ extension NetworkShell {
             .connect(host: address.host, port: Int(address.port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try CloseWhenIdle.stream(
-                        channel, idle: IdleStateHandler(readTimeout: .seconds(Self.dialedStreamSilence)))
+                        channel, idle: IdleStateHandler(readTimeout: .seconds(Self.dialedStreamSilence)),
+                        logger: self.logger)
                 }
             }
     }
 
     /// Opens a stream to `address` (handshake included: a peer proving its identity is admitted
-    /// at that host) and runs `body` on it, all within `timeout` seconds.
+    /// at that host) and runs `body` on it, all within `timeout` seconds when one is given (a
+    /// fetch has none: its stream is closed when it goes quiet or falls below the pace floor).
     nonisolated func dial<T: Sendable>(
-        _ address: PeerAddress, timeout: Int64, connectTimeout: TimeAmount = .seconds(5),
+        _ address: PeerAddress, timeout: Int64?, connectTimeout: TimeAmount = .seconds(5),
         _ body: @escaping @Sendable (inout StreamSession) async throws -> T
     ) async throws -> T {
         guard outgoing.enter() == nil else { throw OutgoingStreamLimit(limit: outgoing.total) }
         defer { outgoing.leave() }
         let channel = try await connect(address, within: connectTimeout)
         do {
-            return try await withTimeout(seconds: timeout) {
+            let run: @Sendable () async throws -> T = {
                 try await channel.executeThenClose { inbound, outbound in
                     var session = try await StreamSession.open(
                         inbound: inbound, outbound: outbound, initiator: true, security: self.security,
@@ -98,6 +100,8 @@ extension NetworkShell {
                     return try await body(&session)
                 }
             }
+            guard let timeout else { return try await run() }
+            return try await withTimeout(seconds: timeout, run)
         } catch let refusal as HandshakeRefusal {
             noteRefused(refusal, peer: "\(address)")
             throw refusal

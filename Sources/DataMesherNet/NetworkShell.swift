@@ -147,7 +147,8 @@ public actor NetworkShell {
                     .bind(host: address, port: port) { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try CloseWhenIdle.stream(
-                                channel, idle: IdleStateHandler(allTimeout: .seconds(Self.streamIdleTimeout)))
+                                channel, idle: IdleStateHandler(allTimeout: .seconds(Self.streamIdleTimeout)),
+                                logger: self.logger)
                         }
                     }
                 tcpServers.append(tcp)

@@ -197,6 +197,39 @@ import Testing
             }, "upload after the stalled one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
     }
 
+    @Test func aTricklingUploadIsClosedAndFreesItsSlot() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["a": [owner.base64], "b": [owner.base64]], http: "max_concurrent_uploads = 1")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let content = [UInt8](repeating: 7, count: 1000)
+        let first = try owner.sign("a", content, at: nowNanoseconds())
+        var head = "PUT /v1/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
+        for (name, value) in HTTP.signed(first) { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        // A byte a second keeps re-arming the 60 s body timeout; the pace floor (256 KiB in 30 s)
+        // closes the connection anyway, well before the body could end.
+        let trickling = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(trickling) }
+        Sockets.send(trickling, Array(head.utf8))
+        var end = Sockets.ReadEnd.timedOut
+        for byte in content.prefix(90) where end == .timedOut {
+            Sockets.send(trickling, [byte])
+            end = Sockets.waitForClose(trickling, seconds: 1)
+        }
+        #expect(end == .closed)
+        let second = try owner.sign("b", content, at: nowNanoseconds())
+        var reply: HTTP.Reply?
+        #expect(
+            eventually(15) {
+                reply = try? HTTP.put(daemon, second, content)
+                return reply?.status == 201
+            }, "upload after the trickling one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
+    }
+
     // MARK: Nothing comes back
 
     @Test func aDeletedFileDoesNotComeBackAfterItsTombstoneIsForgotten() throws {
