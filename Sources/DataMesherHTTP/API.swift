@@ -125,8 +125,14 @@ public struct API: Sendable {
             }
             recent = value
         }
-        let events = node.events.subscribe(recent: recent)
-        let (lines, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1024))
+        guard let events = node.events.subscribe(recent: recent) else {
+            throw APIError(
+                .serviceUnavailable,
+                "\(EventHub.maxSubscribers) event subscribers are connected already; try again later")
+        }
+        // A few lines only: the backlog is the hub's, so a reader that does not keep up holds
+        // one bounded queue of events.
+        let (lines, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(16))
         let forward = Task {
             for await event in events { continuation.yield(event.serverSentEvent) }
             continuation.finish()

@@ -44,9 +44,13 @@ public struct NodeEvent: Sendable, Codable, Equatable {
 
 /// Fans events out to every `/v1/events` subscriber and keeps the latest ones for newcomers.
 /// A subscriber that does not keep up loses the oldest of its backlog, never blocks the node.
+/// Subscribers are capped (`maxSubscribers`), and so is each one's backlog: anyone who can reach
+/// the API may subscribe and never read, while requests that need no key (refused uploads) make
+/// events.
 public final class EventHub: Sendable {
     public static let kept = 100
-    static let backlog = 1024
+    static let backlog = 256
+    public static let maxSubscribers = 64
 
     struct State {
         var recent: [NodeEvent] = []
@@ -67,15 +71,21 @@ public final class EventHub: Sendable {
         for subscriber in subscribers { subscriber.yield(event) }
     }
 
-    /// A stream of events from now on, after up to `recent` of the latest ones.
-    public func subscribe(recent: Int = 0) -> AsyncStream<NodeEvent> {
+    /// A stream of events from now on, after up to `recent` of the latest ones; nil when
+    /// `maxSubscribers` are subscribed already.
+    public func subscribe(recent: Int = 0) -> AsyncStream<NodeEvent>? {
         let (stream, continuation) = AsyncStream.makeStream(
             of: NodeEvent.self, bufferingPolicy: .bufferingNewest(Self.backlog))
-        let id = state.withLockedValue { state in
+        let subscribed = state.withLockedValue { state -> UInt64? in
+            guard state.subscribers.count < Self.maxSubscribers else { return nil }
             for event in state.recent.suffix(max(0, min(recent, Self.kept))) { continuation.yield(event) }
             state.nextID += 1
             state.subscribers[state.nextID] = continuation
             return state.nextID
+        }
+        guard let id = subscribed else {
+            continuation.finish()
+            return nil
         }
         continuation.onTermination = { [weak self] _ in
             _ = self?.state.withLockedValue { $0.subscribers.removeValue(forKey: id) }

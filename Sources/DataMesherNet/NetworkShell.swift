@@ -81,13 +81,15 @@ public actor NetworkShell {
     /// From accept to a completed handshake, at most (memberlist's TCPTimeout).
     static let handshakeTimeout: Int64 = 10
     /// An accepted stream on which nothing was read or written for this long is closed: a peer
-    /// that went quiet keeps neither a stream slot nor what it sent of a record for the
-    /// session's whole 300 s (a fetcher leaves a holder that stalls for 30 s).
+    /// that went quiet keeps neither a stream slot nor what it sent of a record (a fetcher
+    /// leaves a holder that stalls for 30 s). One that trickles meets the `PaceFloor`.
     static let streamIdleTimeout: Int64 = 60
     /// A stream this node opened on which nothing arrived for this long is closed: the peer it
     /// waits for (a fetch's holder that sends no content, a push/pull's callee) is left, and the
     /// fetcher asks another holder.
     static let dialedStreamSilence: Int64 = 30
+    /// The "refused cluster connection" lines (`noteRefused`) a flood of junk connections may write.
+    let refusedStreamLogBudget = LogBudget()
 
     /// What to fetch from whom, on which stream (the core's `Fetcher`; ContentFetch.swift runs
     /// its streams).

@@ -43,6 +43,8 @@ public final class Replica: Sendable {
     public let clusterAddresses: [String]
     let wallClock: @Sendable () -> Int64
     let logger: Logger
+    /// The "refused version" lines (`noteRefusal`) a flood of bad uploads may write.
+    let refusalLogBudget = LogBudget()
     /// Members and network counters, published by the cluster layer when it runs.
     let holdingsSnapshot = NIOLockedValueBox<[FileName: HoldingsView]>([:])
     let clusterSnapshot = NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>(([], ClusterCounters()))
@@ -107,7 +109,9 @@ public final class Replica: Sendable {
         // A peer offering what we already hold is routine gossip, not news.
         if origin != nil, case .stale = refusal {
             logger.debug("refused version", metadata: metadata)
-        } else {
+        } else if let suppressed = refusalLogBudget.admit(now: now) {
+            // Anyone who can reach the API can make refusals: the log gets a bounded share.
+            refusalLogBudget.note(suppressed, in: &metadata)
             logger.info("refused version", metadata: metadata)
         }
     }

@@ -135,3 +135,39 @@ public enum Blocking {
         try await pool.runIfActive(work)
     }
 }
+
+/// Lets through at most `perWindow` log lines of one kind in each window of `window` ns and
+/// counts the rest, so a flood of bad input (refused uploads, junk connections) cannot flood
+/// the log; the next line let through says how many were left out (`dm.suppressed`).
+final class LogBudget: Sendable {
+    let perWindow: Int
+    let window: Int64
+    private let state = NIOLockedValueBox((start: Int64(0), lines: 0, suppressed: 0))
+
+    init(perWindow: Int = 20, window: Int64 = 10_000_000_000) {
+        self.perWindow = perWindow
+        self.window = window
+    }
+
+    /// Nil when this line is to be left out; otherwise the number of lines left out before it.
+    func admit(now: Int64) -> Int? {
+        state.withLockedValue { state in
+            if state.lines == 0 || now.subtractingSaturated(state.start) >= window || now < state.start {
+                state.start = now
+                state.lines = 0
+            }
+            guard state.lines < perWindow else {
+                state.suppressed += 1
+                return nil
+            }
+            state.lines += 1
+            defer { state.suppressed = 0 }
+            return state.suppressed
+        }
+    }
+
+    /// `metadata` with the count of lines left out before this one, when there were any.
+    func note(_ suppressed: Int, in metadata: inout Logger.Metadata) {
+        if suppressed > 0 { metadata["dm.suppressed"] = "\(suppressed)" }
+    }
+}

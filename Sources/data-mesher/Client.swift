@@ -18,8 +18,31 @@ struct APIClient {
         guard base.hasPrefix("http://") || base.hasPrefix("https://"), base.count > 8 else {
             throw CLIError("--url \(url) is not an http:// or https:// URL")
         }
+        guard Self.portIsValid(base) else {
+            throw CLIError("--url \(url): the port must be a number from 1 to 65535")
+        }
         baseURL = base
         plain = PlainHTTP(baseURL: base)
+    }
+
+    /// Whether the URL's port, if it names one, is a number from 1 to 65535 (the HTTP library
+    /// would trap on a larger one).
+    static func portIsValid(_ url: String) -> Bool {
+        guard let scheme = url.range(of: "://") else { return false }
+        let authority = url[scheme.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let hostAndPort = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? authority
+        var afterHost = hostAndPort[...]
+        if hostAndPort.hasPrefix("[") {
+            guard let close = hostAndPort.firstIndex(of: "]") else { return false }
+            afterHost = hostAndPort[hostAndPort.index(after: close)...]
+        } else if let colon = hostAndPort.lastIndex(of: ":") {
+            afterHost = hostAndPort[colon...]
+        } else {
+            return true
+        }
+        if afterHost.isEmpty { return true }
+        guard afterHost.hasPrefix(":"), let port = Int(afterHost.dropFirst()) else { return false }
+        return (1...65535).contains(port)
     }
 
     struct Reply {
