@@ -160,7 +160,8 @@ public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformedTombstone(let name): return "a tombstone for \"\(name)\" must sign empty content"
         case .stale(let name, let held):
             if let held {
-                return "stale: \"\(name)\" already holds a version as new or newer (timestamp \(held))"
+                return
+                    "stale: \"\(name)\" already holds a version as new or newer (timestamp \(held), \(RFC3339.utc(nanoseconds: held)))"
             }
             return "stale: the deletion of \"\(name)\" is older than tombstone_retention"
         case .inFuture(let name, let ahead, let limit):

@@ -15,6 +15,9 @@ public struct ClusterSecurity: Sendable {
     public let nodeKey: NodeKey
     /// Where the node key came from, for people.
     public let nodeKeySource: String
+    /// The node key does not exist yet (`--check-config` before the first start): `nodeKey` is
+    /// a stand-in, and the node's ID is decided when the daemon makes the key.
+    public let nodeKeyIsStandIn: Bool
 
     public struct Identity: Sendable {
         public let key: Curve25519.Signing.PrivateKey
@@ -22,11 +25,15 @@ public struct ClusterSecurity: Sendable {
         public let authorities: [Curve25519.Signing.PublicKey]
     }
 
-    public init(ring: [SymmetricKey], identity: Identity?, nodeKey: NodeKey, nodeKeySource: String = "given") {
+    public init(
+        ring: [SymmetricKey], identity: Identity?, nodeKey: NodeKey, nodeKeySource: String = "given",
+        nodeKeyIsStandIn: Bool = false
+    ) {
         self.ring = ring
         self.identity = identity
         self.nodeKey = nodeKey
         self.nodeKeySource = nodeKeySource
+        self.nodeKeyIsStandIn = nodeKeyIsStandIn
     }
 
     /// The node key file in a state directory (PKCS#8 PEM, mode 0600).
@@ -41,8 +48,9 @@ public struct ClusterSecurity: Sendable {
         -> ClusterSecurity
     {
         guard let config, config.enable else {
-            let (key, source) = try loadNodeKey(stateDir: stateDir, create: createNodeKey)
-            return ClusterSecurity(ring: [], identity: nil, nodeKey: key, nodeKeySource: source)
+            let (key, source, standIn) = try loadNodeKey(stateDir: stateDir, create: createNodeKey)
+            return ClusterSecurity(
+                ring: [], identity: nil, nodeKey: key, nodeKeySource: source, nodeKeyIsStandIn: standIn)
         }
         var ring: [SymmetricKey] = []
         for path in config.keyring {
@@ -51,8 +59,9 @@ public struct ClusterSecurity: Sendable {
             }
         }
         guard let keyPath = config.identityKey, let certPath = config.identityCert else {
-            let (key, source) = try loadNodeKey(stateDir: stateDir, create: createNodeKey)
-            return ClusterSecurity(ring: ring, identity: nil, nodeKey: key, nodeKeySource: source)
+            let (key, source, standIn) = try loadNodeKey(stateDir: stateDir, create: createNodeKey)
+            return ClusterSecurity(
+                ring: ring, identity: nil, nodeKey: key, nodeKeySource: source, nodeKeyIsStandIn: standIn)
         }
         let key: Curve25519.Signing.PrivateKey
         do { key = try KeyFile.readPrivateKey(path: keyPath) } catch {
@@ -77,23 +86,24 @@ public struct ClusterSecurity: Sendable {
             nodeKey: NodeKey(key), nodeKeySource: "identity_key \(keyPath)")
     }
 
-    /// Reads `<state_dir>/node.key`, or makes it (or, for a check, only a key in memory).
-    static func loadNodeKey(stateDir: String, create: Bool) throws -> (NodeKey, String) {
+    /// Reads `<state_dir>/node.key`, or makes it (or, for a check, only a stand-in key in memory:
+    /// the last value is true then).
+    static func loadNodeKey(stateDir: String, create: Bool) throws -> (NodeKey, String, Bool) {
         let path = nodeKeyPath(stateDir: stateDir)
         if FileManager.default.fileExists(atPath: path) {
-            do { return (NodeKey(try KeyFile.readPrivateKey(path: path)), path) } catch {
+            do { return (NodeKey(try KeyFile.readPrivateKey(path: path)), path, false) } catch {
                 throw SecurityConfigError("state_dir: node key \(error)")
             }
         }
         let key = Curve25519.Signing.PrivateKey()
-        guard create else { return (NodeKey(key), "\(path) (made at first start)") }
+        guard create else { return (NodeKey(key), "\(path) (made at first start)", true) }
         do {
             try DiskIO.makeDirectories(stateDir)
             try DiskIO.writeFileAtomically(path, bytes: Array(try KeyPEM.encodePrivateKey(key).utf8), mode: 0o600)
         } catch {
             throw SecurityConfigError("state_dir: cannot write the node key \(path): \(error)")
         }
-        return (NodeKey(key), path + " (made now)")
+        return (NodeKey(key), path + " (made now)", false)
     }
 
     /// One line for `--check-config` and the start-up log.

@@ -11,43 +11,53 @@ import Foundation
 /// daemon write its state_dir, and is its own certificate valid now.
 enum ConfigChecks {
     /// Throws one line naming `state_dir` when the daemon (this user) could not keep its state
-    /// there: an existing folder must take a new file (made and removed again); a missing one
-    /// must be creatable in its nearest existing parent.
+    /// there: the folder (made as the daemon would, `mkdir -p`, when missing) must take a new
+    /// file. What the check makes it removes again.
     static func stateDirWritable(_ path: String) throws {
-        let pid = getpid()
         var info = stat()
         if stat(path, &info) == 0 {
             guard info.st_mode & S_IFMT == S_IFDIR else {
                 throw CLIError("state_dir: \(path) is not a folder")
             }
-            let probe = path + (path.hasSuffix("/") ? "" : "/") + ".dm-check-config-\(pid)"
-            let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-            guard fd >= 0 else {
-                let code = errno
-                throw CLIError(
-                    "state_dir: \(path) is not writable by this user (uid \(getuid())): \(String(cString: strerror(code)))"
-                )
-            }
-            close(fd)
-            unlink(probe)
-            return
+            return try probeWrite(path)
         }
         let missingCode = errno
         guard missingCode == ENOENT else {
             throw CLIError("state_dir: \(path): \(String(cString: strerror(missingCode)))")
         }
-        // The daemon makes the folder (mkdir -p): the nearest existing parent must let it.
-        var parent = (path as NSString).deletingLastPathComponent
-        while !parent.isEmpty && parent != "/" && stat(parent, &info) != 0 {
-            parent = (parent as NSString).deletingLastPathComponent
+        // The folders the daemon would make, outermost first.
+        var missing: [String] = []
+        var folder = path
+        while !folder.isEmpty && folder != "/" && stat(folder, &info) != 0 {
+            missing.insert(folder, at: 0)
+            folder = (folder as NSString).deletingLastPathComponent
         }
-        if parent.isEmpty { parent = "." }
-        guard access(parent, W_OK | X_OK) == 0 else {
+        var made: [String] = []
+        defer { for folder in made.reversed() { rmdir(folder) } }
+        for folder in missing {
+            guard mkdir(folder, 0o750) == 0 else {
+                let code = errno
+                throw CLIError(
+                    "state_dir: \(path) does not exist and this user (uid \(getuid())) cannot create \(folder): \(String(cString: strerror(code)))"
+                )
+            }
+            made.append(folder)
+        }
+        try probeWrite(path)
+    }
+
+    /// Makes and removes a file in `folder`; throws one line when it cannot.
+    static func probeWrite(_ folder: String) throws {
+        let probe = folder + (folder.hasSuffix("/") ? "" : "/") + ".dm-check-config-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else {
             let code = errno
             throw CLIError(
-                "state_dir: \(path) does not exist and this user (uid \(getuid())) cannot create it in \(parent): \(String(cString: strerror(code)))"
+                "state_dir: \(folder) is not writable by this user (uid \(getuid())): \(String(cString: strerror(code)))"
             )
         }
+        close(fd)
+        unlink(probe)
     }
 
     /// Throws one line when this node's own certificate would be refused by its peers now

@@ -208,12 +208,16 @@ struct FileUpdate: AsyncParsableCommand {
     ) async throws {
         let deadline = WallClock.now().addingSaturated(Int64(clamping: timeout))
         var missing: [String] = []
+        var held = 0
+        var liveCount = 0
         repeat {
             let status = try client.decode(
                 FileStatusJSON.self, try await client.send(.GET, "/v1/status/" + name.value))
             let live = status.members.filter { ($0.state == "alive" || $0.state == "suspect") && $0.configured }
             let holding = live.filter { $0.timestamp == version.timestamp && $0.current }
             missing = live.filter { !($0.timestamp == version.timestamp && $0.current) }.map(\.name)
+            held = holding.count
+            liveCount = live.count
             if let count, holding.count >= count {
                 print("held by \(holding.count) members")
                 return
@@ -224,9 +228,13 @@ struct FileUpdate: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(100))
         } while WallClock.now() < deadline
+        let waitedFor = "timed out after \(timeout / 1_000_000_000) s: \(name) at \(version.timestamp)"
+        guard let count else {
+            throw CLIError("\(waitedFor) is not yet held by \(missing.joined(separator: ", "))")
+        }
         throw CLIError(
-            "timed out after \(timeout / 1_000_000_000) s: \(name) at \(version.timestamp) is not yet held by "
-                + (missing.isEmpty ? "enough members" : missing.joined(separator: ", ")))
+            "\(waitedFor) is held by \(held) of the \(count) members waited for (\(liveCount) live member\(liveCount == 1 ? " is" : "s are") configured for it)"
+                + (missing.isEmpty ? "" : "; not yet by \(missing.joined(separator: ", "))"))
     }
 }
 

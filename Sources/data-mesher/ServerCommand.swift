@@ -63,7 +63,10 @@ struct Server {
         var lines: [String] = []
         lines.append("config \(path): valid")
         lines.append("node: \(nodeName), state_dir \(config.stateDir), log_level \(config.logLevel.rawValue)")
-        lines.append("node key: \(security.nodeKeySource), node ID \(security.nodeKey.id.hex)")
+        lines.append(
+            "node key: \(security.nodeKeySource), "
+                + (security.nodeKeyIsStandIn
+                    ? "node ID decided then" : "node ID \(security.nodeKey.id.hex)"))
         lines.append("cluster: udp+tcp " + cluster.joined(separator: ", "))
         lines.append("join: " + join)
         lines.append("http: " + http.joined(separator: ", "))

@@ -11,11 +11,12 @@ struct FileWatch: AsyncParsableCommand {
         commandName: "watch",
         abstract: "Follow changes of files on a node; optionally run a command after each change.",
         discussion: """
-            Prints one line per change (KIND NAME TIMESTAMP; --json: the event's JSON), or with --exec runs
-            CMD through /bin/sh after a change, debounced, never two at once; CMD sees DM_FILES (the names
-            that changed, space-separated), DM_FILE (the last one) and DM_EVENT (accepted, deleted or
-            expired). A failing CMD is reported and watching goes on. When the node restarts, watch
-            reconnects and catches up with what changed meanwhile.
+            Prints one line per change (KIND NAME TIMESTAMP; --json: the event's JSON), or with --exec runs \
+            CMD through /bin/sh after a change, debounced, never two at once; CMD sees DM_FILES (the names \
+            that changed, space-separated), DM_FILE (the last one) and DM_EVENT (accepted, deleted or \
+            expired). A failing CMD is reported and watching goes on. When the node restarts, watch \
+            reconnects and catches up with what changed meanwhile. A name the node is not configured for \
+            is refused at start.
             """
     )
 
@@ -43,6 +44,7 @@ struct FileWatch: AsyncParsableCommand {
             let delay: UInt64
             do { delay = try DurationFormat.parse(debounce) } catch { throw CLIError("--debounce: \(error)") }
             let client = try APIClient(url: server.url)
+            try await refuseUnconfigured(watched, client: client)
             let runner = ChangeRunner(command: exec, debounce: .nanoseconds(Int64(clamping: delay)), json: json)
             var known: [String: SeenVersion]? = nil
             var failures = 0
@@ -56,6 +58,17 @@ struct FileWatch: AsyncParsableCommand {
                     if failures == 1 || failures % 30 == 0 { warn("\(error.description); retrying") }
                 }
                 try await Task.sleep(for: .seconds(min(5, failures + 1)))
+            }
+        }
+    }
+
+    /// Fails naming the first watched name the node says it is not configured for (it would
+    /// never change there). A node that cannot be reached now is left to the reconnecting loop.
+    func refuseUnconfigured(_ watched: Set<String>, client: APIClient) async throws {
+        for name in watched.sorted() {
+            guard let reply = try? await client.send(.GET, "/v1/status/" + name) else { return }
+            if reply.status == 404 {
+                throw CLIError("cannot watch \"\(name)\": \(APIClient.reason(reply))")
             }
         }
     }

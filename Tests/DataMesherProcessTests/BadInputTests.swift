@@ -243,11 +243,15 @@ import Testing
                 "is not configured"
             ),
             ("bad url", ["file", "list", "--url", "ftp://x"], "not an http"),
+            ("port out of range", ["file", "list", "--url", "http://127.0.0.1:99999"], "port"),
+            ("https port out of range", ["members", "--url", "https://127.0.0.1:65536"], "port"),
+            ("port not a number", ["file", "list", "--url", "http://127.0.0.1:x1"], "port"),
             (
                 "delete with garbage key",
                 ["file", "delete", "config:app", "--url", daemon.url, "--key", dir + "/garbage.pem"], "not a PEM"
             ),
             ("get a missing file", ["file", "get", "config:app", "--url", daemon.url], "not held"),
+            ("watch a name not configured", ["file", "watch", "nope", "--url", daemon.url], "is not configured"),
             ("key public of garbage", ["key", "public", dir + "/garbage.pem"], "not a PEM"),
         ]
         for (description, arguments, message) in cases {
@@ -459,6 +463,27 @@ import Testing
             guard count > 0 else { return }
             received += chunk[0..<count]
         }
+    }
+
+    /// `--check-config` before the first start: the state_dir is made and removed again as a
+    /// probe (nothing is left), the node ID is not made up, and a state_dir that cannot be made
+    /// is refused in one line although its parent is writable by root.
+    @Test func checkConfigProbesAStateDirThatDoesNotExistYet() throws {
+        let daemon = try Daemon(files: [:])
+        defer { daemon.cleanUp() }
+        let fresh = try daemon.cli(["server", "--check-config", "--config", daemon.configPath])
+        #expect(fresh.status == 0, "\(fresh.stderr)")
+        #expect(fresh.stdout.contains("(made at first start), node ID decided then"), "\(fresh.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: daemon.stateDir))
+
+        let config = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
+        let impossible = daemon.dir + "/impossible.toml"
+        try config.replacingOccurrences(of: daemon.stateDir, with: "/proc/dm-check-config/state")
+            .write(toFile: impossible, atomically: true, encoding: .utf8)
+        let refused = try daemon.cli(["server", "--check-config", "--config", impossible])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+        #expect(refused.stderr.contains("state_dir: /proc/dm-check-config/state does not exist"), "\(refused.stderr)")
     }
 
     @Test func theDaemonRefusesToStartOnABadConfig() throws {
