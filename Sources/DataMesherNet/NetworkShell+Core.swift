@@ -58,11 +58,18 @@ extension NetworkShell {
         case .droppedClaim(let reason):
             node.metrics.droppedPacket("claim_" + reason)
             logger.debug("dropped membership claim", metadata: ["dm.reason": "\(reason)"])
-        case .refused(let name, let refusal, let from):
+        case .refused(let version, let refusal, let from):
             node.metrics.refused(refusal)
-            logger.info(
-                "refused version from peer",
-                metadata: ["dm.file": "\(name)", "dm.reason": "\(refusal.reason)", "dm.peer_id": "\(from)"])
+            let metadata: Logger.Metadata = [
+                "dm.file": "\(version.name)", "dm.timestamp": "\(version.timestamp)", "dm.reason": "\(refusal.reason)",
+                "dm.peer_id": "\(from)",
+            ]
+            // Offered again at every push/pull: news the first time only.
+            if node.firstRefusal(of: version.name, timestamp: version.timestamp, reason: refusal.reason) {
+                logger.info("refused version from peer", metadata: metadata)
+            } else {
+                logger.debug("refused version from peer", metadata: metadata)
+            }
         }
     }
 

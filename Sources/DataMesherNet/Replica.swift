@@ -45,6 +45,17 @@ public final class Replica: Sendable {
     let logger: Logger
     /// The "refused version" lines (`noteRefusal`) a flood of bad uploads may write.
     let refusalLogBudget = LogBudget()
+    /// Versions from peers refused and logged already (name, timestamp, reason); forgotten all at
+    /// once when it is full.
+    let loggedPeerRefusals = NIOLockedValueBox(Set<String>())
+
+    /// Whether this is the first refusal of a peer's version for this reason (remembered).
+    func firstRefusal(of name: FileName, timestamp: Int64, reason: String) -> Bool {
+        loggedPeerRefusals.withLockedValue { seen in
+            if seen.count >= 4096 { seen.removeAll() }
+            return seen.insert("\(name.value)\u{0}\(timestamp)\u{0}\(reason)").inserted
+        }
+    }
     /// Members and network counters, published by the cluster layer when it runs.
     let holdingsSnapshot = NIOLockedValueBox<[FileName: HoldingsView]>([:])
     let clusterSnapshot = NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>(([], ClusterCounters()))
@@ -106,8 +117,12 @@ public final class Replica: Sendable {
             "dm.file": "\(name)", "dm.timestamp": "\(timestamp)", "dm.reason": "\(refusal.reason)",
         ]
         if let origin { metadata["dm.peer"] = "\(origin)" }
-        // A peer offering what we already hold is routine gossip, not news.
+        // A peer offering what we already hold is routine gossip, not news; nor is a peer
+        // offering again a version refused before (every push/pull does, for one that is too
+        // large for this node).
         if origin != nil, case .stale = refusal {
+            logger.debug("refused version", metadata: metadata)
+        } else if origin != nil && !firstRefusal(of: name, timestamp: timestamp, reason: refusal.reason) {
             logger.debug("refused version", metadata: metadata)
         } else if let suppressed = refusalLogBudget.admit(now: now) {
             // Anyone who can reach the API can make refusals: the log gets a bounded share.
@@ -241,7 +256,7 @@ public final class Replica: Sendable {
         let store = self.store
         do {
             let events = try await Blocking.run { try store.verify() }
-            for event in events { logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"]) }
+            for event in events { logger.warning("\(event.description)", metadata: ["dm.event": "\(event.kind)"]) }
             logger.debug("background verification of the store done", metadata: ["dm.problems": "\(events.count)"])
         } catch {
             logger.error("background verification of the store failed: \(error)")

@@ -53,6 +53,21 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
     case expired(FileName)
     case forgot(FileName)
 
+    /// A short label for the log's `dm.event` (the message is `description`).
+    public var kind: String {
+        switch self {
+        case .droppedDamaged: return "dropped_damaged"
+        case .markedMissing: return "marked_missing"
+        case .droppedUnconfigured: return "dropped_unconfigured"
+        case .rolledBack: return "rolled_back"
+        case .removedOrphan: return "removed_orphan"
+        case .droppedDamagedRecords: return "dropped_damaged_records"
+        case .adoptedLegacyRecords: return "adopted_legacy_records"
+        case .expired: return "expired"
+        case .forgot: return "forgot"
+        }
+    }
+
     public var description: String {
         switch self {
         case .droppedDamaged(let name): return "dropped \"\(name)\": content does not match its signed hash"
@@ -122,7 +137,7 @@ public final class FileStore: Sendable {
         for dir in [stateDir, filesDir, tmpDir, marksDir] { try DiskIO.makeDirectories(dir) }
         records = try RecordLog(directory: stateDir)
         for event in try scan(policy: policy, now: now) {
-            logger.warning("\(event.description)", metadata: ["dm.event": "\(event)"])
+            logger.warning("\(event.description)", metadata: ["dm.event": "\(event.kind)"])
         }
     }
 

@@ -170,6 +170,7 @@ struct FileUpdate: AsyncParsableCommand {
         }
         let entry = try? JSONDecoder().decode(FileEntryJSON.self, from: Data(reply.body))
         print("stored " + (entry.map(summary) ?? name.value))
+        fflush(nil)  // shown before a --wait, also when stdout is a pipe
         if let wait {
             try await waitUntilHeld(
                 name, version: version, by: wait == "all" ? nil : Int(wait), client: client,

@@ -10,13 +10,15 @@ import Testing
 @Suite struct ClusterTests {
     /// Starts `count` nodes that all bootstrap through the first; `files(i)` is node i's [files].
     static func cluster(
-        _ count: Int, key: TestKey, files: (Int) -> [String: [String]] = { _ in [:] }
+        _ count: Int, key: TestKey, files: (Int) -> [String: [String]] = { _ in [:] },
+        extra: (Int) -> String = { _ in "" }
     ) throws -> [Daemon] {
         let timing = "push_pull_interval = \"2s\"\njoin_interval = \"1s\""
-        var nodes = [try Daemon(files: files(0), cluster: timing, name: "node0")]
+        var nodes = [try Daemon(files: files(0), extra: extra(0), cluster: timing, name: "node0")]
         let seed = "bootstrap_nodes = [\"\(nodes[0].address):7946\"]\n"
         for index in 1..<count {
-            nodes.append(try Daemon(files: files(index), cluster: seed + timing, name: "node\(index)"))
+            nodes.append(
+                try Daemon(files: files(index), extra: extra(index), cluster: seed + timing, name: "node\(index)"))
         }
         for node in nodes { try node.start() }
         return nodes
@@ -119,6 +121,33 @@ import Testing
         #expect(nodes[2].get("/v1/files/secret")?.status == 404)
         #expect(!FileManager.default.fileExists(atPath: nodes[2].stateDir + "/files/secret"))
         #expect(nodes[2].get("/v1/files")?.text == "[]")
+    }
+
+    /// A version too large for one node is offered to it again at every push/pull; it is
+    /// refused every time, and logged at info once.
+    @Test func aVersionTooLargeForANodeIsLoggedOnceThere() throws {
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try Self.cluster(2, key: key, files: { _ in ["big": [key.base64]] }) { index in
+            index == 1 ? "max_file_size = \"1KiB\"" : ""
+        }
+        defer { nodes.forEach { $0.cleanUp() } }
+        #expect(
+            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
+        )
+        let bytes = [UInt8](repeating: 1, count: 4096)
+        #expect(try HTTP.put(nodes[0], try key.sign("big", bytes, at: nowNanoseconds()), bytes).status == 201)
+        // Refused at least three times (push/pull every 2 s), as debug lines after the first.
+        let refusals = { (level: String) -> Int in
+            let log = (try? String(contentsOfFile: nodes[1].logPath, encoding: .utf8)) ?? ""
+            return log.split(separator: "\n").filter {
+                $0.contains(level) && $0.contains("refused version") && $0.contains("too_large")
+            }.count
+        }
+        #expect(eventually(30) { refusals(" debug ") >= 3 })
+        #expect(refusals(" info ") == 1)
+        #expect(nodes[1].get("/v1/files/big")?.status == 404)
     }
 
     @Test func aKilledNodeIsDeclaredDeadAndCatchesUpWhenBack() throws {

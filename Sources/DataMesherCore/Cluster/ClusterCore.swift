@@ -126,7 +126,7 @@ public enum CoreDirective: Sendable, Equatable {
     case sync(with: PeerAddress, join: Bool)
     case memberChanged(MemberRecord, previous: MemberState?)
     /// A version from the wire was refused; logged by the shell.
-    case refused(FileName, Refusal, from: NodeID)
+    case refused(FileVersion, Refusal, from: NodeID)
     /// A membership claim was dropped (unsigned, forged, implausible, over a limit); counted by
     /// the shell under `reason`.
     case droppedClaim(reason: String)
@@ -962,14 +962,14 @@ public struct ClusterCore: Sendable {
         guard inline != nil || version.isTombstone || offerer != nil else { return }
         if let refusal = policy.evaluate(version, current: files[version.name], now: now, verifier: verifier) {
             if case .stale = refusal { return }
-            out.append(.refused(version.name, refusal, from: sender))
+            out.append(.refused(version, refusal, from: sender))
             return
         }
         if let inline,
             inline.count != Int(clamping: version.contentLength)
                 || Array(SHA256.hash(data: inline)) != version.contentSHA256
         {
-            out.append(.refused(version.name, .contentMismatch(version.name), from: sender))
+            out.append(.refused(version, .contentMismatch(version.name), from: sender))
             return
         }
         storing[version.name] = version
