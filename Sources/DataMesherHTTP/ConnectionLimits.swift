@@ -124,7 +124,7 @@ final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
 /// Closes a connection that stalls while the server waits on it: no complete first request
 /// head `headerTimeout` after it was accepted (silent or slow clients), no body bytes for
 /// `bodyTimeout` while a request's body is being received, or fewer than `bodyPaceMinimum` body
-/// bytes in a window of `bodyPaceWindow` (windows counted from the head). An upload holds one of
+/// bytes in a window of `bodyPaceWindow` (windows counted from its first bytes). An upload holds one of
 /// the `max_concurrent_uploads` slots until its body is in (its signature can only be checked
 /// then), so without the last two a client sending nothing, or a byte now and then, could hold
 /// every slot for as long as it liked. Between requests on a kept-alive connection
@@ -164,10 +164,10 @@ final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head:
             arm(context, bodyTimeout)
-            bodyBytes = 0
-            checkPace(context)
         case .body(let bytes):
             arm(context, bodyTimeout)
+            // The first window starts with the body (a request without one schedules nothing).
+            if paceCheck == nil { checkPace(context) }
             bodyBytes &+= bytes.readableBytes
         case .end: disarm()
         }
@@ -198,5 +198,6 @@ final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
         timer = nil
         paceCheck?.cancel()
         paceCheck = nil
+        bodyBytes = 0
     }
 }
