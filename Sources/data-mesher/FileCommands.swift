@@ -323,14 +323,17 @@ struct FileList: AsyncParsableCommand {
         try await reportingErrors {
             try await printListing(
                 "/v1/files", as: [FileEntryJSON].self, url: server.url, json: json,
-                header: ["NAME", "SIZE", "STATE", "TIMESTAMP", "SIGNER", "SHA256"]
+                header: ["NAME", "SIZE", "STATE", "TIMESTAMP", "EXPIRES", "SIGNER", "SHA256"]
             ) { entry in
                 [
                     entry.name, String(entry.size),
                     entry.deleted
                         ? "deleted" : entry.expired ? "expired" : entry.missing == true ? "missing" : "present",
-                    RFC3339.utc(nanoseconds: entry.timestamp), String(entry.signer.prefix(12)) + "…",
-                    String(entry.sha256.prefix(16)),
+                    RFC3339.utc(nanoseconds: entry.timestamp),
+                    entry.valid_for == 0 || entry.deleted
+                        ? "-"
+                        : RFC3339.utc(nanoseconds: entry.timestamp.addingSaturated(Int64(clamping: entry.valid_for))),
+                    String(entry.signer.prefix(12)) + "…", String(entry.sha256.prefix(16)),
                 ]
             }
         }
