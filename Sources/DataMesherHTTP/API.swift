@@ -181,7 +181,8 @@ public struct API: Sendable {
             .ok,
             FileStatusJSON(
                 name: name.value, timestamp: held?.version.timestamp,
-                sha256: held.map { Hex.encode($0.version.contentSHA256) }, members: members))
+                sha256: held.map { Hex.encode($0.version.contentSHA256) }, state: held?.state.rawValue,
+                members: members))
     }
 
     func listFiles() -> Response {

@@ -93,6 +93,9 @@ public struct FileStatusJSON: Codable, Sendable, Equatable {
     /// The version this node holds (absent: none).
     public var timestamp: Int64?
     public var sha256: String?
+    /// What this node holds of that version: `content`, `tombstone` (a deletion), `expired` or
+    /// `missing` (damaged on disk, fetched again); absent with the version.
+    public var state: String?
     public var members: [Member]
 }
 

@@ -263,9 +263,16 @@ struct FileStatus: AsyncParsableCommand {
                 print(String(decoding: reply.body, as: UTF8.self))
                 return
             }
-            print(
-                "\(status.name): "
-                    + (status.timestamp.map { "this node holds \(RFC3339.utc(nanoseconds: $0))" } ?? "not held here"))
+            let held = status.timestamp.map { timestamp in
+                let time = RFC3339.utc(nanoseconds: timestamp)
+                switch status.state {
+                case "tombstone": return "this node holds its deletion of \(time)"
+                case "expired": return "this node holds \(time), expired (its content is removed)"
+                case "missing": return "this node holds \(time), its content damaged on disk and being fetched again"
+                default: return "this node holds \(time)"
+                }
+            }
+            print("\(status.name): " + (held ?? "not held here"))
             printTable(
                 [["MEMBER", "STATE", "CONFIGURED", "HOLDS", "CURRENT"]]
                     + status.members.map { member in

@@ -270,6 +270,23 @@ import Testing
             }, "\(members())")
         let table = try nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url])
         #expect(table.status == 0 && table.stdout.contains("CURRENT"))
+        #expect(table.stdout.hasPrefix("zone: this node holds 20"), "\(table.stdout)")
+        // --wait N that times out says how many hold it, of how many live members configured.
+        let five = try nodes[0].cli([
+            "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "5", "--timeout",
+            "2s",
+        ])
+        #expect(five.status != 0)
+        #expect(
+            five.stderr.contains("of the 5 members waited for (4 live members are configured for it)"), "\(five.stderr)"
+        )
+        // A deletion is shown as one.
+        #expect(try nodes[0].cli(["file", "delete", "zone", "--url", nodes[0].url, "--key", key.path]).status == 0)
+        #expect(
+            eventually(20) {
+                let status = try? nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url])
+                return status?.stdout.hasPrefix("zone: this node holds its deletion of 20") == true
+            })
     }
 
     @Test func aNodeWithAFullDiskBacksOffAndCatchesUpOnceThereIsRoom() throws {
