@@ -83,7 +83,9 @@ struct FileUpdate: AsyncParsableCommand {
     @Option(help: "The name to store it under (default: the file's base name).")
     var name: String?
 
-    @Option(help: "How long the version is valid, e.g. 10m or 24h (default: forever).")
+    // Unconditional: a value such as "-5s" is this option's (and refused as a duration) rather
+    // than an unknown option that leaves --valid-for without a value.
+    @Option(parsing: .unconditional, help: "How long the version is valid, e.g. 10m or 24h (default: forever).")
     var validFor: String?
 
     @Option(

@@ -54,7 +54,11 @@ struct Server {
         let join =
             config.cluster.bootstrapNodes.isEmpty
             ? "no bootstrap nodes (waits for others to join it)"
-            : config.cluster.bootstrapNodes.map(\.description).joined(separator: ", ")
+            : config.cluster.bootstrapNodes.map { address in
+                // The node skips its own address, as the core does.
+                clusterAddresses.contains { PeerAddress(host: $0, port: port) == address }
+                    ? "\(address) (this node: skipped)" : address.description
+            }.joined(separator: ", ")
         let http = httpAddresses.map { "http://" + PeerAddress(host: $0, port: config.http.port).description }
         let files =
             names.isEmpty

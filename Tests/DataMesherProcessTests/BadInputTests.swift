@@ -230,6 +230,11 @@ import Testing
                 "not a duration"
             ),
             (
+                "negative validity",
+                ["file", "update", payload, "--url", daemon.url, "--key", owner.path, "--valid-for", "-5s"],
+                "--valid-for"
+            ),
+            (
                 "missing payload", ["file", "update", dir + "/absent", "--url", daemon.url, "--key", owner.path],
                 "cannot read"
             ),
@@ -469,11 +474,16 @@ import Testing
     /// probe (nothing is left), the node ID is not made up, and a state_dir that cannot be made
     /// is refused in one line although its parent is writable by root.
     @Test func checkConfigProbesAStateDirThatDoesNotExistYet() throws {
-        let daemon = try Daemon(files: [:])
+        let address = LoopbackAddress.next()
+        // Its own address among the bootstrap nodes (as one config for every node has): skipped.
+        let daemon = try Daemon(
+            files: [:], cluster: "bootstrap_nodes = [\"\(address):7946\", \"127.0.0.1:7946\"]", address: address)
         defer { daemon.cleanUp() }
         let fresh = try daemon.cli(["server", "--check-config", "--config", daemon.configPath])
         #expect(fresh.status == 0, "\(fresh.stderr)")
         #expect(fresh.stdout.contains("(made at first start), node ID decided then"), "\(fresh.stdout)")
+        #expect(
+            fresh.stdout.contains("join: \(address):7946 (this node: skipped), 127.0.0.1:7946\n"), "\(fresh.stdout)")
         #expect(!FileManager.default.fileExists(atPath: daemon.stateDir))
 
         let config = try String(contentsOfFile: daemon.configPath, encoding: .utf8)

@@ -84,10 +84,11 @@ final class Daemon: @unchecked Sendable {  // mutated only from the owning test
 
     /// `extra` goes at the top level, `cluster` into [cluster], `http` into [http].
     init(
-        files: [String: [String]], extra: String = "", cluster: String = "", http: String = "", name: String = "test"
+        files: [String: [String]], extra: String = "", cluster: String = "", http: String = "", name: String = "test",
+        address: String = LoopbackAddress.next()
     ) throws {
         dir = NSTemporaryDirectory() + "dm-proc-" + UUID().uuidString
-        address = LoopbackAddress.next()
+        self.address = address
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var toml = """
             state_dir = "\(dir)/state"
