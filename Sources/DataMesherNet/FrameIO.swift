@@ -306,16 +306,30 @@ final class PaceFloor: ChannelDuplexHandler {
         context.write(data, promise: promise)
     }
 
+    /// The lines that closed streams write, for all streams of the process: strangers can open
+    /// many and trickle on each.
+    static let logBudget = LogBudget()
+
+    /// A stream that moved nothing went idle (news only when debugging, as the idle timeouts'
+    /// closes are); one that trickled is worth a line.
+    private func noteClosing(_ context: ChannelHandlerContext) {
+        guard let logger else { return }
+        var metadata: Logger.Metadata = [
+            "dm.peer": "\(context.channel.remoteAddress.flatMap(PeerAddress.init).map { "\($0)" } ?? "unknown")"
+        ]
+        let message: Logger.Message =
+            "closed a cluster stream that moved \(moved) bytes in \(window.nanoseconds / 1_000_000_000) s (at least \(minimumBytes) must move)"
+        guard moved > 0 else { return logger.debug(message, metadata: metadata) }
+        guard let suppressed = Self.logBudget.admit(now: WallClock.now()) else { return }
+        Self.logBudget.note(suppressed, in: &metadata)
+        logger.info(message, metadata: metadata)
+    }
+
     private func scheduleCheck(_ context: ChannelHandlerContext) {
         check = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: window) {
             guard context.channel.isActive else { return }
             guard self.moved >= self.minimumBytes else {
-                self.logger?.info(
-                    "closed a cluster stream that moved \(self.moved) bytes in \(self.window.nanoseconds / 1_000_000_000) s (at least \(self.minimumBytes) must move)",
-                    metadata: [
-                        "dm.peer":
-                            "\(context.channel.remoteAddress.flatMap(PeerAddress.init).map { "\($0)" } ?? "unknown")"
-                    ])
+                self.noteClosing(context)
                 context.close(promise: nil)
                 return
             }
