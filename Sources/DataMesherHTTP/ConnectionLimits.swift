@@ -124,11 +124,11 @@ final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
 /// Closes a connection that stalls while the server waits on it: no complete first request
 /// head `headerTimeout` after it was accepted (silent or slow clients), no body bytes for
 /// `bodyTimeout` while a request's body is being received, or fewer than `bodyPaceMinimum` body
-/// bytes in a window of `bodyPaceWindow` (windows counted from its first bytes). An upload holds one of
-/// the `max_concurrent_uploads` slots until its body is in (its signature can only be checked
-/// then), so without the last two a client sending nothing, or a byte now and then, could hold
-/// every slot for as long as it liked. Between requests on a kept-alive connection
-/// Hummingbird's idle timeout applies.
+/// bytes in a window of `bodyPaceWindow` (windows counted from the body's first bytes). An
+/// upload holds one of the `max_concurrent_uploads` slots until its body is in (its signature
+/// can only be checked then), so without the last two a client sending nothing, or a byte now
+/// and then, could hold every slot for as long as it liked. Between requests on a kept-alive
+/// connection Hummingbird's idle timeout applies.
 final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart

@@ -48,14 +48,6 @@ public final class Replica: Sendable {
     /// Versions from peers refused and logged already (name, timestamp, reason); forgotten all at
     /// once when it is full.
     let loggedPeerRefusals = NIOLockedValueBox(Set<String>())
-
-    /// Whether this is the first refusal of a peer's version for this reason (remembered).
-    func firstRefusal(of name: FileName, timestamp: Int64, reason: String) -> Bool {
-        loggedPeerRefusals.withLockedValue { seen in
-            if seen.count >= 4096 { seen.removeAll() }
-            return seen.insert("\(name.value)\u{0}\(timestamp)\u{0}\(reason)").inserted
-        }
-    }
     /// Members and network counters, published by the cluster layer when it runs.
     let holdingsSnapshot = NIOLockedValueBox<[FileName: HoldingsView]>([:])
     let clusterSnapshot = NIOLockedValueBox<(members: [MemberInfo], counters: ClusterCounters)>(([], ClusterCounters()))
@@ -105,6 +97,14 @@ public final class Replica: Sendable {
         }
         if let refusal { noteRefusal(refusal, name: name, timestamp: timestamp, origin: origin) }
         return refusal
+    }
+
+    /// Whether this is the first refusal of a peer's version for this reason (remembered).
+    func firstRefusal(of name: FileName, timestamp: Int64, reason: String) -> Bool {
+        loggedPeerRefusals.withLockedValue { seen in
+            if seen.count >= 4096 { seen.removeAll() }
+            return seen.insert("\(name.value)\u{0}\(timestamp)\u{0}\(reason)").inserted
+        }
     }
 
     public func noteRefusal(_ refusal: Refusal, name: FileName, timestamp: Int64, origin: String?) {
