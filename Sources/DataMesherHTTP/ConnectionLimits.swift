@@ -124,7 +124,7 @@ final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
 /// Closes a connection that stalls while the server waits on it: no complete first request
 /// head `headerTimeout` after it was accepted (silent or slow clients), no body bytes for
 /// `bodyTimeout` while a request's body is being received, or fewer than `bodyPaceMinimum` body
-/// bytes in a window of `bodyPaceWindow` (windows counted from the body's first bytes). An
+/// bytes in a window of `bodyPaceWindow` (windows counted from the request's head). An
 /// upload holds one of the `max_concurrent_uploads` slots until its body is in (its signature
 /// can only be checked then), so without the last two a client sending nothing, or a byte now
 /// and then, could hold every slot for as long as it liked. Between requests on a kept-alive
@@ -162,11 +162,13 @@ final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(let request):
             arm(context, bodyTimeout)
+            // The first window starts with the head of a request that has a body (an upload takes
+            // its slot then); one without schedules nothing.
+            if Self.hasBody(request) { checkPace(context) }
         case .body(let bytes):
             arm(context, bodyTimeout)
-            // The first window starts with the body (a request without one schedules nothing).
             if paceCheck == nil { checkPace(context) }
             bodyBytes &+= bytes.readableBytes
         case .end: disarm()
@@ -178,6 +180,12 @@ final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
         timer?.cancel()
         let channel = context.channel
         timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    /// Whether a body follows the head: a `Content-Length` above 0, or a `Transfer-Encoding`.
+    static func hasBody(_ request: HTTPRequest) -> Bool {
+        if request.headerFields[.transferEncoding] != nil { return true }
+        return request.headerFields[.contentLength].map { $0 != "0" } ?? false
     }
 
     /// At the end of each window of a body: closes the connection when too little arrived.

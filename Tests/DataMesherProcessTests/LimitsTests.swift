@@ -221,6 +221,12 @@ import Testing
             end = Sockets.waitForClose(trickling, seconds: 1)
         }
         #expect(end == .closed)
+        // A head and then no body at all: the window starts with the head, so the pace closes it
+        // at 30 s, before the 60 s body timeout would (and before a first byte could buy 30 s more).
+        let silent = try Sockets.connect(daemon.address, daemon.port)
+        defer { close(silent) }
+        Sockets.send(silent, Array(head.utf8))
+        #expect(Sockets.waitForClose(silent, seconds: 50) == .closed)
         let second = try owner.sign("b", content, at: nowNanoseconds())
         var reply: HTTP.Reply?
         #expect(
