@@ -65,8 +65,9 @@ enum DMHeader {
 /// The HTTP API (SPEC §6) over one node.
 public struct API: Sendable {
     let node: Replica
-    /// Uploads receiving their bodies now, capped by `[http] max_concurrent_uploads`.
-    let uploads: UploadSlots
+    /// Uploads receiving their bodies now, capped by `[http] max_concurrent_uploads`, and one
+    /// source to half of them.
+    let uploads: StreamCounter
     static let filesPrefix = "/v1/files/"
     /// Uploads with a Content-Length up to this are gathered in memory and stored with one trip
     /// to the disk pool (`putSmallFile`); larger ones are streamed to disk in batches.
@@ -78,22 +79,23 @@ public struct API: Sendable {
 
     public init(node: Replica) {
         self.node = node
-        self.uploads = UploadSlots(limit: node.config.http.maxConcurrentUploads)
+        let slots = node.config.http.maxConcurrentUploads
+        self.uploads = StreamCounter(total: slots, perSource: max(1, slots / 2))
     }
 
     /// The router with every route; refusals become JSON `{"error": …}`.
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func router() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
         router.middlewares.add(JSONErrorMiddleware(node: node))
         router.get("/v1/files") { _, _ in listFiles() }
         router.get("/v1/files/**") { request, _ in try await getFile(request) }
         router.head("/v1/files/**") { request, _ in try await getFile(request, headOnly: true) }
-        router.put("/v1/files/**") { request, _ in try await putFile(request) }
+        router.put("/v1/files/**") { request, context in try await putFile(request, from: context.source) }
         router.delete("/v1/files/**") { request, _ in try await deleteFile(request) }
         router.get("/v1/members") { _, _ in jsonResponse(.ok, node.members()) }
         router.get("/v1/status/**") { request, _ in try await fileStatus(request) }
         router.get("/v1/info") { _, _ in jsonResponse(.ok, info()) }
-        router.get("/v1/events") { request, _ in try events(request) }
+        router.get("/v1/events") { request, context in try events(request, from: context.source) }
         router.get("/") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
@@ -117,7 +119,7 @@ public struct API: Sendable {
     /// Server-sent events: `: connected`, then each event as it happens (after up to `?recent=N`
     /// of the latest), with a keepalive comment when idle. Ends when the client goes away or the
     /// node shuts down.
-    func events(_ request: Request) throws -> Response {
+    func events(_ request: Request, from source: String) throws -> Response {
         var recent = 0
         if let text = request.uri.queryParameters.get("recent") {
             guard let value = Int(text), (0...EventHub.kept).contains(value) else {
@@ -125,10 +127,11 @@ public struct API: Sendable {
             }
             recent = value
         }
-        guard let events = node.events.subscribe(recent: recent) else {
+        guard let events = node.events.subscribe(recent: recent, source: source) else {
             throw APIError(
                 .serviceUnavailable,
-                "\(EventHub.maxSubscribers) event subscribers are connected already; try again later")
+                "\(EventHub.maxSubscribers) event subscribers are connected already (\(EventHub.maxSubscribersPerSource) from one address at most); try again later"
+            )
         }
         // A few lines only: the backlog is the hub's, so a reader that does not keep up holds
         // one bounded queue of events.
@@ -257,7 +260,7 @@ public struct API: Sendable {
         let validFor: UInt64
     }
 
-    func putFile(_ request: Request) async throws -> Response {
+    func putFile(_ request: Request, from source: String) async throws -> Response {
         let name = try Self.fileName(fromPath: request.uri.path)
         let signed = try Self.signedHeaders(request.headers)
         let declaredLength = try Self.contentLength(request.headers)
@@ -267,12 +270,14 @@ public struct API: Sendable {
         {
             throw APIError(refusal)
         }
-        guard uploads.acquire() else {
+        if let full = uploads.enter(source) {
             throw APIError(
                 .serviceUnavailable,
-                "too many uploads in progress (max_concurrent_uploads \(uploads.limit)); try again shortly")
+                full == .source
+                    ? "too many uploads in progress from \(source) (\(uploads.perSource), half of max_concurrent_uploads); try again shortly"
+                    : "too many uploads in progress (max_concurrent_uploads \(uploads.total)); try again shortly")
         }
-        defer { uploads.release() }
+        defer { uploads.leave(source) }
         let store = node.store
         if let declaredLength, let problem = node.spaceProblem(forUpload: declaredLength) {
             throw APIError(APIError.insufficientStorage, problem)
@@ -458,7 +463,7 @@ public struct API: Sendable {
 
 /// Turns every error into a JSON `{"error": …}` with the right status; never leaks a trace.
 struct JSONErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = APIRequestContext
     let node: Replica
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
@@ -487,20 +492,17 @@ struct JSONErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// A counter of uploads in progress with a fixed cap.
-final class UploadSlots: Sendable {
-    let limit: Int
-    let inUse = NIOLockedValueBox(0)
+/// The request context of the API's routes: Hummingbird's, and the client's address (upload
+/// slots and event subscriptions are capped per source too).
+public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
 
-    init(limit: Int) { self.limit = limit }
-
-    func acquire() -> Bool {
-        inUse.withLockedValue { count in
-            guard count < limit else { return false }
-            count += 1
-            return true
-        }
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 
-    func release() { inUse.withLockedValue { $0 -= 1 } }
+    /// The client's IP address, as the per-source caps count it.
+    var source: String { remoteAddress?.ipAddress ?? "unknown" }
 }

@@ -51,10 +51,13 @@ public final class EventHub: Sendable {
     public static let kept = 100
     static let backlog = 256
     public static let maxSubscribers = 64
+    public static let maxSubscribersPerSource = 16
 
     struct State {
         var recent: [NodeEvent] = []
         var subscribers: [UInt64: AsyncStream<NodeEvent>.Continuation] = [:]
+        /// Subscribers by the address they came from.
+        var bySource: [String: Int] = [:]
         var nextID: UInt64 = 0
     }
 
@@ -72,12 +75,15 @@ public final class EventHub: Sendable {
     }
 
     /// A stream of events from now on, after up to `recent` of the latest ones; nil when
-    /// `maxSubscribers` are subscribed already.
-    public func subscribe(recent: Int = 0) -> AsyncStream<NodeEvent>? {
+    /// `maxSubscribers` are subscribed already, or `maxSubscribersPerSource` from `source`.
+    public func subscribe(recent: Int = 0, source: String = "") -> AsyncStream<NodeEvent>? {
         let (stream, continuation) = AsyncStream.makeStream(
             of: NodeEvent.self, bufferingPolicy: .bufferingNewest(Self.backlog))
         let subscribed = state.withLockedValue { state -> UInt64? in
-            guard state.subscribers.count < Self.maxSubscribers else { return nil }
+            guard state.subscribers.count < Self.maxSubscribers,
+                state.bySource[source, default: 0] < Self.maxSubscribersPerSource
+            else { return nil }
+            state.bySource[source, default: 0] += 1
             for event in state.recent.suffix(max(0, min(recent, Self.kept))) { continuation.yield(event) }
             state.nextID += 1
             state.subscribers[state.nextID] = continuation
@@ -88,7 +94,11 @@ public final class EventHub: Sendable {
             return nil
         }
         continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLockedValue { $0.subscribers.removeValue(forKey: id) }
+            self?.state.withLockedValue { state in
+                state.subscribers.removeValue(forKey: id)
+                let left = state.bySource[source, default: 1] - 1
+                state.bySource[source] = left > 0 ? left : nil
+            }
         }
         return stream
     }

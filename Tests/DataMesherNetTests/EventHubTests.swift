@@ -12,8 +12,10 @@ import Testing
     @Test func subscribersAreCappedAndASlotIsFreedWhenOneGoesAway() async throws {
         let hub = EventHub()
         var streams: [AsyncStream<NodeEvent>] = []
-        for _ in 0..<EventHub.maxSubscribers { streams.append(try #require(hub.subscribe())) }
-        #expect(hub.subscribe() == nil)
+        for index in 0..<EventHub.maxSubscribers {
+            streams.append(try #require(hub.subscribe(source: "198.51.100.\(index)")))
+        }
+        #expect(hub.subscribe(source: "203.0.113.1") == nil)
         // One subscriber leaves (its HTTP response ends, and with it the stream's iteration).
         let leaving = streams.removeLast()
         let reader = Task { for await _ in leaving {} }
@@ -21,10 +23,20 @@ import Testing
         await reader.value
         var again: AsyncStream<NodeEvent>?
         for _ in 0..<500 where again == nil {
-            again = hub.subscribe()
+            again = hub.subscribe(source: "203.0.113.1")
             if again == nil { try await Task.sleep(for: .milliseconds(10)) }
         }
         #expect(again != nil)
+    }
+
+    @Test func oneSourceTakesAtMostItsShareOfTheSubscriptions() throws {
+        let hub = EventHub()
+        var streams: [AsyncStream<NodeEvent>] = []
+        for _ in 0..<EventHub.maxSubscribersPerSource {
+            streams.append(try #require(hub.subscribe(source: "192.0.2.1")))
+        }
+        #expect(hub.subscribe(source: "192.0.2.1") == nil)
+        streams.append(try #require(hub.subscribe(source: "192.0.2.2")))
     }
 
     @Test func aSubscriberThatDoesNotReadKeepsOnlyTheNewestOfItsBacklog() async throws {

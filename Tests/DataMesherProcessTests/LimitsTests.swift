@@ -168,6 +168,46 @@ import Testing
         #expect(try HTTP.put(daemon, second, content).status == 201)
     }
 
+    /// One source address takes at most half of the upload slots; another still gets one.
+    @Test func oneSourceTakesAtMostHalfTheUploadSlots() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(
+            files: ["a": [owner.base64], "b": [owner.base64], "c": [owner.base64]], http: "max_concurrent_uploads = 2")
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let content = [UInt8](repeating: 7, count: 100_000)
+        func request(_ name: String) throws -> [UInt8] {
+            var head = "PUT /v1/files/\(name) HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
+            for (field, value) in HTTP.signed(try owner.sign(name, content, at: nowNanoseconds())) {
+                head += "\(field): \(value)\r\n"
+            }
+            return Array((head + "\r\n").utf8)
+        }
+        // From 127.0.0.1: the first upload holds its slot (head and ten body bytes, in tmp/).
+        let slow = try #require(ClusterSocketTests.connect(to: daemon.address, port: 7331, from: "127.0.0.1"))
+        defer { close(slow) }
+        Sockets.send(slow, try request("a") + content.prefix(10))
+        #expect(
+            eventually(20) {
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDir + "/tmp")) ?? []
+                return entries.contains { $0.hasPrefix("upload-") }
+            })
+        // The same source is at its share (1 of 2)...
+        let same = try #require(ClusterSocketTests.connect(to: daemon.address, port: 7331, from: "127.0.0.1"))
+        defer { close(same) }
+        Sockets.send(same, try request("b") + content)
+        let refused = Sockets.readReply(same, seconds: 15)
+        #expect(refused.hasPrefix("HTTP/1.1 503") && refused.contains("from 127.0.0.1"), "\(refused)")
+        // ...while another source gets the other slot.
+        let other = try #require(ClusterSocketTests.connect(to: daemon.address, port: 7331, from: "127.0.0.254"))
+        defer { close(other) }
+        Sockets.send(other, try request("c") + content)
+        #expect(Sockets.readReply(other, seconds: 15).hasPrefix("HTTP/1.1 201"))
+    }
+
     @Test func aStalledUploadIsClosedAndFreesItsSlot() throws {
         let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
