@@ -167,7 +167,7 @@ def port_in_use(port):
 
 
 class Daemon:
-    def __init__(self, binary, workdir, port, names, pubkey_b64, log_level):
+    def __init__(self, binary, workdir, port, names, pubkey_b64, log_level, clients):
         self.binary = binary
         self.port = port
         self.state_dir = os.path.join(workdir, "state")
@@ -188,6 +188,12 @@ class Daemon:
             "[http]",
             f"port = {port}",
             'interfaces = ["127.0.0.1"]',
+        ]
+        # All clients come from 127.0.0.1, and one source address may take half of the upload
+        # slots (16 by default): more than 8 clients get room beyond the shipped default.
+        if clients > 8:
+            lines.append(f"max_concurrent_uploads = {2 * clients}")
+        lines += [
             "",
             "[files]",
         ]
@@ -510,7 +516,7 @@ def main():
         if printed != signer_b64:
             raise SystemExit(f"generate keypair printed {printed!r}, key file holds {signer_b64!r}")
 
-        daemon = Daemon(binary, workdir, args.port, names, signer_b64, args.log_level)
+        daemon = Daemon(binary, workdir, args.port, names, signer_b64, args.log_level, args.clients)
         log(f"binary: {binary}")
         log(f"workdir: {workdir} (state_dir {daemon.state_dir})")
         t = time.perf_counter()
