@@ -126,6 +126,8 @@ def main():
             f.write(
                 f'state_dir = "{work}/state"\nlog_level = "warn"\n'
                 f'[http]\nport = {args.port}\ninterfaces = ["127.0.0.1"]\n'
+                # every client is 127.0.0.1, which may take half of the upload slots
+                f"max_concurrent_uploads = {max(16, 2 * args.clients)}\n"
                 f'[cluster]\nport = {args.port + 1}\ninterfaces = ["127.0.0.1"]\n[files]\n'
             )
             for name in names:
