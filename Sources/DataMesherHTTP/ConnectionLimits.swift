@@ -123,37 +123,24 @@ final class SourceLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 /// Closes a connection that stalls while the server waits on it: no complete first request
 /// head `headerTimeout` after it was accepted (silent or slow clients), no body bytes for
-/// `bodyTimeout` while a request's body is being received, or fewer than `bodyPaceMinimum` body
-/// bytes in a window of `bodyPaceWindow` (windows counted from the request's head). An
-/// upload holds one of the `max_concurrent_uploads` slots until its body is in (its signature
-/// can only be checked then), so without the last two a client sending nothing, or a byte now
-/// and then, could hold every slot for as long as it liked. Between requests on a kept-alive
-/// connection Hummingbird's idle timeout applies.
+/// `bodyTimeout` while a request's body is being received, or a body that falls below the
+/// cluster streams' pace (`PaceWindow`: 256 KiB in 30 s, windows counted from the request's
+/// head). An upload holds one of the `max_concurrent_uploads` slots until its body is in (its
+/// signature can only be checked then), so without the last two a client sending nothing, or a
+/// byte now and then, could hold every slot for as long as it liked. Between requests on a
+/// kept-alive connection Hummingbird's idle timeout applies.
 final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
 
-    /// The cluster streams' floor (`PaceFloor`): 256 KiB in 30 s, about 70 kbit/s.
-    static let bodyPaceWindow: TimeAmount = .seconds(30)
-    static let bodyPaceMinimum = 256 << 10
-
     let headerTimeout: TimeAmount
     let bodyTimeout: TimeAmount
-    let bodyPaceWindow: TimeAmount
-    let bodyPaceMinimum: Int
+    let bodyPace = PaceWindow()
     var timer: Scheduled<Void>?
-    var paceCheck: Scheduled<Void>?
-    /// Body bytes received in the current window.
-    var bodyBytes = 0
 
-    init(
-        headerTimeout: TimeAmount, bodyTimeout: TimeAmount, bodyPaceWindow: TimeAmount = bodyPaceWindow,
-        bodyPaceMinimum: Int = bodyPaceMinimum
-    ) {
+    init(headerTimeout: TimeAmount, bodyTimeout: TimeAmount) {
         self.headerTimeout = headerTimeout
         self.bodyTimeout = bodyTimeout
-        self.bodyPaceWindow = bodyPaceWindow
-        self.bodyPaceMinimum = bodyPaceMinimum
     }
 
     func handlerAdded(context: ChannelHandlerContext) { arm(context, headerTimeout) }
@@ -165,12 +152,12 @@ final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let request):
             arm(context, bodyTimeout)
             // The first window starts with the head of a request that has a body (an upload takes
-            // its slot then); one without schedules nothing.
-            if Self.hasBody(request) { checkPace(context) }
+            // its slot then); one without watches nothing.
+            if Self.hasBody(request) { watchPace(context) }
         case .body(let bytes):
             arm(context, bodyTimeout)
-            if paceCheck == nil { checkPace(context) }
-            bodyBytes &+= bytes.readableBytes
+            if !bodyPace.isRunning { watchPace(context) }
+            bodyPace.count(bytes.readableBytes)
         case .end: disarm()
         }
         context.fireChannelRead(data)
@@ -188,24 +175,13 @@ final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
         return request.headerFields[.contentLength].map { $0 != "0" } ?? false
     }
 
-    /// At the end of each window of a body: closes the connection when too little arrived.
-    func checkPace(_ context: ChannelHandlerContext) {
-        paceCheck?.cancel()
-        paceCheck = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: bodyPaceWindow) {
-            guard self.bodyBytes >= self.bodyPaceMinimum else {
-                context.close(promise: nil)
-                return
-            }
-            self.bodyBytes = 0
-            self.checkPace(context)
-        }
+    func watchPace(_ context: ChannelHandlerContext) {
+        bodyPace.start(context) { context.close(promise: nil) }
     }
 
     func disarm() {
         timer?.cancel()
         timer = nil
-        paceCheck?.cancel()
-        paceCheck = nil
-        bodyBytes = 0
+        bodyPace.stop()
     }
 }

@@ -247,63 +247,102 @@ final class CloseWhenIdle: ChannelInboundHandler, Sendable {
     }
 }
 
-/// Closes a cluster stream that moves fewer than `minimumBytes` (received and sent together) in
-/// a window of `window`, windows counted from when it became active. The idle timeouts catch a
-/// peer that goes quiet; this catches one that trickles bytes (or takes them) just fast enough to
-/// pass them, which could otherwise hold a fetch, a stream slot or a big version's one upload
-/// for as long as it liked. With it, streams need no fixed total deadline, so a big version
-/// crosses a slow link however long its transfer takes at more than the floor (about 70 kbit/s).
+/// The pace a connection must keep while it is being watched: at least `minimumBytes` in every
+/// window of `window`, windows counted from `start`. Cluster streams (`PaceFloor`) and HTTP
+/// upload bodies (`ReadTimeoutHandler`) keep the same one. Used on its channel's event loop only.
+public final class PaceWindow {
+    public static let defaultWindow: TimeAmount = .seconds(30)
+    /// 256 KiB in 30 s: about 8.7 KB/s, 70 kbit/s. A connection that has less to move is done
+    /// well within one window.
+    public static let defaultMinimumBytes = 256 << 10
+
+    public let window: TimeAmount
+    public let minimumBytes: Int
+    /// Bytes counted in the current window.
+    public private(set) var counted = 0
+    private var check: Scheduled<Void>?
+
+    public init(window: TimeAmount = PaceWindow.defaultWindow, minimumBytes: Int = PaceWindow.defaultMinimumBytes) {
+        self.window = window
+        self.minimumBytes = minimumBytes
+    }
+
+    /// Started and not stopped since (also once `tooSlow` has run).
+    public var isRunning: Bool { check != nil }
+
+    public func count(_ bytes: Int) { counted &+= bytes }
+
+    /// Counts from zero in a new window; at the end of the first window with fewer than
+    /// `minimumBytes` (and the channel still active), `tooSlow` runs and the windows end.
+    public func start(_ context: ChannelHandlerContext, tooSlow: @escaping () -> Void) {
+        stop()
+        scheduleCheck(context, tooSlow)
+    }
+
+    public func stop() {
+        check?.cancel()
+        check = nil
+        counted = 0
+    }
+
+    private func scheduleCheck(_ context: ChannelHandlerContext, _ tooSlow: @escaping () -> Void) {
+        check = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: window) {
+            guard context.channel.isActive else { return }
+            guard self.counted >= self.minimumBytes else { return tooSlow() }
+            self.counted = 0
+            self.scheduleCheck(context, tooSlow)
+        }
+    }
+}
+
+/// Closes a cluster stream that moves fewer than the pace's minimum (received and sent together)
+/// in a window, windows counted from when it became active. The idle timeouts catch a peer that
+/// goes quiet; this catches one that trickles bytes (or takes them) just fast enough to pass
+/// them, which could otherwise hold a fetch, a stream slot or a big version's one upload for as
+/// long as it liked. With it, streams need no fixed total deadline, so a big version crosses a
+/// slow link however long its transfer takes at more than the floor (about 70 kbit/s).
 final class PaceFloor: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    static let defaultWindow: TimeAmount = .seconds(30)
-    /// 256 KiB in 30 s: about 8.7 KB/s. A stream that has less to move is done well within one
-    /// window.
-    static let defaultMinimumBytes = 256 << 10
-
-    let window: TimeAmount
-    let minimumBytes: Int
+    let pace: PaceWindow
     let logger: Logger?
-    /// Bytes received and sent in the current window.
-    private(set) var moved = 0
-    private var check: Scheduled<Void>?
 
-    init(
-        window: TimeAmount = PaceFloor.defaultWindow, minimumBytes: Int = PaceFloor.defaultMinimumBytes,
-        logger: Logger? = nil
-    ) {
-        self.window = window
-        self.minimumBytes = minimumBytes
+    init(pace: PaceWindow = PaceWindow(), logger: Logger? = nil) {
+        self.pace = pace
         self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { scheduleCheck(context) }
+        if context.channel.isActive { start(context) }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        check?.cancel()
-        check = nil
-    }
+    func handlerRemoved(context: ChannelHandlerContext) { pace.stop() }
 
     func channelActive(context: ChannelHandlerContext) {
-        if check == nil { scheduleCheck(context) }
+        if !pace.isRunning { start(context) }
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        moved &+= unwrapInboundIn(data).readableBytes
+        pace.count(unwrapInboundIn(data).readableBytes)
         context.fireChannelRead(data)
     }
 
     /// Counted when handed to the channel: a stream's writer waits while the channel is not
     /// writable, so writes go on only as fast as the peer takes the bytes.
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        moved &+= unwrapOutboundIn(data).readableBytes
+        pace.count(unwrapOutboundIn(data).readableBytes)
         context.write(data, promise: promise)
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        pace.start(context) {
+            self.noteClosing(context)
+            context.close(promise: nil)
+        }
     }
 
     /// The lines that closed streams write, for all streams of the process: strangers can open
@@ -314,27 +353,15 @@ final class PaceFloor: ChannelDuplexHandler {
     /// closes are); one that trickled is worth a line.
     private func noteClosing(_ context: ChannelHandlerContext) {
         guard let logger else { return }
+        let moved = pace.counted
         var metadata: Logger.Metadata = [
             "dm.peer": "\(context.channel.remoteAddress.flatMap(PeerAddress.init).map { "\($0)" } ?? "unknown")"
         ]
         let message: Logger.Message =
-            "closed a cluster stream that moved \(moved) bytes in \(window.nanoseconds / 1_000_000_000) s (at least \(minimumBytes) must move)"
+            "closed a cluster stream that moved \(moved) bytes in \(pace.window.nanoseconds / 1_000_000_000) s (at least \(pace.minimumBytes) must move)"
         guard moved > 0 else { return logger.debug(message, metadata: metadata) }
         guard let suppressed = Self.logBudget.admit(now: WallClock.now()) else { return }
         Self.logBudget.note(suppressed, in: &metadata)
         logger.info(message, metadata: metadata)
-    }
-
-    private func scheduleCheck(_ context: ChannelHandlerContext) {
-        check = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: window) {
-            guard context.channel.isActive else { return }
-            guard self.moved >= self.minimumBytes else {
-                self.noteClosing(context)
-                context.close(promise: nil)
-                return
-            }
-            self.moved = 0
-            self.scheduleCheck(context)
-        }
     }
 }

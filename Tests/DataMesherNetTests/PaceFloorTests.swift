@@ -20,7 +20,7 @@ import Testing
     static func bytes(_ count: Int) -> ByteBuffer { ByteBuffer(repeating: 7, count: count) }
 
     @Test func aStreamThatKeepsThePaceStaysOpen() throws {
-        let channel = try Self.stream(PaceFloor(window: Self.window, minimumBytes: 1000))
+        let channel = try Self.stream(PaceFloor(pace: PaceWindow(window: Self.window, minimumBytes: 1000)))
         // Received and sent bytes count together; five windows in a row.
         for _ in 0..<5 {
             try channel.writeInbound(Self.bytes(600))
@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func aStreamThatTricklesIsClosedAtTheEndOfTheWindow() throws {
-        let channel = try Self.stream(PaceFloor(window: Self.window, minimumBytes: 1000))
+        let channel = try Self.stream(PaceFloor(pace: PaceWindow(window: Self.window, minimumBytes: 1000)))
         for _ in 0..<3 {
             try channel.writeInbound(Self.bytes(333))
             channel.embeddedEventLoop.advanceTime(by: .seconds(9))
@@ -43,7 +43,7 @@ import Testing
     }
 
     @Test func bytesOfAnEarlierWindowDoNotCarryOver() throws {
-        let channel = try Self.stream(PaceFloor(window: Self.window, minimumBytes: 1000))
+        let channel = try Self.stream(PaceFloor(pace: PaceWindow(window: Self.window, minimumBytes: 1000)))
         try channel.writeOutbound(Self.bytes(1 << 20))
         channel.embeddedEventLoop.advanceTime(by: Self.window)
         #expect(channel.isActive)
@@ -54,7 +54,7 @@ import Testing
 
     @Test func aQuietStreamIsClosedAfterOneWindow() throws {
         let channel = try Self.stream(PaceFloor())
-        channel.embeddedEventLoop.advanceTime(by: PaceFloor.defaultWindow - .seconds(1))
+        channel.embeddedEventLoop.advanceTime(by: PaceWindow.defaultWindow - .seconds(1))
         #expect(channel.isActive)
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         #expect(!channel.isActive)
@@ -68,7 +68,7 @@ import Testing
         _ = try CloseWhenIdle.stream(
             channel, idle: IdleStateHandler(allTimeout: .seconds(60)), logger: Logger(label: "test"))
         let floor = try channel.pipeline.syncOperations.handler(type: PaceFloor.self)
-        #expect(floor.window == PaceFloor.defaultWindow)
-        #expect(floor.minimumBytes == PaceFloor.defaultMinimumBytes)
+        #expect(floor.pace.window == PaceWindow.defaultWindow)
+        #expect(floor.pace.minimumBytes == PaceWindow.defaultMinimumBytes)
     }
 }
