@@ -31,18 +31,7 @@ struct APIClient {
         guard let scheme = url.range(of: "://") else { return false }
         let authority = url[scheme.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         let hostAndPort = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? authority
-        var afterHost = hostAndPort[...]
-        if hostAndPort.hasPrefix("[") {
-            guard let close = hostAndPort.firstIndex(of: "]") else { return false }
-            afterHost = hostAndPort[hostAndPort.index(after: close)...]
-        } else if let colon = hostAndPort.lastIndex(of: ":") {
-            afterHost = hostAndPort[colon...]
-        } else {
-            return true
-        }
-        if afterHost.isEmpty { return true }
-        guard afterHost.hasPrefix(":"), let port = Int(afterHost.dropFirst()) else { return false }
-        return (1...65535).contains(port)
+        return PlainHTTP.hostAndPort(hostAndPort) != nil
     }
 
     struct Reply {

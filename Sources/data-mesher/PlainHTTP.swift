@@ -88,8 +88,19 @@ struct PlainHTTP: Sendable {
         let rest = baseURL.dropFirst("http://".count)
         let authority = rest.prefix { $0 != "/" }
         pathPrefix = String(rest.dropFirst(authority.count))
-        guard !authority.isEmpty, !authority.contains("@") else { return nil }
-        var host = Substring(authority)
+        guard !authority.isEmpty, !authority.contains("@"),
+            let (host, port) = Self.hostAndPort(authority), !host.isEmpty
+        else { return nil }
+        self.port = port ?? 80
+        self.host = String(host)
+        self.authority = String(authority)
+    }
+
+    /// HOST and PORT of an authority `HOST[:PORT]` (HOST a name, an IPv4 address or a bracketed
+    /// IPv6 address, returned without its brackets; PORT nil when not given); nil when a bracket
+    /// does not close, something other than `:PORT` follows it, or PORT is not 1-65535.
+    static func hostAndPort(_ authority: Substring) -> (host: Substring, port: Int?)? {
+        var host = authority
         var portText: Substring? = nil
         if host.hasPrefix("[") {
             guard let close = host.firstIndex(of: "]") else { return nil }
@@ -103,15 +114,9 @@ struct PlainHTTP: Sendable {
             portText = host[host.index(after: colon)...]
             host = host[..<colon]
         }
-        guard !host.isEmpty else { return nil }
-        if let portText {
-            guard let port = Int(portText), (1...65535).contains(port) else { return nil }
-            self.port = port
-        } else {
-            port = 80
-        }
-        self.host = String(host)
-        self.authority = String(authority)
+        guard let portText else { return (host, nil) }
+        guard let port = Int(portText), (1...65535).contains(port) else { return nil }
+        return (host, port)
     }
 
     /// Sends the request and collects the reply (at most `limit` bytes of body). Blocks the
