@@ -120,13 +120,10 @@ import Testing
         try daemon.start()
         let length: UInt64 = 1_000_000_000_000_000
         let version = try owner.sign("big", [], at: nowNanoseconds())
-        var head = "PUT /v1/files/big HTTP/1.1\r\nHost: x\r\nContent-Length: \(length)\r\n"
-        for (name, value) in HTTP.signed(version) { head += "\(name): \(value)\r\n" }
-        head += "\r\n"
         // Only the head is sent: the answer must come without any body byte.
         let fd = try Sockets.connect(daemon.address, daemon.port)
         defer { close(fd) }
-        Sockets.send(fd, Array(head.utf8))
+        Sockets.send(fd, RawUpload.head(version, length: length))
         let reply = Sockets.readReply(fd, seconds: 15)
         #expect(reply.hasPrefix("HTTP/1.1 507"), "\(reply.prefix(300))")
         #expect(reply.contains("disk full"), "\(reply.prefix(300))")
@@ -146,19 +143,12 @@ import Testing
         // tmp/, where the test sees that it holds its slot.
         let content = [UInt8](repeating: 7, count: 100_000)
         let first = try owner.sign("a", content, at: nowNanoseconds())
-        var head = "PUT /v1/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
-        for (name, value) in HTTP.signed(first) { head += "\(name): \(value)\r\n" }
-        head += "\r\n"
         // The first upload holds its slot: head and ten body bytes, then it waits.
         let slow = try Sockets.connect(daemon.address, daemon.port)
         defer { close(slow) }
-        Sockets.send(slow, Array(head.utf8) + content.prefix(10))
+        Sockets.send(slow, RawUpload.head(first, length: UInt64(content.count)) + content.prefix(10))
         // It holds the only slot once its body is being received into tmp/.
-        #expect(
-            eventually(20) {
-                let entries = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDir + "/tmp")) ?? []
-                return entries.contains { $0.hasPrefix("upload-") }
-            })
+        #expect(eventually(20) { RawUpload.inProgress(daemon) })
         let second = try owner.sign("b", content, at: nowNanoseconds())
         let busy = try HTTP.put(daemon, second, content)
         #expect(busy.status == 503, "second upload answered \(busy.status): \(busy.text)")
@@ -180,29 +170,21 @@ import Testing
         try daemon.start()
         let content = [UInt8](repeating: 7, count: 100_000)
         func request(_ name: String) throws -> [UInt8] {
-            var head = "PUT /v1/files/\(name) HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
-            for (field, value) in HTTP.signed(try owner.sign(name, content, at: nowNanoseconds())) {
-                head += "\(field): \(value)\r\n"
-            }
-            return Array((head + "\r\n").utf8)
+            RawUpload.head(try owner.sign(name, content, at: nowNanoseconds()), length: UInt64(content.count))
         }
         // From 127.0.0.1: the first upload holds its slot (head and ten body bytes, in tmp/).
-        let slow = try #require(ClusterSocketTests.connect(to: daemon.address, port: 7331, from: "127.0.0.1"))
+        let slow = try Sockets.connect(daemon.address, daemon.port, from: "127.0.0.1")
         defer { close(slow) }
         Sockets.send(slow, try request("a") + content.prefix(10))
-        #expect(
-            eventually(20) {
-                let entries = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDir + "/tmp")) ?? []
-                return entries.contains { $0.hasPrefix("upload-") }
-            })
+        #expect(eventually(20) { RawUpload.inProgress(daemon) })
         // The same source is at its share (1 of 2)...
-        let same = try #require(ClusterSocketTests.connect(to: daemon.address, port: 7331, from: "127.0.0.1"))
+        let same = try Sockets.connect(daemon.address, daemon.port, from: "127.0.0.1")
         defer { close(same) }
         Sockets.send(same, try request("b") + content)
         let refused = Sockets.readReply(same, seconds: 15)
         #expect(refused.hasPrefix("HTTP/1.1 503") && refused.contains("from 127.0.0.1"), "\(refused)")
         // ...while another source gets the other slot.
-        let other = try #require(ClusterSocketTests.connect(to: daemon.address, port: 7331, from: "127.0.0.254"))
+        let other = try Sockets.connect(daemon.address, daemon.port, from: "127.0.0.254")
         defer { close(other) }
         Sockets.send(other, try request("c") + content)
         #expect(Sockets.readReply(other, seconds: 15).hasPrefix("HTTP/1.1 201"))
@@ -220,21 +202,14 @@ import Testing
         try daemon.start()
         let content = [UInt8](repeating: 7, count: 1000)
         let first = try owner.sign("a", content, at: nowNanoseconds())
-        var head = "PUT /v1/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
-        for (name, value) in HTTP.signed(first) { head += "\(name): \(value)\r\n" }
-        head += "\r\n"
         // Head and ten body bytes, then nothing: without a body timeout it holds the only slot.
         let stalled = try Sockets.connect(daemon.address, daemon.port)
         defer { close(stalled) }
-        Sockets.send(stalled, Array(head.utf8) + content.prefix(10))
+        Sockets.send(stalled, RawUpload.head(first, length: UInt64(content.count)) + content.prefix(10))
         #expect(Sockets.waitForClose(stalled, seconds: 15) == .closed)
-        let second = try owner.sign("b", content, at: nowNanoseconds())
-        var reply: HTTP.Reply?
+        let reply = RawUpload.putUntilTaken(daemon, try owner.sign("b", content, at: nowNanoseconds()), content)
         #expect(
-            eventually(15) {
-                reply = try? HTTP.put(daemon, second, content)
-                return reply?.status == 201
-            }, "upload after the stalled one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
+            reply?.status == 201, "upload after the stalled one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
     }
 
     @Test func aTricklingUploadIsClosedAndFreesItsSlot() throws {
@@ -246,15 +221,12 @@ import Testing
         defer { daemon.cleanUp() }
         try daemon.start()
         let content = [UInt8](repeating: 7, count: 1000)
-        let first = try owner.sign("a", content, at: nowNanoseconds())
-        var head = "PUT /v1/files/a HTTP/1.1\r\nHost: x\r\nContent-Length: \(content.count)\r\n"
-        for (name, value) in HTTP.signed(first) { head += "\(name): \(value)\r\n" }
-        head += "\r\n"
+        let head = RawUpload.head(try owner.sign("a", content, at: nowNanoseconds()), length: UInt64(content.count))
         // A byte a second keeps re-arming the 60 s body timeout; the pace floor (256 KiB in 30 s)
         // closes the connection anyway, well before the body could end.
         let trickling = try Sockets.connect(daemon.address, daemon.port)
         defer { close(trickling) }
-        Sockets.send(trickling, Array(head.utf8))
+        Sockets.send(trickling, head)
         var end = Sockets.ReadEnd.timedOut
         for byte in content.prefix(90) where end == .timedOut {
             Sockets.send(trickling, [byte])
@@ -265,15 +237,11 @@ import Testing
         // at 30 s, before the 60 s body timeout would (and before a first byte could buy 30 s more).
         let silent = try Sockets.connect(daemon.address, daemon.port)
         defer { close(silent) }
-        Sockets.send(silent, Array(head.utf8))
+        Sockets.send(silent, head)
         #expect(Sockets.waitForClose(silent, seconds: 50) == .closed)
-        let second = try owner.sign("b", content, at: nowNanoseconds())
-        var reply: HTTP.Reply?
+        let reply = RawUpload.putUntilTaken(daemon, try owner.sign("b", content, at: nowNanoseconds()), content)
         #expect(
-            eventually(15) {
-                reply = try? HTTP.put(daemon, second, content)
-                return reply?.status == 201
-            }, "upload after the trickling one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
+            reply?.status == 201, "upload after the trickling one answered \(reply?.status ?? 0): \(reply?.text ?? "")")
     }
 
     // MARK: Nothing comes back
@@ -453,6 +421,32 @@ func runBounded(_ executable: String, _ arguments: [String], seconds: Double) th
 }
 
 /// Plain sockets, so a test controls the source address and every byte.
+/// Raw uploads for the tests of upload slots.
+enum RawUpload {
+    /// The head of a PUT of `version` (signed headers) announcing `length` body bytes.
+    static func head(_ version: FileVersion, length: UInt64) -> [UInt8] {
+        var head = "PUT /v1/files/\(version.name.value) HTTP/1.1\r\nHost: x\r\nContent-Length: \(length)\r\n"
+        for (name, value) in HTTP.signed(version) { head += "\(name): \(value)\r\n" }
+        return Array((head + "\r\n").utf8)
+    }
+
+    /// Whether an upload is being received into the daemon's tmp/ (it holds a slot then).
+    static func inProgress(_ daemon: Daemon) -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateDir + "/tmp")) ?? []
+        return entries.contains { $0.hasPrefix("upload-") }
+    }
+
+    /// Uploads `version` again and again (for at most 15 s) until it is taken (201); the last reply.
+    static func putUntilTaken(_ daemon: Daemon, _ version: FileVersion, _ content: [UInt8]) -> HTTP.Reply? {
+        var reply: HTTP.Reply?
+        _ = eventually(15) {
+            reply = try? HTTP.put(daemon, version, content)
+            return reply?.status == 201
+        }
+        return reply
+    }
+}
+
 enum Sockets {
     enum ReadEnd: Equatable { case closed, timedOut, data }
 
