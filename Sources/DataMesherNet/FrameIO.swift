@@ -360,8 +360,7 @@ final class PaceFloor: ChannelDuplexHandler {
         let message: Logger.Message =
             "closed a cluster stream that moved \(moved) bytes in \(pace.window.nanoseconds / 1_000_000_000) s (at least \(pace.minimumBytes) must move)"
         guard moved > 0 else { return logger.debug(message, metadata: metadata) }
-        guard let suppressed = Self.logBudget.admit(now: WallClock.now()) else { return }
-        Self.logBudget.note(suppressed, in: &metadata)
+        guard Self.logBudget.admit(now: WallClock.now(), noting: &metadata) else { return }
         logger.info(message, metadata: metadata)
     }
 }

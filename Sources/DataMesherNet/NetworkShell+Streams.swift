@@ -47,9 +47,8 @@ extension NetworkShell {
     nonisolated func noteRefused(_ refusal: HandshakeRefusal, peer: String) {
         node.metrics.refusedStream(refusal.label)
         // Anyone who can reach the cluster port can make refusals: the log gets a bounded share.
-        guard let suppressed = refusedStreamLogBudget.admit(now: WallClock.now()) else { return }
         var metadata: Logger.Metadata = ["dm.peer": "\(peer)", "dm.reason": "\(refusal.description)"]
-        refusedStreamLogBudget.note(suppressed, in: &metadata)
+        guard refusedStreamLogBudget.admit(now: WallClock.now(), noting: &metadata) else { return }
         logger.warning("refused cluster connection", metadata: metadata)
     }
 

@@ -124,9 +124,8 @@ public final class Replica: Sendable {
             logger.debug("refused version", metadata: metadata)
         } else if origin != nil && !firstRefusal(of: name, timestamp: timestamp, reason: refusal.reason) {
             logger.debug("refused version", metadata: metadata)
-        } else if let suppressed = refusalLogBudget.admit(now: now) {
+        } else if refusalLogBudget.admit(now: now, noting: &metadata) {
             // Anyone who can reach the API can make refusals: the log gets a bounded share.
-            refusalLogBudget.note(suppressed, in: &metadata)
             logger.info("refused version", metadata: metadata)
         }
     }

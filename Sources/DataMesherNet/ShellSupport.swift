@@ -166,8 +166,11 @@ final class LogBudget: Sendable {
         }
     }
 
-    /// `metadata` with the count of lines left out before this one, when there were any.
-    func note(_ suppressed: Int, in metadata: inout Logger.Metadata) {
+    /// Whether this line is let through; if so, `metadata` gets the count of lines left out
+    /// before it, when there were any.
+    func admit(now: Int64, noting metadata: inout Logger.Metadata) -> Bool {
+        guard let suppressed = admit(now: now) else { return false }
         if suppressed > 0 { metadata["dm.suppressed"] = "\(suppressed)" }
+        return true
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import Testing
 
 @testable import DataMesherNet
@@ -10,6 +11,16 @@ import Testing
         // The next window: one line, which counts the two left out.
         #expect(budget.admit(now: 110) == 2)
         #expect(budget.admit(now: 111) == 0)
+    }
+
+    @Test func theLineLetThroughAfterAFloodCarriesTheCountInItsMetadata() {
+        let budget = LogBudget(perWindow: 1, window: 10)
+        var first: Logger.Metadata = [:]
+        #expect(budget.admit(now: 100, noting: &first) && first["dm.suppressed"] == nil)
+        var skipped: Logger.Metadata = [:]
+        #expect(!budget.admit(now: 101, noting: &skipped) && !budget.admit(now: 102, noting: &skipped))
+        var next: Logger.Metadata = [:]
+        #expect(budget.admit(now: 110, noting: &next) && next["dm.suppressed"] == "2")
     }
 
     @Test func aClockThatGoesBackStartsANewWindow() {
