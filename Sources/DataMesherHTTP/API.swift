@@ -304,7 +304,7 @@ public struct API: Sendable {
             await batches.abandon()
             throw error
         }
-        let digest = try await Blocking.run { try upload.finish() }
+        let digest = try upload.finish()
         if let declaredLength, declaredLength != digest.length {
             throw APIError(.badRequest, "body has \(digest.length) bytes but Content-Length said \(declaredLength)")
         }

@@ -202,7 +202,7 @@ extension NetworkShell {
                 try await Blocking.run { try chunk.withUnsafeReadableBytes { try upload.write($0) } }
                 partial?.received(count)
             }
-            _ = try await Blocking.run { try upload.finish() }
+            try upload.finish()
         } catch let error as DiskError where error.isDiskFull {
             node.noteDiskFull(error, path: node.store.stateDir, origin: "\(address)")
             await report(id, .noSpace(version))
@@ -255,6 +255,11 @@ extension NetworkShell {
                 if case .contentMismatch = refusal { return .corrupt }
                 return .notStored
             }
+        } catch let error as DiskError where error.isDiskFull {
+            // The content's flush at the commit can find the disk full too.
+            node.noteDiskFull(error, path: node.store.stateDir, origin: peer)
+            await handle(.storeFailed(version))
+            return .noSpace(version)
         } catch {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))

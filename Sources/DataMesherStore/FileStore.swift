@@ -98,10 +98,10 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
 ///     lock                    flock'd by the running daemon (StateDirLock)
 ///     node_id                 this node's identity
 ///
-/// Commit order: content fsynced in tmp/ -> record (naming the previous version) appended to
-/// `records` and synced -> content renamed into place -> directory fsynced -> acknowledged. A
-/// crash between the record and the rename leaves a record whose previous version matches the
-/// file on disk; the startup scan rolls it back, so a restarted node serves exactly the last
+/// Commit order: record (naming the previous version) appended to `records` -> content fsynced
+/// in tmp/ -> record synced -> content renamed into place -> directory fsynced -> acknowledged.
+/// A crash before the rename leaves at most a record whose previous version matches the file on
+/// disk; the startup scan rolls it back, so a restarted node serves exactly the last
 /// acknowledged version.
 ///
 /// All methods block on disk I/O; call them off the cooperative thread pool.
@@ -126,6 +126,9 @@ public final class FileStore: Sendable {
     /// Replaced or removed content of at least this many bytes is freed on another thread
     /// (`retire`); freeing less costs less than handing it over.
     static let retireFrom: UInt64 = 1 << 20
+    /// Content from this size on is flushed before the commit takes its name's stripe lock;
+    /// smaller content is flushed under it, while the records file syncs the new record.
+    static let flushOutsideLockFrom: UInt64 = 1 << 20
 
     /// Opens (creating if needed) the state directory and checks everything it holds.
     public init(stateDir: String, policy: FilePolicy, now: Int64, logger: Logger) throws {
@@ -189,6 +192,8 @@ public final class FileStore: Sendable {
             guard let content, let digest = content.digest, digest.sha256 == version.contentSHA256,
                 digest.length == version.contentLength
             else { return .refused(.contentMismatch(name)) }
+            // A big file's flush can take seconds: not under the stripe lock, which reads take too.
+            if digest.length >= Self.flushOutsideLockFrom { try content.makeDurable() }
         }
         return try stripe(name).withLock { () throws -> CommitResult in
             let held = current(name)
@@ -206,8 +211,13 @@ public final class FileStore: Sendable {
             let retired =
                 (previous?.contentLength ?? 0) < Self.retireFrom ? -1 : open(contentPath(name), O_RDONLY | O_CLOEXEC)
             defer { Self.retire(retired) }
-            try writeRecord(MetaRecord(current: stored, previous: previous, stat: stat))
+            // The record goes first and may reach the disk before the content: until the rename,
+            // the file on disk is still the previous version that it names. Its sync and the
+            // content's flush overlap when other commits are syncing the records file meanwhile.
+            let line = try records.appendRecord(MetaRecord(current: stored, previous: previous, stat: stat))
             do {
+                try content?.makeDurable()
+                try records.sync(through: line)
                 if let content {
                     try DiskIO.makeDirectories(DiskIO.parent(of: contentPath(name)))
                     try content.moveInto(contentPath(name))
@@ -215,8 +225,9 @@ public final class FileStore: Sendable {
                     try removeContent(name)
                 }
             } catch {
-                // The content did not move (a full disk can refuse the new folder or directory
-                // entry): put the record back as it was, so what is held stays what is served.
+                // The content did not reach the disk or did not move (a full disk can refuse its
+                // flush, the new folder or the directory entry): put the record back as it was,
+                // so what is held stays what is served.
                 // Should this fail too, the startup scan rolls the record back.
                 if let held {
                     try? writeRecord(MetaRecord(current: held, previous: nil))

@@ -182,6 +182,23 @@ final class RecordLog: @unchecked Sendable {  // every mutable field is guarded 
         try waitUntilDurable(try appendLine(line))
     }
 
+    /// Appends `record` without waiting for it to be durable; returns its sequence number, for
+    /// `sync(through:)`. Lets a caller flush other files while a sync of this one (its own or
+    /// another caller's) covers the line.
+    func appendRecord(_ record: MetaRecord) throws -> UInt64 {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try appendLine(.record(record))
+    }
+
+    /// Returns once line `sequence` (from `appendRecord`) is durable; throws the error of the sync
+    /// that covered it.
+    func sync(through sequence: UInt64) throws {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        try waitUntilDurable(sequence)
+    }
+
     /// Appends `line` (rewriting the file first if due); returns its sequence number. Called with
     /// `mutex` held.
     private func appendLine(_ line: Line) throws -> UInt64 {

@@ -92,20 +92,38 @@ public final class Upload: Sendable {
         }
     }
 
-    /// Flushes the content to disk and returns its hash and length.
+    /// Ends the upload: returns the content's hash and length. The content is not on disk yet:
+    /// `makeDurable` (which `moveInto` calls first) flushes it.
     @discardableResult
     public func finish() throws -> Digest {
         try state.withLockedValue { (state) throws -> Digest in
             if let digest = state.digest { return digest }
-            guard fsync(state.fd) == 0 else { throw DiskError("fsync", path) }
-            close(state.fd)
-            state.fd = -1
-            guard !state.failed, let sha256 = hasher.finalize(batches: state.batches) else {
+            guard state.fd >= 0, !state.failed, let sha256 = hasher.finalize(batches: state.batches) else {
                 throw DiskError("finish", path, code: EINVAL)
             }
             let digest = Digest(sha256: sha256, length: state.length)
             state.digest = digest
             return digest
+        }
+    }
+
+    /// Flushes the finished content (and its times) to disk. Safe to call more than once.
+    func makeDurable() throws {
+        try state.withLockedValue { (state) throws in
+            precondition(state.digest != nil, "flush before finish")
+            guard state.fd >= 0 else {
+                if state.failed { throw DiskError("fsync", path, code: EIO) }
+                return
+            }
+            guard fsync(state.fd) == 0 else {
+                let code = errno
+                state.failed = true
+                close(state.fd)
+                state.fd = -1
+                throw DiskError("fsync", path, code: code)
+            }
+            close(state.fd)
+            state.fd = -1
         }
     }
 
@@ -120,8 +138,9 @@ public final class Upload: Sendable {
         return FileStat(path: path)
     }
 
-    /// Renames the finished content to `destination` and makes the rename durable.
+    /// Flushes the finished content, renames it to `destination` and makes the rename durable.
     func moveInto(_ destination: String) throws {
+        try makeDurable()
         try state.withLockedValue { (state) throws in
             guard rename(path, destination) == 0 else { throw DiskError("rename", destination) }
             state.placed = true

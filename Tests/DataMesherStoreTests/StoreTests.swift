@@ -93,7 +93,8 @@ struct StoreFixture {
         #expect(fixture.content("dns/zone") == nil)
         #expect(!FileManager.default.fileExists(atPath: fixture.dir + "/files/dns"), "empty folder is removed")
         #expect(store.current(try FileName("dns/zone"))?.state == .tombstone)
-        #expect(try fixture.put(store, "dns/zone", "older", at: fixture.now - 2) != nil)
+        let older = try fixture.put(store, "dns/zone", "older", at: fixture.now - 2)
+        #expect(older == .refused(.stale(try FileName("dns/zone"), held: fixture.now - 1)))
         #expect(fixture.content("dns/zone") == nil, "a tombstone beats older content")
     }
 
