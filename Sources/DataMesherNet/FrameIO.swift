@@ -224,19 +224,22 @@ final class StreamWriter: Sendable {
     func send(_ message: SyncMessage) async throws { try await write(SyncCodec.encode(message)) }
 }
 
-/// Closes the channel when the `IdleStateHandler` before it reports a timeout.
-final class CloseWhenIdle: ChannelInboundHandler, Sendable {
-    typealias InboundIn = NIOAny
-
-    /// A cluster stream on `channel` that is closed once `idle` reports a timeout, or when it
-    /// falls below the `PaceFloor` (on the channel's event loop, as a bootstrap's initializer
-    /// runs).
-    static func stream(
+/// The pipeline every cluster stream gets (both ends): closed once `idle` reports a timeout, or
+/// when it falls below the `PaceFloor`.
+enum GuardedStream {
+    /// Adds `idle`, `CloseWhenIdle` and a `PaceFloor` to `channel` and wraps it (on the channel's
+    /// event loop, as a bootstrap's initializer runs).
+    static func wrap(
         _ channel: any Channel, idle: IdleStateHandler, logger: Logger
     ) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         try channel.pipeline.syncOperations.addHandlers(idle, CloseWhenIdle(), PaceFloor(logger: logger))
         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
     }
+}
+
+/// Closes the channel when an `IdleStateHandler` before it reports a timeout.
+final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {

@@ -13,7 +13,7 @@ extension NetworkShell {
     nonisolated func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let remote = connection.channel.remoteAddress.flatMap(PeerAddress.init)
         // No total deadline: the pipeline closes a stream that goes quiet or falls below the
-        // pace floor (`CloseWhenIdle.stream`), so a transfer over a slow link may take as long as it needs.
+        // pace floor (`GuardedStream.wrap`), so a transfer over a slow link may take as long as it needs.
         do {
             try await connection.executeThenClose { inbound, outbound in
                 // A stranger gets `handshakeTimeout` to prove itself, and room for a proof only.
@@ -75,7 +75,7 @@ extension NetworkShell {
             try await bootstrap
             .connect(host: address.host, port: Int(address.port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try CloseWhenIdle.stream(
+                    try GuardedStream.wrap(
                         channel, idle: IdleStateHandler(readTimeout: .seconds(Self.dialedStreamSilence)),
                         logger: self.logger)
                 }

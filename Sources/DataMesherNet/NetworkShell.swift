@@ -148,7 +148,7 @@ public actor NetworkShell {
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .bind(host: address, port: port) { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try CloseWhenIdle.stream(
+                            try GuardedStream.wrap(
                                 channel, idle: IdleStateHandler(allTimeout: .seconds(Self.streamIdleTimeout)),
                                 logger: self.logger)
                         }

@@ -60,12 +60,12 @@ import Testing
         #expect(!channel.isActive)
     }
 
-    /// Both kinds of cluster stream (accepted and dialed) are set up by `CloseWhenIdle.stream`,
+    /// Both kinds of cluster stream (accepted and dialed) are set up by `GuardedStream.wrap`,
     /// which puts a floor of the default pace in the pipeline.
     @Test func clusterStreamsHaveAFloor() throws {
         let channel = EmbeddedChannel()
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        _ = try CloseWhenIdle.stream(
+        _ = try GuardedStream.wrap(
             channel, idle: IdleStateHandler(allTimeout: .seconds(60)), logger: Logger(label: "test"))
         let floor = try channel.pipeline.syncOperations.handler(type: PaceFloor.self)
         #expect(floor.pace.window == PaceWindow.defaultWindow)
