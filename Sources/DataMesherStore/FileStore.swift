@@ -98,11 +98,11 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
 ///     lock                    flock'd by the running daemon (StateDirLock)
 ///     node_id                 this node's identity
 ///
-/// Commit order: record (naming the previous version) appended to `records` -> content fsynced
-/// in tmp/ -> record synced -> content renamed into place -> directory fsynced -> acknowledged.
-/// A crash before the rename leaves at most a record whose previous version matches the file on
-/// disk; the startup scan rolls it back, so a restarted node serves exactly the last
-/// acknowledged version.
+/// Commit order: record (naming what it replaces: a version in any state, or nothing) appended
+/// to `records` -> content fsynced in tmp/ -> record synced -> content renamed into place ->
+/// directory fsynced -> acknowledged. A crash before the rename leaves at most a record whose
+/// replaced version (or absence) matches what is on disk; the startup scan rolls it back, so a
+/// restarted node holds exactly the last acknowledged version, deletion or absence.
 ///
 /// All methods block on disk I/O; call them off the cooperative thread pool.
 public final class FileStore: Sendable {
@@ -205,6 +205,7 @@ public final class FileStore: Sendable {
             }
             let stored = StoredFile(version: version, state: version.isTombstone ? .tombstone : .content)
             let previous = held?.state == .content ? held?.version : nil
+            let replaced: MetaRecord.Replaced = held.map { .held($0) } ?? .nothing
             let stat = content?.stamp(modifiedAt: version.timestamp)
             // Large content replaced or removed below is freed when its last descriptor closes,
             // on another thread; small content is freed by the rename or unlink itself, at once.
@@ -212,9 +213,9 @@ public final class FileStore: Sendable {
                 (previous?.contentLength ?? 0) < Self.retireFrom ? -1 : open(contentPath(name), O_RDONLY | O_CLOEXEC)
             defer { Self.retire(retired) }
             // The record goes first and may reach the disk before the content: until the rename,
-            // the file on disk is still the previous version that it names. Its sync and the
-            // content's flush overlap when other commits are syncing the records file meanwhile.
-            let line = try records.appendRecord(MetaRecord(current: stored, previous: previous, stat: stat))
+            // what is on disk is still what it names as replaced. Its sync and the content's flush
+            // overlap when other commits are syncing the records file meanwhile.
+            let line = try records.appendRecord(MetaRecord(current: stored, replaced: replaced, stat: stat))
             do {
                 try content?.makeDurable()
                 try records.sync(through: line)
@@ -230,7 +231,7 @@ public final class FileStore: Sendable {
                 // so what is held stays what is served.
                 // Should this fail too, the startup scan rolls the record back.
                 if let held {
-                    try? writeRecord(MetaRecord(current: held, previous: nil))
+                    try? writeRecord(MetaRecord(current: held))
                 } else {
                     try? removeRecord(name)
                 }
@@ -269,7 +270,7 @@ public final class FileStore: Sendable {
                     return
                 }
                 let missing = StoredFile(version: held.version, state: .missing)
-                try writeRecord(MetaRecord(current: missing, previous: nil))
+                try writeRecord(MetaRecord(current: missing))
                 try removeContent(name)
                 index.withLockedValue { $0[name] = missing }
                 events.append(.markedMissing(name))
@@ -287,7 +288,7 @@ public final class FileStore: Sendable {
                 guard let held = current(name), held.version == stored.version else { return }
                 if (held.state == .content || held.state == .missing) && policy.isExpired(held.version, now: now) {
                     let expired = StoredFile(version: held.version, state: .expired)
-                    try writeRecord(MetaRecord(current: expired, previous: nil))
+                    try writeRecord(MetaRecord(current: expired))
                     try removeContent(name)
                     index.withLockedValue { $0[name] = expired }
                     events.append(.expired(name))
@@ -420,6 +421,17 @@ public final class FileStore: Sendable {
         }
     }
 
+    /// What `record` names as replaced by an update that may not be in place, when that can be
+    /// held again: same name and network, a signer still configured and a valid signature.
+    func restorable(_ record: MetaRecord, policy: FilePolicy) -> StoredFile? {
+        guard case .held(let prior)? = record.replaced, prior.version.name == record.current.version.name,
+            prior.version.networkID == policy.networkID,
+            policy.allowedSigners[prior.version.name]?.contains(prior.version.signer) == true,
+            prior.version.hasValidSignature
+        else { return nil }
+        return prior
+    }
+
     /// Startup: clears tmp/, loads and verifies every record against policy and disk.
     func scan(policy: FilePolicy, now: Int64) throws -> [StoreEvent] {
         var events = [StoreEvent]()
@@ -434,7 +446,7 @@ public final class FileStore: Sendable {
             // Signatures are checked by `verify` once the node serves (this daemon checked each one
             // before it wrote the record; 20,000 checks would hold up the start by seconds).
             guard policy.allowedSigners[name]?.contains(version.signer) == true, version.networkID == policy.networkID,
-                record.previous.map({ $0.name == name }) ?? true
+                record.replacedVersion.map({ $0.name == name }) ?? true
             else {
                 try removeRecord(name)
                 try removeContent(name)
@@ -457,19 +469,27 @@ public final class FileStore: Sendable {
                     loaded[name] = record.current
                     // Remember what the verified file looks like, so the next start can skip it.
                     if let stat = FileStat(path: contentPath(name)) {
-                        try? writeRecord(MetaRecord(current: record.current, previous: nil, stat: stat))
+                        try? writeRecord(MetaRecord(current: record.current, stat: stat))
                     }
-                } else if let previous = record.previous, let onDisk, onDisk.sha256 == previous.contentSHA256,
-                    onDisk.length == previous.contentLength, previous.hasValidSignature
+                } else if let prior = restorable(record, policy: policy), prior.state == .content, let onDisk,
+                    onDisk.sha256 == prior.version.contentSHA256, onDisk.length == prior.version.contentLength
                 {
-                    let restored = StoredFile(version: previous, state: .content)
-                    try writeRecord(
-                        MetaRecord(current: restored, previous: nil, stat: FileStat(path: contentPath(name))))
-                    loaded[name] = restored
+                    // Stopped before the update's rename: the file is still the replaced content.
+                    try writeRecord(MetaRecord(current: prior, stat: FileStat(path: contentPath(name))))
+                    loaded[name] = prior
+                    events.append(.rolledBack(name))
+                } else if let prior = restorable(record, policy: policy), prior.state != .content, onDisk == nil {
+                    // The update replaced a deletion (or an expired or missing version): that holds again.
+                    try writeRecord(MetaRecord(current: prior))
+                    loaded[name] = prior
+                    events.append(.rolledBack(name))
+                } else if record.replaced == .nothing, onDisk == nil {
+                    // The update was the name's first: the name holds nothing again.
+                    try removeRecord(name)
                     events.append(.rolledBack(name))
                 } else {
                     let missing = StoredFile(version: version, state: .missing)
-                    try writeRecord(MetaRecord(current: missing, previous: nil))
+                    try writeRecord(MetaRecord(current: missing))
                     try removeContent(name)
                     loaded[name] = missing
                     events.append(.markedMissing(name))

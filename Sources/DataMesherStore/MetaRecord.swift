@@ -2,12 +2,27 @@ import DataMesherCore
 import Foundation
 
 /// The JSON kept in the records file for one name: the current signed version, its state, and — while an
-/// update is being put in place — the version it replaces.
+/// update is being put in place — what it replaces.
 struct MetaRecord: Equatable {
     var current: StoredFile
-    var previous: FileVersion?
+    /// What an update being put in place replaces, so that the startup scan can put it back when
+    /// the node stopped before the update was in place; nil once it is (or when not known).
+    var replaced: Replaced? = nil
     /// Size, mtime and inode of `files/NAME` as committed; nil when unknown (re-hashed at start).
     var stat: FileStat? = nil
+
+    /// The replaced version, in whatever state it was held.
+    var replacedVersion: FileVersion? {
+        if case .held(let held)? = replaced { return held.version }
+        return nil
+    }
+
+    enum Replaced: Equatable {
+        /// The name had no record.
+        case nothing
+        /// The record held before, in any state (content, a deletion, expired, missing).
+        case held(StoredFile)
+    }
 
     struct VersionJSON: Codable {
         var kind: String
@@ -53,7 +68,10 @@ struct MetaRecord: Equatable {
         var format: Int
         var state: StoredFile.State
         var version: VersionJSON
+        /// The replaced version; its state in `previous_state`, "content" when absent.
         var previous: VersionJSON?
+        /// "none" (without `previous`) when the name had no record.
+        var previous_state: String?
         var content_stat: FileStat?
     }
 
@@ -69,7 +87,13 @@ struct MetaRecord: Equatable {
             record.add("content_stat", content)
         }
         record.add("format", 1)
-        if let previous { record.add("previous", Self.versionObject(previous)) }
+        switch replaced {
+        case nil: break
+        case .nothing: record.add("previous_state", "none")
+        case .held(let held):
+            record.add("previous", Self.versionObject(held.version))
+            if held.state != .content { record.add("previous_state", held.state.rawValue) }
+        }
         record.add("state", current.state.rawValue)
         record.add("version", Self.versionObject(current.version))
         return record.finished()
@@ -94,12 +118,18 @@ struct MetaRecord: Equatable {
         guard let json = try? JSONDecoder().decode(RecordJSON.self, from: Data(bytes)), json.format == 1,
             let version = json.version.version
         else { return nil }
-        var previous: FileVersion? = nil
-        if let previousJSON = json.previous {
-            guard let decoded = previousJSON.version else { return nil }
-            previous = decoded
+        var replaced: Replaced? = nil
+        switch (json.previous, json.previous_state) {
+        case (nil, nil): break
+        case (nil, "none"): replaced = .nothing
+        case (let previous?, let state):
+            guard let held = previous.version, let state = StoredFile.State(rawValue: state ?? "content") else {
+                return nil
+            }
+            replaced = .held(StoredFile(version: held, state: state))
+        default: return nil
         }
         return MetaRecord(
-            current: StoredFile(version: version, state: json.state), previous: previous, stat: json.content_stat)
+            current: StoredFile(version: version, state: json.state), replaced: replaced, stat: json.content_stat)
     }
 }

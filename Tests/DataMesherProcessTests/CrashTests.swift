@@ -55,10 +55,19 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
         try Self.killDuringUploads(names: (0..<12).map { "group/w\($0)" }, cycles: 6)
     }
 
-    /// Writers upload versions of `names` (one writer per name) while the daemon is SIGKILLed
-    /// `cycles` times; after each restart every name serves, untorn, its last acknowledged version
-    /// or the one in flight.
-    static func killDuringUploads(names: [String], cycles: Int) throws {
+    /// Every third change a deletion: an upload killed before its rename must give back the
+    /// acknowledged deletion (or the name's absence), not a version marked missing (an attacking
+    /// helper found this).
+    @Test func sigkillBetweenDeletionsAndUploadsKeepsTheAcknowledgedDeletion() throws {
+        try Self.killDuringUploads(names: (0..<12).map { "mixed/w\($0)" }, cycles: 6, deleteEvery: 3)
+    }
+
+    /// Writers upload versions of `names` (one writer per name; every `deleteEvery`-th change a
+    /// deletion when above 0) while the daemon is SIGKILLed `cycles` times; after each restart
+    /// every name holds its last acknowledged version or the one in flight, served untorn, and
+    /// none is marked missing.
+    static func killDuringUploads(names: [String], cycles: Int, deleteEvery: Int = 0) throws {
+        let isDeletion: @Sendable (Int) -> Bool = { index in deleteEvery > 0 && index % deleteEvery == 0 }
         let dir = NSTemporaryDirectory() + "dm-crash-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -83,11 +92,21 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
                     var index = first
                     // Bounded: at most 10,000 uploads per writer per cycle.
                     while !log.isStopped && index < first + 10_000 {
-                        let bytes = Self.content(name, index)
-                        guard let version = try? owner.sign(name, bytes, at: base + Int64(index) * 1000) else { return }
+                        let deletion = isDeletion(index)
+                        let bytes = deletion ? [] : Self.content(name, index)
+                        guard
+                            let version = try? owner.sign(
+                                name, bytes, at: base + Int64(index) * 1000, tombstone: deletion)
+                        else { return }
                         log.begin(name, index)
-                        guard let reply = try? HTTP.put(daemon, version, bytes) else { return }
-                        if reply.status == 201 { log.acknowledge(name, index) }
+                        let reply =
+                            deletion
+                            ? try? HTTP.request(
+                                daemon.address, daemon.port, method: "DELETE", path: "/v1/files/" + name,
+                                headers: HTTP.signed(version))
+                            : try? HTTP.put(daemon, version, bytes)
+                        guard let reply else { return }
+                        if reply.status == (deletion ? 200 : 201) { log.acknowledge(name, index) }
                         index += 1
                     }
                 }
@@ -102,8 +121,18 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
             while threads.contains(where: { $0.isExecuting }) && Date() < deadline { usleep(10_000) }
 
             try daemon.start()
+            let list =
+                try JSONSerialization.jsonObject(
+                    with: Data(try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files").body))
+                as? [[String: Any]] ?? []
+            let held = Dictionary(
+                uniqueKeysWithValues: list.compactMap { entry in
+                    (entry["name"] as? String).map { ($0, entry) }
+                })
             for name in names {
                 let (acknowledged, inFlight) = log.state(name)
+                #expect(
+                    held[name]?["missing"] == nil, "cycle \(cycle): \(name) is marked missing: \(held[name] ?? [:])")
                 let reply = try HTTP.request(daemon.address, daemon.port, method: "GET", path: "/v1/files/" + name)
                 let served: Int?
                 if reply.status == 200 {
@@ -114,6 +143,14 @@ final class UploadLog: @unchecked Sendable {  // guarded by `lock`
                     let onDisk = FileManager.default.contents(atPath: daemon.stateDir + "/files/" + name)
                     #expect(onDisk.map(Array.init) == reply.body, "cycle \(cycle): file on disk differs from served")
                     #expect(reply.header("DM-Timestamp") == String(base + Int64(index) * 1000))
+                } else if let entry = held[name], entry["deleted"] as? Bool == true,
+                    let timestamp = (entry["timestamp"] as? NSNumber)?.int64Value
+                {
+                    // A deletion: which one, by its signed timestamp.
+                    #expect(reply.status == 404, "cycle \(cycle): \(name) is deleted but answers \(reply.status)")
+                    let index = Int((timestamp - base) / 1000)
+                    #expect(isDeletion(index), "cycle \(cycle): \(name) holds deletion \(index)")
+                    served = index
                 } else {
                     served = nil
                 }

@@ -161,12 +161,41 @@ struct StoreFixture {
         let acknowledged = try #require(store.current(try FileName("a")))
         let unacknowledged = try fixture.version("a", "in flight", at: fixture.now - 5)
         try store.writeRecord(
-            MetaRecord(current: StoredFile(version: unacknowledged, state: .content), previous: acknowledged.version))
+            MetaRecord(current: StoredFile(version: unacknowledged, state: .content), replaced: .held(acknowledged)))
         try "half written upload".write(toFile: fixture.dir + "/tmp/upload-x", atomically: false, encoding: .utf8)
         let reopened = try fixture.open()
         #expect(reopened.current(try FileName("a")) == acknowledged)
         #expect(fixture.content("a") == "acknowledged")
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.dir + "/tmp").isEmpty)
+    }
+
+    /// Found by an attacking helper (SIGKILL right after a delete and an upload of the same
+    /// name): the record of an update goes to disk before its content is in place, so it must
+    /// say what it replaces also when that is a deletion, or nothing at all.
+    @Test func crashBeforeAnUpdateOfADeletedOrNewNameRollsBack() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        let name = try FileName("a")
+        try fixture.put(store, "a", "content", at: fixture.now - 10)
+        try fixture.delete(store, "a", at: fixture.now - 8)
+        let deletion = try #require(store.current(name))
+        try #require(deletion.state == .tombstone)
+        // An upload replacing the deletion, and the first version of "b": recorded, not renamed.
+        let update = try fixture.version("a", "unacknowledged", at: fixture.now - 5)
+        try store.writeRecord(
+            MetaRecord(current: StoredFile(version: update, state: .content), replaced: .held(deletion)))
+        let first = try fixture.version("b", "unacknowledged", at: fixture.now - 5)
+        try store.writeRecord(MetaRecord(current: StoredFile(version: first, state: .content), replaced: .nothing))
+        let reopened = try fixture.open()
+        #expect(reopened.current(name) == deletion)
+        #expect(reopened.current(try FileName("b")) == nil)
+        #expect(fixture.content("a") == nil && fixture.content("b") == nil)
+        // The deletion still beats older content, and "b" takes its first version again.
+        let older = try fixture.put(reopened, "a", "older", at: fixture.now - 9)
+        #expect(older == .refused(.stale(name, held: fixture.now - 8)))
+        try fixture.put(reopened, "b", "again", at: fixture.now - 5)
+        #expect(fixture.content("b") == "again")
     }
 
     @Test func unconfiguredNamesAndOrphansAreRemovedOnStart() throws {
@@ -389,11 +418,15 @@ struct StoreFixture {
                 contentSHA256: (0..<32).map { UInt8(($0 * 7 + index) & 0xFF) },
                 contentLength: UInt64.max - UInt64(index),
                 signer: signer, signature: (0..<64).map { UInt8(($0 * 13 + index) & 0xFF) })
-            let previous = index % 2 == 0 ? nil : version
             let stat = index % 3 == 1 ? FileStat(size: 1024, mtime_ns: -1, inode: UInt64.max) : nil
-            for state in [StoredFile.State.content, .tombstone, .expired, .missing] {
+            let states: [StoredFile.State] = [.content, .tombstone, .expired, .missing]
+            let replaced: [MetaRecord.Replaced?] =
+                [nil, .nothing] + states.map { .held(StoredFile(version: version, state: $0)) }
+            for state in states {
                 records.append(
-                    MetaRecord(current: StoredFile(version: version, state: state), previous: previous, stat: stat))
+                    MetaRecord(
+                        current: StoredFile(version: version, state: state), replaced: replaced[index % replaced.count],
+                        stat: stat))
             }
         }
         for record in records {
@@ -407,9 +440,15 @@ struct StoreFixture {
 extension MetaRecord {
     /// The record's JSON written by `JSONEncoder` (the reference `encoded()` is tested against).
     func encodedByEncoder() -> [UInt8] {
+        var previousState: String? = nil
+        switch replaced {
+        case .nothing?: previousState = "none"
+        case .held(let held)? where held.state != .content: previousState = held.state.rawValue
+        default: break
+        }
         let json = RecordJSON(
             format: 1, state: current.state, version: VersionJSON(current.version),
-            previous: previous.map(VersionJSON.init), content_stat: stat)
+            previous: replacedVersion.map(VersionJSON.init), previous_state: previousState, content_stat: stat)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         // Encoding plain strings and integers cannot fail.
