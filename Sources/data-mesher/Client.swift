@@ -81,9 +81,12 @@ struct APIClient {
         return HTTPClient(eventLoopGroupProvider: .shared(eventLoops), configuration: configuration)
     }
 
-    /// Runs `body`, turning a transport error into a sentence (a `CLIError` passes unchanged).
+    /// Runs `body`, turning a transport error into a sentence (a `CLIError`, and a local file's
+    /// `DiskError` such as a full stdout, pass unchanged).
     func reportingTransportErrors<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch let error as CLIError { throw error } catch {
+        do { return try await body() } catch let error as CLIError { throw error } catch let error as DiskError {
+            throw error
+        } catch {
             throw CLIError("cannot reach data-mesher at \(baseURL): \(Self.transportMessage(error))")
         }
     }

@@ -36,9 +36,11 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     } catch let error as CleanExit {
         throw error
     } catch {
-        FileHandle.standardError.write(Data("data-mesher: \(describe(error))\n".utf8))
+        StandardStreams.error("data-mesher: \(describe(error))\n")
         throw ExitCode.failure
     }
+    // What `print` buffered must reach stdout too: a full disk is an error, not a silent exit 0.
+    if let code = StandardStreams.flushOutput() { throw StandardStreams.outputFailed(code) }
 }
 
 func describe(_ error: any Error) -> String { String(describing: error) }

@@ -40,7 +40,7 @@ final class ProgressBar: Sendable {
             state.lastDraw = now
             return render(done: state.done, now: now)
         }
-        if let line { FileHandle.standardError.write(Data(line.utf8)) }
+        if let line { StandardStreams.error(line) }
     }
 
     func finish() {
@@ -49,7 +49,7 @@ final class ProgressBar: Sendable {
             state.finished = true
             return render(done: state.done, now: DispatchTime.now().uptimeNanoseconds) + "\n"
         }
-        if let line { FileHandle.standardError.write(Data(line.utf8)) }
+        if let line { StandardStreams.error(line) }
     }
 
     func render(done: Int, now: UInt64) -> String {

@@ -152,7 +152,7 @@ struct SeenVersion: Equatable {
 }
 
 func warn(_ message: String) {
-    FileHandle.standardError.write(Data("data-mesher watch: \(message)\n".utf8))
+    StandardStreams.error("data-mesher watch: \(message)\n")
 }
 
 /// Splits a `text/event-stream` into events (`event:`/`data:` lines ended by a blank line).
@@ -188,6 +188,8 @@ actor ChangeRunner {
     var pending: [(name: String, kind: String)] = []
     var scheduled = false
     var running = false
+    /// False once stdout failed.
+    var printing = true
 
     init(command: String?, debounce: Duration, json: Bool) {
         self.command = command
@@ -197,7 +199,13 @@ actor ChangeRunner {
 
     func changed(name: String, kind: String, line: String?) {
         // Unbuffered, so a pipe sees each change at once.
-        if let line { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+        if let line, printing, let code = StandardStreams.write(line + "\n", to: STDOUT_FILENO) {
+            // Nobody reads the lines any more (a closed pipe, a full disk): done, unless there is
+            // a command to run for each change.
+            guard command != nil else { Foundation.exit(StandardStreams.outputFailed(code).rawValue) }
+            warn("cannot write stdout (\(String(cString: strerror(code)))); running the command only")
+            printing = false
+        }
         guard command != nil else { return }
         pending.append((name, kind))
         schedule()

@@ -276,6 +276,47 @@ import Testing
 
     /// A "node" that hangs up halfway through its reply: the CLI fails with one line saying it
     /// cannot reach the node, whatever the request (the network ID's GET, a list).
+    /// Found by an attacking helper: `FileHandle.write` traps when stdout or stderr cannot be
+    /// written (a closed pipe, a full disk), and `print` lost its output with exit 0.
+    @Test func anOutputThatCannotBeWrittenEndsTheCommandWithoutATrap() throws {
+        let daemon = try Daemon(files: [:])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        /// Runs the CLI with stdout and stderr as given (bounded); its exit status, or the signal
+        /// that ended it as a negative number.
+        func run(_ arguments: [String], stdout: FileHandle, stderr: FileHandle) throws -> Int32 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Binary.path)
+            process.arguments = arguments
+            process.standardOutput = stdout
+            process.standardError = stderr
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(30)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            let signaled = process.terminationReason == .uncaughtSignal
+            return signaled ? -process.terminationStatus : process.terminationStatus
+        }
+        let full = try #require(FileHandle(forWritingAtPath: "/dev/full"))
+        let errors = Pipe()
+        // stdout on a full disk: one line on stderr and 1, not a silent 0.
+        #expect(try run(["file", "list", "--url", daemon.url], stdout: full, stderr: errors.fileHandleForWriting) == 1)
+        try errors.fileHandleForWriting.close()
+        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(said == "data-mesher: cannot write stdout: No space left on device\n", "\(said)")
+        // stderr on a full disk: the error has nowhere to go, and the exit status still says it.
+        let missing = NSTemporaryDirectory() + "dm-none-" + UUID().uuidString + ".toml"
+        #expect(try run(["server", "--config", missing], stdout: FileHandle.nullDevice, stderr: full) == 1)
+        // A reader that closed its end: ended quietly by SIGPIPE, or, where SIGPIPE is ignored (as
+        // this test runner may leave it), with 141 as if it had been.
+        let closed = Pipe()
+        try closed.fileHandleForReading.close()
+        let status = try run(["members", "--url", daemon.url], stdout: closed.fileHandleForWriting, stderr: full)
+        #expect(status == 141 || status == -SIGPIPE, "status \(status)")
+    }
+
     @Test func aReplyCutShortIsAOneLineFailure() throws {
         // A head promising 100 bytes, then 5 of them, then the connection closes.
         let reply = [Array("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{\"na".utf8)]

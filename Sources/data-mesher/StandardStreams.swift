@@ -1,0 +1,42 @@
+import ArgumentParser
+
+#if canImport(Glibc)
+    // `stdout`, a C global, is read only to flush it and check its error flag (no Foundation in
+    // this file: its import of Glibc would not be @preconcurrency).
+    @preconcurrency import Glibc
+#endif
+
+/// stdout and stderr, written without trapping: `FileHandle.write(_: Data)` traps when a write
+/// fails (a reader that closed its pipe, a full disk).
+enum StandardStreams {
+    /// Writes all of `text` to `fd`; the errno when it could not.
+    @discardableResult
+    static func write(_ text: String, to fd: Int32) -> Int32? {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            bytes = bytes.dropFirst(written)
+        }
+        return nil
+    }
+
+    /// A line for the user; a stderr that cannot take it has nowhere to report to.
+    static func error(_ text: String) { write(text, to: STDERR_FILENO) }
+
+    /// Flushes what `print` buffered; the errno when stdout could not take it.
+    static func flushOutput() -> Int32? {
+        fflush(stdout) == 0 && ferror(stdout) == 0 ? nil : errno
+    }
+
+    /// How a command ends when stdout failed with `code`: quietly with 141, as a process stopped by
+    /// SIGPIPE does, when the reader closed the pipe; with one line and 1 otherwise.
+    static func outputFailed(_ code: Int32) -> ExitCode {
+        if code == EPIPE { return ExitCode(141) }
+        error("data-mesher: cannot write stdout: \(String(cString: strerror(code)))\n")
+        return ExitCode.failure
+    }
+}
