@@ -478,8 +478,9 @@ struct JSONErrorMiddleware: RouterMiddleware {
             // file is gone again, so the next upload works once space is free.
             node.noteDiskFull(error, path: request.uri.path)
             return jsonResponse(APIError.insufficientStorage, ErrorJSON(error: "disk full: \(error)"))
-        } catch let error as HTTPParserError {
-            // The client sent a malformed request or went away mid-body: its problem, not ours.
+        } catch  where error is HTTPParserError || error is IOError || error is ChannelError {
+            // A malformed request, or a client that went away or reset the connection mid-body:
+            // its doing, and anyone can do it, so not a line at error level each time.
             context.logger.debug("request ended early: \(error)")
             return jsonResponse(.badRequest, ErrorJSON(error: "malformed or incomplete request"))
         } catch let error as HTTPError {

@@ -72,6 +72,33 @@ import Testing
         #expect(daemon.get("/v1/info")?.status == 200)
     }
 
+    /// Found by an attacking helper: anyone could write a line at error level ("request failed:
+    /// … Connection reset by peer") per upload reset mid-body, with no key.
+    @Test func uploadsResetMidBodyAreNotLoggedAsErrors() throws {
+        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["a": [owner.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let content = [UInt8](repeating: 0x61, count: 100_000)
+        for index in 0..<20 {
+            let version = try owner.sign("a", content, at: nowNanoseconds() + Int64(index))
+            let fd = try Sockets.connect(daemon.address, daemon.port)
+            Sockets.send(fd, RawUpload.head(version, length: UInt64(content.count)) + content.prefix(5000))
+            usleep(20_000)
+            // Closed with a reset (linger 0), as a client that dies or an attacker would.
+            var reset = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+            close(fd)
+        }
+        #expect(eventually(20) { !RawUpload.inProgress(daemon) }, "an upload slot stayed taken")
+        #expect(daemon.get("/v1/info")?.status == 200)
+        let log = try String(contentsOfFile: daemon.logPath, encoding: .utf8)
+        #expect(!log.contains(" error "), "\(daemon.tailOfLog(2000))")
+    }
+
     @Test func connectionsBeyondThePerSourceCapAreRefusedWhileOthersAreServed() throws {
         let daemon = try Daemon(files: [:], http: "max_connections_per_source = 3\nheader_timeout = \"120s\"")
         defer { daemon.cleanUp() }
