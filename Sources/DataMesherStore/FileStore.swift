@@ -45,26 +45,43 @@ public enum CommitResult: Sendable, Equatable {
 public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
     case droppedDamaged(FileName)
     case markedMissing(FileName)
-    case droppedUnconfigured(FileName)
+    case dropped(FileName, because: DropReason)
     case rolledBack(FileName)
     case removedOrphan(String)
     case droppedDamagedRecords(Int)
     case adoptedLegacyRecords(Int)
     case expired(FileName)
     case forgot(FileName)
+    /// The records file needs a rewrite (damaged lines) that a full disk refused at start; the
+    /// node starts anyway and rewrites it at the next change once there is room.
+    case recordsNotRewritten(String)
+
+    /// Why a held version was dropped at start or by the background check.
+    public enum DropReason: Sendable, Equatable {
+        /// The name is no longer in `[files]`.
+        case nameNotConfigured
+        /// Its signer is no longer listed for the name.
+        case signerNotConfigured(SignerKey)
+        /// It was signed for another `network_id`.
+        case otherNetwork(String)
+        /// Its record is damaged: the signature does not verify, or the replaced version it names is another name's.
+        case damaged
+    }
 
     /// A short label for the log's `dm.event` (the message is `description`).
     public var kind: String {
         switch self {
         case .droppedDamaged: return "dropped_damaged"
         case .markedMissing: return "marked_missing"
-        case .droppedUnconfigured: return "dropped_unconfigured"
+        case .dropped(_, because: .damaged): return "dropped_damaged_record"
+        case .dropped: return "dropped_unconfigured"
         case .rolledBack: return "rolled_back"
         case .removedOrphan: return "removed_orphan"
         case .droppedDamagedRecords: return "dropped_damaged_records"
         case .adoptedLegacyRecords: return "adopted_legacy_records"
         case .expired: return "expired"
         case .forgot: return "forgot"
+        case .recordsNotRewritten: return "records_not_rewritten"
         }
     }
 
@@ -74,8 +91,17 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
         case .markedMissing(let name):
             return
                 "content of \"\(name)\" is damaged or gone: record kept, content marked missing until this version is fetched again"
-        case .droppedUnconfigured(let name):
-            return "dropped \"\(name)\": the name or its signer is no longer configured, or its signature fails"
+        case .dropped(let name, because: let reason):
+            let why: String
+            switch reason {
+            case .nameNotConfigured: why = "the name is no longer in [files]"
+            case .signerNotConfigured(let signer):
+                why =
+                    "its signer \(signer.base64) is no longer listed for it in [files] (sign the name with a listed key before removing the old one)"
+            case .otherNetwork(let network): why = "it was signed for network_id \"\(network)\", not this node's"
+            case .damaged: why = "its record is damaged (the signature does not verify)"
+            }
+            return "dropped \"\(name)\" and its content: \(why)"
         case .rolledBack(let name): return "rolled back an unacknowledged update of \"\(name)\""
         case .removedOrphan(let path): return "removed \(path): no signed version refers to it"
         case .droppedDamagedRecords(let count):
@@ -84,6 +110,9 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
             return "moved \(count) record(s) from meta/ (written by an older data-mesher) into the records file"
         case .expired(let name): return "\"\(name)\" expired (valid_for passed); content removed"
         case .forgot(let name): return "forgot the tombstone of \"\(name)\" (tombstone_retention passed)"
+        case .recordsNotRewritten(let error):
+            return
+                "the records file holds damaged lines and could not be rewritten (\(error)); it is rewritten at the next change once there is room"
         }
     }
 }
@@ -260,7 +289,7 @@ public final class FileStore: Sendable {
                     try removeRecord(name)
                     try removeContent(name)
                     index.withLockedValue { $0[name] = nil }
-                    events.append(.droppedUnconfigured(name))
+                    events.append(.dropped(name, because: .damaged))
                     return
                 }
                 guard pending.1, held.state == .content else { return }
@@ -445,12 +474,22 @@ public final class FileStore: Sendable {
             let version = record.current.version
             // Signatures are checked by `verify` once the node serves (this daemon checked each one
             // before it wrote the record; 20,000 checks would hold up the start by seconds).
-            guard policy.allowedSigners[name]?.contains(version.signer) == true, version.networkID == policy.networkID,
-                record.replacedVersion.map({ $0.name == name }) ?? true
-            else {
+            let dropReason: StoreEvent.DropReason? =
+                if policy.allowedSigners[name] == nil {
+                    .nameNotConfigured
+                } else if policy.allowedSigners[name]?.contains(version.signer) != true {
+                    .signerNotConfigured(version.signer)
+                } else if version.networkID != policy.networkID {
+                    .otherNetwork(version.networkID)
+                } else if record.replacedVersion.map({ $0.name != name }) == true {
+                    .damaged
+                } else {
+                    nil
+                }
+            if let dropReason {
                 try removeRecord(name)
                 try removeContent(name)
-                events.append(.droppedUnconfigured(name))
+                events.append(.dropped(name, because: dropReason))
                 continue
             }
             switch record.current.state {
@@ -500,7 +539,12 @@ public final class FileStore: Sendable {
             }
         }
         try removeOrphans(in: filesDir, prefix: "", keep: loaded, events: &events)
-        try records.compactIfNeeded()
+        do {
+            try records.compactIfNeeded()
+        } catch let error as DiskError where error.isDiskFull {
+            // What the file holds was read; serving it need not wait for room to rewrite it.
+            events.append(.recordsNotRewritten("\(error)"))
+        }
         let loadedMarks = loadMarks(policy: policy, events: &events)
         marks.withLockedValue { $0 = loadedMarks }
         index.withLockedValue { $0 = loaded }

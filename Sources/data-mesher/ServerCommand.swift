@@ -169,8 +169,22 @@ struct Server {
                 logger: logger))
         // The lock is held until the process ends; this keeps it alive past the group.
         defer { withExtendedLifetime(stateLock) {} }
+        // SIGHUP's default is to end the process without a word; operators send it to reload.
+        let hangup = Self.explainHangups(logger: logger)
+        defer { hangup.cancel() }
         try await group.run()
         logger.info("stopped")
+    }
+
+    /// Answers SIGHUP with a log line instead of dying by it: there is no reload.
+    static func explainHangups(logger: Logger) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP)
+        source.setEventHandler {
+            logger.warning("SIGHUP ignored: data-mesher does not reload dm.toml; restart it to apply a changed config")
+        }
+        source.resume()
+        return source
     }
 
     static func logLevel(_ level: NodeConfig.LogLevel) -> Logger.Level {

@@ -346,7 +346,7 @@ struct StoreFixture {
         #expect(reopened.current(try FileName("b")) != nil)
         let events = try reopened.verify()
         #expect(events.contains(.markedMissing(try FileName("a"))))
-        #expect(events.contains(.droppedUnconfigured(try FileName("b"))))
+        #expect(events.contains(.dropped(try FileName("b"), because: .damaged)))
         #expect(reopened.current(try FileName("a"))?.state == .missing)
         #expect(reopened.current(try FileName("b")) == nil)
         #expect(try reopened.verify().isEmpty)
