@@ -289,11 +289,8 @@ import Testing
             })
     }
 
-    @Test func aNodeWithAFullDiskBacksOffAndCatchesUpOnceThereIsRoom() throws {
-        guard getuid() == 0 else {
-            print("skipped aNodeWithAFullDiskBacksOffAndCatchesUpOnceThereIsRoom: mounting a small tmpfs needs root")
-            return
-        }
+    @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
+    func aNodeWithAFullDiskBacksOffAndCatchesUpOnceThereIsRoom() throws {
         let dir = try Self.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let key = try TestKey(dir: dir, name: "owner")

@@ -361,11 +361,8 @@ import Testing
 
     // MARK: A full disk
 
-    @Test func aFullDiskAnswers507AndRecoversWithoutRestart() throws {
-        guard getuid() == 0 else {
-            print("skipped aFullDiskAnswers507AndRecoversWithoutRestart: mounting a small tmpfs needs root")
-            return
-        }
+    @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
+    func aFullDiskAnswers507AndRecoversWithoutRestart() throws {
         let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -415,6 +412,36 @@ import Testing
         #expect(try HTTP.put(daemon, try owner.sign("later", later, at: nowNanoseconds()), later).status == 201)
         #expect(daemon.get("/metrics").map { $0.text.contains("dm_disk_full_total 1") } == true)
         #expect(daemon.tailOfLog(20000).contains("disk full"))
+
+        // Killed with a torn last line in the records file, and restarted on a full disk: the
+        // rewrite that drops the torn line needs room, and must not keep the node from starting
+        // (an attacking helper's finding: it exited with "No space left on device").
+        daemon.stop(signal: SIGKILL)
+        let records = try #require(FileHandle(forWritingAtPath: daemon.stateDir + "/records"))
+        try records.seekToEnd()
+        try records.write(contentsOf: Data("0123456789abcdef {\"format\":1,\"sta".utf8))
+        try records.close()
+        let filler = daemon.stateDir + "/filler"
+        let fill = try #require(
+            FileHandle(forWritingAtPath: filler)
+                ?? {
+                    FileManager.default.createFile(atPath: filler, contents: nil)
+                    return FileHandle(forWritingAtPath: filler)
+                }())
+        for _ in 0..<64 { guard (try? fill.write(contentsOf: Data(count: 64 << 10))) != nil else { break } }
+        try? fill.close()
+        try daemon.start()
+        #expect(daemon.get("/v1/files/later")?.body == later)
+        #expect(daemon.tailOfLog(20000).contains("could not be rewritten"), "\(daemon.tailOfLog(2000))")
+        // With room again, the next change rewrites the file and is stored.
+        try FileManager.default.removeItem(atPath: filler)
+        let again = Array("again".utf8)
+        #expect(try HTTP.put(daemon, try owner.sign("small", again, at: nowNanoseconds()), again).status == 201)
+        let rewritten = try String(contentsOfFile: daemon.stateDir + "/records", encoding: .utf8)
+        #expect(!rewritten.contains("0123456789abcdef"), "the torn line is still in the records file")
+        daemon.stop(signal: SIGKILL)
+        try daemon.start()
+        #expect(daemon.get("/v1/files/small")?.body == again)
     }
 }
 
