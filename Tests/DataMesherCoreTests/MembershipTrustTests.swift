@@ -122,6 +122,60 @@ import Testing
         #expect(sent.contains(.alive(node.core.me)))
     }
 
+    /// Found by an attacking helper: an accusation from a key announced in the same datagram,
+    /// just under the plausibility bound, was refuted to it, where every later refutation is
+    /// refused as implausible, so the node stayed dead for as long as the stranger kept at it.
+    @Test func accusationsAboveTheIncarnationThisNodeSignedAreNotFollowed() {
+        var node = Fixture()
+        node.meet(node.b)
+        let fresh = node.mallory
+        let ceiling = ClusterCore.maxPlausibleIncarnation(now: node.now)
+        for accuser in [fresh, node.b] {
+            for dead in [false, true] {
+                node.receive(
+                    items: [
+                        .alive(node.announcement(fresh)),
+                        Self.signedAccusation(node.a, incarnation: ceiling - 5, dead: dead, by: accuser),
+                        Self.signedAccusation(node.a, incarnation: 101, dead: dead, by: accuser),
+                    ], sender: accuser)
+            }
+        }
+        #expect(node.core.me.incarnation == 100)
+        // At the incarnation it signed, each accusation costs one step, and a stranger's does not
+        // make this node think itself slow (Lifeguard awareness, which stretches its probes).
+        node.receive(
+            items: [Self.signedAccusation(node.a, incarnation: 100, dead: false, by: fresh)], sender: fresh)
+        #expect(node.core.me.incarnation == 101)
+        #expect(node.core.awareness == 0)
+        node.receive(
+            items: [Self.signedAccusation(node.a, incarnation: 101, dead: false, by: node.b)], sender: node.b)
+        #expect(node.core.me.incarnation == 102)
+        #expect(node.core.awareness == 1)
+    }
+
+    /// An attacking helper's finding: a ping with a forged source got an ack carrying the queued
+    /// broadcasts, up to 18 times the ping's size, sent to whoever the source named.
+    @Test func onlyAConfirmedMemberAtItsAddressGetsGossipWithItsAck() {
+        var node = Fixture()
+        node.meet(node.b)
+        // Something to gossip.
+        node.receive(items: [.alive(node.announcement(node.c))], sender: node.c)
+        func ackItems(_ directives: [CoreDirective]) -> Int? {
+            for case .send(let packet, _, _) in directives {
+                if case .ack = packet.message { return packet.items.count }
+            }
+            return nil
+        }
+        let bystander = PeerAddress(host: "10.9.9.9", port: 7946)
+        let stranger = node.receive(
+            .ping(sequence: 1, target: node.a.id), items: [], sender: node.mallory, from: bystander)
+        #expect(ackItems(stranger) == 0)
+        let spoofed = node.receive(.ping(sequence: 2, target: node.a.id), items: [], sender: node.b, from: bystander)
+        #expect(ackItems(spoofed) == 0)
+        let member = node.receive(.ping(sequence: 3, target: node.a.id), items: [], sender: node.b)
+        #expect((ackItems(member) ?? 0) > 0)
+    }
+
     @Test func refutationSaturatesInsteadOfTrapping() {
         var node = Fixture(incarnation: UInt64.max - 1)
         node.meet(node.b)

@@ -740,11 +740,17 @@ public struct ClusterCore: Sendable {
         switch packet.message {
         case .ping(let sequence, let target):
             // A ping for another ID is for a node that used to live at this address: stay silent.
+            // Gossip rides only on acks to a confirmed member at an address it is known at: a
+            // ping's sender and source are not proven, and a bare ack is barely larger than the
+            // ping, so a forged source gets nothing amplified (an ack with broadcasts could be 20
+            // times the ping).
             if target == me.id {
-                out.append(
-                    .send(
-                        compose(.ack(sequence: sequence, responder: me.id, clock: now), now: now), to: source,
-                        node: packet.sender))
+                let ack = Packet(sender: me.id, message: .ack(sequence: sequence, responder: me.id, clock: now))
+                let known =
+                    members[packet.sender].map {
+                        $0.confirmed && ($0.lastSource == source || $0.announcement.addresses.contains(source))
+                    } ?? false
+                out.append(.send(known ? compose(ack.message, now: now) : ack, to: source, node: packet.sender))
             }
         case .pingRequest(let requesterSequence, let target, let address):
             // Only for members we know at that address, and a bounded number at once: a stranger
@@ -831,7 +837,8 @@ public struct ClusterCore: Sendable {
             alive(announcement, source: source.host, now: now, into: &out)
         case .suspect(let accusation):
             if accusation.id == me.id && accusation.incarnation < me.incarnation && accusation.from == sender,
-                let address = members[sender]?.address
+                let accuser = members[sender], accuser.confirmed, let address = accuser.address,
+                isAuthentic(accusation, dead: false)
             {
                 // The accuser itself still suspects an incarnation this node has refuted already
                 // (its reminder or buddy ping): it missed the refutation, which may never reach
@@ -1104,13 +1111,16 @@ public struct ClusterCore: Sendable {
         let id = accusation.id
         if id == me.id {
             // Refuted even when this node has not confirmed the accuser yet: a refutation only
-            // raises this node's incarnation, while an accusation it ignored could never be
-            // answered, and the accuser, once the others trust it, would have it declared dead.
-            if !leaving && accusation.incarnation >= me.incarnation
+            // raises this node's incarnation by one, while an accusation it ignored could never
+            // be answered, and the accuser, once the others trust it, would have it declared
+            // dead. Only the incarnation this node signed last can be accused (others accept no
+            // other): one above it was never real, and following it would let a stranger push
+            // the incarnation to the plausibility bound, where refutations are refused.
+            if !leaving && accusation.incarnation == me.incarnation
                 && accusation.incarnation < ClusterCore.maxPlausibleIncarnation(now: now)
                 && isAuthentic(accusation, dead: false, byUnconfirmed: true)
             {
-                refute(accusation.incarnation)
+                refute(accusation.incarnation, awareness: members[accusation.from]?.confirmed == true)
             }
             return
         }
@@ -1161,7 +1171,7 @@ public struct ClusterCore: Sendable {
     mutating func dead(_ accusation: Accusation, now: Int64, into out: inout [CoreDirective]) {
         let id = accusation.id
         if id == me.id {
-            if !leaving && accusation.from != me.id && accusation.incarnation >= me.incarnation
+            if !leaving && accusation.from != me.id && accusation.incarnation == me.incarnation
                 && accusation.incarnation < ClusterCore.maxPlausibleIncarnation(now: now)
                 && isAuthentic(accusation, dead: true)
             {
@@ -1188,13 +1198,15 @@ public struct ClusterCore: Sendable {
     }
 
     /// Refutation: a higher incarnation than anything said about us, signed and told to everyone.
-    mutating func refute(_ heard: UInt64) {
+    /// `awareness`: whether it counts as a sign of this node's own trouble (Lifeguard); not when
+    /// a member not confirmed yet, perhaps a stranger, made it, or it could slow the probes down.
+    mutating func refute(_ heard: UInt64, awareness: Bool = true) {
         let incarnation = max(me.incarnation, heard).addingSaturated(1)
         guard incarnation > me.incarnation else { return }
         me = MemberAnnouncement.signed(by: key, name: me.name, incarnation: incarnation, addresses: me.addresses)
         membershipVersion &+= 1
         queue.enqueue(.alive(me))
-        adjustAwareness(1)
+        if awareness { adjustAwareness(1) }
     }
 
     /// Merges one record of a peer's member list (push/pull) like the gossip it stands for.
