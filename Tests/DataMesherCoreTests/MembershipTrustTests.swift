@@ -176,6 +176,27 @@ import Testing
         #expect((ackItems(member) ?? 0) > 0)
     }
 
+    /// An attacking helper filled `max_members` with members of its own that left at once: their
+    /// records were kept for a day, and no new member could join meanwhile.
+    @Test func departedMembersMakeRoomAtTheMemberLimit() {
+        var settings = CoreSettings()
+        settings.maxMembers = 3
+        var node = Fixture(settings: settings)
+        node.meet(node.b)
+        node.meet(node.c)
+        let newcomer = Fixture.key(4)
+        let refused = node.receive(items: [.alive(node.announcement(newcomer))], sender: newcomer)
+        #expect(refused.contains(.droppedClaim(reason: "member_limit")))
+        #expect(node.core.members[newcomer.id] == nil)
+        // b leaves (signed by itself): its record stays, until a new member needs the room.
+        node.receive(items: [Self.signedAccusation(node.b, incarnation: 100, dead: true, by: node.b)], sender: node.b)
+        #expect(node.state(node.b) == .left)
+        node.receive(items: [.alive(node.announcement(newcomer))], sender: newcomer)
+        #expect(node.core.members[newcomer.id] != nil)
+        #expect(node.core.members[node.b.id] == nil)
+        #expect(node.state(node.c) == .alive)
+    }
+
     @Test func refutationSaturatesInsteadOfTrapping() {
         var node = Fixture(incarnation: UInt64.max - 1)
         node.meet(node.b)

@@ -373,6 +373,13 @@ public struct ClusterCore: Sendable {
         liveIDs.removeAll { $0 == id }
     }
 
+    /// Forgets the longest-departed quarter of the departed members (at least one), before their
+    /// `deadReap`: one sort for many new members while the table is full.
+    mutating func evictDeparted() {
+        let oldest = departed.compactMap { members[$0] }.sorted { ($0.since, $0.id) < ($1.since, $1.id) }
+        for record in oldest.prefix(max(1, oldest.count / 4)) { removeRecord(record.id) }
+    }
+
     /// The earliest time at which `tick` has work to do.
     public var nextDeadline: Int64 {
         var deadline = min(nextGossip, nextPushPull, nextReap, nextReconnect)
@@ -1059,7 +1066,11 @@ public struct ClusterCore: Sendable {
         }
         // A member not seen before: it costs nothing until it answers a ping at its address. The
         // limits come before the signature check, so a flood costs lookups, not verifications.
-        guard members.count + 1 < settings.maxMembers, confirmations.count < settings.maxUnconfirmed else {
+        // At `max_members`, records of departed members make room: they are kept only so that
+        // stale news of them is recognised, and a stranger could otherwise fill the table with
+        // members of its own that leave at once, held for `deadReap` (a day).
+        let full = members.count + 1 >= settings.maxMembers
+        guard !full || !departed.isEmpty, confirmations.count < settings.maxUnconfirmed else {
             out.append(.droppedClaim(reason: "member_limit"))
             return
         }
@@ -1079,6 +1090,7 @@ public struct ClusterCore: Sendable {
             out.append(.droppedClaim(reason: "bad_signature"))
             return
         }
+        if full { evictDeparted() }
         let record = MemberRecord(
             announcement: announcement, state: .alive, since: now, lastSource: nil, confirmed: false)
         setRecord(record)
