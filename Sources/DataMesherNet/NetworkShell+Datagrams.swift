@@ -64,6 +64,53 @@ extension NetworkShell {
         }
     }
 
+    /// Whether the kernel has a route from `local` to `remote`, asked once a minute per
+    /// destination (a connect of a throwaway UDP socket, which sends nothing). SwiftNIO closes
+    /// the cluster socket on a send that fails for want of a route, and anyone may announce a
+    /// member at such an address: without this, each announcement cost the node its UDP socket
+    /// for 100 ms. A destination without a route is `unsendable` for a minute.
+    func isRouted(_ remote: SocketAddress, from local: String) -> Bool {
+        let now = WallClock.now()
+        if let until = routed[remote], until > now { return true }
+        if let code = Self.routeProblem(to: remote, from: local) {
+            logger.debug(
+                "not sending to \(remote): no route (\(String(cString: strerror(code))))",
+                metadata: ["dm.reason": "no_route"])
+            markUnsendable(remote)
+            return false
+        }
+        if routed.count >= 4096 { routed = routed.filter { $0.value > now } }
+        if routed.count >= 4096 { routed.removeAll() }
+        routed[remote] = now.addingSaturated(60_000_000_000)
+        return true
+    }
+
+    /// The errno of connecting a UDP socket bound to `local` to `remote`, or nil when that
+    /// works (or cannot be tried: the send will tell).
+    static func routeProblem(to remote: SocketAddress, from local: String) -> Int32? {
+        #if !os(Linux)
+            return nil
+        #else
+            routeProblemLinux(to: remote, from: local)
+        #endif
+    }
+
+    #if os(Linux)
+        static func routeProblemLinux(to remote: SocketAddress, from local: String) -> Int32? {
+            let family = remote.protocol == .inet6 ? AF_INET6 : AF_INET
+            let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            if let source = try? SocketAddress(ipAddress: local, port: 0), source.protocol == remote.protocol,
+                !(source.ipAddress == "0.0.0.0" || source.ipAddress == "::")
+            {
+                guard source.withSockAddr({ Glibc.bind(fd, $0, socklen_t($1)) }) == 0 else { return nil }
+            }
+            let connected = remote.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
+            return connected == 0 ? nil : errno
+        }
+    #endif
+
     /// Nothing is sent to `destination` for a minute (at most 4,096 such destinations).
     func markUnsendable(_ destination: SocketAddress) {
         let now = WallClock.now()
@@ -190,6 +237,7 @@ extension NetworkShell {
         }
         let isIPv6 = remote.protocol == .inet6
         guard let outbox = outboxes.first(where: { $0.isIPv6 == isIPv6 }) else { return }
+        guard isRouted(remote, from: outbox.address) else { return }
         var wire = bytes
         if var sealer {
             wire = sealer.seal(bytes, for: receiver)

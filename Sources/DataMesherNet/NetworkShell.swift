@@ -37,8 +37,11 @@ public actor NetworkShell {
     let bindAddresses: [String]
     /// One outbox per UDP socket, drained by that socket's only writer.
     var outboxes: [Outbox] = []
-    /// Destinations of sends that closed a UDP socket, and until when nothing goes to them.
+    /// Destinations of sends that closed a UDP socket, or that have no route, and until when
+    /// nothing goes to them.
     var unsendable: [SocketAddress: Int64] = [:]
+    /// Destinations the kernel had a route to, and until when that is taken as still true.
+    var routed: [SocketAddress: Int64] = [:]
     /// Work the shell starts (push/pulls, fetches, identity checks, disk writes): run in a task
     /// group of `run()`, so that it ends with the service group.
     let jobs: AsyncStream<@Sendable () async -> Void>
