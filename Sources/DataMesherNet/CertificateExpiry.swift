@@ -45,7 +45,9 @@ public struct CertificateExpiry: Sendable, Equatable {
     }
 }
 
-/// Logs `CertificateExpiry.logLine` at start and then once a day while one is due.
+/// Logs `CertificateExpiry.logLine` at start and then once a day while one is due, and at the
+/// moment the certificate ends (peers refuse the node from then on; its own log would otherwise
+/// show only handshakes ending, for up to a day).
 public struct CertificateExpiryWarningService: Service {
     let expiry: CertificateExpiry
     let logger: Logger
@@ -68,11 +70,20 @@ public struct CertificateExpiryWarningService: Service {
 
     public func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            if let line = expiry.logLine(now: clock()) {
+            let now = clock()
+            if let line = expiry.logLine(now: now) {
                 logger.log(level: line.level, "\(line.message)")
             }
-            do { try await wait(interval) } catch { return }
+            do { try await wait(Self.nextWait(left: expiry.secondsLeft(now: now), interval: interval)) } catch {
+                return
+            }
         }
+    }
+
+    /// One interval, or until a second after the end of validity when that comes sooner.
+    static func nextWait(left: Int64, interval: Duration) -> Duration {
+        guard left >= 0, left < Int64.max, Duration.seconds(left + 1) < interval else { return interval }
+        return .seconds(left + 1)
     }
 
     /// Sleeps `interval` in steps of at most a second, so a graceful shutdown (SIGTERM) or a

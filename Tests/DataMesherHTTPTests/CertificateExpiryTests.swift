@@ -123,6 +123,24 @@ import Testing
             }
         ).run()
         #expect(quiet.all.isEmpty && quietWaits.count == 3)
+        // Ending before the next interval: the service wakes a second after the end to say so.
+        let ending = Lines()
+        let endingWaits = Lines()
+        let ends = Date().addingTimeInterval(120)
+        nonisolated(unsafe) var clockNow = Date()
+        try await CertificateExpiryWarningService(
+            expiry: CertificateExpiry(notValidAfter: ends),
+            logger: Logger(label: "cert") { _ in CollectingHandler(lines: ending) }, interval: .seconds(86400),
+            clock: { clockNow },
+            wait: { wait in
+                endingWaits.append("\(wait)")
+                clockNow = clockNow.addingTimeInterval(Double(wait.components.seconds))
+                if endingWaits.count > 1 { throw CancellationError() }
+            }
+        ).run()
+        #expect(
+            endingWaits.all.first == "\(Duration.seconds(121))" || endingWaits.all.first == "\(Duration.seconds(120))")
+        #expect(ending.all.count == 2 && ending.all.last?.hasPrefix("error ") == true, "\(ending.all)")
         // The real wait ends at once when the task is cancelled.
         let sleeper = Task { try await CertificateExpiryWarningService.steppedSleep(.seconds(86400)) }
         sleeper.cancel()
