@@ -166,7 +166,11 @@ public final class FileStore: Sendable {
         legacyMetaDir = stateDir + "/meta"
         tmpDir = stateDir + "/tmp"
         marksDir = stateDir + "/marks"
-        for dir in [stateDir, filesDir, tmpDir, marksDir] { try DiskIO.makeDirectories(dir) }
+        for dir in [stateDir, filesDir, tmpDir, marksDir] {
+            try DiskIO.makeDirectories(dir)
+            // Found now, not at the first upload (a folder made by another user, read-only).
+            guard access(dir, W_OK | X_OK) == 0 else { throw DiskError("write into", dir) }
+        }
         records = try RecordLog(directory: stateDir)
         for event in try scan(policy: policy, now: now) {
             logger.warning("\(event.description)", metadata: ["dm.event": "\(event.kind)"])
@@ -221,8 +225,11 @@ public final class FileStore: Sendable {
             guard let content, let digest = content.digest, digest.sha256 == version.contentSHA256,
                 digest.length == version.contentLength
             else { return .refused(.contentMismatch(name)) }
-            // A big file's flush can take seconds: not under the stripe lock, which reads take too.
-            if digest.length >= Self.flushOutsideLockFrom { try content.makeDurable() }
+            // A big file's flush can take seconds: not under the stripe lock, which reads take too;
+            // and not at all for content whose signature fails (the check below refuses it).
+            if digest.length >= Self.flushOutsideLockFrom && version.hasValidSignature {
+                try content.makeDurable()
+            }
         }
         return try stripe(name).withLock { () throws -> CommitResult in
             let held = current(name)

@@ -19,7 +19,12 @@ enum ConfigChecks {
             guard info.st_mode & S_IFMT == S_IFDIR else {
                 throw CLIError("state_dir: \(path) is not a folder")
             }
-            return try probeWrite(path)
+            try probeWrite(path)
+            // The folders the daemon writes into, where they exist already (made by another user).
+            for sub in ["files", "tmp", "marks"] where stat(path + "/" + sub, &info) == 0 {
+                try probeWrite(path + "/" + sub)
+            }
+            return
         }
         let missingCode = errno
         guard missingCode == ENOENT else {
