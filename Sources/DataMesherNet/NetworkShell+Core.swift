@@ -55,6 +55,16 @@ extension NetworkShell {
                     "dm.peer": "\(record.announcement.name)", "dm.peer_id": "\(record.id)",
                     "dm.address": "\(record.address.map { "\($0)" } ?? "none")",
                 ])
+        case .ownKeyElsewhere(let announcement):
+            var metadata: Logger.Metadata = [
+                "dm.incarnation": "\(announcement.incarnation)",
+                "dm.addresses": "\(announcement.addresses.map { "\($0)" }.joined(separator: ","))",
+            ]
+            if ownKeyLogBudget.admit(now: WallClock.now(), noting: &metadata) {
+                logger.warning(
+                    "outbid an announcement signed with this node's own key: normal once after a restart with the clock set back; if it repeats, another process runs with this node's key (a copied state_dir or identity_key) and the two take turns being this member",
+                    metadata: metadata)
+            }
         case .droppedClaim(let reason):
             node.metrics.droppedPacket("claim_" + reason)
             logger.debug("dropped membership claim", metadata: ["dm.reason": "\(reason)"])

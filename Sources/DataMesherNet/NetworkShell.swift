@@ -40,6 +40,9 @@ public actor NetworkShell {
     /// Destinations of sends that closed a UDP socket, or that have no route, and until when
     /// nothing goes to them.
     var unsendable: [SocketAddress: Int64] = [:]
+    /// One line a minute about this node's key heard from elsewhere (it repeats every gossip
+    /// round while two processes share the key).
+    let ownKeyLogBudget = LogBudget(perWindow: 1, window: 60_000_000_000)
     /// Destinations the kernel had a route to, and until when that is taken as still true.
     var routed: [SocketAddress: Int64] = [:]
     /// Work the shell starts (push/pulls, fetches, identity checks, disk writes): run in a task

@@ -384,7 +384,7 @@ public struct Simulation {
                 guard !simulation.isDown[index], simulation.epochs[index] == epoch else { return }
                 simulation.feed(index, .streamPingAnswered(sequence: sequence, by: id))
             }
-        case .memberChanged, .refused, .droppedClaim, .answeredOnlyOverStream:
+        case .memberChanged, .refused, .droppedClaim, .answeredOnlyOverStream, .ownKeyElsewhere:
             break
         }
     }

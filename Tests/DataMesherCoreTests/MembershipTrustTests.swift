@@ -197,6 +197,20 @@ import Testing
         #expect(node.state(node.c) == .alive)
     }
 
+    /// A day-2 operations helper started a copy of a node's state_dir elsewhere: the two took
+    /// turns being the member, and nothing said so.
+    @Test func anAnnouncementSignedWithThisNodesKeyElsewhereIsOutbidAndReported() {
+        var node = Fixture()
+        node.meet(node.b)
+        let copy = node.announcement(node.a, incarnation: 150, address: PeerAddress(host: "10.0.0.99", port: 7946))
+        let directives = node.receive(items: [.alive(copy)], sender: node.b)
+        #expect(directives.contains(.ownKeyElsewhere(copy)))
+        #expect(node.core.me.incarnation == 151)
+        // Its own announcement, heard back: nothing to say.
+        let echo = node.receive(items: [.alive(node.core.me)], sender: node.b)
+        #expect(!echo.contains { if case .ownKeyElsewhere = $0 { true } else { false } })
+    }
+
     @Test func refutationSaturatesInsteadOfTrapping() {
         var node = Fixture(incarnation: UInt64.max - 1)
         node.meet(node.b)

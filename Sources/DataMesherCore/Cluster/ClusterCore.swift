@@ -138,6 +138,10 @@ public enum CoreDirective: Sendable, Equatable {
     /// A probe of `member` ended answered only over a stream: datagrams between this node and
     /// it are being lost (memberlist warns of a network that may be dropping UDP). Logged.
     case answeredOnlyOverStream(MemberRecord)
+    /// An announcement signed with this node's own key, newer than its own and not its own, was
+    /// heard and outbid: once after a restart with the clock set back, again and again when
+    /// another process runs with the same key. Logged.
+    case ownKeyElsewhere(MemberAnnouncement)
 }
 
 /// The cluster protocol as a pure state machine: SWIM membership with the Lifeguard
@@ -1037,6 +1041,7 @@ public struct ClusterCore: Sendable {
                 && announcement.isAuthentic(verifier)
             {
                 refute(announcement.incarnation)
+                out.append(.ownKeyElsewhere(announcement))
             }
             return
         }
