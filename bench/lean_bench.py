@@ -23,12 +23,15 @@ NIO_SINGLETON_GROUP_LOOP_COUNT=1). The last lines are machine-readable, one per 
        dm_version_ms_best=.. dm_version_ms_p50=.. serf_version_ms_best=.. serf_version_ms_p50=.. \
        version_ratio=.. update_1k_ms_best=.. update_1k_ms_p50=.. foundation=0|1 icu=0|1 ...
 
-Python standard library only. Loopback only; only processes this script started are stopped
+Python standard library only (and openssl, for the signing key). `--cache cold` (root) drops
+the page cache before Serf and each daemon start, as after a reboot; the default reads each
+binary whole first. Loopback only; only processes this script started are stopped
 (by PID: SIGTERM, then SIGKILL after a bounded wait), also on failure or Ctrl-C. Installs
 `serf` with apt-get if it is missing, as ../shared/anchors/serf_bench.sh does.
 """
 
 import argparse
+import base64
 import os
 import shutil
 import signal
@@ -166,6 +169,9 @@ def parse_args():
     p.add_argument("--http-port", type=int, default=17600, help="daemon HTTP port; +1 is its cluster port (default 17600)")
     p.add_argument("--serf-port", type=int, default=17610, help="Serf bind port; +1 is its RPC port (default 17610)")
     p.add_argument("--tmpdir", default=os.environ.get("BENCH_TMPDIR") or None, help="parent of the temporary directory")
+    p.add_argument("--cache", choices=["read", "cold"], default="read",
+                   help="how each binary is in the page cache when it starts: 'read' (default) reads it whole "
+                        "first; 'cold' drops the page cache first (root), as after a reboot")
     a = p.parse_args()
     if not (1 <= a.runs <= 1000):
         p.error("--runs must be 1..1000")
@@ -180,23 +186,37 @@ def read_whole_file(path):
     """Brings all of `path` into the page cache, as installing or copying a binary does. The
     kernel maps the cached neighbours of each page a process touches (fault-around), so a
     program's resident size depends on how much of its binary is cached: every binary is measured
-    fully cached, the same for all."""
+    fully cached, the same for all. How the pages came into the cache matters too (the size of
+    the folios they were read or written in): the same binary measured 22, 24.5 and 28 MiB idle
+    when long cached, freshly copied and read whole after a drop (bench/README.md, section 7);
+    `--cache cold` is the state that is the same every time."""
     with open(path, "rb") as f:
         while f.read(1 << 20):
             pass
 
 
+def prepare_cache(args, path):
+    """Puts `path` in the page-cache state `--cache` asks for before it is started."""
+    if args.cache == "read":
+        read_whole_file(path)
+        return
+    subprocess.run(["sync"], check=False, timeout=120)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
 def measure_variant(args, label, binary, extra_env, workdir, serf_pid, serf_port_rpc, procs):
-    read_whole_file(binary)
     env = dict(os.environ, **extra_env)
     vdir = os.path.join(workdir, label)
     os.makedirs(vdir)
     key = os.path.join(vdir, "signer.key")
-    out = subprocess.run([binary, "generate", "keypair", "--private-key-path", key, "--public-key-path", key + ".pub"],
-                         capture_output=True, text=True, timeout=60, env=env)
-    if out.returncode != 0 or not out.stdout.strip():
-        raise RuntimeError(f"{label}: generate keypair failed (exit {out.returncode}): {out.stderr.strip()}")
-    pubkey = out.stdout.strip().splitlines()[-1].strip()
+    # The signing key is made with openssl, so that no run of the binary brings it into the page
+    # cache before the daemon starts (`--cache cold`).
+    made = subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], capture_output=True, timeout=60)
+    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"], capture_output=True, timeout=60)
+    if made.returncode != 0 or der.returncode != 0 or len(der.stdout) < 32:
+        raise RuntimeError(f"{label}: openssl could not make a key: {(made.stderr + der.stderr).decode()[:200]}")
+    pubkey = base64.b64encode(der.stdout[-32:]).decode()
     config = os.path.join(vdir, "dm.toml")
     with open(config, "w") as f:
         f.write("\n".join([
@@ -213,6 +233,7 @@ def measure_variant(args, label, binary, extra_env, workdir, serf_pid, serf_port
             f'"{FILE_NAME}" = ["{pubkey}"]',
         ]) + "\n")
     log_path = os.path.join(vdir, "daemon.log")
+    prepare_cache(args, binary)
     with open(log_path, "wb") as lf:
         proc = subprocess.Popen([binary, "server", "--config", config], stdin=subprocess.DEVNULL, stdout=lf,
                                 stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
@@ -291,7 +312,7 @@ def main():
     try:
         serf_log = os.path.join(workdir, "serf.log")
         with open(serf_log, "wb") as lf:
-            read_whole_file(shutil.which("serf"))
+            prepare_cache(args, shutil.which("serf"))
             serf = subprocess.Popen(["serf", "agent", "-node=lean-serf", f"-bind={IP}:{args.serf_port}",
                                      f"-rpc-addr={IP}:{args.serf_port + 1}", "-log-level=warn"],
                                     stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
@@ -332,6 +353,7 @@ def main():
                 f"icu={r['icu']}",
                 f"runs={args.runs}",
                 f"idle_s={args.idle_s:g}",
+                f"cache={args.cache}",
                 f"env={','.join(f'{k}={v}' for k, v in extra_env.items()) or '-'}",
             ]))
         return status
