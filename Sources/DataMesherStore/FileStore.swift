@@ -240,13 +240,12 @@ public final class FileStore: Sendable {
                 return .refused(.stale(name, held: mark.timestamp))
             }
             let stored = StoredFile(version: version, state: version.isTombstone ? .tombstone : .content)
-            let previous = held?.state == .content ? held?.version : nil
             let replaced: MetaRecord.Replaced = held.map { .held($0) } ?? .nothing
+            let replacedLength = held?.state == .content ? held?.version.contentLength ?? 0 : 0
             let stat = content?.stamp(modifiedAt: version.timestamp)
             // Large content replaced or removed below is freed when its last descriptor closes,
             // on another thread; small content is freed by the rename or unlink itself, at once.
-            let retired =
-                (previous?.contentLength ?? 0) < Self.retireFrom ? -1 : open(contentPath(name), O_RDONLY | O_CLOEXEC)
+            let retired = replacedLength < Self.retireFrom ? -1 : open(contentPath(name), O_RDONLY | O_CLOEXEC)
             defer { Self.retire(retired) }
             // The record goes first and may reach the disk before the content: until the rename,
             // what is on disk is still what it names as replaced. Its sync and the content's flush
@@ -511,20 +510,22 @@ public final class FileStore: Sendable {
                     continue
                 }
                 let onDisk = try DiskIO.hashFile(contentPath(name))
-                if let onDisk, onDisk.sha256 == version.contentSHA256, onDisk.length == version.contentLength {
+                let isCurrent = onDisk.map { $0.sha256 == version.contentSHA256 && $0.length == version.contentLength }
+                let prior = isCurrent == true ? nil : restorable(record, policy: policy)
+                if isCurrent == true {
                     loaded[name] = record.current
                     // Remember what the verified file looks like, so the next start can skip it.
                     if let stat = FileStat(path: contentPath(name)) {
                         try? writeRecord(MetaRecord(current: record.current, stat: stat))
                     }
-                } else if let prior = restorable(record, policy: policy), prior.state == .content, let onDisk,
+                } else if let prior, prior.state == .content, let onDisk,
                     onDisk.sha256 == prior.version.contentSHA256, onDisk.length == prior.version.contentLength
                 {
                     // Stopped before the update's rename: the file is still the replaced content.
                     try writeRecord(MetaRecord(current: prior, stat: FileStat(path: contentPath(name))))
                     loaded[name] = prior
                     events.append(.rolledBack(name))
-                } else if let prior = restorable(record, policy: policy), prior.state != .content, onDisk == nil {
+                } else if let prior, prior.state != .content, onDisk == nil {
                     // The update replaced a deletion (or an expired or missing version): that holds again.
                     try writeRecord(MetaRecord(current: prior))
                     loaded[name] = prior
