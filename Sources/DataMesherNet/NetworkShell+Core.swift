@@ -70,18 +70,15 @@ extension NetworkShell {
             logger.debug("dropped membership claim", metadata: ["dm.reason": "\(reason)"])
         case .refused(let version, let refusal, let from):
             node.metrics.refused(refusal)
-            var metadata: Logger.Metadata = [
-                "dm.file": "\(version.name)", "dm.timestamp": "\(version.timestamp)", "dm.reason": "\(refusal.reason)",
-                "dm.peer_id": "\(from)",
-            ]
-            // Offered again at every push/pull: news the first time only. Anyone who can send a
-            // datagram can make new ones (64 offers of made-up versions per datagram): the log
-            // gets the same bounded share as the API's refusals.
-            if !node.firstRefusal(of: version.name, timestamp: version.timestamp, reason: refusal.reason) {
-                logger.debug("refused version from peer", metadata: metadata)
-            } else if node.refusalLogBudget.admit(now: WallClock.now(), noting: &metadata) {
-                logger.info("refused version from peer", metadata: metadata)
-            }
+            // Anyone who can send a datagram can make new ones (64 offers of made-up versions per
+            // datagram): the same bounded share of the log as the API's refusals.
+            node.logRefusal(
+                "refused version from peer", of: version.name, timestamp: version.timestamp, reason: refusal.reason,
+                fromPeer: true,
+                metadata: [
+                    "dm.file": "\(version.name)", "dm.timestamp": "\(version.timestamp)",
+                    "dm.reason": "\(refusal.reason)", "dm.peer_id": "\(from)",
+                ], to: logger)
         }
     }
 

@@ -44,7 +44,7 @@ public final class Replica: Sendable {
     let wallClock: @Sendable () -> Int64
     let logger: Logger
     /// The "refused version" lines (`noteRefusal`) a flood of bad uploads may write.
-    let refusalLogBudget = LogBudget()
+    private let refusalLogBudget = LogBudget()
     /// Versions from peers refused and logged already (name, timestamp, reason); forgotten all at
     /// once when it is full.
     let loggedPeerRefusals = NIOLockedValueBox(Set<String>())
@@ -100,7 +100,7 @@ public final class Replica: Sendable {
     }
 
     /// Whether this is the first refusal of a peer's version for this reason (remembered).
-    func firstRefusal(of name: FileName, timestamp: Int64, reason: String) -> Bool {
+    private func firstRefusal(of name: FileName, timestamp: Int64, reason: String) -> Bool {
         loggedPeerRefusals.withLockedValue { seen in
             if seen.count >= 4096 { seen.removeAll() }
             return seen.insert("\(name.value)\u{0}\(timestamp)\u{0}\(reason)").inserted
@@ -117,16 +117,29 @@ public final class Replica: Sendable {
             "dm.file": "\(name)", "dm.timestamp": "\(timestamp)", "dm.reason": "\(refusal.reason)",
         ]
         if let origin { metadata["dm.peer"] = "\(origin)" }
-        // A peer offering what we already hold is routine gossip, not news; nor is a peer
-        // offering again a version refused before (every push/pull does, for one that is too
-        // large for this node).
+        // A peer offering what we already hold is routine gossip, not news.
         if origin != nil, case .stale = refusal {
             logger.debug("refused version", metadata: metadata)
-        } else if origin != nil && !firstRefusal(of: name, timestamp: timestamp, reason: refusal.reason) {
-            logger.debug("refused version", metadata: metadata)
+        } else {
+            logRefusal(
+                "refused version", of: name, timestamp: timestamp, reason: refusal.reason, fromPeer: origin != nil,
+                metadata: metadata, to: logger)
+        }
+    }
+
+    /// Logs a refusal at info, within the refusal log budget (anyone who can reach the API or the
+    /// cluster port can make refusals: the log gets a bounded share); at debug a peer's version
+    /// refused before for the same reason, which every push/pull offers again (one too large for
+    /// this node, say).
+    func logRefusal(
+        _ message: Logger.Message, of name: FileName, timestamp: Int64, reason: String, fromPeer: Bool,
+        metadata: Logger.Metadata, to logger: Logger
+    ) {
+        var metadata = metadata
+        if fromPeer && !firstRefusal(of: name, timestamp: timestamp, reason: reason) {
+            logger.debug(message, metadata: metadata)
         } else if refusalLogBudget.admit(now: now, noting: &metadata) {
-            // Anyone who can reach the API can make refusals: the log gets a bounded share.
-            logger.info("refused version", metadata: metadata)
+            logger.info(message, metadata: metadata)
         }
     }
 
