@@ -115,15 +115,13 @@ public final class Upload: Sendable {
                 if state.failed { throw DiskError("fsync", path, code: EIO) }
                 return
             }
-            guard fsync(state.fd) == 0 else {
-                let code = errno
-                state.failed = true
-                close(state.fd)
-                state.fd = -1
-                throw DiskError("fsync", path, code: code)
-            }
+            let code = fsync(state.fd) == 0 ? 0 : errno
             close(state.fd)
             state.fd = -1
+            guard code == 0 else {
+                state.failed = true
+                throw DiskError("fsync", path, code: code)
+            }
         }
     }
 

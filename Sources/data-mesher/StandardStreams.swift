@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataMesherStore
 
 #if canImport(Glibc)
     // `stdout`, a C global, is read only to flush it and check its error flag (no Foundation in
@@ -9,19 +10,16 @@ import ArgumentParser
 /// stdout and stderr, written without trapping: `FileHandle.write(_: Data)` traps when a write
 /// fails (a reader that closed its pipe, a full disk).
 enum StandardStreams {
-    /// Writes all of `text` to `fd`; the errno when it could not.
+    /// Writes all of `text` to `fd` (`DiskIO.writeAll`: short writes and interruptions are tried
+    /// again, a bounded number of times); the errno when it could not.
     @discardableResult
     static func write(_ text: String, to fd: Int32) -> Int32? {
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            bytes = bytes.dropFirst(written)
+        do {
+            try Array(text.utf8).withUnsafeBytes { try DiskIO.writeAll(fd: fd, $0, path: "") }
+            return nil
+        } catch {
+            return (error as? DiskError)?.code ?? EIO
         }
-        return nil
     }
 
     /// A line for the user; a stderr that cannot take it has nowhere to report to.
