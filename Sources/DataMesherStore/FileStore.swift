@@ -159,6 +159,10 @@ public final class FileStore: Sendable {
     /// smaller content is flushed under it, while the records file syncs the new record.
     static let flushOutsideLockFrom: UInt64 = 1 << 20
 
+    /// The folders under the state directory the daemon writes into (made at start); `files`,
+    /// `tmp` and `marks` are `filesDir`, `tmpDir` and `marksDir`.
+    public static let writtenFolders = ["files", "tmp", "marks"]
+
     /// Opens (creating if needed) the state directory and checks everything it holds.
     public init(stateDir: String, policy: FilePolicy, now: Int64, logger: Logger) throws {
         self.stateDir = stateDir
@@ -166,7 +170,7 @@ public final class FileStore: Sendable {
         legacyMetaDir = stateDir + "/meta"
         tmpDir = stateDir + "/tmp"
         marksDir = stateDir + "/marks"
-        for dir in [stateDir, filesDir, tmpDir, marksDir] {
+        for dir in [stateDir] + Self.writtenFolders.map({ stateDir + "/" + $0 }) {
             try DiskIO.makeDirectories(dir)
             // Found now, not at the first upload (a folder made by another user, read-only).
             guard access(dir, W_OK | X_OK) == 0 else { throw DiskError("write into", dir) }

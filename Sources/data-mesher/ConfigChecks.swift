@@ -1,4 +1,5 @@
 import DataMesherNet
+import DataMesherStore
 import Foundation
 
 #if canImport(Glibc)
@@ -21,7 +22,7 @@ enum ConfigChecks {
             }
             try probeWrite(path)
             // The folders the daemon writes into, where they exist already (made by another user).
-            for sub in ["files", "tmp", "marks"] where stat(path + "/" + sub, &info) == 0 {
+            for sub in FileStore.writtenFolders where stat(path + "/" + sub, &info) == 0 {
                 try probeWrite(path + "/" + sub)
             }
             return

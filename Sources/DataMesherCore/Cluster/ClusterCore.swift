@@ -76,6 +76,10 @@ public struct MemberRecord: Sendable, Equatable {
 
     public var id: NodeID { announcement.id }
     public var address: PeerAddress? { announcement.firstAddress ?? lastSource }
+    /// Whether `address` is one it announced or the one its acks last came from.
+    func isKnown(at address: PeerAddress) -> Bool {
+        announcement.addresses.contains(address) || lastSource == address
+    }
     /// Confirmed and alive or suspect: probed, gossiped to, used for push/pull and fetches.
     public var isLive: Bool { confirmed && (state == .alive || state == .suspect) }
 
@@ -757,17 +761,14 @@ public struct ClusterCore: Sendable {
             // times the ping).
             if target == me.id {
                 let ack = Packet(sender: me.id, message: .ack(sequence: sequence, responder: me.id, clock: now))
-                let known =
-                    members[packet.sender].map {
-                        $0.confirmed && ($0.lastSource == source || $0.announcement.addresses.contains(source))
-                    } ?? false
+                let known = members[packet.sender].map { $0.confirmed && $0.isKnown(at: source) } ?? false
                 out.append(.send(known ? compose(ack.message, now: now) : ack, to: source, node: packet.sender))
             }
         case .pingRequest(let requesterSequence, let target, let address):
             // Only for members we know at that address, and a bounded number at once: a stranger
             // cannot make this node ping whatever it names.
             guard relays.count < settings.maxRelays, target != me.id, let record = members[target],
-                record.announcement.addresses.contains(address) || record.lastSource == address
+                record.isKnown(at: address)
             else { break }
             let sequence = UInt32(truncatingIfNeeded: rng.next())
             guard relays[sequence] == nil else { break }
