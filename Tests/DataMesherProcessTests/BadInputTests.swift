@@ -17,8 +17,7 @@ import Testing
     }
 
     @Test func everyBadRequestIsRefusedAndChangesNothing() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let stranger = try TestKey(dir: dir, name: "stranger")

@@ -75,8 +75,7 @@ import Testing
     /// Found by an attacking helper: anyone could write a line at error level ("request failed:
     /// … Connection reset by peer") per upload reset mid-body, with no key.
     @Test func uploadsResetMidBodyAreNotLoggedAsErrors() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(files: ["a": [owner.base64]])
@@ -138,8 +137,7 @@ import Testing
     }
 
     @Test func anUploadLargerThanTheFreeSpaceIsRefusedBeforeItsBody() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(files: ["big": [owner.base64]], extra: "max_file_size = \"1000000TiB\"")
@@ -158,8 +156,7 @@ import Testing
     }
 
     @Test func uploadsBeyondTheConcurrencyCapAreTurnedAway() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(
@@ -187,8 +184,7 @@ import Testing
 
     /// One source address takes at most half of the upload slots; another still gets one.
     @Test func oneSourceTakesAtMostHalfTheUploadSlots() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(
@@ -218,8 +214,7 @@ import Testing
     }
 
     @Test func aStalledUploadIsClosedAndFreesItsSlot() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(
@@ -240,8 +235,7 @@ import Testing
     }
 
     @Test func aTricklingUploadIsClosedAndFreesItsSlot() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(files: ["a": [owner.base64], "b": [owner.base64]], http: "max_concurrent_uploads = 1")
@@ -274,8 +268,7 @@ import Testing
     // MARK: Nothing comes back
 
     @Test func aDeletedFileDoesNotComeBackAfterItsTombstoneIsForgotten() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(files: ["a": [owner.base64]], extra: "tombstone_retention = \"2s\"")
@@ -303,8 +296,7 @@ import Testing
     }
 
     @Test func aFileChangedWhileTheDaemonWasStoppedIsFoundAtStart() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(files: ["a": [owner.base64], "b": [owner.base64]])
@@ -363,8 +355,7 @@ import Testing
 
     @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
     func aFullDiskAnswers507AndRecoversWithoutRestart() throws {
-        let dir = NSTemporaryDirectory() + "dm-keys-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let owner = try TestKey(dir: dir, name: "owner")
         let daemon = try Daemon(
