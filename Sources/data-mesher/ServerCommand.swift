@@ -88,6 +88,8 @@ struct Server {
         }
         var logger = Logger(label: "data-mesher")
         logger.logLevel = level
+        // Notes the files mapped now, before anything could load a library at run time.
+        let trimmer = CodePageTrimmer(logger: logger)
 
         let httpAddresses = try InterfaceResolver.addresses(for: config.http.interfaces, key: "http.interfaces")
         let clusterAddresses = try InterfaceResolver.addresses(
@@ -134,7 +136,7 @@ struct Server {
         try await cluster.bind()
 
         let api = API(node: node)
-        var services: [any Service] = [ExpiryService(node: node), cluster]
+        var services: [any Service] = [ExpiryService(node: node), cluster, trimmer]
         if let certificateExpiry {
             // A warning once a day from 14 days before the certificate ends (an error after).
             services.append(CertificateExpiryWarningService(expiry: certificateExpiry, logger: logger))
