@@ -146,7 +146,8 @@ public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
     case stale(FileName, held: Int64?)
     case inFuture(FileName, aheadBy: Int64, limit: Int64)
     case expired(FileName)
-    case tooLarge(FileName, UInt64, limit: UInt64)
+    /// The content's size, or nil when an upload without a length went past the limit before its end.
+    case tooLarge(FileName, UInt64?, limit: UInt64)
     case contentMismatch(FileName)
     case negativeTimestamp(FileName, Int64)
 
@@ -168,8 +169,10 @@ public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
             return
                 "timestamp of \"\(name)\" is \(DurationFormat.describe(ahead)) in the future, beyond max_clock_skew \(DurationFormat.describe(limit)); offer it again later"
         case .expired(let name): return "version of \"\(name)\" has already expired (timestamp + valid_for is past)"
-        case .tooLarge(let name, let size, let limit):
+        case .tooLarge(let name, let size?, let limit):
             return "content of \"\(name)\" is \(size) bytes; max_file_size is \(limit) bytes"
+        case .tooLarge(let name, nil, let limit):
+            return "content of \"\(name)\" is more than max_file_size (\(limit) bytes)"
         case .contentMismatch(let name):
             return "content of \"\(name)\" does not match the signed length and hash"
         case .negativeTimestamp(let name, let timestamp):

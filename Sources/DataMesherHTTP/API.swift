@@ -296,7 +296,7 @@ public struct API: Sendable {
         do {
             for try await chunk in request.body {
                 received += UInt64(chunk.readableBytes)
-                guard received <= limit else { throw tooLarge(name, received: received, limit: limit, signed: signed) }
+                guard received <= limit else { throw tooLarge(name, limit: limit, signed: signed) }
                 try await batches.append(chunk)
             }
             try await batches.finish()
@@ -323,7 +323,7 @@ public struct API: Sendable {
         body.reserveCapacity(Int(length))
         for try await chunk in request.body {
             let received = UInt64(body.readableBytes) + UInt64(chunk.readableBytes)
-            guard received <= limit else { throw tooLarge(name, received: received, limit: limit, signed: signed) }
+            guard received <= limit else { throw tooLarge(name, limit: limit, signed: signed) }
             guard received <= length else {
                 throw APIError(.badRequest, "body has more than \(length) bytes but Content-Length said \(length)")
             }
@@ -345,9 +345,10 @@ public struct API: Sendable {
             signature: signed.signature)
     }
 
-    /// An upload's body went over the size limit: refused, counted and logged like any refusal.
-    func tooLarge(_ name: FileName, received: UInt64, limit: UInt64, signed: SignedHeaders) -> APIError {
-        let refusal = Refusal.tooLarge(name, received, limit: limit)
+    /// An upload's body went over the size limit before its end: refused, counted and logged like
+    /// any refusal.
+    func tooLarge(_ name: FileName, limit: UInt64, signed: SignedHeaders) -> APIError {
+        let refusal = Refusal.tooLarge(name, nil, limit: limit)
         node.noteRefusal(refusal, name: name, timestamp: signed.timestamp, origin: nil)
         return APIError(refusal)
     }

@@ -14,6 +14,8 @@ import Testing
         let body: [UInt8]
         let expected: ClosedRange<Int>
         var contentLength = true
+        /// Words the refusal must contain.
+        var says: String? = nil
     }
 
     @Test func everyBadRequestIsRefusedAndChangesNothing() throws {
@@ -114,13 +116,14 @@ import Testing
             Case(
                 description: "body larger than max_file_size", method: "PUT", path: path,
                 headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 2048), at: now)),
-                body: [UInt8](repeating: 7, count: 2048), expected: 413...413),
+                body: [UInt8](repeating: 7, count: 2048), expected: 413...413,
+                says: "is 2048 bytes; max_file_size is 1024 bytes"),
             Case(
                 description: "chunked body larger than max_file_size", method: "PUT", path: path,
                 headers: HTTP.signed(try owner.sign("config:app", [UInt8](repeating: 7, count: 4096), at: now)) + [
                     ("Transfer-Encoding", "chunked")
                 ], body: Array("1000\r\n".utf8) + [UInt8](repeating: 7, count: 4096) + Array("\r\n0\r\n\r\n".utf8),
-                expected: 413...413, contentLength: false),
+                expected: 413...413, contentLength: false, says: "is more than max_file_size (1024 bytes)"),
             Case(
                 description: "tombstone with a bad signature", method: "DELETE", path: path,
                 headers: HTTP.signed(try stranger.sign("config:app", [], at: now, tombstone: true)), body: [],
@@ -154,6 +157,7 @@ import Testing
                 daemon.address, daemon.port, method: testCase.method, path: testCase.path, headers: testCase.headers,
                 body: testCase.body, contentLength: testCase.contentLength)
             #expect(testCase.expected.contains(reply.status), "\(testCase): got \(reply.status) \(reply.text)")
+            if let says = testCase.says { #expect(reply.text.contains(says), "\(testCase): \(reply.text)") }
             if reply.status != 404 || testCase.method != "PUT" {
                 let error = try? JSONDecoder().decode([String: String].self, from: Data(reply.body))
                 #expect(error?["error"]?.isEmpty == false, "\(testCase): no JSON reason in \(reply.text)")
