@@ -214,7 +214,7 @@ public struct API: Sendable {
     func getFile(_ request: Request, headOnly: Bool = false) async throws -> Response {
         let name = try Self.fileName(fromPath: request.uri.path)
         let store = node.store
-        guard let (stored, file) = try await Blocking.run({ try store.openContent(name) }) else {
+        guard let (stored, file) = try await node.openContent(name) else {
             if let held = store.current(name) {
                 if held.state == .missing {
                     throw APIError(

@@ -38,7 +38,7 @@ extension NetworkShell {
             try await reply(partial.version, writer: writer) { try await partial.send(to: writer) }
             return
         }
-        guard let (stored, file) = try await Blocking.run({ try store.openContent(name) }) else {
+        guard let (stored, file) = try await node.openContent(name) else {
             // Tombstones and expired versions travel without content.
             let held = store.current(name)?.version
             try await writer.send(.fetchReply(held?.isTombstone == true ? held : nil))

@@ -268,10 +268,37 @@ public final class Replica: Sendable {
         let store = self.store
         do {
             let events = try await Blocking.run { try store.verify() }
-            for event in events { logger.warning("\(event.description)", metadata: ["dm.event": "\(event.kind)"]) }
+            await lost(events)
             logger.debug("background verification of the store done", metadata: ["dm.problems": "\(events.count)"])
         } catch {
             logger.error("background verification of the store failed: \(error)")
+        }
+    }
+
+    /// Opens `name`'s content to send it. Content found damaged on the way is marked missing
+    /// (`FileStore.openContent`) and given up (`lost`); nil then, as when nothing is held.
+    public func openContent(_ name: FileName) async throws -> (StoredFile, ContentReader)? {
+        let store = self.store
+        let (opened, events) = try await Blocking.run {
+            var events = [StoreEvent]()
+            let opened = try store.openContent(name, events: &events)
+            return (opened, events)
+        }
+        await lost(events)
+        return opened
+    }
+
+    /// Logs versions the store dropped or marked missing while running, and tells the listeners
+    /// they are no longer held: the cluster then takes them again from members that have them.
+    func lost(_ events: [StoreEvent]) async {
+        for event in events {
+            logger.warning("\(event.description)", metadata: ["dm.event": "\(event.kind)"])
+            switch event {
+            case .markedMissing(let name), .dropped(let name, _):
+                for listener in listeners.withLockedValue({ $0 }) { await listener.forgotten(name) }
+            default:
+                break
+            }
         }
     }
 

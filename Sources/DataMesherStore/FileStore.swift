@@ -204,14 +204,42 @@ public final class FileStore: Sendable {
     public func contentPath(_ name: FileName) -> String { filesDir + "/" + name.value }
 
     /// Opens the current content for reading: the descriptor stays valid even if a newer
-    /// version replaces the file meanwhile. Nil when the name holds no content.
-    public func openContent(_ name: FileName) throws -> (StoredFile, ContentReader)? {
+    /// version replaces the file meanwhile. Nil when the name holds no content, and when the file
+    /// is not the version's length (cut short or grown behind the daemon's back): that content is
+    /// marked missing, and `events` says so.
+    public func openContent(_ name: FileName, events: inout [StoreEvent]) throws -> (StoredFile, ContentReader)? {
         try stripe(name).withLock { () throws -> (StoredFile, ContentReader)? in
             guard let stored = current(name), stored.isServed else { return nil }
             let fd = open(contentPath(name), O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw DiskError("open", contentPath(name)) }
+            guard fd >= 0 else {
+                guard errno == ENOENT else { throw DiskError("open", contentPath(name)) }
+                events.append(try markMissing(stored))
+                return nil
+            }
+            var info = stat()
+            guard fstat(fd, &info) == 0 else {
+                let error = DiskError("stat", contentPath(name))
+                close(fd)
+                throw error
+            }
+            guard UInt64(clamping: info.st_size) == stored.version.contentLength else {
+                close(fd)
+                events.append(try markMissing(stored))
+                return nil
+            }
             return (stored, ContentReader(fd: fd, length: Int(stored.version.contentLength)))
         }
+    }
+
+    /// Keeps `held`'s record, marked missing, and removes its content, so that the version can
+    /// be fetched again and nothing older comes back meanwhile. Called under the name's lock.
+    private func markMissing(_ held: StoredFile) throws -> StoreEvent {
+        let name = held.version.name
+        let missing = StoredFile(version: held.version, state: .missing)
+        try writeRecord(MetaRecord(current: missing))
+        try removeContent(name)
+        index.withLockedValue { $0[name] = missing }
+        return .markedMissing(name)
     }
 
     // MARK: Writing
@@ -308,11 +336,7 @@ public final class FileStore: Sendable {
                 {
                     return
                 }
-                let missing = StoredFile(version: held.version, state: .missing)
-                try writeRecord(MetaRecord(current: missing))
-                try removeContent(name)
-                index.withLockedValue { $0[name] = missing }
-                events.append(.markedMissing(name))
+                events.append(try markMissing(held))
             }
         }
         return events

@@ -321,6 +321,34 @@ struct StoreFixture {
         #expect(reopened.current(name)?.state == .content)
     }
 
+    @Test func contentCutShortOrRemovedWhileServedIsMarkedMissingWhenOpened() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        let (a, b) = (try FileName("a"), try FileName("b"))
+        try fixture.put(store, "a", "alpha", at: fixture.now - 10)
+        try fixture.put(store, "b", "bravo", at: fixture.now - 10)
+        var events = [StoreEvent]()
+        #expect(try store.openContent(a, events: &events)?.0.version.name == a)
+        #expect(events.isEmpty)
+        #expect(truncate(fixture.dir + "/files/a", 2) == 0)
+        try FileManager.default.removeItem(atPath: fixture.dir + "/files/b")
+        #expect(try store.openContent(a, events: &events) == nil)
+        #expect(try store.openContent(b, events: &events) == nil)
+        #expect(events == [.markedMissing(a), .markedMissing(b)])
+        #expect(store.current(a)?.state == .missing && store.current(b)?.state == .missing)
+        #expect(fixture.content("a") == nil)
+        // Once missing, nothing more to report; the same version is taken back.
+        #expect(try store.openContent(a, events: &events) == nil && events.count == 2)
+        guard case .stored = try fixture.put(store, "a", "alpha", at: fixture.now - 10) else {
+            Issue.record("the missing version was not taken back")
+            return
+        }
+        #expect(try store.openContent(a, events: &events) != nil)
+        // What was marked survives a restart.
+        #expect(try fixture.open().current(b)?.state == .missing)
+    }
+
     @Test func whatTheScanTookOnTrustIsVerifiedInTheBackground() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
