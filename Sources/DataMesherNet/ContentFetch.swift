@@ -251,6 +251,12 @@ extension NetworkShell {
                 await handle(.stored(version, inline: inlineContent(version)))
                 return .stored(version)
             case .refused(let refusal):
+                if let held = node.store.current(version.name), held.version == version, held.state != .missing {
+                    // Held already (another member sent it first, or the core had given it up
+                    // while the store kept it): the core holds it again rather than ask anew.
+                    await handle(.stored(version, inline: inlineContent(version)))
+                    return .stored(version)
+                }
                 await handle(.storeFailed(version))
                 if case .contentMismatch = refusal { return .corrupt }
                 return .notStored

@@ -289,16 +289,19 @@ public final class Replica: Sendable {
     }
 
     /// Logs versions the store dropped or marked missing while running, and tells the listeners
-    /// they are no longer held: the cluster then takes them again from members that have them.
+    /// the names that still hold nothing: the cluster then takes them again from members that
+    /// have them.
     func lost(_ events: [StoreEvent]) async {
         for event in events {
             logger.warning("\(event.description)", metadata: ["dm.event": "\(event.kind)"])
+            let gone: FileName?
             switch event {
-            case .markedMissing(let name), .dropped(let name, _):
-                for listener in listeners.withLockedValue({ $0 }) { await listener.forgotten(name) }
-            default:
-                break
+            case .markedMissing(let name): gone = store.current(name)?.state == .missing ? name : nil
+            case .dropped(let name, _): gone = store.current(name) == nil ? name : nil
+            default: gone = nil
             }
+            guard let gone else { continue }
+            for listener in listeners.withLockedValue({ $0 }) { await listener.forgotten(gone) }
         }
     }
 
@@ -329,7 +332,8 @@ public final class Replica: Sendable {
 }
 
 /// Hears what the replica needs of the cluster: versions accepted through the local API (to
-/// spread), names it forgot, and names whose holders someone wants to know.
+/// spread), names it forgot or whose content it lost, and names whose holders someone wants to
+/// know.
 public protocol ReplicaListener: Sendable {
     func accepted(_ version: FileVersion) async
     func forgotten(_ name: FileName) async

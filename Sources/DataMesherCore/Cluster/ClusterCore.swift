@@ -104,7 +104,8 @@ public enum CoreInput: Sendable {
     /// it on from now on, so its offer is gossiped again for the members still looking for a
     /// holder that is free.
     case receiving(FileVersion)
-    /// The store forgot a name (tombstone retention passed).
+    /// The store holds nothing to offer for a name any more: tombstone retention passed, or the
+    /// content was found damaged (then a member that has it sends it again).
     case forgotten(FileName)
     /// A member list received through a push/pull exchange.
     case remoteState([MemberRecord])
