@@ -174,6 +174,8 @@ extension NetworkShell {
 
     public func forgotten(_ name: FileName) { handle(.forgotten(name)) }
 
+    public func lost(_ version: FileVersion) { handle(.lost(version)) }
+
     public func wantsHoldings(of name: FileName) { handle(.askHoldings(name)) }
 
     nonisolated func inlineContent(_ version: FileVersion) -> [UInt8]? {

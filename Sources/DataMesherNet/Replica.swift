@@ -288,20 +288,15 @@ public final class Replica: Sendable {
         return opened
     }
 
-    /// Logs versions the store dropped or marked missing while running, and tells the listeners
-    /// the names that still hold nothing: the cluster then takes them again from members that
-    /// have them.
+    /// Logs what the store dropped or marked missing while running, and tells the listeners of
+    /// each version that is still missing (not replaced meanwhile): the cluster then takes it
+    /// again from a member that has it.
     func lost(_ events: [StoreEvent]) async {
         for event in events {
             logger.warning("\(event.description)", metadata: ["dm.event": "\(event.kind)"])
-            let gone: FileName?
-            switch event {
-            case .markedMissing(let name): gone = store.current(name)?.state == .missing ? name : nil
-            case .dropped(let name, _): gone = store.current(name) == nil ? name : nil
-            default: gone = nil
-            }
-            guard let gone else { continue }
-            for listener in listeners.withLockedValue({ $0 }) { await listener.forgotten(gone) }
+            guard case .markedMissing(let name) = event, let held = store.current(name), held.state == .missing
+            else { continue }
+            for listener in listeners.withLockedValue({ $0 }) { await listener.lost(held.version) }
         }
     }
 
@@ -332,11 +327,12 @@ public final class Replica: Sendable {
 }
 
 /// Hears what the replica needs of the cluster: versions accepted through the local API (to
-/// spread), names it forgot or whose content it lost, and names whose holders someone wants to
-/// know.
+/// spread), names it forgot, versions whose content it lost, and names whose holders someone
+/// wants to know.
 public protocol ReplicaListener: Sendable {
     func accepted(_ version: FileVersion) async
     func forgotten(_ name: FileName) async
+    func lost(_ version: FileVersion) async
     func wantsHoldings(of name: FileName) async
 }
 

@@ -204,15 +204,16 @@ public final class FileStore: Sendable {
     public func contentPath(_ name: FileName) -> String { filesDir + "/" + name.value }
 
     /// Opens the current content for reading: the descriptor stays valid even if a newer
-    /// version replaces the file meanwhile. Nil when the name holds no content, and when the file
-    /// is not the version's length (cut short or grown behind the daemon's back): that content is
-    /// marked missing, and `events` says so.
+    /// version replaces the file meanwhile. Nil when the name holds no content, and when its file
+    /// is gone, not a regular file, or not the version's length (cut short or grown behind the
+    /// daemon's back): that content is marked missing, and `events` says so.
     public func openContent(_ name: FileName, events: inout [StoreEvent]) throws -> (StoredFile, ContentReader)? {
         try stripe(name).withLock { () throws -> (StoredFile, ContentReader)? in
             guard let stored = current(name), stored.isServed else { return nil }
-            let fd = open(contentPath(name), O_RDONLY | O_CLOEXEC)
+            // Not through a symbolic link, and without waiting for a writer should a FIFO be there.
+            let fd = open(contentPath(name), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
             guard fd >= 0 else {
-                guard errno == ENOENT else { throw DiskError("open", contentPath(name)) }
+                guard [ENOENT, ENOTDIR, ELOOP].contains(errno) else { throw DiskError("open", contentPath(name)) }
                 events.append(try markMissing(stored))
                 return nil
             }
@@ -222,7 +223,8 @@ public final class FileStore: Sendable {
                 close(fd)
                 throw error
             }
-            guard UInt64(clamping: info.st_size) == stored.version.contentLength else {
+            guard info.st_mode & S_IFMT == S_IFREG, UInt64(clamping: info.st_size) == stored.version.contentLength
+            else {
                 close(fd)
                 events.append(try markMissing(stored))
                 return nil
@@ -237,8 +239,9 @@ public final class FileStore: Sendable {
         let name = held.version.name
         let missing = StoredFile(version: held.version, state: .missing)
         try writeRecord(MetaRecord(current: missing))
-        try removeContent(name)
+        // Missing from here on, also should what is on disk resist removal.
         index.withLockedValue { $0[name] = missing }
+        try removeContent(name)
         return .markedMissing(name)
     }
 

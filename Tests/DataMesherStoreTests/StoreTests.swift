@@ -321,30 +321,38 @@ struct StoreFixture {
         #expect(reopened.current(name)?.state == .content)
     }
 
-    @Test func contentCutShortOrRemovedWhileServedIsMarkedMissingWhenOpened() throws {
+    @Test func contentGoneOrChangedInLengthWhileServedIsMarkedMissingWhenOpened() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
         let store = try fixture.open()
-        let (a, b) = (try FileName("a"), try FileName("b"))
+        let (a, b, zone) = (try FileName("a"), try FileName("b"), try FileName("dns/zone"))
         try fixture.put(store, "a", "alpha", at: fixture.now - 10)
         try fixture.put(store, "b", "bravo", at: fixture.now - 10)
+        try fixture.put(store, "dns/zone", "zone", at: fixture.now - 10)
         var events = [StoreEvent]()
         #expect(try store.openContent(a, events: &events)?.0.version.name == a)
         #expect(events.isEmpty)
+        // Cut short, removed, and replaced by a FIFO (which must not block the open).
         #expect(truncate(fixture.dir + "/files/a", 2) == 0)
         try FileManager.default.removeItem(atPath: fixture.dir + "/files/b")
+        try FileManager.default.removeItem(atPath: fixture.dir + "/files/dns/zone")
+        #expect(mkfifo(fixture.dir + "/files/dns/zone", 0o600) == 0)
         #expect(try store.openContent(a, events: &events) == nil)
         #expect(try store.openContent(b, events: &events) == nil)
-        #expect(events == [.markedMissing(a), .markedMissing(b)])
-        #expect(store.current(a)?.state == .missing && store.current(b)?.state == .missing)
-        #expect(fixture.content("a") == nil)
+        #expect(try store.openContent(zone, events: &events) == nil)
+        #expect(events == [.markedMissing(a), .markedMissing(b), .markedMissing(zone)])
+        #expect([a, b, zone].allSatisfy { store.current($0)?.state == .missing })
+        #expect(fixture.content("a") == nil && !FileManager.default.fileExists(atPath: fixture.dir + "/files/dns"))
         // Once missing, nothing more to report; the same version is taken back.
-        #expect(try store.openContent(a, events: &events) == nil && events.count == 2)
+        #expect(try store.openContent(a, events: &events) == nil && events.count == 3)
         guard case .stored = try fixture.put(store, "a", "alpha", at: fixture.now - 10) else {
             Issue.record("the missing version was not taken back")
             return
         }
         #expect(try store.openContent(a, events: &events) != nil)
+        // Grown behind the daemon's back.
+        try fixture.write("++", into: "files/a", atEnd: true)
+        #expect(try store.openContent(a, events: &events) == nil && events.last == .markedMissing(a))
         // What was marked survives a restart.
         #expect(try fixture.open().current(b)?.state == .missing)
     }

@@ -104,9 +104,11 @@ public enum CoreInput: Sendable {
     /// it on from now on, so its offer is gossiped again for the members still looking for a
     /// holder that is free.
     case receiving(FileVersion)
-    /// The store holds nothing to offer for a name any more: tombstone retention passed, or the
-    /// content was found damaged (then a member that has it sends it again).
+    /// The store forgot a name (tombstone retention passed).
     case forgotten(FileName)
+    /// The store lost this version's content (found damaged): unless a newer version took its
+    /// place meanwhile, it is no longer held, so a member that has it sends it again.
+    case lost(FileVersion)
     /// A member list received through a push/pull exchange.
     case remoteState([MemberRecord])
     /// Graceful leave: tell the others, then stop probing.
@@ -476,6 +478,8 @@ public struct ClusterCore: Sendable {
             if relayedEarly[version.name] == version { relayedEarly[version.name] = nil }
         case .forgotten(let name):
             files.remove(name)
+        case .lost(let version):
+            if files[version.name] == version { files.remove(version.name) }
         case .remoteState(let records):
             // Like memberlist, what is new to us is re-broadcast, also when learned by push/pull:
             // nodes that joined earlier may not know it yet, and gossip alone can miss them.
