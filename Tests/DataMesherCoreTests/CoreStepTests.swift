@@ -170,4 +170,23 @@ import Testing
         let forged = node.receive(items: [.file(newer, inline: Array("z".utf8))], sender: node.b)
         #expect(forged == [.refused(newer, .contentMismatch(zone), from: node.b.id)])
     }
+    // MARK: Content lost
+
+    /// A version whose content the store lost is no longer held, so a member's offer of it is
+    /// taken again; a lost version that a newer one replaced meanwhile changes nothing.
+    @Test func aLostVersionIsNoLongerHeldUnlessANewerOneTookItsPlace() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        var node = Self.meetingBAndC(configuredFor: zone, signedBy: signer)
+        let first = try signer.version("zone", at: MembershipTrustTests.start, content: "x")
+        let second = try signer.version("zone", at: MembershipTrustTests.start + 1, content: "y")
+        _ = node.feed(.stored(first, inline: Array("x".utf8)))
+        _ = node.feed(.stored(second, inline: Array("y".utf8)))
+        _ = node.feed(.lost(first))
+        #expect(node.core.files[zone] == second)
+        _ = node.feed(.lost(second))
+        #expect(node.core.files[zone] == nil)
+        let offered = node.receive(items: [.file(second, inline: Array("y".utf8))], sender: node.b)
+        #expect(offered.contains(.store(second, inline: Array("y".utf8), from: Fixture.address(node.b))))
+    }
 }
