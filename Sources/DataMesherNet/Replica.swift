@@ -241,10 +241,6 @@ public final class Replica: Sendable {
         ]
     }
 
-    /// Versions held as records whose content is missing (found damaged at start): the cluster
-    /// layer should fetch exactly these again from a peer that holds them (`submit` takes them).
-    public func missingVersions() -> [FileVersion] { store.missing() }
-
     public var clusterCounters: ClusterCounters { clusterSnapshot.withLockedValue { $0.counters } }
 
     /// What each member (by node ID, hex) says it holds of `name`: the cluster layer asks every

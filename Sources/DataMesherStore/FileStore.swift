@@ -476,7 +476,8 @@ public final class FileStore: Sendable {
 
     func removeContent(_ name: FileName) throws {
         let path = contentPath(name)
-        if unlink(path) != 0 {
+        // An empty folder where the file belongs (made behind the daemon's back) goes too.
+        if unlink(path) != 0 && !(errno == EISDIR && rmdir(path) == 0) {
             guard errno == ENOENT || errno == ENOTDIR else { throw DiskError("unlink", path) }
             return
         }

@@ -173,7 +173,8 @@ import Testing
     // MARK: Content lost
 
     /// A version whose content the store lost is no longer held, so a member's offer of it is
-    /// taken again; a lost version that a newer one replaced meanwhile changes nothing.
+    /// taken again, and nothing older is; a lost version that a newer one replaced meanwhile
+    /// changes nothing.
     @Test func aLostVersionIsNoLongerHeldUnlessANewerOneTookItsPlace() throws {
         let zone = try FileName("zone")
         let signer = Signer()
@@ -183,10 +184,20 @@ import Testing
         _ = node.feed(.stored(first, inline: Array("x".utf8)))
         _ = node.feed(.stored(second, inline: Array("y".utf8)))
         _ = node.feed(.lost(first))
-        #expect(node.core.files[zone] == second)
+        #expect(node.core.files[zone] == second && node.core.files.lost.isEmpty)
+        let digest = node.core.files.rootDigest
         _ = node.feed(.lost(second))
-        #expect(node.core.files[zone] == nil)
-        let offered = node.receive(items: [.file(second, inline: Array("y".utf8))], sender: node.b)
-        #expect(offered.contains(.store(second, inline: Array("y".utf8), from: Fixture.address(node.b))))
+        #expect(node.core.files[zone] == nil && node.core.files.lost[zone] == second)
+        #expect(node.core.files.rootDigest != digest)
+        // Push/pull asks a member for the lost version or a newer one, not for an older one.
+        #expect(node.core.files.newerElsewhere([VersionSummary(first)]).isEmpty)
+        #expect(node.core.files.newerElsewhere([VersionSummary(second)]) == [VersionSummary(second)])
+        // Gossip likewise.
+        let older = node.receive(items: [.file(first, inline: Array("x".utf8))], sender: node.b)
+        #expect(!older.contains { if case .store = $0 { true } else { false } })
+        let again = node.receive(items: [.file(second, inline: Array("y".utf8))], sender: node.b)
+        #expect(again.contains(.store(second, inline: Array("y".utf8), from: Fixture.address(node.b))))
+        _ = node.feed(.stored(second, inline: Array("y".utf8)))
+        #expect(node.core.files[zone] == second && node.core.files.lost.isEmpty && node.core.files.rootDigest == digest)
     }
 }

@@ -353,6 +353,15 @@ struct StoreFixture {
         // Grown behind the daemon's back.
         try fixture.write("++", into: "files/a", atEnd: true)
         #expect(try store.openContent(a, events: &events) == nil && events.last == .markedMissing(a))
+        // An empty folder in its place: removed, so the version can be put back.
+        guard case .stored = try fixture.put(store, "a", "alpha", at: fixture.now - 10) else {
+            Issue.record("the missing version was not taken back")
+            return
+        }
+        try FileManager.default.removeItem(atPath: fixture.dir + "/files/a")
+        try FileManager.default.createDirectory(atPath: fixture.dir + "/files/a", withIntermediateDirectories: false)
+        #expect(try store.openContent(a, events: &events) == nil && events.last == .markedMissing(a))
+        #expect(!FileManager.default.fileExists(atPath: fixture.dir + "/files/a"))
         // What was marked survives a restart.
         #expect(try fixture.open().current(b)?.state == .missing)
     }

@@ -107,7 +107,8 @@ public enum CoreInput: Sendable {
     /// The store forgot a name (tombstone retention passed).
     case forgotten(FileName)
     /// The store lost this version's content (found damaged): unless a newer version took its
-    /// place meanwhile, it is no longer held, so a member that has it sends it again.
+    /// place meanwhile, it is no longer held, so a member that has it sends it again; nothing
+    /// older is taken meanwhile (`FileIndex.lost`).
     case lost(FileVersion)
     /// A member list received through a push/pull exchange.
     case remoteState([MemberRecord])
@@ -403,8 +404,10 @@ public struct ClusterCore: Sendable {
     }
 
     /// Seeds the index with what the store holds at start.
-    public mutating func load(_ versions: [FileVersion]) {
+    /// The store's versions at start: those held, and those whose content is missing.
+    public mutating func load(_ versions: [FileVersion], lost: [FileVersion] = []) {
         files.set(versions)
+        for version in lost { files.lose(version) }
     }
 
     /// This node and the confirmed members, as others should see them, for push/pull.
@@ -479,7 +482,7 @@ public struct ClusterCore: Sendable {
         case .forgotten(let name):
             files.remove(name)
         case .lost(let version):
-            if files[version.name] == version { files.remove(version.name) }
+            files.lose(version)
         case .remoteState(let records):
             // Like memberlist, what is new to us is re-broadcast, also when learned by push/pull:
             // nodes that joined earlier may not know it yet, and gossip alone can miss them.
@@ -981,7 +984,7 @@ public struct ClusterCore: Sendable {
             return
         }
         // Duplicates are the common case: refuse them before paying for a signature check.
-        if let held = files[version.name], !VersionOrder.isNewer(version, than: held) { return }
+        guard files.wants(version) else { return }
         let offerer = fetchSource(sender)
         guard inline != nil || version.isTombstone || offerer != nil else { return }
         if let refusal = policy.evaluate(version, current: files[version.name], now: now, verifier: verifier) {

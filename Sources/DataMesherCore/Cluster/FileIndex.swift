@@ -11,6 +11,9 @@ public struct FileIndex: Sendable {
     public static let bucketCount = 256
 
     public private(set) var versions: [FileName: FileVersion] = [:]
+    /// Versions whose content this node lost (found damaged): not held, so neither in the
+    /// digests nor claimed, and members that have one send it again; nothing older is wanted.
+    public private(set) var lost: [FileName: FileVersion] = [:]
     /// The bucket digests, 16 bytes each, back to back.
     var buckets = [UInt8](repeating: 0, count: FileIndex.bucketCount * 16)
     /// 16 bytes that are equal on two nodes holding the same versions: the hash of all bucket
@@ -48,6 +51,7 @@ public struct FileIndex: Sendable {
     }
 
     mutating func place(_ version: FileVersion) {
+        if let gone = lost[version.name], !VersionOrder.isNewer(gone, than: version) { lost[version.name] = nil }
         let bucket = FileIndex.bucket(of: version.name)
         if let old = versions[version.name] { xor(bucket, FileIndex.entryHash(old)) }
         versions[version.name] = version
@@ -55,9 +59,25 @@ public struct FileIndex: Sendable {
     }
 
     public mutating func remove(_ name: FileName) {
+        lost[name] = nil
         guard let old = versions.removeValue(forKey: name) else { return }
         xor(FileIndex.bucket(of: name), FileIndex.entryHash(old))
         rootDigest = FileIndex.root(of: buckets)
+    }
+
+    /// `version`'s content was lost here: no longer held, unless a newer version is held.
+    public mutating func lose(_ version: FileVersion) {
+        if let held = versions[version.name], held != version { return }
+        remove(version.name)
+        lost[version.name] = version
+    }
+
+    /// Whether a version offered for its name is one to take: newer than the one held or, where
+    /// that was lost, the lost version itself or a newer one.
+    public func wants(_ version: FileVersion) -> Bool {
+        if let held = versions[version.name] { return VersionOrder.isNewer(version, than: held) }
+        if let gone = lost[version.name] { return version == gone || VersionOrder.isNewer(version, than: gone) }
+        return true
     }
 
     mutating func xor(_ bucket: Int, _ hash: [UInt8]) {
@@ -82,12 +102,18 @@ public struct FileIndex: Sendable {
             .map(VersionSummary.init).sorted { $0.name < $1.name }
     }
 
-    /// Names for which `theirs` lists a version newer than the one held here.
+    /// Names for which `theirs` lists a version newer than the one held here, or the one lost
+    /// here (or newer).
     public func newerElsewhere(_ theirs: [VersionSummary]) -> [VersionSummary] {
         theirs.filter { summary in
-            guard let mine = versions[summary.name] else { return true }
-            return VersionOrder.isNewer(
-                timestamp: summary.timestamp, signaturePrefix: summary.signaturePrefix, than: mine)
+            if let mine = versions[summary.name] {
+                return VersionOrder.isNewer(
+                    timestamp: summary.timestamp, signaturePrefix: summary.signaturePrefix, than: mine)
+            }
+            guard let gone = lost[summary.name] else { return true }
+            return summary == VersionSummary(gone)
+                || VersionOrder.isNewer(
+                    timestamp: summary.timestamp, signaturePrefix: summary.signaturePrefix, than: gone)
         }
     }
 }
