@@ -115,6 +115,48 @@ import Testing
         #expect(eventually(30) { Self.content(of: nodes[1], "big") == big }, "\(nodes[1].tailOfLog())")
     }
 
+    /// A node that lost the only copy of a name's newest version takes no older one from a member
+    /// meanwhile (before, it fetched the older one at every push/pull and refused it), and takes
+    /// a newer one when it comes.
+    @Test func aLostNewestVersionIsNotReplacedByAnOlderOne() throws {
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try Self.cluster(2, key: key) { _ in ["mid": [key.base64]] }
+        defer { nodes.forEach { $0.cleanUp() } }
+        #expect(
+            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
+        )
+        func upload(_ text: String, to node: Daemon) throws {
+            try String(repeating: text, count: 20_000).write(toFile: dir + "/mid", atomically: true, encoding: .utf8)
+            let result = try node.cli(["file", "update", dir + "/mid", "--url", node.url, "--key", key.path])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let older = Array(String(repeating: "older", count: 20_000).utf8)
+        try upload("older", to: nodes[0])
+        #expect(eventually(30) { Self.content(of: nodes[1], "mid") == older })
+        // node0 alone gets a newer version, then loses its content.
+        nodes[1].stop(signal: SIGTERM)
+        try upload("newer", to: nodes[0])
+        try FileManager.default.removeItem(atPath: nodes[0].stateDir + "/files/mid")
+        #expect(nodes[0].get("/v1/files/mid")?.status == 404)
+        try nodes[1].start()
+        #expect(
+            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
+        )
+        // Several push/pulls (2 s each) later: node0 fetched nothing, and still waits for the newer.
+        let fetches = SecurityTests.metric(nodes[0], "dm_fetches_total")
+        let pulls = SecurityTests.metric(nodes[0], "dm_push_pull_total")
+        #expect(eventually(60) { SecurityTests.metric(nodes[0], "dm_push_pull_total") >= pulls + 3 })
+        #expect(SecurityTests.metric(nodes[0], "dm_fetches_total") == fetches)
+        #expect(nodes[0].get("/v1/files/mid")?.text.contains("damaged") == true)
+        #expect(Self.content(of: nodes[1], "mid") == older)
+        // A newer version reaches both.
+        try upload("newest", to: nodes[1])
+        let newest = Array(String(repeating: "newest", count: 20_000).utf8)
+        #expect(eventually(30) { nodes.allSatisfy { Self.content(of: $0, "mid") == newest } })
+    }
+
     /// A big version is sent by each holder to one member at a time, the others asking another
     /// holder, which passes it on while it arrives: every node still ends with the exact bytes.
     @Test func aBigVersionReachesEveryNodeExactly() throws {
