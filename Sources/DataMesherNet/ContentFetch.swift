@@ -252,8 +252,8 @@ extension NetworkShell {
                 return .stored(version)
             case .refused(let refusal):
                 if let held = node.store.current(version.name), held.version == version, held.state != .missing {
-                    // Held already (another member sent it first, or the core had given it up
-                    // while the store kept it): the core holds it again rather than ask anew.
+                    // Held already (another member sent it first): the core is told it is held,
+                    // so it does not ask again.
                     await handle(.stored(version, inline: inlineContent(version)))
                     return .stored(version)
                 }

@@ -403,8 +403,8 @@ public struct ClusterCore: Sendable {
         return min(deadline, timerFloor)
     }
 
-    /// Seeds the index with what the store holds at start.
-    /// The store's versions at start: those held, and those whose content is missing.
+    /// Seeds the index with what the store holds at start, and with the versions whose content
+    /// it found missing (`FileIndex.lost`).
     public mutating func load(_ versions: [FileVersion], lost: [FileVersion] = []) {
         files.set(versions)
         for version in lost { files.lose(version) }

@@ -65,9 +65,11 @@ public struct FileIndex: Sendable {
         rootDigest = FileIndex.root(of: buckets)
     }
 
-    /// `version`'s content was lost here: no longer held, unless a newer version is held.
+    /// `version`'s content was lost here: no longer held, unless a newer version is held (or
+    /// was lost already).
     public mutating func lose(_ version: FileVersion) {
         if let held = versions[version.name], held != version { return }
+        if let gone = lost[version.name], VersionOrder.isNewer(gone, than: version) { return }
         remove(version.name)
         lost[version.name] = version
     }
