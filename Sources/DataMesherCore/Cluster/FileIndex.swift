@@ -77,8 +77,16 @@ public struct FileIndex: Sendable {
     /// Whether a version offered for its name is one to take: newer than the one held or, where
     /// that was lost, the lost version itself or a newer one.
     public func wants(_ version: FileVersion) -> Bool {
-        if let held = versions[version.name] { return VersionOrder.isNewer(version, than: held) }
-        if let gone = lost[version.name] { return version == gone || VersionOrder.isNewer(version, than: gone) }
+        wants(version.name, isNewer: { VersionOrder.isNewer(version, than: $0) }, isSame: { $0 == version })
+    }
+
+    /// The rule of `wants` for something offered for `name`, given how it compares with a
+    /// version held or lost here.
+    private func wants(
+        _ name: FileName, isNewer: (FileVersion) -> Bool, isSame: (FileVersion) -> Bool
+    ) -> Bool {
+        if let held = versions[name] { return isNewer(held) }
+        if let gone = lost[name] { return isSame(gone) || isNewer(gone) }
         return true
     }
 
@@ -108,14 +116,12 @@ public struct FileIndex: Sendable {
     /// here (or newer).
     public func newerElsewhere(_ theirs: [VersionSummary]) -> [VersionSummary] {
         theirs.filter { summary in
-            if let mine = versions[summary.name] {
-                return VersionOrder.isNewer(
-                    timestamp: summary.timestamp, signaturePrefix: summary.signaturePrefix, than: mine)
-            }
-            guard let gone = lost[summary.name] else { return true }
-            return summary == VersionSummary(gone)
-                || VersionOrder.isNewer(
-                    timestamp: summary.timestamp, signaturePrefix: summary.signaturePrefix, than: gone)
+            wants(
+                summary.name,
+                isNewer: {
+                    VersionOrder.isNewer(
+                        timestamp: summary.timestamp, signaturePrefix: summary.signaturePrefix, than: $0)
+                }, isSame: { summary == VersionSummary($0) })
         }
     }
 }
