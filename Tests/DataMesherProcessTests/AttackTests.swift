@@ -118,9 +118,7 @@ import Testing
         let key = try TestKey(dir: dir, name: "owner")
         let nodes = try ClusterTests.cluster(2, key: key) { _ in ["config:app": [key.base64]] }
         defer { nodes.forEach { $0.cleanUp() } }
-        #expect(
-            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
-        )
+        #expect(eventually { ClusterTests.allAlive(nodes) })
         let hosts = ["255.255.255.255", "224.0.0.1", "0.0.0.0", "ff02::1", "::", "192.0.2.1", "198.51.100.7"]
         let items: [GossipItem] = hosts.map { host in
             let stranger = NodeKey(Curve25519.Signing.PrivateKey())

@@ -24,6 +24,12 @@ import Testing
         return nodes
     }
 
+    /// Whether every node of `cluster(_:key:)` lists every one of them ("node0", "node1", …) alive.
+    static func allAlive(_ nodes: [Daemon]) -> Bool {
+        let names = nodes.indices.map { "node\($0)" }
+        return nodes.allSatisfy { node in names.allSatisfy { node.memberState($0) == "alive" } }
+    }
+
     static func keyDir() throws -> String {
         let dir = NSTemporaryDirectory() + "dm-cluster-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -41,10 +47,7 @@ import Testing
         let key = try TestKey(dir: dir, name: "owner")
         let nodes = try Self.cluster(3, key: key) { _ in ["config:app": [key.base64], "big": [key.base64]] }
         defer { nodes.forEach { $0.cleanUp() } }
-        #expect(
-            eventually {
-                nodes.allSatisfy { node in ["node0", "node1", "node2"].allSatisfy { node.memberState($0) == "alive" } }
-            })
+        #expect(eventually { Self.allAlive(nodes) })
 
         // A small file (inline in gossip) and a large one (fetched over TCP), via the CLI.
         try "hello cluster".write(toFile: dir + "/config:app", atomically: true, encoding: .utf8)
@@ -82,9 +85,7 @@ import Testing
         let key = try TestKey(dir: dir, name: "owner")
         let nodes = try Self.cluster(2, key: key) { _ in ["big": [key.base64]] }
         defer { nodes.forEach { $0.cleanUp() } }
-        #expect(
-            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
-        )
+        #expect(eventually { Self.allAlive(nodes) })
         let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         try Data(big).write(to: URL(fileURLWithPath: dir + "/big"))
         let stored = try nodes[0].cli(["file", "update", dir + "/big", "--url", nodes[0].url, "--key", key.path])
@@ -124,9 +125,7 @@ import Testing
         let key = try TestKey(dir: dir, name: "owner")
         let nodes = try Self.cluster(2, key: key) { _ in ["mid": [key.base64]] }
         defer { nodes.forEach { $0.cleanUp() } }
-        #expect(
-            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
-        )
+        #expect(eventually { Self.allAlive(nodes) })
         func upload(_ text: String, to node: Daemon) throws {
             try String(repeating: text, count: 20_000).write(toFile: dir + "/mid", atomically: true, encoding: .utf8)
             let result = try node.cli(["file", "update", dir + "/mid", "--url", node.url, "--key", key.path])
@@ -141,9 +140,7 @@ import Testing
         try FileManager.default.removeItem(atPath: nodes[0].stateDir + "/files/mid")
         #expect(nodes[0].get("/v1/files/mid")?.status == 404)
         try nodes[1].start()
-        #expect(
-            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
-        )
+        #expect(eventually { Self.allAlive(nodes) })
         // Several push/pulls (2 s each) later: node0 fetched nothing, and still waits for the newer.
         let fetches = SecurityTests.metric(nodes[0], "dm_fetches_total")
         let pulls = SecurityTests.metric(nodes[0], "dm_push_pull_total")
@@ -217,9 +214,7 @@ import Testing
             index == 1 ? "max_file_size = \"1KiB\"" : ""
         }
         defer { nodes.forEach { $0.cleanUp() } }
-        #expect(
-            eventually { nodes.allSatisfy { $0.memberState("node0") == "alive" && $0.memberState("node1") == "alive" } }
-        )
+        #expect(eventually { Self.allAlive(nodes) })
         let bytes = [UInt8](repeating: 1, count: 4096)
         #expect(try HTTP.put(nodes[0], try key.sign("big", bytes, at: nowNanoseconds()), bytes).status == 201)
         // Refused at least three times (push/pull every 2 s), as debug lines after the first.
@@ -240,10 +235,7 @@ import Testing
         let key = try TestKey(dir: dir, name: "owner")
         let nodes = try Self.cluster(3, key: key) { _ in ["config:app": [key.base64], "zone": [key.base64]] }
         defer { nodes.forEach { $0.cleanUp() } }
-        #expect(
-            eventually {
-                nodes.allSatisfy { node in ["node0", "node1", "node2"].allSatisfy { node.memberState($0) == "alive" } }
-            })
+        #expect(eventually { Self.allAlive(nodes) })
         let now = nowNanoseconds()
         let first = Array("before".utf8)
         #expect(try HTTP.put(nodes[0], try key.sign("config:app", first, at: now), first).status == 201)
