@@ -49,7 +49,7 @@ extension NetworkShell {
     }
 
     /// Sends the reply naming `version`, then its content (`content`). A big version goes to one
-    /// member at a time: the others are told it is unavailable and ask another holder, which
+    /// member at a time: the others are told this node is busy and ask another holder, which
     /// got it from here or elsewhere (`Fetcher.exclusiveUploadSize`).
     nonisolated func reply(
         _ version: FileVersion, writer: StreamWriter, content: () async throws -> Void
@@ -59,7 +59,7 @@ extension NetworkShell {
         if exclusive {
             guard uploads.enter(key) == nil else {
                 logger.debug("declined a fetch of \(version.name): it is being sent to another member")
-                try await writer.send(.fetchReply(nil))
+                try await writer.send(.fetchBusy)
                 return
             }
         }
@@ -123,10 +123,15 @@ extension NetworkShell {
                 var answered = 0
                 do {
                     for request in requests {
-                        guard case .fetchReply(let offered)? = try await session.reader.frame() else {
+                        switch try await session.reader.frame() {
+                        case .fetchReply(let offered)?:
+                            try await self.receive(
+                                offered, for: request, on: id, reader: &session.reader, from: address)
+                        case .fetchBusy?:
+                            await self.report(id, .busy)
+                        default:
                             throw WireError.invalid("fetch reply")
                         }
-                        try await self.receive(offered, for: request, on: id, reader: &session.reader, from: address)
                         answered += 1
                     }
                 } catch {
@@ -154,12 +159,13 @@ extension NetworkShell {
         let name = request.name
         guard let version = offered, version.name == name else {
             if offered != nil { throw WireError.invalid("fetch reply for another name") }
-            await report(id, .unavailable)
+            await report(id, .notHeld)
             return
         }
-        // Older than the version wanted (a probe's answer): skipped like one refused.
+        // Older than the version wanted (a probe's answer, or a holder's that lost it): skipped
+        // like one refused.
         guard request.accepts(version) else {
-            await report(id, .unavailable)
+            await report(id, .notHeld)
             try await skip(version, reader: &reader)
             return
         }

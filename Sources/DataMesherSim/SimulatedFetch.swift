@@ -55,7 +55,7 @@ extension Simulation {
                 outcome = store(offered, inline: nil, on: node) ? .stored(offered) : .notStored
             }
         } else {
-            outcome = .unavailable
+            outcome = .notHeld
         }
         carryOut(fetchers[node].answered(stream, outcome, now: localNow(node)), by: node)
         if number + 1 < requests.count {

@@ -335,6 +335,20 @@ import Testing
         }
     }
 
+    /// A fetch is answered with a version, none, or busy: one frame type, told apart by its flag.
+    @Test func fetchAnswersRoundTripAndAnUnknownFlagIsRefused() throws {
+        let version = try WireTests.version()
+        for message: SyncMessage in [.fetchReply(version), .fetchReply(nil), .fetchBusy] {
+            let frame = SyncCodec.encode(message)
+            #expect(frame[0] == 5)
+            #expect(
+                try SyncCodec.decode(type: frame[0], payload: Array(frame.dropFirst(SyncCodec.headerLength))) == message
+            )
+        }
+        #expect(throws: WireError.self) { try SyncCodec.decode(type: 5, payload: [3]) }
+        #expect(throws: WireError.self) { try SyncCodec.decode(type: 5, payload: [2, 0]) }
+    }
+
     /// The simulator's cached signature verdicts must not change a single decision.
     @Test func cachedSignatureVerdictsDecideExactlyAsEvaluate() throws {
         let signer = Signer()

@@ -170,6 +170,28 @@ import Testing
         let forged = node.receive(items: [.file(newer, inline: Array("z".utf8))], sender: node.b)
         #expect(forged == [.refused(newer, .contentMismatch(zone), from: node.b.id)])
     }
+    /// A big version is relayed as its fetch starts, once: offered again after that fetch failed
+    /// (every holder had lost it), it is fetched again but not relayed again, so the offer of a
+    /// version no member holds dies out instead of going round the cluster.
+    @Test func aBigVersionIsRelayedEarlyOnceAlsoWhenItsFetchFailed() throws {
+        let big = try FileName("big")
+        let signer = Signer()
+        var node = Self.meetingBAndC(configuredFor: big, signedBy: signer)
+        let version = try FileVersion.sign(
+            kind: .content, networkID: "", name: big, timestamp: MembershipTrustTests.start, validFor: 0,
+            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        func relays(_ directives: [CoreDirective]) -> Int {
+            Self.sent(directives).filter { $0.packet.items.contains(.file(version, inline: nil)) }.count
+        }
+        let first = node.receive(items: [.file(version, inline: nil)], sender: node.b)
+        #expect(first.contains(.store(version, inline: nil, from: Fixture.address(node.b))))
+        #expect(relays(first) > 0)
+        _ = node.feed(.storeFailed(version))
+        let again = node.receive(items: [.file(version, inline: nil)], sender: node.c)
+        #expect(again.contains(.store(version, inline: nil, from: Fixture.address(node.c))))
+        #expect(relays(again) == 0)
+    }
+
     // MARK: Content lost
 
     /// A version whose content the store lost is no longer held, so a member's offer of it is

@@ -176,17 +176,17 @@ import Testing
         }
         // The only holder declines (it is sending the version to another member): the offer fails.
         let first = try offer(from: Self.peer)
-        #expect(fetcher.answered(first, .unavailable, now: Self.now) == [.failed(version)])
+        #expect(fetcher.answered(first, .busy, now: Self.now) == [.failed(version)])
         #expect(fetcher.ended(first, now: Self.now).isEmpty && fetcher.fetchingNames.isEmpty)
 
         // A second holder offers it and declines too: the first one is asked again, on a stream
         // of its own; when it declines as well, the offer fails.
         let second = try offer(from: Self.other)
-        let retry = Self.opened(fetcher.answered(second, .unavailable, now: Self.now))
+        let retry = Self.opened(fetcher.answered(second, .busy, now: Self.now))
         #expect(retry.map(\.to) == [Self.peer] && retry.map(\.names) == [["big"]])
         #expect(fetcher.fetchingNames == [version.name])
         let retryID = try #require(retry.first?.id)
-        #expect(fetcher.answered(retryID, .unavailable, now: Self.now) == [.failed(version)])
+        #expect(fetcher.answered(retryID, .busy, now: Self.now) == [.failed(version)])
         #expect(fetcher.ended(second, now: Self.now).isEmpty && fetcher.ended(retryID, now: Self.now).isEmpty)
         #expect(fetcher.fetchingNames.isEmpty && fetcher.openStreams == 0)
 
@@ -231,17 +231,17 @@ import Testing
         // Both holders decline (each is sending it to another member): no failure, a wait.
         let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
         #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
-        let second = try #require(Self.opened(fetcher.answered(first.id, .unavailable, now: Self.now)).first)
+        let second = try #require(Self.opened(fetcher.answered(first.id, .busy, now: Self.now)).first)
         #expect(second.to == Self.other)
-        #expect(fetcher.answered(second.id, .unavailable, now: Self.now) == [.wake(after: delay)])
+        #expect(fetcher.answered(second.id, .busy, now: Self.now) == [.wake(after: delay)])
         #expect(fetcher.fetchingNames.isEmpty)
         // Asked again once the wait is over, from the first holder on.
         #expect(fetcher.woke(now: Self.now + delay - 1, members: []).isEmpty)
         var now = Self.now + delay
         let again = try #require(Self.opened(fetcher.woke(now: now, members: [])).first)
         #expect(again.to == Self.peer && fetcher.woke(now: now, members: []).isEmpty)
-        let next = try #require(Self.opened(fetcher.answered(again.id, .unavailable, now: now)).first)
-        #expect(fetcher.answered(next.id, .unavailable, now: now) == [.wake(after: delay)])
+        let next = try #require(Self.opened(fetcher.answered(again.id, .busy, now: now)).first)
+        #expect(fetcher.answered(next.id, .busy, now: now) == [.wake(after: delay)])
         // A member offering it meanwhile is asked at once, and sends it.
         let offered = try #require(Self.opened(fetcher.offered(big, inline: nil, from: third, now: now)).first)
         #expect(offered.to == third)
@@ -250,13 +250,13 @@ import Testing
 
         // Declined everywhere `maxRetries` times in a row, the offer fails.
         let stream = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: now)).first)
-        var steps = fetcher.answered(stream.id, .unavailable, now: now)
+        var steps = fetcher.answered(stream.id, .busy, now: now)
         #expect(fetcher.ended(stream.id, now: now).isEmpty)
         for _ in 0..<Fetcher.maxRetries {
             #expect(steps == [.wake(after: delay)])
             now += delay
             let retry = try #require(Self.opened(fetcher.woke(now: now, members: [])).first)
-            steps = fetcher.answered(retry.id, .unavailable, now: now)
+            steps = fetcher.answered(retry.id, .busy, now: now)
             #expect(fetcher.ended(retry.id, now: now).isEmpty)
         }
         #expect(steps == [.failed(big)])
@@ -272,22 +272,22 @@ import Testing
             contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
         let members = [Self.peer] + (10..<16).map { PeerAddress(host: "10.0.0.\($0)", port: 7946) }
         let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
-        #expect(fetcher.answered(first.id, .unavailable, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
+        #expect(fetcher.answered(first.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
         var now = Self.now + Fetcher.retryDelay
         // The holder first, then probesPerRetry members that are not holders, one at a time.
         var asked = [try #require(Self.opened(fetcher.woke(now: now, members: members)).first)]
         for _ in 0..<Fetcher.probesPerRetry {
             let last = try #require(asked.last)
-            asked.append(try #require(Self.opened(fetcher.answered(last.id, .unavailable, now: now)).first))
+            asked.append(try #require(Self.opened(fetcher.answered(last.id, .busy, now: now)).first))
         }
         #expect(asked.map(\.to) == [Self.peer] + members[1...Fetcher.probesPerRetry])
         #expect(
-            fetcher.answered(try #require(asked.last).id, .unavailable, now: now) == [.wake(after: Fetcher.retryDelay)])
+            fetcher.answered(try #require(asked.last).id, .busy, now: now) == [.wake(after: Fetcher.retryDelay)])
         // The next retry asks the next few (going round the list).
         now += Fetcher.retryDelay
         var retry = try #require(Self.opened(fetcher.woke(now: now, members: members)).first)
         #expect(retry.to == Self.peer)
-        retry = try #require(Self.opened(fetcher.answered(retry.id, .unavailable, now: now)).first)
+        retry = try #require(Self.opened(fetcher.answered(retry.id, .busy, now: now)).first)
         #expect(retry.to == members[Fetcher.probesPerRetry + 1])
         // A probe that is receiving it sends it.
         #expect(fetcher.answered(retry.id, .stored(big), now: now).isEmpty)
@@ -305,11 +305,39 @@ import Testing
         // is no longer a holder.
         let next = try #require(Self.opened(fetcher.answered(first.id, .corrupt, now: Self.now)).first)
         #expect(next.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
-        #expect(fetcher.answered(next.id, .unavailable, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
+        #expect(fetcher.answered(next.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
         let retry = Self.opened(fetcher.woke(now: Self.now + Fetcher.retryDelay, members: []))
         #expect(retry.map(\.to) == [Self.other])
         // The last holder sends corrupt content too: none is left, and the offer fails.
         let last = try #require(retry.first?.id)
         #expect(fetcher.answered(last, .corrupt, now: Self.now + Fetcher.retryDelay) == [.failed(big)])
+    }
+
+    /// A holder that answers with no version, or an older one, lost it (or its own transfer of it
+    /// failed): it is not asked again, and once no holder is left the offer fails at once
+    /// instead of being retried for a minute.
+    @Test func aHolderWithoutTheVersionIsForgottenAndTheOfferEndsWithTheLastOne() throws {
+        var fetcher = Fetcher()
+        let big = try FileVersion.sign(
+            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
+            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let members = [Self.other] + (10..<12).map { PeerAddress(host: "10.0.0.\($0)", port: 7946) }
+        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
+        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        let next = try #require(Self.opened(fetcher.answered(first.id, .notHeld, now: Self.now)).first)
+        #expect(next.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
+        #expect(fetcher.answered(next.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
+        // The retry asks the busy holder only, then members that never offered it; a probe
+        // without it is just passed over.
+        let now = Self.now + Fetcher.retryDelay
+        let retry = try #require(Self.opened(fetcher.woke(now: now, members: members)).first)
+        #expect(retry.to == Self.other)
+        let probe = try #require(Self.opened(fetcher.answered(retry.id, .notHeld, now: now)).first)
+        #expect(probe.to == members[1] && fetcher.holders[big.name]?.addresses == [])
+        let lastProbe = try #require(Self.opened(fetcher.answered(probe.id, .notHeld, now: now)).first)
+        #expect(lastProbe.to == members[2])
+        #expect(fetcher.answered(lastProbe.id, .notHeld, now: now) == [.failed(big)])
+        #expect(fetcher.fetchingNames.isEmpty && fetcher.holders.isEmpty)
+        #expect(fetcher.woke(now: now + Fetcher.retryDelay, members: members).isEmpty)
     }
 }

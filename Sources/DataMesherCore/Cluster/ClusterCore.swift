@@ -227,7 +227,10 @@ public struct ClusterCore: Sendable {
     static let maxHoldingQueries = 4096
     /// Versions handed to the shell to store, so duplicates are not fetched twice at once.
     var storing: [FileName: FileVersion] = [:]
-    /// Versions relayed on receipt, before they were stored (their content rode along, or is big).
+    /// Versions relayed on receipt, before they were stored (their content rode along, or is big),
+    /// kept when storing fails: a version is relayed early once, however often it is offered
+    /// again. (Relayed again after each failed fetch, the offer of a big version no member holds
+    /// any more went round the cluster for as long as fetches failed.)
     var relayedEarly: [FileName: FileVersion] = [:]
     var nextProbe: Int64
     var nextGossip: Int64
@@ -478,7 +481,6 @@ public struct ClusterCore: Sendable {
             if storing[version.name] == version { spread(.file(version, inline: nil), now: now, rng: &rng, into: &out) }
         case .storeFailed(let version):
             if storing[version.name] == version { storing[version.name] = nil }
-            if relayedEarly[version.name] == version { relayedEarly[version.name] = nil }
         case .forgotten(let name):
             files.remove(name)
         case .lost(let version):
@@ -1003,8 +1005,9 @@ public struct ClusterCore: Sendable {
         out.append(.store(version, inline: inline, from: offerer))
         // A big version is relayed as its fetch starts, too: this node serves it to the members
         // that ask while it arrives (and declines them when it does not get it after all).
-        if inline != nil || version.isTombstone || version.contentLength >= Fetcher.exclusiveUploadSize {
-            relayedEarly[version.name] = version
+        if inline != nil || version.isTombstone || version.contentLength >= Fetcher.exclusiveUploadSize,
+            relayedEarly.updateValue(version, forKey: version.name) != version
+        {
             spread(.file(version, inline: inline), now: now, rng: &rng, into: &out)
         }
     }

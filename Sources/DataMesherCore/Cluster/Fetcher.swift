@@ -12,12 +12,13 @@
 /// (5 s, doubling up to 10 min, per version).
 ///
 /// Every member that offered a name's newest version is remembered as a holder. A holder that
-/// answers with no version (it sends a big version to one member at a time, and declines the
-/// others meanwhile), vanishes, or sends content that does not match (then it is forgotten as a
-/// holder) is not the end of the fetch: the request goes to the next holder not asked yet. When
-/// all of them were, a big version is asked for again after `retryDelay`, from the first holder
-/// on (an offer meanwhile goes on at once), and any other offer fails, to be taken up again at
-/// the next offer. A retry also asks up to `probesPerRetry` live members that never offered it,
+/// is busy (it sends a big version to one member at a time, and declines the others meanwhile),
+/// vanishes, holds no such version after all (it lost it, or its own transfer of it failed), or
+/// sends content that does not match (the last two are forgotten as holders) is not the end of
+/// the fetch: the request goes to the next holder not asked yet. When all of them were, a big
+/// version is asked for again after `retryDelay` from the holders left, the first on (an offer
+/// meanwhile goes on at once), and any other offer fails, to be taken up again at the next
+/// offer; so does a big version no holder is left of. A retry also asks up to `probesPerRetry` live members that never offered it,
 /// a different few each time: a member receiving it serves it while it arrives, and the one at
 /// the end of a chain of such transfers is free, but its offer (gossiped once it started
 /// receiving) may not have reached this node. So a big version crosses the cluster from every
@@ -32,7 +33,7 @@ public struct Fetcher: Sendable {
     /// Streams open to one peer at once.
     public static let streamsPerPeer = 4
     /// A version at least this big is sent to one member at a time by each holder; the others
-    /// asking meanwhile are told it is unavailable, and ask another holder.
+    /// asking meanwhile are told it is busy, and ask another holder.
     public static let exclusiveUploadSize: UInt64 = 4 << 20
     /// Holders remembered per name, and names with holders, at most.
     static let maxHolders = 32
@@ -70,9 +71,12 @@ public struct Fetcher: Sendable {
         case stored(FileVersion)
         /// Nothing was stored: the version offered was refused.
         case notStored
-        /// The peer sent no version: it holds none, or it is sending this version to another
-        /// member already (`exclusiveUploadSize`). Another holder is asked next.
-        case unavailable
+        /// The peer is sending this big version to another member (`exclusiveUploadSize`).
+        /// Another holder is asked next, and this one again at the next retry.
+        case busy
+        /// The peer holds no version, or only one older than the version offered: it is no
+        /// longer asked for that version, and another holder is asked next.
+        case notHeld
         /// The content sent did not match the version's signed hash or length: the peer is no
         /// longer asked for this version, and another holder is asked next.
         case corrupt
@@ -213,9 +217,9 @@ public struct Fetcher: Sendable {
             stored = version
         case .notStored:
             if let expected = request.expected { steps.append(.failed(expected)) }
-        case .unavailable:
+        case .busy:
             if let expected = request.expected { return askNextHolder(request, expected: expected, now: now) }
-        case .corrupt:
+        case .notHeld, .corrupt:
             if let expected = request.expected {
                 if var entry = holders[expected.name], entry.version == expected {
                     entry.addresses.removeAll { $0 == stream.address }
@@ -325,18 +329,22 @@ public struct Fetcher: Sendable {
         return steps
     }
 
-    /// `request` (of a gossip offer of `expected`) got no version from the holder asked: the
-    /// next holder not asked yet is. When all were, a big version is asked for again after
-    /// `retryDelay` (at most `maxRetries` times in a row), and any other offer fails.
+    /// `request` (of a gossip offer of `expected`) got no version from the member asked: the
+    /// next holder not asked yet is. When all were, a big version some holder is left of is
+    /// asked for again after `retryDelay` (at most `maxRetries` times in a row), and any other
+    /// offer fails.
     mutating func askNextHolder(_ request: Request, expected: FileVersion, now: Int64) -> [Step] {
         let steps = release(request, stored: nil)
         if let next = nextHolder(of: expected) {
             holders[expected.name]?.requested = true
             return steps + enqueue([[request]], to: next)
         }
-        guard var entry = holders[expected.name], entry.version == expected, !entry.addresses.isEmpty,
-            expected.contentLength >= Self.exclusiveUploadSize, entry.retriesLeft > 0
-        else { return steps + [.failed(expected)] }
+        guard var entry = holders[expected.name], entry.version == expected else { return steps + [.failed(expected)] }
+        guard !entry.addresses.isEmpty, expected.contentLength >= Self.exclusiveUploadSize, entry.retriesLeft > 0 else {
+            // No holder left to ask: nothing to remember for it either.
+            if entry.addresses.isEmpty { holders[expected.name] = nil }
+            return steps + [.failed(expected)]
+        }
         entry.retriesLeft -= 1
         entry.retryAt = now.addingSaturated(Self.retryDelay)
         holders[expected.name] = entry

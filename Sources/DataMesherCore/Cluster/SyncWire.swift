@@ -11,8 +11,12 @@ public enum SyncMessage: Sendable, Equatable {
     case summaries(buckets: [Int], versions: [VersionSummary])
     /// Asks for the content of a name.
     case fetch(FileName)
-    /// The version held for the requested name (nil: none); its content follows the frame.
+    /// The version held for the requested name (nil: none, or only a lost one); its content
+    /// follows the frame.
     case fetchReply(FileVersion?)
+    /// The requested name's version is big and being sent to another member now
+    /// (`Fetcher.exclusiveUploadSize`): ask another holder, or again later.
+    case fetchBusy
 
     public var type: UInt8 {
         switch self {
@@ -20,7 +24,7 @@ public enum SyncMessage: Sendable, Equatable {
         case .reply: return 2
         case .summaries: return 3
         case .fetch: return 4
-        case .fetchReply: return 5
+        case .fetchReply, .fetchBusy: return 5
         }
     }
 }
@@ -71,6 +75,8 @@ public enum SyncCodec {
             } else {
                 body.u8(0)
             }
+        case .fetchBusy:
+            body.u8(2)
         }
         var frame = WireWriter()
         frame.u8(message.type)
@@ -88,7 +94,7 @@ public enum SyncCodec {
         case .reply(let members, let root, let buckets):
             return headerLength + 1 + membersSize(members) + root.count + 1
                 + (buckets.map { $0.reduce(0) { $0 + $1.count } } ?? 0)
-        case .summaries, .fetch, .fetchReply:
+        case .summaries, .fetch, .fetchReply, .fetchBusy:
             return encode(message).count
         }
     }
@@ -153,9 +159,12 @@ public enum SyncCodec {
         case 4:
             message = .fetch(try decodeName(&reader))
         case 5:
-            let found = try reader.u8()
-            guard found <= 1 else { throw .invalid("found flag") }
-            message = .fetchReply(found == 1 ? try WireCodec.decodeVersion(&reader) : nil)
+            switch try reader.u8() {
+            case 0: message = .fetchReply(nil)
+            case 1: message = .fetchReply(try WireCodec.decodeVersion(&reader))
+            case 2: message = .fetchBusy
+            default: throw .invalid("found flag")
+            }
         default:
             throw .unknownMessage(type)
         }

@@ -72,6 +72,8 @@ public func fuzzSync(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             invariant(version.contentSHA256.count == 32, "hash length")
             _ = version.hasValidSignature
         }
+    case .fetchBusy:
+        break
     }
     return 0
 }
@@ -157,6 +159,7 @@ func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
         ("fetch", .fetch(try FileName("config:app")), []),
         ("fetch-reply", .fetchReply(version), content),
         ("fetch-reply-none", .fetchReply(nil), []),
+        ("fetch-busy", .fetchBusy, []),
     ]
     return messages.map { ($0.0, SyncCodec.encode($0.1) + $0.2) }
 }
