@@ -67,7 +67,7 @@ final class PartialContent: Sendable {
             waited = .zero
             let start = offset
             let count = min(chunkSize, ready)
-            let chunk = try await Blocking.run { self.reader.read(at: start, upTo: count) }
+            let chunk = try await Blocking.run { try self.reader.read(at: start, upTo: count) }
             guard chunk.readableBytes > 0 else { throw WireError.truncated }
             offset += chunk.readableBytes
             try await writer.write(chunk)

@@ -272,12 +272,16 @@ public final class Replica: Sendable {
     }
 
     /// Opens `name`'s content to send it. Content found damaged on the way is marked missing
-    /// (`FileStore.openContent`) and given up (`lost`); nil then, as when nothing is held.
+    /// (`FileStore.openContent`) and given up (`lost`); nil then, as when nothing is held. So is
+    /// content found not to match its hash while it is read: the read throws before its last
+    /// bytes.
     public func openContent(_ name: FileName) async throws -> (StoredFile, ContentReader)? {
         let store = self.store
         let (opened, events) = try await Blocking.run {
             var events = [StoreEvent]()
-            let opened = try store.openContent(name, events: &events)
+            let opened = try store.openContent(name, events: &events) { damaged in
+                Task { await self.lost([damaged]) }
+            }
             return (opened, events)
         }
         await lost(events)

@@ -113,7 +113,7 @@ public struct ReadAhead: Sendable {
         guard requested < file.length else { return }
         let (file, start, count, run) = (file, requested, min(chunkSize, file.length - requested), run)
         requested += count
-        pending = (Task { try await run { file.read(at: start, upTo: count) } }, count)
+        pending = (Task { try await run { try file.read(at: start, upTo: count) } }, count)
     }
 }
 

@@ -1,3 +1,5 @@
+import Crypto
+import NIOConcurrencyHelpers
 import NIOCore
 
 #if canImport(Glibc)
@@ -8,14 +10,23 @@ import NIOCore
 
 /// An open file read at offsets, in chunks, off the cooperative pool. It owns the descriptor
 /// and closes it when the last reference goes, whatever happens to the reader of the chunks:
-/// an HTTP response, a TCP transfer, an upload from the CLI.
+/// an HTTP response, a TCP transfer, an upload from the CLI. Stored content that changed since
+/// it was last verified is read with a `ContentCheck`.
 public final class ContentReader: Sendable {
     public let fd: Int32
     public let length: Int
+    let check: ContentCheck?
 
     public init(fd: Int32, length: Int) {
         self.fd = fd
         self.length = length
+        self.check = nil
+    }
+
+    init(fd: Int32, length: Int, check: ContentCheck) {
+        self.fd = fd
+        self.length = length
+        self.check = check
     }
 
     deinit { close(fd) }
@@ -27,8 +38,9 @@ public final class ContentReader: Sendable {
     }
 
     /// `count` bytes at `offset` (blocking; call from a thread pool): fewer only at the end of
-    /// the file (or on a read error), none there.
-    public func read(at offset: Int, upTo count: Int) -> ByteBuffer {
+    /// the file (or on a read error), none there. Throws `ContentCheck.Mismatch` instead of
+    /// returning the last bytes of checked content whose hash is not its version's.
+    public func read(at offset: Int, upTo count: Int) throws -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: count)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
             DiskIO.readAll(
@@ -36,6 +48,88 @@ public final class ContentReader: Sendable {
             )
             .count
         }
+        try check?.take(buffer, at: offset, of: length)
         return buffer
+    }
+}
+
+/// What identifies a file's content on disk without reading it: any write, truncation,
+/// `touch` or replacement changes its status-change time or its inode.
+struct ContentIdentity: Sendable, Equatable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var changed: (seconds: Int64, nanoseconds: Int64)
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        #if canImport(Darwin)
+            changed = (Int64(info.st_ctimespec.tv_sec), Int64(info.st_ctimespec.tv_nsec))
+        #else
+            changed = (Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec))
+        #endif
+    }
+
+    init?(path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        self.init(info)
+    }
+
+    static func == (a: Self, b: Self) -> Bool {
+        a.device == b.device && a.inode == b.inode && a.size == b.size && a.changed == b.changed
+    }
+}
+
+/// Hashes stored content while it is served, when its file changed since its content was last
+/// verified (or never was since the start): its last bytes are not handed out unless the whole
+/// matches the version's signed SHA-256. The store then trusts the file as it was opened
+/// (`verified`), or marks the content missing (`damaged`), so that the cluster fetches the
+/// version again and no member is sent it from here meanwhile.
+final class ContentCheck: Sendable {
+    /// The served content is not what its version signed: it was marked missing.
+    struct Mismatch: Error, CustomStringConvertible {
+        var description: String { "the content on disk does not match its signed hash" }
+    }
+
+    let expected: [UInt8]
+    let verified: @Sendable () -> Void
+    let damaged: @Sendable () -> Void
+    // The hasher is a value type that is only touched under the box's lock.
+    struct Progress: @unchecked Sendable {
+        var hasher = SHA256()
+        /// Where the next chunk must start (nil once one came out of order).
+        var next: Int? = 0
+    }
+
+    let progress = NIOLockedValueBox(Progress())
+
+    init(expected: [UInt8], verified: @escaping @Sendable () -> Void, damaged: @escaping @Sendable () -> Void) {
+        self.expected = expected
+        self.verified = verified
+        self.damaged = damaged
+    }
+
+    /// Takes the chunk read at `offset` of content `length` bytes long. Chunks read out of order
+    /// (none of the daemon's readers does) leave the content as unverified as it was.
+    func take(_ chunk: ByteBuffer, at offset: Int, of length: Int) throws {
+        let digest = progress.withLockedValue { progress -> [UInt8]? in
+            guard progress.next == offset else {
+                progress.next = nil
+                return nil
+            }
+            chunk.withUnsafeReadableBytes { progress.hasher.update(bufferPointer: $0) }
+            let end = offset + chunk.readableBytes
+            progress.next = end
+            return end == length ? Array(progress.hasher.finalize()) : nil
+        }
+        guard let digest else { return }
+        guard digest == expected else {
+            damaged()
+            throw Mismatch()
+        }
+        verified()
     }
 }

@@ -149,6 +149,10 @@ public final class FileStore: Sendable {
     /// What the startup scan took on trust, for `verify`: records whose signature is not
     /// checked yet, and content trusted by its size, mtime and inode.
     let unverified = NIOLockedValueBox<(signatures: Set<FileName>, contents: Set<FileName>)>(([], []))
+    /// How each content file looked when its bytes were last found to match their version (at
+    /// its commit, by a hash at start or by `verify`, or while served): one that looks otherwise
+    /// when opened is hashed while it is served (`ContentCheck`).
+    let verifiedContent = NIOLockedValueBox<[FileName: ContentIdentity]>([:])
     /// Commits and reads of one name are serialized by the stripe its name hashes to.
     let stripes: [NIOLock] = (0..<64).map { _ in NIOLock() }
 
@@ -206,8 +210,13 @@ public final class FileStore: Sendable {
     /// Opens the current content for reading: the descriptor stays valid even if a newer
     /// version replaces the file meanwhile. Nil when the name holds no content, and when its file
     /// is gone, not a regular file, or not the version's length (cut short or grown behind the
-    /// daemon's back): that content is marked missing, and `events` says so.
-    public func openContent(_ name: FileName, events: inout [StoreEvent]) throws -> (StoredFile, ContentReader)? {
+    /// daemon's back): that content is marked missing, and `events` says so. A file changed since
+    /// its content was last verified is hashed as it is read: its last bytes are not returned
+    /// unless they complete the version's signed hash, and if they do not, the content is marked
+    /// missing and `damaged` is told so (on the reading thread).
+    public func openContent(
+        _ name: FileName, events: inout [StoreEvent], damaged: @escaping @Sendable (StoreEvent) -> Void = { _ in }
+    ) throws -> (StoredFile, ContentReader)? {
         try stripe(name).withLock { () throws -> (StoredFile, ContentReader)? in
             guard let stored = current(name), stored.isServed else { return nil }
             // Not through a symbolic link, and without waiting for a writer should a FIFO be there.
@@ -229,7 +238,37 @@ public final class FileStore: Sendable {
                 events.append(try markMissing(stored))
                 return nil
             }
-            return (stored, ContentReader(fd: fd, length: Int(stored.version.contentLength)))
+            let opened = ContentIdentity(info)
+            let length = Int(stored.version.contentLength)
+            guard verifiedContent.withLockedValue({ $0[name] }) != opened else {
+                return (stored, ContentReader(fd: fd, length: length))
+            }
+            let version = stored.version
+            let check = ContentCheck(
+                expected: version.contentSHA256,
+                verified: { self.trust(version, as: opened) },
+                damaged: { if let event = self.markDamaged(version) { damaged(event) } })
+            return (stored, ContentReader(fd: fd, length: length, check: check))
+        }
+    }
+
+    /// Served content of `version` matched its hash: its file as it was opened is trusted from
+    /// now on, if the name still holds that version.
+    func trust(_ version: FileVersion, as opened: ContentIdentity) {
+        stripe(version.name).withLock {
+            guard current(version.name) == StoredFile(version: version, state: .content) else { return }
+            verifiedContent.withLockedValue { $0[version.name] = opened }
+        }
+    }
+
+    /// Served content of `version` did not match its hash: marked missing, if the name still
+    /// holds that version. Nil when it does not, or the record could not be written.
+    func markDamaged(_ version: FileVersion) -> StoreEvent? {
+        stripe(version.name).withLock { () -> StoreEvent? in
+            guard let held = current(version.name), held == StoredFile(version: version, state: .content) else {
+                return nil
+            }
+            return try? markMissing(held)
         }
     }
 
@@ -241,6 +280,7 @@ public final class FileStore: Sendable {
         try writeRecord(MetaRecord(current: missing))
         // Missing from here on, also should what is on disk resist removal.
         index.withLockedValue { $0[name] = missing }
+        verifiedContent.withLockedValue { $0[name] = nil }
         try removeContent(name)
         return .markedMissing(name)
     }
@@ -295,6 +335,9 @@ public final class FileStore: Sendable {
                 } else {
                     try removeContent(name)
                 }
+                // Checked against its hash on its way in: trusted as it now looks.
+                let placed = content == nil ? nil : ContentIdentity(path: contentPath(name))
+                verifiedContent.withLockedValue { $0[name] = placed }
             } catch {
                 // The content did not reach the disk or did not move (a full disk can refuse its
                 // flush, the new folder or the directory entry): put the record back as it was,
@@ -334,9 +377,11 @@ public final class FileStore: Sendable {
                     return
                 }
                 guard pending.1, held.state == .content else { return }
+                let identity = ContentIdentity(path: contentPath(name))
                 let onDisk = try DiskIO.hashFile(contentPath(name))
                 if let onDisk, onDisk.sha256 == held.version.contentSHA256, onDisk.length == held.version.contentLength
                 {
+                    verifiedContent.withLockedValue { $0[name] = identity }
                     return
                 }
                 events.append(try markMissing(held))
@@ -541,11 +586,13 @@ public final class FileStore: Sendable {
                     trusted.insert(name)
                     continue
                 }
+                let identity = ContentIdentity(path: contentPath(name))
                 let onDisk = try DiskIO.hashFile(contentPath(name))
                 let isCurrent = onDisk.map { $0.sha256 == version.contentSHA256 && $0.length == version.contentLength }
                 let prior = isCurrent == true ? nil : restorable(record, policy: policy)
                 if isCurrent == true {
                     loaded[name] = record.current
+                    verifiedContent.withLockedValue { $0[name] = identity }
                     // Remember what the verified file looks like, so the next start can skip it.
                     if let stat = FileStat(path: contentPath(name)) {
                         try? writeRecord(MetaRecord(current: record.current, stat: stat))

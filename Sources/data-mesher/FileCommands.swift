@@ -137,7 +137,7 @@ struct FileUpdate: AsyncParsableCommand {
             // Read and hashed in microseconds: not worth a second task asking for the network ID
             // meanwhile (it would wake a second thread).
             let bytes = try await readingErrors {
-                let bytes = file.read(at: 0, upTo: length)
+                let bytes = try file.read(at: 0, upTo: length)
                 guard bytes.readableBytes == length else { throw ContentReader.Shrank() }
                 return bytes
             }

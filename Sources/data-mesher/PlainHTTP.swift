@@ -239,7 +239,13 @@ struct PlainHTTP: Sendable {
             let (received, receiveError) = Self.receive(
                 from: socket, into: &buffer, upTo: want, flags: Int32(MSG_WAITALL))
             if received < 0 { throw TransportError(description: Self.errorText(receiveError)) }
-            if received == 0 { throw TransportError(description: Self.closedEarly) }
+            if received == 0 {
+                // The node cuts a file whose content it finds changed on its disk while sending it.
+                throw CLIError(
+                    "the node stopped sending after \(length - remaining) of \(length) bytes (a node stops when"
+                        + " the file on its disk no longer matches its signed hash, and fetches it again: try again"
+                        + " shortly)")
+            }
             remaining -= received
             try await content(head, buffer)
         }
@@ -413,7 +419,7 @@ struct PlainHTTP: Sendable {
                 var position = off_t(offset)
                 let count = sendfile(socket, file.fd, &position, piece)
             #else
-                let bytes = file.read(at: offset, upTo: piece)
+                let bytes = try file.read(at: offset, upTo: piece)
                 let count = bytes.withUnsafeReadableBytes { send(socket, $0.baseAddress, $0.count, 0) }
             #endif
             if count < 0 {

@@ -98,17 +98,30 @@ import Testing
         let cut = nodes[1].get("/v1/files/big")
         #expect(cut?.status == 404 && cut?.text.contains("damaged") == true, "\(cut?.text ?? "no answer")")
         #expect(eventually(30) { Self.content(of: nodes[1], "big") == big }, "\(nodes[1].tailOfLog())")
+        let garbage = [UInt8](repeating: 0xAA, count: 4096)
+        func damage() {
+            let fd = open(path, O_WRONLY)
+            #expect(fd >= 0)
+            #expect(pwrite(fd, garbage, garbage.count, 1000) == garbage.count)
+            close(fd)
+        }
+
+        // Changed in place while the node runs, size kept: its file changed since it was
+        // verified, so it is hashed as it is served, and not served whole; it is marked missing
+        // and fetched again.
+        damage()
+        var changed = big
+        changed.replaceSubrange(1000..<(1000 + garbage.count), with: garbage)
+        let served = Self.content(of: nodes[1], "big")
+        #expect(served.map { $0 == changed } != true, "the changed content was served whole")
+        #expect(eventually(30) { Self.content(of: nodes[1], "big") == big }, "\(nodes[1].tailOfLog())")
 
         // Changed in place with size, mtime and inode kept: the start trusts it by its stat, and
         // the background check that follows finds it by its hash.
         nodes[1].stop(signal: SIGTERM)
         var info = stat()
         #expect(stat(path, &info) == 0)
-        let fd = open(path, O_WRONLY)
-        #expect(fd >= 0)
-        let garbage = [UInt8](repeating: 0xAA, count: 4096)
-        #expect(pwrite(fd, garbage, garbage.count, 1000) == garbage.count)
-        close(fd)
+        damage()
         var times = [info.st_atim, info.st_mtim]
         #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
         try nodes[1].start()

@@ -366,6 +366,53 @@ struct StoreFixture {
         #expect(try fixture.open().current(b)?.state == .missing)
     }
 
+    /// Content whose file changed since it was verified (ctime or inode) is hashed as it is read:
+    /// the read that would end it throws instead of handing out its last bytes when they do not
+    /// complete the signed hash, and the content is marked missing; content that still matches
+    /// is trusted from then on, and content untouched since its commit is not hashed at all.
+    @Test func contentChangedSinceItWasVerifiedIsHashedWhileReadAndNotServedWhenWrong() throws {
+        let fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let store = try fixture.open()
+        let (a, b) = (try FileName("a"), try FileName("b"))
+        try fixture.put(store, "a", "alpha", at: fixture.now - 10)
+        try fixture.put(store, "b", "bravo", at: fixture.now - 10)
+        final class Reported: @unchecked Sendable {  // `events` only under `lock`
+            let lock = NSLock()
+            var events = [StoreEvent]()
+            func append(_ event: StoreEvent) { lock.withLock { events.append(event) } }
+            var all: [StoreEvent] { lock.withLock { events } }
+        }
+        let reported = Reported()
+        var events = [StoreEvent]()
+        func open(_ name: FileName) throws -> ContentReader? {
+            try store.openContent(name, events: &events) { reported.append($0) }?.1
+        }
+        // As committed: read without a check.
+        let committed = try #require(try open(a))
+        #expect(committed.check == nil)
+        #expect(String(buffer: try committed.read(at: 0, upTo: 5)) == "alpha")
+        // The same bytes written again in place (ctime changes): hashed once, then trusted.
+        try fixture.write("alpha", into: "files/a")
+        let rewritten = try #require(try open(a))
+        #expect(rewritten.check != nil)
+        #expect(String(buffer: try rewritten.read(at: 0, upTo: 3)) == "alp")
+        #expect(String(buffer: try rewritten.read(at: 3, upTo: 2)) == "ha")
+        #expect(try open(a)?.check == nil)
+        // Changed bytes of the same length: the first chunk is read, the last is not handed out.
+        try fixture.write("BRA", into: "files/b")
+        let damaged = try #require(try open(b))
+        #expect(String(buffer: try damaged.read(at: 0, upTo: 3)) == "BRA")
+        #expect(throws: ContentCheck.Mismatch.self) { try damaged.read(at: 3, upTo: 2) }
+        #expect(reported.all == [.markedMissing(b)] && events.isEmpty)
+        #expect(store.current(b)?.state == .missing && fixture.content("b") == nil)
+        #expect(try open(b) == nil)
+        // Verified at start by a hash, and so trusted, after a restart.
+        let reopened = try fixture.open()
+        var again = [StoreEvent]()
+        #expect(try reopened.openContent(a, events: &again)?.1.check == nil)
+    }
+
     @Test func whatTheScanTookOnTrustIsVerifiedInTheBackground() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
