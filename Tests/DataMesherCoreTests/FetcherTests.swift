@@ -14,6 +14,13 @@ import Testing
         try signer.version(name, at: timestamp, content: "content of \(name)")
     }
 
+    /// A version big enough to be sent to one member at a time (`Fetcher.exclusiveUploadSize`).
+    func bigVersion() throws -> FileVersion {
+        try FileVersion.sign(
+            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
+            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+    }
+
     var policy: FilePolicy {
         get throws {
             var signers: [FileName: Set<SignerKey>] = [:]
@@ -224,9 +231,7 @@ import Testing
     @Test func aBigVersionEveryHolderDeclinedIsAskedForAgainAfterAWait() throws {
         var fetcher = Fetcher()
         let third = PeerAddress(host: "10.0.0.4", port: 7946)
-        let big = try FileVersion.sign(
-            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
-            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let big = try bigVersion()
         let delay = Fetcher.retryDelay
         // Both holders decline (each is sending it to another member): no failure, a wait.
         let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
@@ -267,9 +272,7 @@ import Testing
     /// different ones each time.
     @Test func aRetryAlsoAsksAFewMembersThatNeverOfferedIt() throws {
         var fetcher = Fetcher()
-        let big = try FileVersion.sign(
-            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
-            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let big = try bigVersion()
         let members = [Self.peer] + (10..<16).map { PeerAddress(host: "10.0.0.\($0)", port: 7946) }
         let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
         #expect(fetcher.answered(first.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
@@ -296,9 +299,7 @@ import Testing
 
     @Test func aHolderThatSentCorruptContentIsNotAskedAgain() throws {
         var fetcher = Fetcher()
-        let big = try FileVersion.sign(
-            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
-            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let big = try bigVersion()
         let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
         #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
         // The content did not match its signed hash: the next holder is asked, and the bad one
@@ -318,9 +319,7 @@ import Testing
     /// instead of being retried for a minute.
     @Test func aHolderWithoutTheVersionIsForgottenAndTheOfferEndsWithTheLastOne() throws {
         var fetcher = Fetcher()
-        let big = try FileVersion.sign(
-            kind: .content, networkID: "", name: try FileName("big"), timestamp: Self.now, validFor: 0,
-            contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
+        let big = try bigVersion()
         let members = [Self.other] + (10..<12).map { PeerAddress(host: "10.0.0.\($0)", port: 7946) }
         let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
         #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
