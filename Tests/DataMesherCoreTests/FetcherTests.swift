@@ -241,10 +241,11 @@ import Testing
         #expect(fetcher.answered(second.id, .busy, now: Self.now) == [.wake(after: delay)])
         #expect(fetcher.fetchingNames.isEmpty)
         // Asked again once the wait is over, from the first holder on.
-        #expect(fetcher.woke(now: Self.now + delay - 1, members: []).isEmpty)
+        let members = [Self.peer, Self.other]
+        #expect(fetcher.woke(now: Self.now + delay - 1, members: members).isEmpty)
         var now = Self.now + delay
-        let again = try #require(Self.opened(fetcher.woke(now: now, members: [])).first)
-        #expect(again.to == Self.peer && fetcher.woke(now: now, members: []).isEmpty)
+        let again = try #require(Self.opened(fetcher.woke(now: now, members: members)).first)
+        #expect(again.to == Self.peer && fetcher.woke(now: now, members: members).isEmpty)
         let next = try #require(Self.opened(fetcher.answered(again.id, .busy, now: now)).first)
         #expect(fetcher.answered(next.id, .busy, now: now) == [.wake(after: delay)])
         // A member offering it meanwhile is asked at once, and sends it.
@@ -260,7 +261,7 @@ import Testing
         for _ in 0..<Fetcher.maxRetries {
             #expect(steps == [.wake(after: delay)])
             now += delay
-            let retry = try #require(Self.opened(fetcher.woke(now: now, members: [])).first)
+            let retry = try #require(Self.opened(fetcher.woke(now: now, members: [Self.peer])).first)
             steps = fetcher.answered(retry.id, .busy, now: now)
             #expect(fetcher.ended(retry.id, now: now).isEmpty)
         }
@@ -307,7 +308,7 @@ import Testing
         let next = try #require(Self.opened(fetcher.answered(first.id, .corrupt, now: Self.now)).first)
         #expect(next.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
         #expect(fetcher.answered(next.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
-        let retry = Self.opened(fetcher.woke(now: Self.now + Fetcher.retryDelay, members: []))
+        let retry = Self.opened(fetcher.woke(now: Self.now + Fetcher.retryDelay, members: [Self.other]))
         #expect(retry.map(\.to) == [Self.other])
         // The last holder sends corrupt content too: none is left, and the offer fails.
         let last = try #require(retry.first?.id)
@@ -338,5 +339,26 @@ import Testing
         #expect(fetcher.answered(lastProbe.id, .notHeld, now: now) == [.failed(big)])
         #expect(fetcher.fetchingNames.isEmpty && fetcher.holders.isEmpty)
         #expect(fetcher.woke(now: now + Fetcher.retryDelay, members: members).isEmpty)
+    }
+
+    /// A holder that died or left while every holder was busy is not asked again: the retry
+    /// goes to the live ones, and with none left the offer fails instead of dialing the dead
+    /// for a minute.
+    @Test func aRetryForgetsHoldersThatAreNoLongerLiveMembers() throws {
+        var fetcher = Fetcher()
+        let big = try bigVersion()
+        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
+        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        let second = try #require(Self.opened(fetcher.answered(first.id, .busy, now: Self.now)).first)
+        #expect(fetcher.answered(second.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
+        // The first holder is dead by the retry: the other is asked, and only it.
+        var now = Self.now + Fetcher.retryDelay
+        let retry = try #require(Self.opened(fetcher.woke(now: now, members: [Self.other])).first)
+        #expect(retry.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
+        #expect(fetcher.answered(retry.id, .busy, now: now) == [.wake(after: Fetcher.retryDelay)])
+        // Then it is gone too: the offer fails, and nothing is left to retry.
+        now += Fetcher.retryDelay
+        #expect(fetcher.woke(now: now, members: []) == [.failed(big)])
+        #expect(fetcher.holders.isEmpty && fetcher.woke(now: now + Fetcher.retryDelay, members: []).isEmpty)
     }
 }

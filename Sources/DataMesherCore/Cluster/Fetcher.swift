@@ -305,7 +305,8 @@ public struct Fetcher: Sendable {
 
     /// Asks again for the declined big versions whose wait is over, each from its first holder,
     /// then from the others, then from a few of `members` (the live members' addresses) that
-    /// are not holders.
+    /// are not holders. Holders no longer among `members` (dead or gone) are forgotten first;
+    /// with none left, the offer fails.
     public mutating func woke(now: Int64, members: [PeerAddress]) -> [Step] {
         var due: [FileName] = []
         for (name, entry) in holders where (entry.retryAt ?? .max) <= now { due.append(name) }
@@ -313,8 +314,9 @@ public struct Fetcher: Sendable {
         for name in due.sorted() {
             guard var entry = holders[name] else { continue }
             entry.retryAt = nil
+            entry.addresses.removeAll { !members.contains($0) }
             guard let first = entry.addresses.first else {
-                holders[name] = entry
+                holders[name] = nil
                 steps.append(.failed(entry.version))
                 continue
             }
