@@ -48,7 +48,7 @@ public final class ContentReader: Sendable {
             )
             .count
         }
-        try check?.take(buffer, at: offset, of: length)
+        try check?.take(buffer, at: offset, of: length, fd: fd)
         return buffer
     }
 }
@@ -83,11 +83,13 @@ struct ContentIdentity: Sendable, Equatable {
     }
 }
 
-/// Hashes stored content while it is served, when its file changed since its content was last
-/// verified (or never was since the start): its last bytes are not handed out unless the whole
-/// matches the version's signed SHA-256. The store then trusts the file as it was opened
-/// (`verified`), or marks the content missing (`damaged`), so that the cluster fetches the
-/// version again and no member is sent it from here meanwhile.
+/// Keeps stored content that fails its signed SHA-256 from being served whole. Content whose
+/// file changed since it was last verified (or never was since the start) is hashed as it is
+/// read, and its last bytes are not handed out unless the whole matches; content trusted when it
+/// was opened is looked at again once its last bytes are read, and hashed then if the file
+/// changed meanwhile. The store then trusts the file as it looked (`verified`), or marks the
+/// content missing (`damaged`), so that the cluster fetches the version again and no member is
+/// sent it from here meanwhile.
 final class ContentCheck: Sendable {
     /// The served content is not what its version signed: it was marked missing.
     struct Mismatch: Error, CustomStringConvertible {
@@ -95,8 +97,12 @@ final class ContentCheck: Sendable {
     }
 
     let expected: [UInt8]
-    let verified: @Sendable () -> Void
+    /// How the file looked when it was opened, and whether its content was trusted as such.
+    let opened: ContentIdentity
+    let trusted: Bool
+    let verified: @Sendable (ContentIdentity) -> Void
     let damaged: @Sendable () -> Void
+
     // The hasher is a value type that is only touched under the box's lock.
     struct Progress: @unchecked Sendable {
         var hasher = SHA256()
@@ -106,30 +112,54 @@ final class ContentCheck: Sendable {
 
     let progress = NIOLockedValueBox(Progress())
 
-    init(expected: [UInt8], verified: @escaping @Sendable () -> Void, damaged: @escaping @Sendable () -> Void) {
+    init(
+        expected: [UInt8], opened: ContentIdentity, trusted: Bool,
+        verified: @escaping @Sendable (ContentIdentity) -> Void, damaged: @escaping @Sendable () -> Void
+    ) {
         self.expected = expected
+        self.opened = opened
+        self.trusted = trusted
         self.verified = verified
         self.damaged = damaged
     }
 
-    /// Takes the chunk read at `offset` of content `length` bytes long. Chunks read out of order
-    /// (none of the daemon's readers does) leave the content as unverified as it was.
-    func take(_ chunk: ByteBuffer, at offset: Int, of length: Int) throws {
+    /// Takes the chunk read at `offset` of content `length` bytes long from `fd`. Untrusted
+    /// chunks read out of order (none of the daemon's readers does) leave the content as
+    /// unverified as it was.
+    func take(_ chunk: ByteBuffer, at offset: Int, of length: Int, fd: Int32) throws {
+        let end = offset + chunk.readableBytes
+        if trusted {
+            // Every byte was read before this look: unchanged since the open, all of them were
+            // what was verified.
+            guard end == length else { return }
+            var info = stat()
+            let now = fstat(fd, &info) == 0 ? ContentIdentity(info) : nil
+            guard now != opened else { return }
+            let onDisk = try? DiskIO.hash(fd: fd, path: "content")
+            try settle(onDisk.map { $0.length == UInt64(length) ? $0.sha256 : [] }, as: now)
+            return
+        }
         let digest = progress.withLockedValue { progress -> [UInt8]? in
             guard progress.next == offset else {
                 progress.next = nil
                 return nil
             }
             chunk.withUnsafeReadableBytes { progress.hasher.update(bufferPointer: $0) }
-            let end = offset + chunk.readableBytes
             progress.next = end
             return end == length ? Array(progress.hasher.finalize()) : nil
         }
         guard let digest else { return }
-        guard digest == expected else {
-            damaged()
+        try settle(digest, as: opened)
+    }
+
+    /// The content hashed to `digest` (nil: it could not be read): trusted as `identity` from
+    /// now on when that is its signed hash, marked missing (and the read fails) when not.
+    func settle(_ digest: [UInt8]?, as identity: ContentIdentity?) throws {
+        guard let digest, digest == expected else {
+            // Unreadable: not served, but not marked missing for it either.
+            if digest != nil { damaged() }
             throw Mismatch()
         }
-        verified()
+        if let identity { verified(identity) }
     }
 }

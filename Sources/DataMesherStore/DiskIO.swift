@@ -161,12 +161,18 @@ public enum DiskIO {
         #if os(Linux)
             _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         #endif
+        return try hash(fd: fd, path: path)
+    }
+
+    /// SHA-256 and length of the content of open file `fd` (read at offsets from its start, so
+    /// another reader of the descriptor is not disturbed); `path` names it in errors.
+    static func hash(fd: Int32, path: String) throws -> (sha256: [UInt8], length: UInt64) {
         var hasher = SHA256()
         var length: UInt64 = 0
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while true {  // every pass reads at least one byte of the file, or ends
             let (count, code) = retryingInterrupts {
-                chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(clamping: length)) }
             }
             if count < 0 { throw DiskError("read", path, code: code) }
             if count == 0 { break }

@@ -210,10 +210,11 @@ public final class FileStore: Sendable {
     /// Opens the current content for reading: the descriptor stays valid even if a newer
     /// version replaces the file meanwhile. Nil when the name holds no content, and when its file
     /// is gone, not a regular file, or not the version's length (cut short or grown behind the
-    /// daemon's back): that content is marked missing, and `events` says so. A file changed since
-    /// its content was last verified is hashed as it is read: its last bytes are not returned
-    /// unless they complete the version's signed hash, and if they do not, the content is marked
-    /// missing and `damaged` is told so (on the reading thread).
+    /// daemon's back): that content is marked missing, and `events` says so. The reader's last
+    /// bytes are not returned when the content fails its signed hash (`ContentCheck`: hashed as
+    /// it is read when its file changed since it was last verified, or when it changes while it
+    /// is read); the content is then marked missing and `damaged` is told so (on the reading
+    /// thread).
     public func openContent(
         _ name: FileName, events: inout [StoreEvent], damaged: @escaping @Sendable (StoreEvent) -> Void = { _ in }
     ) throws -> (StoredFile, ContentReader)? {
@@ -239,25 +240,22 @@ public final class FileStore: Sendable {
                 return nil
             }
             let opened = ContentIdentity(info)
-            let length = Int(stored.version.contentLength)
-            guard verifiedContent.withLockedValue({ $0[name] }) != opened else {
-                return (stored, ContentReader(fd: fd, length: length))
-            }
             let version = stored.version
             let check = ContentCheck(
-                expected: version.contentSHA256,
-                verified: { self.trust(version, as: opened) },
+                expected: version.contentSHA256, opened: opened,
+                trusted: verifiedContent.withLockedValue({ $0[name] }) == opened,
+                verified: { self.trust(version, as: $0) },
                 damaged: { if let event = self.markDamaged(version) { damaged(event) } })
-            return (stored, ContentReader(fd: fd, length: length, check: check))
+            return (stored, ContentReader(fd: fd, length: Int(version.contentLength), check: check))
         }
     }
 
-    /// Served content of `version` matched its hash: its file as it was opened is trusted from
-    /// now on, if the name still holds that version.
-    func trust(_ version: FileVersion, as opened: ContentIdentity) {
+    /// Served content of `version` matched its hash: its file, looking as `identity`, is trusted
+    /// from now on, if the name still holds that version.
+    func trust(_ version: FileVersion, as identity: ContentIdentity) {
         stripe(version.name).withLock {
             guard current(version.name) == StoredFile(version: version, state: .content) else { return }
-            verifiedContent.withLockedValue { $0[version.name] = opened }
+            verifiedContent.withLockedValue { $0[version.name] = identity }
         }
     }
 

@@ -242,9 +242,9 @@ struct PlainHTTP: Sendable {
             if received == 0 {
                 // The node cuts a file whose content it finds changed on its disk while sending it.
                 throw CLIError(
-                    "the node stopped sending after \(length - remaining) of \(length) bytes (a node stops when"
-                        + " the file on its disk no longer matches its signed hash, and fetches it again: try again"
-                        + " shortly)")
+                    "the node stopped sending after \(length - remaining) of \(length) bytes (a node stops sending"
+                        + " a file that no longer matches its signed hash on its disk, and takes that version again"
+                        + " from a member that has it)")
             }
             remaining -= received
             try await content(head, buffer)

@@ -369,7 +369,8 @@ struct StoreFixture {
     /// Content whose file changed since it was verified (ctime or inode) is hashed as it is read:
     /// the read that would end it throws instead of handing out its last bytes when they do not
     /// complete the signed hash, and the content is marked missing; content that still matches
-    /// is trusted from then on, and content untouched since its commit is not hashed at all.
+    /// is trusted from then on. Content trusted when opened is hashed only if its file changed
+    /// by the time its last bytes are read.
     @Test func contentChangedSinceItWasVerifiedIsHashedWhileReadAndNotServedWhenWrong() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
@@ -388,29 +389,48 @@ struct StoreFixture {
         func open(_ name: FileName) throws -> ContentReader? {
             try store.openContent(name, events: &events) { reported.append($0) }?.1
         }
-        // As committed: read without a check.
+        // As committed: trusted, read without hashing.
         let committed = try #require(try open(a))
-        #expect(committed.check == nil)
+        #expect(committed.check?.trusted == true)
         #expect(String(buffer: try committed.read(at: 0, upTo: 5)) == "alpha")
         // The same bytes written again in place (ctime changes): hashed once, then trusted.
         try fixture.write("alpha", into: "files/a")
         let rewritten = try #require(try open(a))
-        #expect(rewritten.check != nil)
+        #expect(rewritten.check?.trusted == false)
         #expect(String(buffer: try rewritten.read(at: 0, upTo: 3)) == "alp")
         #expect(String(buffer: try rewritten.read(at: 3, upTo: 2)) == "ha")
-        #expect(try open(a)?.check == nil)
+        #expect(try open(a)?.check?.trusted == true)
+        // Trusted when opened, then touched while read: looked at again at the end, still good.
+        let touched = try #require(try open(a))
+        #expect(String(buffer: try touched.read(at: 0, upTo: 3)) == "alp")
+        #expect(chmod(fixture.dir + "/files/a", 0o600) == 0)
+        #expect(String(buffer: try touched.read(at: 3, upTo: 2)) == "ha")
+        #expect(try open(a)?.check?.trusted == true && reported.all.isEmpty)
+        // Trusted when opened, then damaged while read: its last bytes are not handed out.
+        let racing = try #require(try open(a))
+        #expect(String(buffer: try racing.read(at: 0, upTo: 3)) == "alp")
+        try fixture.write("ALP", into: "files/a")
+        #expect(throws: ContentCheck.Mismatch.self) { try racing.read(at: 3, upTo: 2) }
+        #expect(reported.all == [.markedMissing(a)] && store.current(a)?.state == .missing)
+        guard case .stored = try fixture.put(store, "a", "alpha", at: fixture.now - 10) else {
+            Issue.record("the missing version was not taken back")
+            return
+        }
         // Changed bytes of the same length: the first chunk is read, the last is not handed out.
         try fixture.write("BRA", into: "files/b")
         let damaged = try #require(try open(b))
         #expect(String(buffer: try damaged.read(at: 0, upTo: 3)) == "BRA")
         #expect(throws: ContentCheck.Mismatch.self) { try damaged.read(at: 3, upTo: 2) }
-        #expect(reported.all == [.markedMissing(b)] && events.isEmpty)
+        #expect(reported.all == [.markedMissing(a), .markedMissing(b)] && events.isEmpty)
         #expect(store.current(b)?.state == .missing && fixture.content("b") == nil)
         #expect(try open(b) == nil)
-        // Verified at start by a hash, and so trusted, after a restart.
+        // After a restart, content the start took on trust by its stat is trusted for serving
+        // once the background check hashed it.
         let reopened = try fixture.open()
         var again = [StoreEvent]()
-        #expect(try reopened.openContent(a, events: &again)?.1.check == nil)
+        #expect(try reopened.openContent(a, events: &again)?.1.check?.trusted == false)
+        #expect(try reopened.verify().isEmpty)
+        #expect(try reopened.openContent(a, events: &again)?.1.check?.trusted == true)
     }
 
     @Test func whatTheScanTookOnTrustIsVerifiedInTheBackground() throws {
