@@ -10,8 +10,8 @@ import NIOCore
 
 /// An open file read at offsets, in chunks, off the cooperative pool. It owns the descriptor
 /// and closes it when the last reference goes, whatever happens to the reader of the chunks:
-/// an HTTP response, a TCP transfer, an upload from the CLI. Stored content that changed since
-/// it was last verified is read with a `ContentCheck`.
+/// an HTTP response, a TCP transfer, an upload from the CLI. Stored content is read with a
+/// `ContentCheck` (`FileStore.openContent`).
 public final class ContentReader: Sendable {
     public let fd: Int32
     public let length: Int

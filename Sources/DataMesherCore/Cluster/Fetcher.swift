@@ -16,12 +16,13 @@
 /// vanishes, holds no such version after all (it lost it, or its own transfer of it failed), or
 /// sends content that does not match (the last two are forgotten as holders) is not the end of
 /// the fetch: the request goes to the next holder not asked yet. When all of them were, a big
-/// version is asked for again after `retryDelay` from the holders left, the first on (an offer
-/// meanwhile goes on at once), and any other offer fails, to be taken up again at the next
-/// offer; so does a big version no holder is left of. A retry also asks up to `probesPerRetry` live members that never offered it,
-/// a different few each time: a member receiving it serves it while it arrives, and the one at
-/// the end of a chain of such transfers is free, but its offer (gossiped once it started
-/// receiving) may not have reached this node. So a big version crosses the cluster from every
+/// version is asked for again after `retryDelay` from the holders left that are still live
+/// members, the first on (an offer meanwhile goes on at once), and any other offer fails, to be
+/// taken up again at the next offer; so does a big version no holder is left of. A retry also
+/// asks up to `probesPerRetry` live members that never offered it, a different few each time: a
+/// member receiving it serves it while it arrives, and the one at the end of a chain of such
+/// transfers is free, but its offer (gossiped once it started receiving) may not have reached
+/// this node. So a big version crosses the cluster from every
 /// member that holds it or is receiving it (`exclusiveUploadSize`), instead of being sent by its
 /// origin to every member.
 public struct Fetcher: Sendable {
