@@ -137,10 +137,8 @@ public actor NetworkShell {
             incarnation: UInt64(max(0, now / 1_000_000_000)), settings: settings, policy: node.policy,
             bootstrap: node.config.cluster.bootstrapNodes + remembered, now: now)
         // A version whose content went missing is not held: peers that have it send it again.
-        let stored = node.store.list()
         core.load(
-            stored.filter { $0.state != .missing }.map(\.version),
-            lost: stored.filter { $0.state == .missing }.map(\.version))
+            node.store.list().filter { $0.state != .missing }.map(\.version), lost: node.store.missing())
         self.core = core
         snapshot = node.clusterSnapshot
     }

@@ -262,10 +262,9 @@ public final class FileStore: Sendable {
     /// Served content of `version` did not match its hash: marked missing, if the name still
     /// holds that version. Nil when it does not, or the record could not be written.
     func markDamaged(_ version: FileVersion) -> StoreEvent? {
-        stripe(version.name).withLock { () -> StoreEvent? in
-            guard let held = current(version.name), held == StoredFile(version: version, state: .content) else {
-                return nil
-            }
+        let held = StoredFile(version: version, state: .content)
+        return stripe(version.name).withLock { () -> StoreEvent? in
+            guard current(version.name) == held else { return nil }
             return try? markMissing(held)
         }
     }
