@@ -21,6 +21,16 @@ import Testing
             contentSHA256: Array(repeating: 7, count: 32), contentLength: Fetcher.exclusiveUploadSize, key: signer.key)
     }
 
+    /// `version` offered by `peer`, asked at once, then by `other`, only remembered as a second
+    /// holder: the stream to `peer`.
+    static func offeredByTwoHolders(
+        _ version: FileVersion, to fetcher: inout Fetcher
+    ) throws -> (id: Int, to: PeerAddress, names: [String]) {
+        let first = try #require(opened(fetcher.offered(version, inline: nil, from: peer, now: now)).first)
+        #expect(fetcher.offered(version, inline: nil, from: other, now: now).isEmpty)
+        return first
+    }
+
     var policy: FilePolicy {
         get throws {
             var signers: [FileName: Set<SignerKey>] = [:]
@@ -234,8 +244,7 @@ import Testing
         let big = try bigVersion()
         let delay = Fetcher.retryDelay
         // Both holders decline (each is sending it to another member): no failure, a wait.
-        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
-        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        let first = try Self.offeredByTwoHolders(big, to: &fetcher)
         let second = try #require(Self.opened(fetcher.answered(first.id, .busy, now: Self.now)).first)
         #expect(second.to == Self.other)
         #expect(fetcher.answered(second.id, .busy, now: Self.now) == [.wake(after: delay)])
@@ -301,8 +310,7 @@ import Testing
     @Test func aHolderThatSentCorruptContentIsNotAskedAgain() throws {
         var fetcher = Fetcher()
         let big = try bigVersion()
-        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
-        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        let first = try Self.offeredByTwoHolders(big, to: &fetcher)
         // The content did not match its signed hash: the next holder is asked, and the bad one
         // is no longer a holder.
         let next = try #require(Self.opened(fetcher.answered(first.id, .corrupt, now: Self.now)).first)
@@ -322,8 +330,7 @@ import Testing
         var fetcher = Fetcher()
         let big = try bigVersion()
         let members = [Self.other] + (10..<12).map { PeerAddress(host: "10.0.0.\($0)", port: 7946) }
-        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
-        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        let first = try Self.offeredByTwoHolders(big, to: &fetcher)
         let next = try #require(Self.opened(fetcher.answered(first.id, .notHeld, now: Self.now)).first)
         #expect(next.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
         #expect(fetcher.answered(next.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
@@ -347,8 +354,7 @@ import Testing
     @Test func aRetryForgetsHoldersThatAreNoLongerLiveMembers() throws {
         var fetcher = Fetcher()
         let big = try bigVersion()
-        let first = try #require(Self.opened(fetcher.offered(big, inline: nil, from: Self.peer, now: Self.now)).first)
-        #expect(fetcher.offered(big, inline: nil, from: Self.other, now: Self.now).isEmpty)
+        let first = try Self.offeredByTwoHolders(big, to: &fetcher)
         let second = try #require(Self.opened(fetcher.answered(first.id, .busy, now: Self.now)).first)
         #expect(fetcher.answered(second.id, .busy, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
         // The first holder is dead by the retry: the other is asked, and only it.
