@@ -206,7 +206,8 @@ public struct API: Sendable {
             clock_offset_seconds: node.clusterCounters.clockOffsetNanoseconds.map { Double($0) / 1e9 },
             files_configured: node.policy.allowedSigners.keys.map(\.value).sorted(),
             certificate_expires_at: node.certificateExpiry?.rfc3339,
-            certificate_expires_in_seconds: node.certificateExpiry?.secondsLeft(now: WallClock.date()))
+            certificate_expires_in_seconds: node.certificateExpiry?.secondsLeft(now: WallClock.date()),
+            api_features: [InfoJSON.Feature.signatureAfterBody])
     }
 
     // MARK: Reading a file
@@ -255,15 +256,23 @@ public struct API: Sendable {
 
     struct SignedHeaders {
         let signer: SignerKey
-        let signature: [UInt8]
+        /// Nil with `DM-Signature: after-body`: the body's last 64 bytes are the signature.
+        let signature: [UInt8]?
         let timestamp: Int64
         let validFor: UInt64
     }
 
+    /// The value of `DM-Signature` that says the signature comes after the content, as the
+    /// body's last 64 bytes (counted in its Content-Length): a client can then send a big file
+    /// while it hashes it, instead of hashing it first.
+    public static let signatureAfterBody = "after-body"
+
     func putFile(_ request: Request, from source: String) async throws -> Response {
         let name = try Self.fileName(fromPath: request.uri.path)
         let signed = try Self.signedHeaders(request.headers)
-        let declaredLength = try Self.contentLength(request.headers)
+        let bodyLength = try Self.contentLength(request.headers)
+        var body = try UploadBody(bodyLength: bodyLength, signatureAfter: signed.signature == nil)
+        let declaredLength = body.contentLength
         if let refusal = node.precheck(
             name: name, signer: signed.signer, contentLength: declaredLength, timestamp: signed.timestamp,
             validFor: signed.validFor, signature: signed.signature)
@@ -284,7 +293,7 @@ public struct API: Sendable {
         }
         let limit = node.policy.maxFileSize
         if let declaredLength, declaredLength <= Self.smallUpload {
-            return try await putSmallFile(name: name, signed: signed, length: declaredLength, request, limit: limit)
+            return try await putSmallFile(name: name, signed: signed, body: body, request, limit: limit)
         }
         let upload = try await Blocking.run { try store.makeUpload() }
         defer { upload.discard() }
@@ -292,12 +301,11 @@ public struct API: Sendable {
         var batches = BatchWriter(batchSize: Self.writeBatch) { batch in
             try await upload.write(batch) { try await Blocking.run($0) }
         }
-        var received: UInt64 = 0
         do {
             for try await chunk in request.body {
-                received += UInt64(chunk.readableBytes)
-                guard received <= limit else { throw tooLarge(name, limit: limit, signed: signed) }
-                try await batches.append(chunk)
+                let content = try body.content(of: chunk)
+                guard body.contentReceived <= limit else { throw tooLarge(name, limit: limit, signed: signed) }
+                try await batches.append(content)
             }
             try await batches.finish()
         } catch {
@@ -305,10 +313,8 @@ public struct API: Sendable {
             throw error
         }
         let digest = try upload.finish()
-        if let declaredLength, declaredLength != digest.length {
-            throw APIError(.badRequest, "body has \(digest.length) bytes but Content-Length said \(declaredLength)")
-        }
-        let version = uploaded(name, signed: signed, sha256: digest.sha256, length: digest.length)
+        let version = uploaded(
+            name, signed: signed, sha256: digest.sha256, length: digest.length, signature: try body.signature(signed))
         return try await commit(version, content: upload, status: .created)
     }
 
@@ -316,33 +322,31 @@ public struct API: Sendable {
     /// memory and hashed here, then written, fsynced and committed in one trip to the disk pool
     /// (`Replica.submit(_:bytes:)`). The same checks and the same durable commit as a large
     /// upload, without a thread hop for each step.
-    func putSmallFile(name: FileName, signed: SignedHeaders, length: UInt64, _ request: Request, limit: UInt64)
+    func putSmallFile(name: FileName, signed: SignedHeaders, body: UploadBody, _ request: Request, limit: UInt64)
         async throws -> Response
     {
-        var body = ByteBuffer()
-        body.reserveCapacity(Int(length))
+        var body = body
+        var bytes = ByteBuffer()
+        bytes.reserveCapacity(Int(body.contentLength ?? 0))
         for try await chunk in request.body {
-            let received = UInt64(body.readableBytes) + UInt64(chunk.readableBytes)
-            guard received <= limit else { throw tooLarge(name, limit: limit, signed: signed) }
-            guard received <= length else {
-                throw APIError(.badRequest, "body has more than \(length) bytes but Content-Length said \(length)")
-            }
-            var chunk = chunk
-            body.writeBuffer(&chunk)
+            var content = try body.content(of: chunk)
+            guard body.contentReceived <= limit else { throw tooLarge(name, limit: limit, signed: signed) }
+            bytes.writeBuffer(&content)
         }
-        guard body.readableBytes == length else {
-            throw APIError(.badRequest, "body has \(body.readableBytes) bytes but Content-Length said \(length)")
-        }
-        let version = uploaded(name, signed: signed, sha256: Upload.sha256(of: body), length: length)
-        return try answer(try await node.submit(version, bytes: body), status: .created)
+        let version = uploaded(
+            name, signed: signed, sha256: Upload.sha256(of: bytes), length: UInt64(bytes.readableBytes),
+            signature: try body.signature(signed))
+        return try answer(try await node.submit(version, bytes: bytes), status: .created)
     }
 
-    /// The version an upload's headers sign, for content of this hash and length.
-    func uploaded(_ name: FileName, signed: SignedHeaders, sha256: [UInt8], length: UInt64) -> FileVersion {
+    /// The version an upload signs, for content of this hash and length.
+    func uploaded(_ name: FileName, signed: SignedHeaders, sha256: [UInt8], length: UInt64, signature: [UInt8])
+        -> FileVersion
+    {
         FileVersion(
             kind: .content, networkID: node.config.cluster.networkID, name: name, timestamp: signed.timestamp,
             validFor: signed.validFor, contentSHA256: sha256, contentLength: length, signer: signed.signer,
-            signature: signed.signature)
+            signature: signature)
     }
 
     /// An upload's body went over the size limit before its end: refused, counted and logged like
@@ -356,12 +360,15 @@ public struct API: Sendable {
     func deleteFile(_ request: Request) async throws -> Response {
         let name = try Self.fileName(fromPath: request.uri.path)
         let signed = try Self.signedHeaders(request.headers)
+        guard let signature = signed.signature else {
+            throw APIError(.badRequest, "a deletion has an empty body, so its DM-Signature cannot come after it")
+        }
         if let length = try Self.contentLength(request.headers), length != 0 {
             throw APIError(.badRequest, "a deletion has an empty body")
         }
         if let refusal = node.precheck(
             name: name, signer: signed.signer, contentLength: 0, timestamp: signed.timestamp, validFor: signed.validFor,
-            signature: signed.signature)
+            signature: signature)
         {
             throw APIError(refusal)
         }
@@ -371,7 +378,7 @@ public struct API: Sendable {
         let version = FileVersion(
             kind: .tombstone, networkID: node.config.cluster.networkID, name: name, timestamp: signed.timestamp,
             validFor: signed.validFor, contentSHA256: FileVersion.emptySHA256, contentLength: 0, signer: signed.signer,
-            signature: signed.signature)
+            signature: signature)
         return try await commit(version, content: nil, status: .ok)
     }
 
@@ -437,8 +444,15 @@ public struct API: Sendable {
             throw APIError(.badRequest, "header DM-Signer: \(error)")
         }
         let signatureText = try single(headers, DMHeader.signature, required: true) ?? ""
-        guard let signature = Base64.decode(signatureText), signature.count == FileVersion.signatureLength else {
-            throw APIError(.badRequest, "header DM-Signature must be the base64 of a 64-byte ED25519 signature")
+        var signature: [UInt8]? = nil
+        if signatureText != signatureAfterBody {
+            guard let decoded = Base64.decode(signatureText), decoded.count == FileVersion.signatureLength else {
+                throw APIError(
+                    .badRequest,
+                    "header DM-Signature must be the base64 of a 64-byte ED25519 signature, or \"\(signatureAfterBody)\""
+                )
+            }
+            signature = decoded
         }
         let timestampText = try single(headers, DMHeader.timestamp, required: true) ?? ""
         guard let timestamp = Int64(timestampText), timestamp >= 0 else {
@@ -459,6 +473,53 @@ public struct API: Sendable {
         guard let text = try single(headers, HTTPField.Name.contentLength, required: false) else { return nil }
         guard let length = UInt64(text) else { throw APIError(.badRequest, "header Content-Length is not a number") }
         return length
+    }
+}
+
+/// An upload's body as it arrives: its content, then, with `DM-Signature: after-body`, the
+/// 64-byte signature that ends it. Holds the body to its Content-Length.
+struct UploadBody {
+    /// The Content-Length; nil when the request has none (chunked).
+    let bodyLength: UInt64?
+    /// How many of the body's last bytes are the signature: 64 with `after-body`, else 0.
+    let signatureLength: UInt64
+    private(set) var contentReceived: UInt64 = 0
+    private var signatureAfter: [UInt8] = []
+
+    init(bodyLength: UInt64?, signatureAfter: Bool) throws {
+        self.bodyLength = bodyLength
+        signatureLength = signatureAfter ? UInt64(FileVersion.signatureLength) : 0
+        if signatureAfter, (bodyLength ?? 0) < signatureLength {
+            throw APIError(
+                .badRequest,
+                "with DM-Signature: \(API.signatureAfterBody), Content-Length must count the content and the"
+                    + " \(signatureLength)-byte signature after it")
+        }
+    }
+
+    /// The content's length: the Content-Length less the signature after it; nil without one.
+    var contentLength: UInt64? { bodyLength.map { $0 - signatureLength } }
+
+    /// The part of `chunk` that is content; the rest is kept as the signature.
+    mutating func content(of chunk: ByteBuffer) throws -> ByteBuffer {
+        let received = contentReceived.addingSaturated(UInt64(signatureAfter.count + chunk.readableBytes))
+        if let bodyLength, received > bodyLength {
+            throw APIError(.badRequest, "body has more than \(bodyLength) bytes but Content-Length said \(bodyLength)")
+        }
+        let contentPart = Int(min(UInt64(chunk.readableBytes), (contentLength ?? .max) - contentReceived))
+        contentReceived += UInt64(contentPart)
+        signatureAfter += chunk.readableBytesView.dropFirst(contentPart)
+        return chunk.getSlice(at: chunk.readerIndex, length: contentPart) ?? ByteBuffer()
+    }
+
+    /// Once the body has ended: the version's signature (the header's, or the one after the
+    /// content), if the body had its Content-Length.
+    func signature(_ signed: API.SignedHeaders) throws -> [UInt8] {
+        let received = contentReceived + UInt64(signatureAfter.count)
+        if let bodyLength, received != bodyLength {
+            throw APIError(.badRequest, "body has \(received) bytes but Content-Length said \(bodyLength)")
+        }
+        return signed.signature ?? signatureAfter
     }
 }
 

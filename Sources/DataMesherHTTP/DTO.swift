@@ -73,6 +73,14 @@ public struct InfoJSON: Codable, Sendable, Equatable {
     /// then (negative once it has ended). Left out when the node has no certificate.
     public var certificate_expires_at: String?
     public var certificate_expires_in_seconds: Int64?
+    /// What this node's API takes beyond the basic upload, for a client to choose how to send
+    /// (`Feature`); absent from older nodes.
+    public var api_features: [String]?
+
+    public enum Feature {
+        /// `PUT` with `DM-Signature: after-body`: the signature is the body's last 64 bytes.
+        public static let signatureAfterBody = "signature-after-body"
+    }
 }
 
 /// `GET /v1/status/{name}`: the version this node holds, and what each member says it holds.

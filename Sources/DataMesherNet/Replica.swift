@@ -78,20 +78,22 @@ public final class Replica: Sendable {
     public var now: Int64 { wallClock() }
 
     /// The checks that can run on an upload's headers alone, before its body is read.
-    /// A refusal is counted and logged here, like every refusal.
+    /// A refusal is counted and logged here, like every refusal. `signature` is nil when it
+    /// comes after the body: a version of the same timestamp as the newest held one then passes
+    /// here, and the commit, which knows the signature, decides.
     public func precheck(
         name: FileName, signer: SignerKey, contentLength: UInt64?, timestamp: Int64, validFor: UInt64,
-        signature: [UInt8], origin: String? = nil
+        signature: [UInt8]?, origin: String? = nil
     ) -> Refusal? {
         var refusal = policy.precheck(
             name: name, signer: signer, contentLength: contentLength, timestamp: timestamp, validFor: validFor, now: now
         )
         if refusal == nil, let held = store.current(name), held.state == .missing, held.version.timestamp == timestamp,
-            held.version.signature == signature
+            signature == nil || held.version.signature == signature
         {
             // The version whose content went missing is welcome again.
         } else if refusal == nil, let mark = store.highWater(name),
-            !mark.isOlder(timestamp: timestamp, signature: signature)
+            signature.map({ !mark.isOlder(timestamp: timestamp, signature: $0) }) ?? (timestamp < mark.timestamp)
         {
             refusal = .stale(name, held: mark.timestamp)
         }

@@ -166,7 +166,7 @@ public enum DiskIO {
 
     /// SHA-256 and length of the content of open file `fd` (read at offsets from its start, so
     /// another reader of the descriptor is not disturbed); `path` names it in errors.
-    static func hash(fd: Int32, path: String) throws -> (sha256: [UInt8], length: UInt64) {
+    public static func hash(fd: Int32, path: String) throws -> (sha256: [UInt8], length: UInt64) {
         var hasher = SHA256()
         var length: UInt64 = 0
         var chunk = [UInt8](repeating: 0, count: 1 << 20)

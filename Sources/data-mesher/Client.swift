@@ -55,6 +55,8 @@ struct APIClient {
             case .bytes(let bytes): .bytes(bytes)
             case .file(let file, let progress):
                 .stream(FileChunks(file: file, progress: progress), length: .known(Int64(file.length)))
+            case .fileThenSignature:
+                throw CLIError("a signature after the body is only sent to an http:// node")
             case nil: nil
             }
         return try await withClient { client in

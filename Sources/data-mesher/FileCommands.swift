@@ -39,22 +39,84 @@ struct SigningOptions: ParsableArguments {
     /// The explicit network ID, or the one the node reports.
     func networkID(client: APIClient) async throws -> String {
         if let networkId { return networkId }
-        return try client.decode(NetworkIDJSON.self, try await client.send(.GET, "/v1/info")).network_id
+        return try await NodeFacts.ask(client).network_id
     }
 
-    /// The one field of `/v1/info` (`InfoJSON`) a signature needs: decoding only it spares a
-    /// short `file update` the set-up of InfoJSON's nested types.
-    struct NetworkIDJSON: Decodable {
+    /// The fields of `/v1/info` (`InfoJSON`) an upload needs: decoding only them spares a short
+    /// `file update` the set-up of InfoJSON's nested types.
+    struct NodeFacts: Decodable {
         let network_id: String
+        /// Absent from nodes older than `api_features` itself.
+        let api_features: [String]?
+
+        static func ask(_ client: APIClient) async throws -> NodeFacts {
+            try client.decode(NodeFacts.self, try await client.send(.GET, "/v1/info"))
+        }
     }
 }
 
 /// Signed-upload headers for a version.
 func signedHeaders(_ version: FileVersion) -> [(String, String)] {
+    signedHeaders(
+        signer: version.signer, signature: Base64.encode(version.signature), timestamp: version.timestamp,
+        validFor: version.validFor)
+}
+
+/// Signed-upload headers; `signature` is the base64 signature, or `after-body`.
+func signedHeaders(signer: SignerKey, signature: String, timestamp: Int64, validFor: UInt64) -> [(String, String)] {
     [
-        ("DM-Signer", version.signer.base64), ("DM-Signature", Base64.encode(version.signature)),
-        ("DM-Timestamp", String(version.timestamp)), ("DM-Valid-For", String(version.validFor)),
+        ("DM-Signer", signer.base64), ("DM-Signature", signature), ("DM-Timestamp", String(timestamp)),
+        ("DM-Valid-For", String(validFor)),
     ]
+}
+
+/// Hashes a file and signs it on a thread of NIO's pool while `sendfile` sends it, for an upload
+/// whose signature follows the content (`DM-Signature: after-body`); the sending thread waits for
+/// the signature once the content is sent.
+final class SignerWhileSending: Sendable {
+    let signer: SignerKey
+    let timestamp: Int64
+    let validFor: UInt64
+    private let result = NIOLockedValueBox<Result<FileVersion, CLIError>?>(nil)
+    /// 1 once `result` is set.
+    private let done = ConditionLock(value: 0)
+
+    init(
+        _ file: ContentReader, path: String, networkID: String, name: FileName, timestamp: Int64, validFor: UInt64,
+        key: Curve25519.Signing.PrivateKey
+    ) throws {
+        signer = try SignerKey(bytes: Array(key.publicKey.rawRepresentation))
+        self.timestamp = timestamp
+        self.validFor = validFor
+        let keyBytes = Array(key.rawRepresentation)  // the key type is not Sendable
+        NIOThreadPool.singleton.submit { [self] state in
+            let outcome: Result<FileVersion, CLIError>
+            do {
+                guard state == .active else { throw CLIError("the CLI is shutting down") }
+                let digest = try DiskIO.hash(fd: file.fd, path: path)
+                guard digest.length == UInt64(file.length) else { throw CLIError.fileChangedWhileUploading }
+                outcome = .success(
+                    try FileVersion.sign(
+                        kind: .content, networkID: networkID, name: name, timestamp: timestamp, validFor: validFor,
+                        contentSHA256: digest.sha256, contentLength: digest.length,
+                        key: try Curve25519.Signing.PrivateKey(rawRepresentation: keyBytes)))
+            } catch let error as CLIError {
+                outcome = .failure(error)
+            } catch {
+                outcome = .failure(CLIError("cannot read \(path): \(error)"))
+            }
+            result.withLockedValue { $0 = outcome }
+            done.lock()
+            done.unlock(withValue: 1)
+        }
+    }
+
+    /// The signed version, once the file is hashed (blocks until then).
+    func version() throws -> FileVersion {
+        done.lock(whenValue: 1)
+        done.unlock()
+        return try result.withLockedValue { $0 ?? .failure(CLIError("the file was not hashed")) }.get()
+    }
 }
 
 func parseName(_ text: String) throws -> FileName {
@@ -121,8 +183,9 @@ struct FileUpdate: AsyncParsableCommand {
     }
 
     /// Files up to this size are read and hashed in one piece on the calling thread and sent
-    /// from memory; larger ones are hashed in chunks on a thread pool, then sent from the file
-    /// (to an `http://` node with `sendfile`, read by no one in between).
+    /// from memory. Larger ones go to an `http://` node with `sendfile` while a pool thread
+    /// hashes and signs them, the signature after the content (`SignerWhileSending`); to a node
+    /// that does not take that, or over `https://`, they are hashed first and then sent.
     static let smallFile = 64 << 10
 
     func upload(
@@ -130,38 +193,38 @@ struct FileUpdate: AsyncParsableCommand {
         key: Curve25519.Signing.PrivateKey, client: APIClient
     ) async throws {
         let length = file.length
-        let sha256: [UInt8]
-        let networkID: String
-        var inMemory: ByteBuffer? = nil
-        if length <= Self.smallFile {
-            // Read and hashed in microseconds: not worth a second task asking for the network ID
-            // meanwhile (it would wake a second thread).
-            let bytes = try await readingErrors {
-                let bytes = try file.read(at: 0, upTo: length)
-                guard bytes.readableBytes == length else { throw ContentReader.Shrank() }
-                return bytes
-            }
-            sha256 = Upload.sha256(of: bytes)
-            inMemory = bytes
-            networkID = try await signing.networkID(client: client)
-        } else {
-            // Asked of the node while the file is hashed (the next chunk is read while this one
-            // is hashed).
-            async let asked = signing.networkID(client: client)
-            sha256 = try await readingErrors {
-                try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) }
-            }
-            networkID = try await asked
-        }
-        let version = try FileVersion.sign(
-            kind: .content, networkID: networkID, name: name,
-            timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: sha256,
-            contentLength: UInt64(length), key: key)
         let progress = ProgressBar.make("upload \(name)", total: length)
-        let headers = signedHeaders(version) + [("Content-Type", "application/octet-stream")]
-        let reply = try await client.send(
-            .PUT, "/v1/files/" + name.value, headers: headers,
-            body: inMemory.map { PlainHTTP.Body.bytes($0) } ?? .file(file, progress: progress))
+        let version: () throws -> FileVersion
+        let reply: APIClient.Reply
+        // A file over `smallFile` goes to an `http://` node that takes it so while it is hashed.
+        // With --network-id, a node that does not answer `/v1/info` still takes the upload the
+        // other way.
+        var node: SigningOptions.NodeFacts? = nil
+        if length > Self.smallFile, client.plain != nil {
+            node = signing.networkId == nil ? try await .ask(client) : try? await .ask(client)
+        }
+        if let node, node.api_features?.contains(InfoJSON.Feature.signatureAfterBody) == true {
+            // Sent while it is hashed: the signature follows the content.
+            let signer = try SignerWhileSending(
+                file, path: path, networkID: signing.networkId ?? node.network_id, name: name,
+                timestamp: WallClock.now(), validFor: validForNanoseconds, key: key)
+            version = signer.version
+            let headers = signedHeaders(
+                signer: signer.signer, signature: API.signatureAfterBody, timestamp: signer.timestamp,
+                validFor: signer.validFor)
+            reply = try await client.send(
+                .PUT, "/v1/files/" + name.value, headers: headers + [("Content-Type", "application/octet-stream")],
+                body: .fileThenSignature(file, progress: progress, signer: signer))
+        } else {
+            let signed = try await hashAndSign(
+                file, as: name, validFor: validForNanoseconds, key: key,
+                networkID: signing.networkId ?? node?.network_id, client: client)
+            version = { signed.version }
+            reply = try await client.send(
+                .PUT, "/v1/files/" + name.value,
+                headers: signedHeaders(signed.version) + [("Content-Type", "application/octet-stream")],
+                body: signed.inMemory.map { PlainHTTP.Body.bytes($0) } ?? .file(file, progress: progress))
+        }
         progress?.finish()
         guard reply.status == 201 || reply.status == 200 else {
             var message = "the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))"
@@ -175,9 +238,51 @@ struct FileUpdate: AsyncParsableCommand {
         fflush(nil)  // shown before a --wait, also when stdout is a pipe
         if let wait {
             try await waitUntilHeld(
-                name, version: version, by: wait == "all" ? nil : Int(wait), client: client,
+                name, version: try version(), by: wait == "all" ? nil : Int(wait), client: client,
                 timeout: (try? DurationFormat.parse(timeout)) ?? 30_000_000_000)
         }
+    }
+
+    /// Hashes the file, then signs it: the version to send, and the content when it is small
+    /// enough to be sent from memory. The network ID is asked of the node unless `known`.
+    func hashAndSign(
+        _ file: ContentReader, as name: FileName, validFor validForNanoseconds: UInt64,
+        key: Curve25519.Signing.PrivateKey, networkID known: String?, client: APIClient
+    ) async throws -> (version: FileVersion, inMemory: ByteBuffer?) {
+        let length = file.length
+        let sha256: [UInt8]
+        let networkID: String
+        var inMemory: ByteBuffer? = nil
+        let signing = self.signing
+        @Sendable func askedNetworkID() async throws -> String {
+            if let known { return known }
+            return try await signing.networkID(client: client)
+        }
+        if length <= Self.smallFile {
+            // Read and hashed in microseconds: not worth a second task asking for the network ID
+            // meanwhile (it would wake a second thread).
+            let bytes = try await readingErrors {
+                let bytes = try file.read(at: 0, upTo: length)
+                guard bytes.readableBytes == length else { throw ContentReader.Shrank() }
+                return bytes
+            }
+            sha256 = Upload.sha256(of: bytes)
+            inMemory = bytes
+            networkID = try await askedNetworkID()
+        } else {
+            // Asked of the node while the file is hashed (the next chunk is read while this one
+            // is hashed).
+            async let asked = askedNetworkID()
+            sha256 = try await readingErrors {
+                try await file.sha256 { try await NIOThreadPool.singleton.runIfActive($0) }
+            }
+            networkID = try await asked
+        }
+        let version = try FileVersion.sign(
+            kind: .content, networkID: networkID, name: name,
+            timestamp: WallClock.now(), validFor: validForNanoseconds, contentSHA256: sha256,
+            contentLength: UInt64(length), key: key)
+        return (version, inMemory)
     }
 
     /// Runs `body`, which reads the file to upload; a failure becomes a sentence naming it.

@@ -1,3 +1,4 @@
+import DataMesherCore
 import DataMesherStore
 import NIOConcurrencyHelpers
 import NIOCore
@@ -72,11 +73,15 @@ struct PlainHTTP: Sendable {
         case bytes(ByteBuffer)
         /// All of an open file, counted on `progress` as it is sent.
         case file(ContentReader, progress: ProgressBar?)
+        /// All of an open file, then its 64-byte signature (`DM-Signature: after-body`), made
+        /// while the file is sent.
+        case fileThenSignature(ContentReader, progress: ProgressBar?, signer: SignerWhileSending)
 
         var length: Int {
             switch self {
             case .bytes(let bytes): bytes.readableBytes
             case .file(let file, _): file.length
+            case .fileThenSignature(let file, _, _): file.length + FileVersion.signatureLength
             }
         }
     }
@@ -202,8 +207,17 @@ struct PlainHTTP: Sendable {
         try codec.writeOutbound(HTTPClientRequestPart.head(head))
         if case .bytes(let bytes) = body { try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(bytes))) }
         var sendFailure = try Self.sendOutbound(codec, to: socket)
-        if sendFailure == nil, case .file(let file, let progress) = body {
+        switch body {
+        case .file(let file, let progress)? where sendFailure == nil:
             sendFailure = try Self.sendFile(file, to: socket, progress: progress)
+        case .fileThenSignature(let file, let progress, let signer)? where sendFailure == nil:
+            sendFailure = try Self.sendFile(file, to: socket, progress: progress)
+            if sendFailure == nil {
+                let signature = try signer.version().signature
+                try codec.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: signature))))
+                sendFailure = try Self.sendOutbound(codec, to: socket)
+            }
+        default: break
         }
         try codec.writeOutbound(HTTPClientRequestPart.end(nil))
         if sendFailure == nil { sendFailure = try Self.sendOutbound(codec, to: socket) }

@@ -47,6 +47,15 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
         ]
     }
 
+    /// The headers of an upload whose signature follows the content (`DM-Signature: after-body`),
+    /// and its body: the content, then the signature.
+    func signedAfter(_ name: String, bytes: [UInt8], at timestamp: Int64) throws -> (HTTPFields, ByteBuffer) {
+        var fields = try headers(name, bytes: bytes, at: timestamp)
+        let signature = Base64.decode(fields[HTTPField.Name("DM-Signature")!] ?? "") ?? []
+        fields[HTTPField.Name("DM-Signature")!] = API.signatureAfterBody
+        return (fields, ByteBuffer(bytes: bytes + signature))
+    }
+
     func remove() { try? FileManager.default.removeItem(atPath: dir) }
 }
 
@@ -168,6 +177,62 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
         }
     }
 
+    /// With `DM-Signature: after-body` the body's last 64 bytes are the signature: taken when
+    /// it signs the content before it, refused like any bad signature when not, and refused as
+    /// malformed when the body cannot hold one or for a deletion.
+    @Test func aSignatureAfterTheBodyIsCheckedLikeOneInTheHeaders() async throws {
+        let fixture = try RouterFixture()
+        defer { fixture.remove() }
+        let now = WallClock.now()
+        let name = try FileName("dns/cnames")
+        try await fixture.app().test(.router) { client in
+            let (headers, body) = try fixture.signedAfter("dns/cnames", bytes: Array("zone".utf8), at: now)
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: headers, body: body) {
+                response in
+                #expect(response.status == .created)
+                let entry = try JSONDecoder().decode(FileEntryJSON.self, from: Data(buffer: response.body))
+                #expect(entry.size == 4 && entry.timestamp == now)
+            }
+            // The same version again is not newer; an older one is stale before its body counts.
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: headers, body: body) {
+                response in #expect(response.status == .conflict)
+            }
+            let (older, olderBody) = try fixture.signedAfter("dns/cnames", bytes: Array("old".utf8), at: now - 1)
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: older, body: olderBody) {
+                response in #expect(response.status == .conflict)
+            }
+            var (forged, forgedBody) = try fixture.signedAfter("dns/cnames", bytes: Array("zone 2".utf8), at: now + 1)
+            forgedBody.setInteger(UInt8(ascii: "Z"), at: 0)
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: forged, body: forgedBody) {
+                response in #expect(response.status == .forbidden)
+            }
+            forgedBody = ByteBuffer(bytes: Array("zone 2".utf8) + [UInt8](repeating: 0, count: 64))
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: forged, body: forgedBody) {
+                response in #expect(response.status == .forbidden)
+            }
+            forgedBody = ByteBuffer(string: "short")
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: forged, body: forgedBody) {
+                response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("64-byte signature after it"))
+            }
+            var deletion = try fixture.headers("dns/cnames", "", at: now + 2, tombstone: true)
+            deletion[HTTPField.Name("DM-Signature")!] = API.signatureAfterBody
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .delete, headers: deletion) { response in
+                #expect(response.status == .badRequest)
+            }
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .get) { response in
+                #expect(String(buffer: response.body) == "zone")
+            }
+            try await client.execute(uri: "/v1/info", method: .get) { response in
+                let info = try JSONDecoder().decode(InfoJSON.self, from: Data(buffer: response.body))
+                #expect(info.api_features == [InfoJSON.Feature.signatureAfterBody])
+            }
+        }
+        #expect(fixture.node.store.current(name)?.version.timestamp == now)
+        #expect(DiskIO.listDirectory(fixture.dir + "/tmp").isEmpty)
+    }
+
     @Test func refusalsAreJSONWithTheSpecStatus() async throws {
         let fixture = try RouterFixture()
         defer { fixture.remove() }
@@ -241,6 +306,37 @@ struct RouterFixture: @unchecked Sendable {  // immutable after init; the key is
             }
         }
         #expect(fixture.node.store.list().count == 1)
+        #expect(DiskIO.listDirectory(fixture.dir + "/tmp").isEmpty)
+    }
+
+    /// The same over a socket with the signature after the body: the content is streamed to
+    /// disk, and the signature, which arrives split from it across reads, is taken from the end.
+    @Test func aLargeUploadWithItsSignatureAfterTheBody() async throws {
+        let fixture = try RouterFixture(maxFileSize: 8 << 20)
+        defer { fixture.remove() }
+        let now = WallClock.now()
+        let content = (0..<(5 << 20) + 12_345).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 9) }
+        let (headers, body) = try fixture.signedAfter("dns/cnames", bytes: content, at: now)
+        let damaged = {
+            var damaged = body
+            damaged.setInteger(
+                body.getInteger(at: body.readableBytes - 1, as: UInt8.self)! ^ 1, at: body.readableBytes - 1)
+            return damaged
+        }()
+        try await fixture.app().test(.live) { client in
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: headers, body: damaged) {
+                response in #expect(response.status == .forbidden)
+            }
+            #expect(fixture.node.store.list().isEmpty)
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .put, headers: headers, body: body) {
+                response in #expect(response.status == .created)
+            }
+            try await client.execute(uri: "/v1/files/dns/cnames", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(Array(response.body.readableBytesView) == content)
+            }
+        }
+        #expect(fixture.node.store.current(try FileName("dns/cnames"))?.version.contentLength == UInt64(content.count))
         #expect(DiskIO.listDirectory(fixture.dir + "/tmp").isEmpty)
     }
 }

@@ -136,6 +136,24 @@ import Testing
                 description: "stale tombstone", method: "DELETE", path: path,
                 headers: HTTP.signed(try owner.sign("config:app", [], at: now - 5_000_000_000, tombstone: true)),
                 body: [], expected: 409...409),
+            Case(
+                description: "signature after a body too short to hold it", method: "PUT", path: path,
+                headers: replacing("DM-Signature", "after-body"), body: content, expected: 400...400,
+                says: "64-byte signature after it"),
+            Case(
+                description: "signature after a chunked body", method: "PUT", path: path,
+                headers: replacing("DM-Signature", "after-body") + [("Transfer-Encoding", "chunked")],
+                body: Array("4\r\nzone\r\n0\r\n\r\n".utf8), expected: 400...400, contentLength: false),
+            Case(
+                description: "signature after the body, not the content's", method: "PUT", path: path,
+                headers: replacing("DM-Signature", "after-body"),
+                body: content + (try owner.sign("config:app", Array("other".utf8), at: now).signature),
+                expected: 403...403),
+            Case(
+                description: "signature after the body of a tombstone", method: "DELETE", path: path,
+                headers: HTTP.signed(try owner.sign("config:app", [], at: now, tombstone: true)).map {
+                    $0.0 == "DM-Signature" ? ($0.0, "after-body") : $0
+                }, body: [], expected: 400...400),
         ]
         let traversals = [
             "../../etc/passwd", "..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/etc/passwd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
@@ -386,6 +404,64 @@ import Testing
         }
     }
 
+    /// A file over 64 KiB goes with its signature after the content to a node that lists
+    /// `signature-after-body` in `/v1/info`, and is hashed first and signed in the headers for one
+    /// that does not (a node older than the feature); both signatures hold.
+    @Test func aBigUploadSignsAfterTheBodyOnlyForANodeThatTakesIt() throws {
+        let dir = NSTemporaryDirectory() + "dm-after-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        var generator = SystemRandomNumberGenerator()
+        let content = (0..<70_000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try Data(content).write(to: URL(fileURLWithPath: dir + "/payload"))
+        for takesIt in [false, true] {
+            let info =
+                takesIt ? #"{"network_id":"net","api_features":["signature-after-body"]}"# : #"{"network_id":"net"}"#
+            let replies = [
+                [Array("HTTP/1.1 200 OK\r\nContent-Length: \(info.utf8.count)\r\n\r\n\(info)".utf8)],
+                [Array("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}".utf8)],
+            ]
+            let requests = NSLock()
+            nonisolated(unsafe) var recorded: [[UInt8]] = []
+            try withRawHTTPServer(
+                replies: replies, onOneConnection: true,
+                record: { request in
+                    requests.withLock { recorded.append(request) }
+                }
+            ) { url in
+                let result = try runProcess(
+                    Binary.path, ["file", "update", dir + "/payload", "--name", "a", "--url", url, "--key", key.path])
+                #expect(result.status == 0, "\(takesIt): \(result.stderr)")
+            }
+            let upload = try #require(requests.withLock { recorded.count == 2 ? recorded[1] : nil }, "\(takesIt)")
+            let end = try #require(upload.firstRange(of: Array("\r\n\r\n".utf8)))
+            var headers: [String: String] = [:]
+            for line in String(decoding: upload[..<end.lowerBound], as: UTF8.self).split(separator: "\r\n").dropFirst()
+            {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                if parts.count == 2 { headers[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces) }
+            }
+            var body = Array(upload[end.upperBound...])
+            var signature = Base64.decode(headers["dm-signature"] ?? "") ?? []
+            if takesIt {
+                #expect(headers["dm-signature"] == "after-body")
+                #expect(headers["content-length"] == String(content.count + 64))
+                signature = Array(body.suffix(64))
+                body.removeLast(min(64, body.count))
+            } else {
+                #expect(headers["content-length"] == String(content.count))
+            }
+            #expect(body == content, "\(takesIt)")
+            let version = FileVersion(
+                kind: .content, networkID: "net", name: try FileName("a"),
+                timestamp: Int64(headers["dm-timestamp"] ?? "") ?? 0, validFor: 0,
+                contentSHA256: Array(SHA256.hash(data: content)), contentLength: UInt64(content.count),
+                signer: key.signer, signature: signature)
+            #expect(version.hasValidSignature, "\(takesIt)")
+        }
+    }
+
     /// `file get` writes the content whole (a body of several receive pieces and a part of one,
     /// to a file and to stdout), and writes nothing from a node whose content does not match its
     /// signed SHA-256, that hangs up halfway, or that refuses.
@@ -451,9 +527,10 @@ import Testing
     /// `onOneConnection`, serves them all on the first one and closes any other at once. `body`
     /// gets the server's URL. Returns how many connections were accepted.
     @discardableResult
-    func withRawHTTPServer(replies: [[[UInt8]]], onOneConnection: Bool = false, _ body: (String) throws -> Void)
-        throws -> Int
-    {
+    func withRawHTTPServer(
+        replies: [[[UInt8]]], onOneConnection: Bool = false, record: (@Sendable ([UInt8]) -> Void)? = nil,
+        _ body: (String) throws -> Void
+    ) throws -> Int {
         let address = LoopbackAddress.next()
         let (listener, port) = try RelayTests.listen(on: address)
         let accepted = NSLock()
@@ -466,7 +543,8 @@ import Testing
                     guard connection >= 0 else { return }
                     accepted.withLock { connections += 1 }
                 }
-                Self.readRequest(from: connection)
+                let request = Self.readRequest(from: connection)
+                record?(request)
                 for (index, piece) in pieces.enumerated() {
                     if index > 0 { usleep(20_000) }
                     _ = piece.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -493,12 +571,13 @@ import Testing
         return accepted.withLock { connections }
     }
 
-    /// Reads one request's head and its `Content-Length` body (at most 64 reads), so that closing
-    /// the connection afterwards sends no reset.
-    static func readRequest(from connection: Int32) {
+    /// Reads one request's head and its `Content-Length` body (at most 256 reads), so that closing
+    /// the connection afterwards sends no reset; returns what it read.
+    @discardableResult
+    static func readRequest(from connection: Int32) -> [UInt8] {
         var received = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 4096)
-        for _ in 0..<64 {
+        for _ in 0..<256 {
             let text = String(decoding: received, as: UTF8.self)
             if let end = text.range(of: "\r\n\r\n") {
                 let length =
@@ -506,13 +585,14 @@ import Testing
                     .first { $0.lowercased().hasPrefix("content-length:") }
                     .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
                 if text.utf8.distance(from: text.utf8.startIndex, to: end.upperBound) + length <= received.count {
-                    return
+                    return received
                 }
             }
             let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { return }
+            guard count > 0 else { return received }
             received += chunk[0..<count]
         }
+        return received
     }
 
     /// `--check-config` before the first start: the state_dir is made and removed again as a
