@@ -302,6 +302,33 @@ public final class Replica: Sendable {
         }
     }
 
+    /// How often `lookOver` runs: one `lstat` per held file.
+    static let lookOverInterval: Int64 = 60_000_000_000
+    private let lastLookOver = NIOLockedValueBox<Int64?>(nil)
+
+    /// Looks over the held files when it is due (`FileStore.lookOver`): content changed behind
+    /// the node's back and not matching its hash is marked missing and fetched again.
+    public func lookOverIfDue() async {
+        let now = self.now
+        let due = lastLookOver.withLockedValue { last in
+            // The first one an interval after the start, whose own check covers the start.
+            guard let previous = last, now.subtractingSaturated(previous) >= Self.lookOverInterval || now < previous
+            else {
+                if last == nil { last = now }
+                return false
+            }
+            last = now
+            return true
+        }
+        guard due else { return }
+        let store = self.store
+        do {
+            await lost(try await Blocking.run { try store.lookOver() })
+        } catch {
+            logger.error("looking over the held files failed: \(error)")
+        }
+    }
+
     /// Expires `valid_for` versions and forgets old tombstones when one is due.
     public func sweepIfDue() async {
         guard let due = store.nextSweepDue(policy: policy), due <= now else { return }

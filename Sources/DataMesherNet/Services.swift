@@ -3,8 +3,9 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// Runs `valid_for` expiry and tombstone retention once a second until shutdown, and once at
-/// start the background verification of what the startup scan took on trust.
+/// Runs `valid_for` expiry and tombstone retention once a second until shutdown, looks over the
+/// held files once a minute, and once at start runs the background verification of what the
+/// startup scan took on trust.
 public struct ExpiryService: Service {
     let node: Replica
 
@@ -16,6 +17,7 @@ public struct ExpiryService: Service {
         defer { verification.cancel() }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await node.sweepIfDue()
+            await node.lookOverIfDue()
             try? await Task.sleep(for: .seconds(1))
         }
     }

@@ -387,6 +387,35 @@ public final class FileStore: Sendable {
         return events
     }
 
+    /// Looks at each held file that was verified (at its commit, at start or when served) with
+    /// one `lstat`: one that changed since is hashed under its name's lock, trusted again when it
+    /// still matches its signed hash, and marked missing otherwise (gone, another size or
+    /// content), so the cluster fetches the version again. Content nobody reads is so mended
+    /// without a restart. Names not verified since the start are `verify`'s.
+    public func lookOver() throws -> [StoreEvent] {
+        let verified = verifiedContent.withLockedValue { $0 }
+        var events = [StoreEvent]()
+        for (name, identity) in verified where ContentIdentity(path: contentPath(name)) != identity {
+            try stripe(name).withLock { () throws in
+                guard let held = current(name), held.state == .content,
+                    let known = verifiedContent.withLockedValue({ $0[name] })
+                else { return }
+                let now = ContentIdentity(path: contentPath(name))
+                if now == known { return }  // replaced by a commit meanwhile
+                if let now, now.size == Int64(clamping: held.version.contentLength),
+                    let onDisk = try? DiskIO.hashFile(contentPath(name)),
+                    onDisk.sha256 == held.version.contentSHA256, onDisk.length == held.version.contentLength,
+                    ContentIdentity(path: contentPath(name)) == now
+                {
+                    verifiedContent.withLockedValue { $0[name] = now }
+                    return
+                }
+                events.append(try markMissing(held))
+            }
+        }
+        return events
+    }
+
     /// Expires versions past `valid_for` and forgets tombstones past retention.
     public func sweep(policy: FilePolicy, now: Int64) throws -> [StoreEvent] {
         var events = [StoreEvent]()

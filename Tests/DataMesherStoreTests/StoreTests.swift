@@ -371,6 +371,39 @@ struct StoreFixture {
     /// complete the signed hash, and the content is marked missing; content that still matches
     /// is trusted from then on. Content trusted when opened is hashed only if its file changed
     /// by the time its last bytes are read.
+    /// The periodic look-over finds what changed behind the store's back although nobody read
+    /// it: a touched file that still matches is trusted again, damaged, grown and removed ones
+    /// are marked missing; untouched files are not hashed at all.
+    @Test func theLookOverMarksChangedContentMissingWithoutAReader() throws {
+        var fixture = try StoreFixture()
+        defer { fixture.remove() }
+        let signer = try SignerKey(bytes: Array(fixture.key.publicKey.rawRepresentation))
+        for name in ["c", "d", "e"] { fixture.policy.allowedSigners[try FileName(name)] = [signer] }
+        let store = try fixture.open()
+        for name in ["a", "b", "c", "d", "e"] {
+            guard case .stored = try fixture.put(store, name, "alpha", at: fixture.now - 10) else {
+                Issue.record("\(name) was not stored")
+                return
+            }
+        }
+        #expect(try store.lookOver().isEmpty)
+        #expect(chmod(fixture.dir + "/files/a", 0o600) == 0)  // its ctime only
+        try fixture.write("ALPHA", into: "files/b")
+        try fixture.write("!", into: "files/c", atEnd: true)
+        #expect(unlink(fixture.dir + "/files/d") == 0)
+        let events = try store.lookOver()
+        #expect(Set(events.map(\.description)).count == 3 && events.count == 3, "\(events)")
+        for name in ["b", "c", "d"] { #expect(events.contains(.markedMissing(try FileName(name))), "\(events)") }
+        #expect(store.current(try FileName("a"))?.state == .content && fixture.content("a") == "alpha")
+        #expect(store.current(try FileName("e"))?.state == .content)
+        for name in ["b", "c", "d"] {
+            #expect(store.current(try FileName(name))?.state == .missing && fixture.content(name) == nil, "\(name)")
+        }
+        var none = [StoreEvent]()
+        #expect(try store.openContent(try FileName("a"), events: &none)?.1.check?.trusted == true)
+        #expect(try store.lookOver().isEmpty)
+    }
+
     @Test func contentChangedSinceItWasVerifiedIsHashedWhileReadAndNotServedWhenWrong() throws {
         let fixture = try StoreFixture()
         defer { fixture.remove() }
