@@ -152,9 +152,15 @@ public struct API: Sendable {
         }
         let body = ResponseBody { writer in
             defer { continuation.finish() }
-            try await writer.write(ByteBuffer(string: ": connected\n\n"))
-            for await line in lines.cancelOnGracefulShutdown() {
-                try await writer.write(ByteBuffer(string: line))
+            // A client that hangs up ends the stream at once, not at the next write that fails
+            // (up to a keepalive later), so its subscriber slot is free again.
+            try await request.body.consumeWithInboundCloseHandler { _ in
+                try await writer.write(ByteBuffer(string: ": connected\n\n"))
+                for await line in lines.cancelOnGracefulShutdown() {
+                    try await writer.write(ByteBuffer(string: line))
+                }
+            } onInboundClosed: {
+                continuation.finish()
             }
             try await writer.finish(nil)
         }

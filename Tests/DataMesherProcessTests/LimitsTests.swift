@@ -155,6 +155,41 @@ import Testing
         #expect(daemon.get("/metrics").map { $0.text.contains("dm_disk_full_total 1") } == true)
     }
 
+    /// An event subscriber's slot is free again as soon as its client hangs up, not at the next
+    /// keepalive (15 s later): a client that reconnects in a loop is not locked out by the
+    /// connections it already closed. Twice the per-address cap of subscriptions in a row.
+    @Test func anEventSubscriberThatHangsUpFreesItsSlotAtOnce() throws {
+        let daemon = try Daemon(files: [:])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let source = LoopbackAddress.next()
+        for round in 0..<32 {
+            var answer = ""
+            for _ in 0..<100 {  // at most ~5 s per round
+                guard
+                    let fd = ClusterSocketTests.connect(
+                        to: daemon.address, port: UInt16(daemon.port), from: source, timeout: 10)
+                else { break }
+                let request = Array("GET /v1/events HTTP/1.1\r\nHost: dm\r\n\r\n".utf8)
+                _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                var received = [UInt8]()
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                for _ in 0..<16 {
+                    let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                    guard count > 0 else { break }
+                    received += chunk[0..<count]
+                    answer = String(decoding: received, as: UTF8.self)
+                    if answer.contains(": connected") || answer.contains("\r\n\r\n{") { break }
+                }
+                close(fd)
+                if answer.contains(": connected") { break }
+                usleep(50_000)
+            }
+            #expect(answer.hasPrefix("HTTP/1.1 200") && answer.contains(": connected"), "round \(round): \(answer)")
+            if !answer.contains(": connected") { break }
+        }
+    }
+
     @Test func uploadsBeyondTheConcurrencyCapAreTurnedAway() throws {
         let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
