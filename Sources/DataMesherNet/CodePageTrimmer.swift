@@ -40,7 +40,10 @@ public struct CodePageTrimmer: Service {
             } catch {
                 return
             }
-            let bytes = Self.trim(startup: startup)
+            // Reading smaps of a process with many mappings takes milliseconds: off the pool
+            // that runs the tasks.
+            let startup = self.startup
+            guard let bytes = try? await Blocking.run({ Self.trim(startup: startup) }) else { return }
             logger.trace("code pages unmapped", metadata: ["dm.bytes": "\(bytes)"])
             wait = Self.interval
         }
