@@ -374,10 +374,7 @@ public final class FileStore: Sendable {
                     return
                 }
                 guard pending.1, held.state == .content else { return }
-                let identity = ContentIdentity(path: contentPath(name))
-                let onDisk = try DiskIO.hashFile(contentPath(name))
-                if let onDisk, onDisk.sha256 == held.version.contentSHA256, onDisk.length == held.version.contentLength
-                {
+                if let identity = try hashedIdentity(of: held.version) {
                     verifiedContent.withLockedValue { $0[name] = identity }
                     return
                 }
@@ -400,20 +397,43 @@ public final class FileStore: Sendable {
                 guard let held = current(name), held.state == .content,
                     let known = verifiedContent.withLockedValue({ $0[name] })
                 else { return }
-                let now = ContentIdentity(path: contentPath(name))
-                if now == known { return }  // replaced by a commit meanwhile
-                if let now, now.size == Int64(clamping: held.version.contentLength),
-                    let onDisk = try? DiskIO.hashFile(contentPath(name)),
-                    onDisk.sha256 == held.version.contentSHA256, onDisk.length == held.version.contentLength,
-                    ContentIdentity(path: contentPath(name)) == now
-                {
-                    verifiedContent.withLockedValue { $0[name] = now }
+                if ContentIdentity(path: contentPath(name)) == known { return }  // replaced by a commit meanwhile
+                let identity: ContentIdentity?
+                // A read error (say, no descriptor left) says nothing of the content: the next
+                // look-over tries again.
+                do { identity = try hashedIdentity(of: held.version) } catch { return }
+                if let identity {
+                    verifiedContent.withLockedValue { $0[name] = identity }
                     return
                 }
                 events.append(try markMissing(held))
             }
         }
         return events
+    }
+
+    /// How `version`'s content file looks, if it is a regular file (not followed through a
+    /// symbolic link, not waited on should a FIFO be there) whose bytes match the version's hash
+    /// and length; nil if not. Throws when it cannot be read.
+    private func hashedIdentity(of version: FileVersion) throws -> ContentIdentity? {
+        let path = contentPath(version.name)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else {
+            if [ENOENT, ENOTDIR, ELOOP].contains(errno) { return nil }
+            throw DiskError("open", path)
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw DiskError("stat", path) }
+        guard info.st_mode & S_IFMT == S_IFREG, UInt64(clamping: info.st_size) == version.contentLength else {
+            return nil
+        }
+        let onDisk = try DiskIO.hash(fd: fd, path: path)
+        guard onDisk.sha256 == version.contentSHA256, onDisk.length == version.contentLength else { return nil }
+        var after = stat()
+        guard fstat(fd, &after) == 0 else { throw DiskError("stat", path) }
+        let identity = ContentIdentity(after)
+        return identity == ContentIdentity(info) ? identity : nil  // changed while hashed: not trusted
     }
 
     /// Expires versions past `valid_for` and forgets tombstones past retention.

@@ -378,10 +378,10 @@ struct StoreFixture {
         var fixture = try StoreFixture()
         defer { fixture.remove() }
         let signer = try SignerKey(bytes: Array(fixture.key.publicKey.rawRepresentation))
-        for name in ["c", "d", "e"] { fixture.policy.allowedSigners[try FileName(name)] = [signer] }
+        for name in ["c", "d", "e", "f", "g"] { fixture.policy.allowedSigners[try FileName(name)] = [signer] }
         let store = try fixture.open()
-        for name in ["a", "b", "c", "d", "e"] {
-            guard case .stored = try fixture.put(store, name, "alpha", at: fixture.now - 10) else {
+        for name in ["a", "b", "c", "d", "e", "f", "g"] {
+            guard case .stored = try fixture.put(store, name, name == "f" ? "" : "alpha", at: fixture.now - 10) else {
                 Issue.record("\(name) was not stored")
                 return
             }
@@ -391,12 +391,20 @@ struct StoreFixture {
         try fixture.write("ALPHA", into: "files/b")
         try fixture.write("!", into: "files/c", atEnd: true)
         #expect(unlink(fixture.dir + "/files/d") == 0)
+        // An empty version's file replaced by a FIFO (not waited on), and a file by a symbolic
+        // link to the same bytes (not followed).
+        #expect(unlink(fixture.dir + "/files/f") == 0 && mkfifo(fixture.dir + "/files/f", 0o640) == 0)
+        try "alpha".write(toFile: fixture.dir + "/elsewhere", atomically: true, encoding: .utf8)
+        #expect(
+            unlink(fixture.dir + "/files/g") == 0 && symlink(fixture.dir + "/elsewhere", fixture.dir + "/files/g") == 0)
         let events = try store.lookOver()
-        #expect(Set(events.map(\.description)).count == 3 && events.count == 3, "\(events)")
-        for name in ["b", "c", "d"] { #expect(events.contains(.markedMissing(try FileName(name))), "\(events)") }
+        #expect(events.count == 5, "\(events)")
+        for name in ["b", "c", "d", "f", "g"] {
+            #expect(events.contains(.markedMissing(try FileName(name))), "\(events)")
+        }
         #expect(store.current(try FileName("a"))?.state == .content && fixture.content("a") == "alpha")
         #expect(store.current(try FileName("e"))?.state == .content)
-        for name in ["b", "c", "d"] {
+        for name in ["b", "c", "d", "f", "g"] {
             #expect(store.current(try FileName(name))?.state == .missing && fixture.content(name) == nil, "\(name)")
         }
         var none = [StoreEvent]()
