@@ -1,6 +1,8 @@
 import DataMesherCore
 import DataMesherStore
 import Logging
+import NIOCore
+import NIOPosix
 
 /// Why a fetch stream was ended by this side before every request was answered.
 struct FetchStopped: Error, CustomStringConvertible {
@@ -106,7 +108,9 @@ extension NetworkShell {
         carryOut(fetcher.answered(id, outcome, now: WallClock.now()))
     }
 
-    func ended(_ id: Int) { carryOut(fetcher.ended(id, now: WallClock.now())) }
+    func ended(_ id: Int, unreachable: Bool = false) {
+        carryOut(fetcher.ended(id, now: WallClock.now(), unreachable: unreachable))
+    }
 
     func wakeFetcher() {
         carryOut(fetcher.woke(now: WallClock.now(), members: core.liveMemberAddresses))
@@ -145,8 +149,20 @@ extension NetworkShell {
             }
         } catch {
             logger.info("fetch of \(requests.count) name(s) from \(address) failed: \(error)")
+            if Self.refusedConnection(error) {
+                await ended(id, unreachable: true)
+                return
+            }
         }
         await ended(id)
+    }
+
+    /// Whether connecting failed because nothing listens at the address (every attempt was
+    /// refused): the node there is down, not merely slow.
+    static func refusedConnection(_ error: any Error) -> Bool {
+        if let error = error as? IOError { return error.errnoCode == ECONNREFUSED }
+        guard let error = error as? NIOConnectionError, !error.connectionErrors.isEmpty else { return false }
+        return error.connectionErrors.allSatisfy { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }
     }
 
     /// Takes the answer to one fetch request and reports its outcome: a version is checked

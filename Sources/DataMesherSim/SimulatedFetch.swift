@@ -2,7 +2,8 @@ import DataMesherCore
 
 /// Content fetches as the network shell runs them, over the simulated network: each node's
 /// `Fetcher` (the core's) decides what to fetch from whom on which stream; a stream here dials
-/// the peer (refused when the handshake would fail), and its answers arrive one after another,
+/// the peer (refused when the handshake would fail, and at once when its node is down), and its
+/// answers arrive one after another,
 /// each the version the peer holds when it answers. A stream is cut with `streamCut` at every
 /// answer, and ends when its peer goes out of reach; its unanswered requests then fail.
 extension Simulation {
@@ -11,6 +12,17 @@ extension Simulation {
         for step in steps {
             switch step {
             case .open(let stream, let address, let requests):
+                if idAt[address].map({ isDown[$0] }) ?? true {
+                    // Nothing listens there (its node crashed, or no node has the address): the
+                    // connection is refused, as the shell then tells its fetcher.
+                    let epoch = epochs[index]
+                    at(now + 2 * latency()) { sim in
+                        guard !sim.isDown[index], sim.epochs[index] == epoch else { return }
+                        sim.carryOut(
+                            sim.fetchers[index].ended(stream, now: sim.localNow(index), unreachable: true), by: index)
+                    }
+                    continue
+                }
                 let peer = idAt[address].flatMap { handshake(index, $0) ? $0 : nil }
                 push(
                     now + 2 * latency(),

@@ -348,6 +348,26 @@ import Testing
         #expect(fetcher.woke(now: now + Fetcher.retryDelay, members: members).isEmpty)
     }
 
+    /// A holder whose address refuses the connection (its node is down) is not asked again for
+    /// the version: the next holder is, and with none left the offer fails at once instead of
+    /// retrying the dead one until it is declared dead. A stream that merely ended (cut, timed
+    /// out) keeps its holder for the retry.
+    @Test func aHolderThatRefusesTheConnectionIsForgotten() throws {
+        var fetcher = Fetcher()
+        let big = try bigVersion()
+        let first = try Self.offeredByTwoHolders(big, to: &fetcher)
+        let next = try #require(Self.opened(fetcher.ended(first.id, now: Self.now, unreachable: true)).first)
+        #expect(next.to == Self.other && fetcher.holders[big.name]?.addresses == [Self.other])
+        #expect(fetcher.ended(next.id, now: Self.now, unreachable: true) == [.failed(big)])
+        #expect(fetcher.holders.isEmpty && fetcher.fetchingNames.isEmpty)
+
+        var kept = Fetcher()
+        let cut = try Self.offeredByTwoHolders(big, to: &kept)
+        let other = try #require(Self.opened(kept.ended(cut.id, now: Self.now)).first)
+        #expect(kept.ended(other.id, now: Self.now) == [.wake(after: Fetcher.retryDelay)])
+        #expect(kept.holders[big.name]?.addresses.count == 2)
+    }
+
     /// A holder that died or left while every holder was busy is not asked again: the retry
     /// goes to the live ones, and with none left the offer fails instead of dialing the dead
     /// for a minute.

@@ -222,11 +222,7 @@ public struct Fetcher: Sendable {
             if let expected = request.expected { return askNextHolder(request, expected: expected, now: now) }
         case .notHeld, .corrupt:
             if let expected = request.expected {
-                if var entry = holders[expected.name], entry.version == expected {
-                    entry.addresses.removeAll { $0 == stream.address }
-                    entry.probes.removeAll { $0 == stream.address }
-                    holders[expected.name] = entry
-                }
+                forget(stream.address, asHolderOf: expected)
                 return askNextHolder(request, expected: expected, now: now)
             }
         case .noSpace(let version):
@@ -238,12 +234,15 @@ public struct Fetcher: Sendable {
 
     /// Stream `id` ended (closed, cut, refused, timed out): its unanswered requests were not
     /// stored (a gossip offer's goes to the next holder of its version, if any), and the peer's
-    /// next waiting stream opens.
-    public mutating func ended(_ id: Int, now: Int64) -> [Step] {
+    /// next waiting stream opens. `unreachable`: nothing listened at the peer's address (the
+    /// connection was refused), so it is no longer asked for those versions, as a holder that
+    /// does not have them; should it come back with them, gossip or a push/pull offers them again.
+    public mutating func ended(_ id: Int, now: Int64, unreachable: Bool = false) -> [Step] {
         guard let stream = streams.removeValue(forKey: id) else { return [] }
         var steps: [Step] = []
         for request in stream.requests.dropFirst(stream.answered) {
             if let expected = request.expected {
+                if unreachable { forget(stream.address, asHolderOf: expected) }
                 steps += askNextHolder(request, expected: expected, now: now)
             } else {
                 steps += release(request, stored: nil)
@@ -261,6 +260,14 @@ public struct Fetcher: Sendable {
     }
 
     // MARK: Inside
+
+    /// `address` is no longer asked for `version` (at a retry either).
+    mutating func forget(_ address: PeerAddress, asHolderOf version: FileVersion) {
+        guard var entry = holders[version.name], entry.version == version else { return }
+        entry.addresses.removeAll { $0 == address }
+        entry.probes.removeAll { $0 == address }
+        holders[version.name] = entry
+    }
 
     mutating func enqueue(_ batches: [[Request]], to address: PeerAddress) -> [Step] {
         var steps: [Step] = []
