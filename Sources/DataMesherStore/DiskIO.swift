@@ -150,19 +150,29 @@ public enum DiskIO {
         }
     }
 
-    /// SHA-256 and length of a file's content; nil when it does not exist.
+    /// SHA-256 and length of the regular file at `path`; nil when nothing is there. It is opened
+    /// without following a symbolic link and without waiting on a FIFO: anything other than a
+    /// regular file there (a folder, a link, a FIFO) reads as `notAFile`, which matches no
+    /// version.
     public static func hashFile(_ path: String) throws -> (sha256: [UInt8], length: UInt64)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         if fd < 0 {
             if errno == ENOENT || errno == ENOTDIR { return nil }
+            if errno == ELOOP { return notAFile }
             throw DiskError("open", path)
         }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw DiskError("stat", path) }
+        guard info.st_mode & S_IFMT == S_IFREG else { return notAFile }
         #if os(Linux)
             _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         #endif
         return try hash(fd: fd, path: path)
     }
+
+    /// What `hashFile` says of something that is not a regular file: no hash, no length.
+    public static let notAFile: (sha256: [UInt8], length: UInt64) = ([], .max)
 
     /// SHA-256 and length of the content of open file `fd` (read at offsets from its start, so
     /// another reader of the descriptor is not disturbed); `path` names it in errors.

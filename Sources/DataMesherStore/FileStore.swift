@@ -567,10 +567,18 @@ public final class FileStore: Sendable {
 
     func removeContent(_ name: FileName) throws {
         let path = contentPath(name)
-        // An empty folder where the file belongs (made behind the daemon's back) goes too.
-        if unlink(path) != 0 && !(errno == EISDIR && rmdir(path) == 0) {
-            guard errno == ENOENT || errno == ENOTDIR else { throw DiskError("unlink", path) }
-            return
+        if unlink(path) != 0 {
+            guard errno == EISDIR else {
+                guard errno == ENOENT || errno == ENOTDIR else { throw DiskError("unlink", path) }
+                return
+            }
+            // A folder where the file belongs (made behind the daemon's back) goes too when it
+            // is empty. One with something in it stays: that may be other names' content
+            // ("NAME/…"), and until it goes, storing this name fails and says why.
+            guard rmdir(path) == 0 else {
+                guard errno == ENOTEMPTY || errno == EEXIST else { throw DiskError("rmdir", path) }
+                return
+            }
         }
         var directory = DiskIO.parent(of: path)
         try DiskIO.fsyncDirectory(directory)

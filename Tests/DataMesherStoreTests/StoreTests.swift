@@ -378,9 +378,9 @@ struct StoreFixture {
         var fixture = try StoreFixture()
         defer { fixture.remove() }
         let signer = try SignerKey(bytes: Array(fixture.key.publicKey.rawRepresentation))
-        for name in ["c", "d", "e", "f", "g"] { fixture.policy.allowedSigners[try FileName(name)] = [signer] }
+        for name in ["c", "d", "e", "f", "g", "h"] { fixture.policy.allowedSigners[try FileName(name)] = [signer] }
         let store = try fixture.open()
-        for name in ["a", "b", "c", "d", "e", "f", "g"] {
+        for name in ["a", "b", "c", "d", "e", "f", "g", "h"] {
             guard case .stored = try fixture.put(store, name, name == "f" ? "" : "alpha", at: fixture.now - 10) else {
                 Issue.record("\(name) was not stored")
                 return
@@ -397,11 +397,16 @@ struct StoreFixture {
         try "alpha".write(toFile: fixture.dir + "/elsewhere", atomically: true, encoding: .utf8)
         #expect(
             unlink(fixture.dir + "/files/g") == 0 && symlink(fixture.dir + "/elsewhere", fixture.dir + "/files/g") == 0)
+        // A folder with a file in it where a file belongs: marked missing, the folder left as it
+        // is, and the other names looked over all the same.
+        #expect(unlink(fixture.dir + "/files/h") == 0 && mkdir(fixture.dir + "/files/h", 0o750) == 0)
+        try "inner".write(toFile: fixture.dir + "/files/h/inner", atomically: true, encoding: .utf8)
         let events = try store.lookOver()
-        #expect(events.count == 5, "\(events)")
-        for name in ["b", "c", "d", "f", "g"] {
+        #expect(events.count == 6, "\(events)")
+        for name in ["b", "c", "d", "f", "g", "h"] {
             #expect(events.contains(.markedMissing(try FileName(name))), "\(events)")
         }
+        #expect(FileManager.default.fileExists(atPath: fixture.dir + "/files/h/inner"))
         #expect(store.current(try FileName("a"))?.state == .content && fixture.content("a") == "alpha")
         #expect(store.current(try FileName("e"))?.state == .content)
         for name in ["b", "c", "d", "f", "g"] {
@@ -410,6 +415,14 @@ struct StoreFixture {
         var none = [StoreEvent]()
         #expect(try store.openContent(try FileName("a"), events: &none)?.1.check?.trusted == true)
         #expect(try store.lookOver().isEmpty)
+        // A restart with that folder still there, and another held file become such a folder
+        // meanwhile: the store opens, both names missing.
+        #expect(unlink(fixture.dir + "/files/e") == 0 && mkdir(fixture.dir + "/files/e", 0o750) == 0)
+        try "inner".write(toFile: fixture.dir + "/files/e/inner", atomically: true, encoding: .utf8)
+        let reopened = try fixture.open()
+        #expect(reopened.current(try FileName("h"))?.state == .missing)
+        #expect(reopened.current(try FileName("e"))?.state == .missing)
+        #expect(reopened.current(try FileName("a"))?.state == .content)
     }
 
     @Test func contentChangedSinceItWasVerifiedIsHashedWhileReadAndNotServedWhenWrong() throws {
