@@ -462,6 +462,49 @@ import Testing
         }
     }
 
+    /// A refused upload of a file that was written to while it was sent is reported as such, not
+    /// as the node's word that the signature does not verify (which the change caused).
+    @Test func aRefusedUploadOfAFileChangedMeanwhileSaysSo() throws {
+        let dir = NSTemporaryDirectory() + "dm-changed-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let path = dir + "/payload"
+        try Data(repeating: 7, count: 70_000).write(to: URL(fileURLWithPath: path))
+        let info = #"{"network_id":"","api_features":["signature-after-body"]}"#
+        let refusal = #"{"error":"signature for \"a\" does not verify"}"#
+        let replies = [
+            [Array("HTTP/1.1 200 OK\r\nContent-Length: \(info.utf8.count)\r\n\r\n\(info)".utf8)],
+            [Array("HTTP/1.1 403 Forbidden\r\nContent-Length: \(refusal.utf8.count)\r\n\r\n\(refusal)".utf8)],
+        ]
+        for changed in [false, true] {
+            let requests = NSLock()
+            nonisolated(unsafe) var count = 0
+            try withRawHTTPServer(
+                replies: replies, onOneConnection: true,
+                record: { _ in
+                    // The upload has arrived whole; the file is written to before the answer.
+                    if requests.withLock({
+                        count += 1; return count
+                    }) == 2, changed,
+                        let handle = FileHandle(forWritingAtPath: path)
+                    {
+                        handle.write(Data([8]))
+                        try? handle.close()
+                    }
+                }
+            ) { url in
+                let result = try runProcess(
+                    Binary.path, ["file", "update", path, "--name", "a", "--url", url, "--key", key.path])
+                #expect(result.status != 0)
+                #expect(
+                    result.stderr.contains(
+                        changed ? "the file changed while it was being uploaded" : "the node refused \"a\" (403)"),
+                    "\(changed): \(result.stderr)")
+            }
+        }
+    }
+
     /// `file get` writes the content whole (a body of several receive pieces and a part of one,
     /// to a file and to stdout), and writes nothing from a node whose content does not match its
     /// signed SHA-256, that hangs up halfway, or that refuses.
