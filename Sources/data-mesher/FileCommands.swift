@@ -393,7 +393,14 @@ struct FileStatus: AsyncParsableCommand {
                 switch status.state {
                 case "tombstone": return "this node holds its deletion of \(time)"
                 case "expired": return "this node holds \(time), expired (its content is removed)"
-                case "missing": return "this node holds \(time), its content damaged on disk and being fetched again"
+                case "missing":
+                    let fetchable = status.members.contains {
+                        $0.current && ($0.state == "alive" || $0.state == "suspect")
+                    }
+                    return "this node holds \(time), its content damaged on disk and "
+                        + (fetchable
+                            ? "being fetched again"
+                            : "no live member has it to fetch: upload it again (file update) to restore it")
                 default: return "this node holds \(time)"
                 }
             }

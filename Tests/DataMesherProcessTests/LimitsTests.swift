@@ -355,6 +355,28 @@ import Testing
         #expect(daemon.get("/v1/files").map { $0.text.contains("\"missing\":true") } == true)
     }
 
+    /// `file status` of a version whose only copy was damaged says that no member has it to
+    /// fetch, and how to restore it, instead of promising a fetch that cannot come.
+    @Test func fileStatusSaysWhenNoMemberHasADamagedVersion() throws {
+        let dir = try ClusterTests.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let owner = try TestKey(dir: dir, name: "owner")
+        let daemon = try Daemon(files: ["a": [owner.base64]])
+        defer { daemon.cleanUp() }
+        try daemon.start()
+        let version = try owner.sign("a", Array("alpha".utf8), at: nowNanoseconds())
+        #expect(try HTTP.put(daemon, version, Array("alpha".utf8)).status == 201)
+        let handle = try #require(FileHandle(forWritingAtPath: daemon.stateDir + "/files/a"))
+        handle.write(Data("ALPHA".utf8))
+        try handle.close()
+        _ = daemon.get("/v1/files/a")  // read: found damaged, marked missing
+        let status = try daemon.cli(["file", "status", "a", "--url", daemon.url])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(
+            status.stdout.contains("no live member has it to fetch: upload it again (file update) to restore it"),
+            "\(status.stdout)")
+    }
+
     @Test func anEmptyNodeFetchesManyFilesOnAFewStreams() throws {
         let dir = try ClusterTests.keyDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
