@@ -265,7 +265,7 @@ public final class Replica: Sendable {
     public func verifyStore() async {
         let store = self.store
         do {
-            let events = try await Blocking.run { try store.verify() }
+            let events = try await Blocking.run { store.verify() }
             await lost(events)
             logger.debug("background verification of the store done", metadata: ["dm.problems": "\(events.count)"])
         } catch {
@@ -323,7 +323,7 @@ public final class Replica: Sendable {
         guard due else { return }
         let store = self.store
         do {
-            await lost(try await Blocking.run { try store.lookOver() })
+            await lost(try await Blocking.run { store.lookOver() })
         } catch {
             logger.error("looking over the held files failed: \(error)")
         }

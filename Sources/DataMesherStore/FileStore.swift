@@ -136,6 +136,7 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
 /// All methods block on disk I/O; call them off the cooperative thread pool.
 public final class FileStore: Sendable {
     public let stateDir: String
+    let logger: Logger
     public let filesDir: String
     /// Where data-mesher before the records file kept one record per name; moved into it at start.
     let legacyMetaDir: String
@@ -170,6 +171,7 @@ public final class FileStore: Sendable {
     /// Opens (creating if needed) the state directory and checks everything it holds.
     public init(stateDir: String, policy: FilePolicy, now: Int64, logger: Logger) throws {
         self.stateDir = stateDir
+        self.logger = logger
         filesDir = stateDir + "/files"
         legacyMetaDir = stateDir + "/meta"
         tmpDir = stateDir + "/tmp"
@@ -271,14 +273,18 @@ public final class FileStore: Sendable {
 
     /// Keeps `held`'s record, marked missing, and removes its content, so that the version can
     /// be fetched again and nothing older comes back meanwhile. Called under the name's lock.
+    /// Throws only when the record cannot be written, and then changes nothing.
     private func markMissing(_ held: StoredFile) throws -> StoreEvent {
         let name = held.version.name
         let missing = StoredFile(version: held.version, state: .missing)
         try writeRecord(MetaRecord(current: missing))
-        // Missing from here on, also should what is on disk resist removal.
+        // Missing from here on, also should what is on disk resist removal (it is not served,
+        // and the next start removes it).
         index.withLockedValue { $0[name] = missing }
         verifiedContent.withLockedValue { $0[name] = nil }
-        try removeContent(name)
+        do { try removeContent(name) } catch {
+            logger.warning("cannot remove the damaged content of \(name) now: \(error)")
+        }
         return .markedMissing(name)
     }
 
@@ -355,33 +361,40 @@ public final class FileStore: Sendable {
     /// Checks what the startup scan took on trust, one name at a time under its stripe lock: a
     /// record whose signature fails is dropped; content trusted by its stat but not matching its
     /// signed hash is marked missing. Run once in the background after the node serves.
-    public func verify() throws -> [StoreEvent] {
+    public func verify() -> [StoreEvent] {
         let (signatures, contents) = unverified.withLockedValue { $0 }
         var events = [StoreEvent]()
         for name in signatures.union(contents).sorted() {
-            try stripe(name).withLock { () throws in
-                let pending = unverified.withLockedValue { ($0.signatures.contains(name), $0.contents.contains(name)) }
-                unverified.withLockedValue {
-                    $0.signatures.remove(name)
-                    $0.contents.remove(name)
-                }
-                guard let held = current(name) else { return }
-                if pending.0 && !held.version.hasValidSignature {
-                    try removeRecord(name)
-                    try removeContent(name)
-                    index.withLockedValue { $0[name] = nil }
-                    events.append(.dropped(name, because: .damaged))
-                    return
-                }
-                guard pending.1, held.state == .content else { return }
-                if let identity = try hashedIdentity(of: held.version) {
-                    verifiedContent.withLockedValue { $0[name] = identity }
-                    return
-                }
-                events.append(try markMissing(held))
+            // One name that cannot be checked does not keep the others' events from the cluster.
+            do { try verify(name, events: &events) } catch {
+                logger.warning("cannot check what the start took on trust for \(name): \(error)")
             }
         }
         return events
+    }
+
+    private func verify(_ name: FileName, events: inout [StoreEvent]) throws {
+        try stripe(name).withLock { () throws in
+            let pending = unverified.withLockedValue { ($0.signatures.contains(name), $0.contents.contains(name)) }
+            unverified.withLockedValue {
+                $0.signatures.remove(name)
+                $0.contents.remove(name)
+            }
+            guard let held = current(name) else { return }
+            if pending.0 && !held.version.hasValidSignature {
+                try removeRecord(name)
+                try removeContent(name)
+                index.withLockedValue { $0[name] = nil }
+                events.append(.dropped(name, because: .damaged))
+                return
+            }
+            guard pending.1, held.state == .content else { return }
+            if let identity = try hashedIdentity(of: held.version) {
+                verifiedContent.withLockedValue { $0[name] = identity }
+                return
+            }
+            events.append(try markMissing(held))
+        }
     }
 
     /// Looks at each held file that was verified (at its commit, at start or when served) with
@@ -389,27 +402,31 @@ public final class FileStore: Sendable {
     /// still matches its signed hash, and marked missing otherwise (gone, another size or
     /// content), so the cluster fetches the version again. Content nobody reads is so mended
     /// without a restart. Names not verified since the start are `verify`'s.
-    public func lookOver() throws -> [StoreEvent] {
+    public func lookOver() -> [StoreEvent] {
         let verified = verifiedContent.withLockedValue { $0 }
         var events = [StoreEvent]()
         for (name, identity) in verified where ContentIdentity(path: contentPath(name)) != identity {
-            try stripe(name).withLock { () throws in
-                guard let held = current(name), held.state == .content,
-                    let known = verifiedContent.withLockedValue({ $0[name] })
-                else { return }
-                if ContentIdentity(path: contentPath(name)) == known { return }  // replaced by a commit meanwhile
-                let identity: ContentIdentity?
-                // A read error (say, no descriptor left) says nothing of the content: the next
-                // look-over tries again.
-                do { identity = try hashedIdentity(of: held.version) } catch { return }
-                if let identity {
-                    verifiedContent.withLockedValue { $0[name] = identity }
-                    return
-                }
-                events.append(try markMissing(held))
+            // A read error (say, no descriptor left) says nothing of the content, and a record
+            // that cannot be written changes nothing: the next look-over tries again.
+            do { try lookOver(name, events: &events) } catch {
+                logger.warning("cannot look at the content of \(name) now: \(error)")
             }
         }
         return events
+    }
+
+    private func lookOver(_ name: FileName, events: inout [StoreEvent]) throws {
+        try stripe(name).withLock { () throws in
+            guard let held = current(name), held.state == .content,
+                let known = verifiedContent.withLockedValue({ $0[name] })
+            else { return }
+            if ContentIdentity(path: contentPath(name)) == known { return }  // replaced by a commit meanwhile
+            if let identity = try hashedIdentity(of: held.version) {
+                verifiedContent.withLockedValue { $0[name] = identity }
+                return
+            }
+            events.append(try markMissing(held))
+        }
     }
 
     /// How `version`'s content file looks, if it is a regular file (not followed through a
