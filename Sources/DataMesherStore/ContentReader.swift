@@ -55,7 +55,7 @@ public final class ContentReader: Sendable {
 
 /// What identifies a file's content on disk without reading it: any write, truncation,
 /// `touch` or replacement changes its status-change time or its inode.
-struct ContentIdentity: Sendable, Equatable {
+public struct ContentIdentity: Sendable, Equatable {
     var device: UInt64
     var inode: UInt64
     var size: Int64
@@ -78,7 +78,14 @@ struct ContentIdentity: Sendable, Equatable {
         self.init(info)
     }
 
-    static func == (a: Self, b: Self) -> Bool {
+    /// How the open file `fd` looks now; nil when it cannot be told.
+    public init?(fd: Int32) {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        self.init(info)
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
         a.device == b.device && a.inode == b.inode && a.size == b.size && a.changed == b.changed
     }
 }
@@ -132,8 +139,7 @@ final class ContentCheck: Sendable {
             // Every byte was read before this look: unchanged since the open, all of them were
             // what was verified.
             guard end == length else { return }
-            var info = stat()
-            let now = fstat(fd, &info) == 0 ? ContentIdentity(info) : nil
+            let now = ContentIdentity(fd: fd)
             guard now != opened else { return }
             let onDisk = try? DiskIO.hash(fd: fd, path: "content")
             try settle(onDisk.map { $0.length == UInt64(length) ? $0.sha256 : [] }, as: now)

@@ -222,26 +222,10 @@ public final class FileStore: Sendable {
     ) throws -> (StoredFile, ContentReader)? {
         try stripe(name).withLock { () throws -> (StoredFile, ContentReader)? in
             guard let stored = current(name), stored.isServed else { return nil }
-            // Not through a symbolic link, and without waiting for a writer should a FIFO be there.
-            let fd = open(contentPath(name), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-            guard fd >= 0 else {
-                guard [ENOENT, ENOTDIR, ELOOP].contains(errno) else { throw DiskError("open", contentPath(name)) }
+            guard let (fd, opened) = try openContentFile(of: stored.version) else {
                 events.append(try markMissing(stored))
                 return nil
             }
-            var info = stat()
-            guard fstat(fd, &info) == 0 else {
-                let error = DiskError("stat", contentPath(name))
-                close(fd)
-                throw error
-            }
-            guard info.st_mode & S_IFMT == S_IFREG, UInt64(clamping: info.st_size) == stored.version.contentLength
-            else {
-                close(fd)
-                events.append(try markMissing(stored))
-                return nil
-            }
-            let opened = ContentIdentity(info)
             let version = stored.version
             let check = ContentCheck(
                 expected: version.contentSHA256, opened: opened,
@@ -429,28 +413,39 @@ public final class FileStore: Sendable {
         }
     }
 
-    /// How `version`'s content file looks, if it is a regular file (not followed through a
-    /// symbolic link, not waited on should a FIFO be there) whose bytes match the version's hash
-    /// and length; nil if not. Throws when it cannot be read.
-    private func hashedIdentity(of version: FileVersion) throws -> ContentIdentity? {
+    /// `version`'s content file, open for reading, and how it looks; nil when it is not a
+    /// regular file of the version's length (gone, cut short or grown, or a folder, a symbolic
+    /// link, which is not followed, or a FIFO, which is not waited on). The caller closes it.
+    private func openContentFile(of version: FileVersion) throws -> (fd: Int32, identity: ContentIdentity)? {
         let path = contentPath(version.name)
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else {
-            if [ENOENT, ENOTDIR, ELOOP].contains(errno) { return nil }
-            throw DiskError("open", path)
-        }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw DiskError("stat", path) }
-        guard info.st_mode & S_IFMT == S_IFREG, UInt64(clamping: info.st_size) == version.contentLength else {
+            guard [ENOENT, ENOTDIR, ELOOP].contains(errno) else { throw DiskError("open", path) }
             return nil
         }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let error = DiskError("stat", path)
+            close(fd)
+            throw error
+        }
+        guard info.st_mode & S_IFMT == S_IFREG, UInt64(clamping: info.st_size) == version.contentLength else {
+            close(fd)
+            return nil
+        }
+        return (fd, ContentIdentity(info))
+    }
+
+    /// How `version`'s content file looks, if it is a regular file (`openContentFile`) whose
+    /// bytes match the version's hash and length; nil if not. Throws when it cannot be read.
+    private func hashedIdentity(of version: FileVersion) throws -> ContentIdentity? {
+        guard let (fd, opened) = try openContentFile(of: version) else { return nil }
+        defer { close(fd) }
+        let path = contentPath(version.name)
         let onDisk = try DiskIO.hash(fd: fd, path: path)
         guard onDisk.sha256 == version.contentSHA256, onDisk.length == version.contentLength else { return nil }
-        var after = stat()
-        guard fstat(fd, &after) == 0 else { throw DiskError("stat", path) }
-        let identity = ContentIdentity(after)
-        return identity == ContentIdentity(info) ? identity : nil  // changed while hashed: not trusted
+        guard let after = ContentIdentity(fd: fd) else { throw DiskError("stat", path) }
+        return after == opened ? opened : nil  // changed while hashed: not trusted
     }
 
     /// Expires versions past `valid_for` and forgets tombstones past retention.
