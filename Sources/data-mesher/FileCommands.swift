@@ -193,7 +193,7 @@ struct FileUpdate: AsyncParsableCommand {
         key: Curve25519.Signing.PrivateKey, client: APIClient
     ) async throws {
         let length = file.length
-        let unchanged = Self.stamp(file.fd)
+        let unchanged = ContentIdentity(fd: file.fd)
         let progress = ProgressBar.make("upload \(name)", total: length)
         let version: () throws -> FileVersion
         let reply: APIClient.Reply
@@ -229,7 +229,9 @@ struct FileUpdate: AsyncParsableCommand {
         progress?.finish()
         guard reply.status == 201 || reply.status == 200 else {
             // A file written to while it was hashed and sent fails its own signature: say so.
-            if reply.status == 403, Self.stamp(file.fd) != unchanged { throw CLIError.fileChangedWhileUploading }
+            if reply.status == 403, ContentIdentity(fd: file.fd) != unchanged {
+                throw CLIError.fileChangedWhileUploading
+            }
             var message = "the node refused \"\(name)\" (\(reply.status)): \(APIClient.reason(reply))"
             if reply.status == 403, APIClient.reason(reply).contains("is not configured") {
                 message += await Self.configuredNamesHint(client: client, defaulted: self.name == nil)
@@ -295,21 +297,6 @@ struct FileUpdate: AsyncParsableCommand {
                 "cannot read \(path): \(error is ContentReader.Shrank ? "it shrank while it was read" : "\(error)")"
             )
         }
-    }
-
-    /// The open file's size and modification and status-change times: any write changes them.
-    static func stamp(_ fd: Int32) -> [Int64] {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { return [] }
-        #if canImport(Darwin)
-            let (modified, changed) = (info.st_mtimespec, info.st_ctimespec)
-        #else
-            let (modified, changed) = (info.st_mtim, info.st_ctim)
-        #endif
-        return [
-            Int64(info.st_size), Int64(modified.tv_sec), Int64(modified.tv_nsec), Int64(changed.tv_sec),
-            Int64(changed.tv_nsec),
-        ]
     }
 
     /// The file to upload, open for reading, with its length now.
