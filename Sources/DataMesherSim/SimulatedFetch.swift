@@ -3,9 +3,9 @@ import DataMesherCore
 /// Content fetches as the network shell runs them, over the simulated network: each node's
 /// `Fetcher` (the core's) decides what to fetch from whom on which stream; a stream here dials
 /// the peer (refused when the handshake would fail, and at once when its node is down), and its
-/// answers arrive one after another,
-/// each the version the peer holds when it answers. A stream is cut with `streamCut` at every
-/// answer, and ends when its peer goes out of reach; its unanswered requests then fail.
+/// answers arrive one after another, each the version the peer holds when it answers. A stream
+/// is cut with `streamCut` at every answer, and ends when its peer goes out of reach; its
+/// unanswered requests then fail.
 extension Simulation {
     /// Carries out node `index`'s fetcher steps.
     mutating func carryOut(_ steps: [Fetcher.Step], by index: Int) {
