@@ -177,14 +177,24 @@ public struct API: Sendable {
             throw APIError(.notFound, "\"\(name)\" is not configured on this node")
         }
         let held = node.store.current(name)
-        let claims = await node.holdings(of: name)
+        let view = await node.holdings(of: name)
         let members = node.members().map { member in
-            let claim = claims[member.id]
+            let claim = view.claims[member.id]
+            // A refusal counts while the member holds nothing as new as the version it refused.
+            let refusal = view.refusals[member.id].flatMap { refusal in
+                claim.map { $0.timestamp < refusal.timestamp } ?? true ? refusal : nil
+            }
             return FileStatusJSON.Member(
                 id: member.id, name: member.name, state: member.state.rawValue,
                 configured: claim != nil || member.id == node.nodeID,
                 timestamp: claim.flatMap { $0.timestamp == Holding.nothing ? nil : $0.timestamp },
-                current: held.map { claim?.holds($0.version) == true } ?? false)
+                current: held.map { claim?.holds($0.version) == true } ?? false,
+                refused: refusal.map { refusal in
+                    FileStatusJSON.Refused(
+                        timestamp: refusal.timestamp, reason: refusal.reason?.label ?? "\(refusal.reasonCode)",
+                        message: refusal.explanation,
+                        current: held.map { refusal.refuses($0.version) } ?? false)
+                })
         }
         return jsonResponse(
             .ok,

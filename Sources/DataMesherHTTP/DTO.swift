@@ -95,6 +95,21 @@ public struct FileStatusJSON: Codable, Sendable, Equatable {
         public var timestamp: Int64?
         /// It holds exactly the version this node holds.
         public var current: Bool
+        /// The newer version it refused, and why (absent: it refused none it told of).
+        public var refused: Refused? = nil
+    }
+
+    /// A member's refusal of a version newer than the one it holds.
+    public struct Refused: Codable, Sendable, Equatable {
+        public var timestamp: Int64
+        /// A short code: `signer_not_allowed`, `other_network`, `in_future`, `expired`,
+        /// `too_large`, `negative_timestamp`, `malformed_tombstone` (or a number from a newer
+        /// member).
+        public var reason: String
+        /// Why, in words, as the member would put it.
+        public var message: String
+        /// It is the version this node holds.
+        public var current: Bool
     }
 
     public var name: String

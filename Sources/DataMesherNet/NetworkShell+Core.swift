@@ -93,6 +93,8 @@ extension NetworkShell {
                 views[name] = HoldingsView(
                     claims: Dictionary(
                         uniqueKeysWithValues: (core.holdings[name] ?? [:]).map { ($0.key.hex, $0.value) }),
+                    refusals: Dictionary(
+                        uniqueKeysWithValues: (core.refusals[name] ?? [:]).map { ($0.key.hex, $0.value) }),
                     answered: Set((core.holdingAnswers[name] ?? []).map(\.hex)))
             }
             node.holdingsSnapshot.withLockedValue { $0.merge(views) { $1 } }

@@ -245,19 +245,19 @@ public final class Replica: Sendable {
 
     public var clusterCounters: ClusterCounters { clusterSnapshot.withLockedValue { $0.counters } }
 
-    /// What each member (by node ID, hex) says it holds of `name`: the cluster layer asks every
-    /// live member, and this waits until each has answered, or `wait` has passed (members not
-    /// configured for the name do not answer).
-    public func holdings(of name: FileName, wait: Duration = .milliseconds(300)) async -> [String: Holding] {
+    /// What each member (by node ID, hex) says it holds of `name`, and why it refused a newer
+    /// version if it did: the cluster layer asks every live member, and this waits until each
+    /// has answered, or `wait` has passed (members not configured for the name do not answer).
+    public func holdings(of name: FileName, wait: Duration = .milliseconds(300)) async -> HoldingsView {
         for listener in listeners.withLockedValue({ $0 }) { await listener.wantsHoldings(of: name) }
         let live = Set(members().filter { $0.state == .alive || $0.state == .suspect }.map(\.id)).subtracting([nodeID])
         let polls = max(1, Int(wait / .milliseconds(10)))
         for _ in 0..<polls {
             let view = holdingsSnapshot.withLockedValue { $0[name] }
-            if let view, live.isSubset(of: view.answered) { return view.claims }
+            if let view, live.isSubset(of: view.answered) { return view }
             try? await Task.sleep(for: .milliseconds(10))
         }
-        return holdingsSnapshot.withLockedValue { $0[name]?.claims ?? [:] }
+        return holdingsSnapshot.withLockedValue { $0[name] } ?? HoldingsView(claims: [:], answered: [])
     }
 
     /// Checks, once after start, what the startup scan took on trust (record signatures, and
@@ -367,9 +367,10 @@ public protocol ReplicaListener: Sendable {
 
 extension NetworkShell: ReplicaListener {}
 
-/// What the members said about one name: their claims (by node ID, hex) and which of them
-/// answered the last query.
+/// What the members said about one name: their claims and refusals (by node ID, hex) and which
+/// of them answered the last query.
 public struct HoldingsView: Sendable {
     public var claims: [String: Holding]
+    public var refusals: [String: RefusalClaim] = [:]
     public var answered: Set<String>
 }

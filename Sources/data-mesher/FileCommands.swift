@@ -152,7 +152,7 @@ struct FileUpdate: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Wait until the version is held by every live member configured for the name (all), or by N members.",
+            "Wait until the version is held by every live member configured for the name (all), or by N members; stops at once, saying why, when members that refuse it leave too few.",
             valueName: "all|N"))
     var wait: String?
 
@@ -315,39 +315,59 @@ struct FileUpdate: AsyncParsableCommand {
     }
 
     /// Polls `/v1/status/NAME` until `count` members (nil: every live member configured for the
-    /// name) say they hold `version`; fails with the members still missing it.
+    /// name) say they hold `version`; fails with the members still missing it, and at once when
+    /// the members that refused it leave too few to get there.
     func waitUntilHeld(
         _ name: FileName, version: FileVersion, by count: Int?, client: APIClient, timeout: UInt64
     ) async throws {
         let deadline = WallClock.now().addingSaturated(Int64(clamping: timeout))
         var missing: [String] = []
+        var refusals: [String] = []
         var held = 0
         var liveCount = 0
+        /// Where the wait stands, for an error.
+        func standing() -> String {
+            var parts = refusals
+            if !missing.isEmpty {
+                parts.insert("not yet \(count == nil ? "held " : "")by \(missing.joined(separator: ", "))", at: 0)
+            }
+            if let count {
+                parts.insert(
+                    "held by \(held) of the \(count) members waited for (\(liveCount) live member\(liveCount == 1 ? " is" : "s are") configured for it)",
+                    at: 0)
+            }
+            return parts.joined(separator: "; ")
+        }
         repeat {
             let status = try client.decode(
                 FileStatusJSON.self, try await client.send(.GET, "/v1/status/" + name.value))
             let live = status.members.filter { ($0.state == "alive" || $0.state == "suspect") && $0.configured }
             let holding = live.filter { $0.timestamp == version.timestamp && $0.current }
-            missing = live.filter { !($0.timestamp == version.timestamp && $0.current) }.map(\.name)
+            let refusing = live.filter { member in
+                member.refused.map { $0.timestamp == version.timestamp && $0.current } ?? false
+            }
+            missing = live.filter { member in
+                !(member.timestamp == version.timestamp && member.current) && !refusing.contains(member)
+            }.map(\.name)
+            refusals = refusing.map { "\($0.name) refused it: \($0.refused?.message ?? "")" }
             held = holding.count
             liveCount = live.count
             if let count, holding.count >= count {
                 print("held by \(holding.count) members")
                 return
             }
-            if count == nil && missing.isEmpty {
+            if count == nil && missing.isEmpty && refusing.isEmpty {
                 print("held by all \(holding.count) live members configured for \(name)")
                 return
             }
+            if !refusing.isEmpty && live.count - refusing.count < count ?? live.count {
+                throw CLIError(
+                    "\(name) at \(version.timestamp) cannot be held by \(count.map { "\($0) member\($0 == 1 ? "" : "s")" } ?? "every live member") configured for it: "
+                        + standing())
+            }
             try await Task.sleep(for: .milliseconds(100))
         } while WallClock.now() < deadline
-        let waitedFor = "timed out after \(timeout / 1_000_000_000) s: \(name) at \(version.timestamp)"
-        guard let count else {
-            throw CLIError("\(waitedFor) is not yet held by \(missing.joined(separator: ", "))")
-        }
-        throw CLIError(
-            "\(waitedFor) is held by \(held) of the \(count) members waited for (\(liveCount) live member\(liveCount == 1 ? " is" : "s are") configured for it)"
-                + (missing.isEmpty ? "" : "; not yet by \(missing.joined(separator: ", "))"))
+        throw CLIError("timed out after \(timeout / 1_000_000_000) s: \(name) at \(version.timestamp): " + standing())
     }
 }
 
@@ -400,6 +420,12 @@ struct FileStatus: AsyncParsableCommand {
                             member.timestamp.map(RFC3339.utc(nanoseconds:)) ?? "-", member.current ? "yes" : "no",
                         ]
                     })
+            for member in status.members {
+                guard let refused = member.refused else { continue }
+                print(
+                    "\(member.name) refused \(refused.current ? "this node's version" : "the version") of \(RFC3339.utc(nanoseconds: refused.timestamp)): \(refused.message)"
+                )
+            }
         }
     }
 }

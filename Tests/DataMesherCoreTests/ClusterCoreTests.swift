@@ -24,7 +24,17 @@ import Testing
             .suspect(Accusation(id: Self.b, incarnation: 3, from: Self.a, signature: WireTests.signature)),
             .dead(Accusation(id: Self.b, incarnation: 4, from: Self.b, signature: WireTests.signature)),
             .file(try Self.version(), inline: Array("zone".utf8)), .file(try Self.version(), inline: nil),
+            .holding(
+                Holding(
+                    holder: Self.b, name: try FileName("dns/zone"), timestamp: Holding.nothing, signaturePrefix: [],
+                    signature: Self.signature)),
+            .refusal(
+                RefusalClaim(
+                    holder: Self.b, name: try FileName("dns/zone"), timestamp: -3,
+                    signaturePrefix: Array(Self.signature.prefix(16)), reasonCode: 200, limit: .max,
+                    signature: Self.signature)),
         ]
+        for item in items { #expect(WireCodec.encodedSize(item) == WireCodec.encode(item).count) }
         let messages: [Packet.Message] = [
             .ping(sequence: 1, target: Self.b),
             .pingRequest(sequence: 2, target: Self.b, address: announcement.addresses[1]),
@@ -57,6 +67,10 @@ import Testing
                         holder: Self.b, name: name, timestamp: 5, signaturePrefix: Array(Self.signature.prefix(16)),
                         signature: Self.signature)),
                 .holdingQuery(name),
+                .refusal(
+                    RefusalClaim(
+                        holder: Self.b, name: name, timestamp: 6, signaturePrefix: Array(Self.signature.prefix(16)),
+                        reasonCode: RefusalClaim.Reason.tooLarge.rawValue, limit: 1024, signature: Self.signature)),
             ])
         let original = WireCodec.encode(packet)
         var rng = SplitMix64(state: 11)

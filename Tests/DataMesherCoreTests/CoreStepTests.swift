@@ -84,6 +84,83 @@ import Testing
         #expect(Self.sent(node.receive(items: [.holdingQuery(try FileName("other"))], sender: node.b)).isEmpty)
     }
 
+    // MARK: Refusals
+
+    /// The refusal in an answer to a holding query, if the answer holds one.
+    static func refusal(in answers: [(packet: Packet, to: PeerAddress, node: NodeID)]) -> RefusalClaim? {
+        answers.lazy.compactMap { answer -> RefusalClaim? in
+            guard case .refusal(let claim)? = answer.packet.items.first else { return nil }
+            return claim
+        }.first
+    }
+
+    @Test func aNodeTellsWhoAsksWhyItRefusedAVersionNewerThanTheOneItHolds() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        let stranger = Signer()
+        var node = Fixture(policy: FilePolicy(allowedSigners: [zone: [signer.public_]], maxFileSize: 4))
+        node.meet(node.b)
+        // Refused for its size: told, with the limit, signed by this node's key.
+        let big = try signer.version("zone", at: MembershipTrustTests.start, content: "too big")
+        #expect(
+            node.receive(items: [.file(big, inline: Array("too big".utf8))], sender: node.b).contains {
+                if case .refused(big, .tooLarge, _) = $0 { return true } else { return false }
+            })
+        let answers = Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))
+        #expect(answers.count == 2)
+        #expect(answers.allSatisfy { $0.to == Fixture.address(node.b) && $0.packet.items.count == 1 })
+        let claim = try #require(Self.refusal(in: answers))
+        #expect(claim.holder == node.a.id && claim.refuses(big) && claim.reason == .tooLarge && claim.limit == 4)
+        #expect(
+            Ed25519Verifier().isValidSignature(claim.signature, of: claim.signedMessage, by: node.a.publicKey))
+        #expect(claim.explanation.contains("max_file_size (4 bytes)"))
+
+        // A version its signature does not prove (a signer not allowed here, and a signature
+        // that is not that signer's) is not told: anyone could have sent it.
+        var forged = try stranger.version("zone", at: MembershipTrustTests.start + 2, content: "y")
+        forged.signature[0] ^= 1
+        node.receive(items: [.file(forged, inline: Array("y".utf8))], sender: node.b)
+        #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == claim)
+        // The same signer, signature intact: told as not allowed.
+        let other = try stranger.version("zone", at: MembershipTrustTests.start + 3, content: "y")
+        node.receive(items: [.file(other, inline: Array("y".utf8))], sender: node.b)
+        let notAllowed = try #require(
+            Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))))
+        #expect(notAllowed.refuses(other) && notAllowed.reason == .signerNotAllowed)
+
+        // Once it holds a version as new, it tells no refusal.
+        let fits = try signer.version("zone", at: MembershipTrustTests.start + 3, content: "ok")
+        node.receive(items: [.file(fits, inline: Array("ok".utf8))], sender: node.b)
+        node.feed(.stored(fits, inline: Array("ok".utf8)))
+        let after = Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))
+        #expect(after.count == 1 && Self.refusal(in: after) == nil)
+    }
+
+    @Test func onlyARefusalSignedByTheMemberThatAnsweredIsKept() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        var node = Self.meetingBAndC(configuredFor: zone, signedBy: signer)
+        let version = try signer.version("zone", at: MembershipTrustTests.start)
+        let told = try #require(RefusalClaim(refusing: version, for: .expired(zone), holder: node.b.id))
+        // Not asked about the name: ignored.
+        node.receive(items: [.refusal(told.signed(by: node.b))], sender: node.b)
+        #expect(node.core.refusals[zone] == nil)
+        node.feed(.askHoldings(zone))
+        // In b's name, signed by c: dropped.
+        var forged = told.signed(by: node.c)
+        forged.holder = node.b.id
+        #expect(node.receive(items: [.refusal(forged)], sender: node.c) == [.droppedClaim(reason: "bad_signature")])
+        #expect(node.core.refusals[zone] == nil)
+        node.receive(items: [.refusal(told.signed(by: node.b))], sender: node.b)
+        #expect(node.core.refusals[zone]?[node.b.id] == told.signed(by: node.b))
+        #expect(node.core.takeChangedHoldings().contains(zone))
+        // An older refusal does not replace it.
+        var older = told
+        older.timestamp -= 1
+        node.receive(items: [.refusal(older.signed(by: node.b))], sender: node.b)
+        #expect(node.core.refusals[zone]?[node.b.id]?.timestamp == version.timestamp)
+    }
+
     // MARK: Suspicion
 
     /// Runs one probe of `node` to the end with no answer; returns the member it probed and the

@@ -333,14 +333,19 @@ import Testing
         for node in nodes.prefix(3) {
             #expect(Self.content(of: node, "zone") == Array("zone content".utf8), "\(node.address)")
         }
-        // --wait all names the member that does not get it.
+        // --wait all names the member that does not take it, and why, without waiting for the
+        // timeout: node3 says it refused the version, signed by a key it does not trust.
         try "zone content 2".write(toFile: dir + "/zone", atomically: true, encoding: .utf8)
         let all = try nodes[0].cli([
             "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "all", "--timeout",
-            "3s",
+            "120s",
         ])
         #expect(all.status != 0)
         #expect(all.stderr.contains("node3") && !all.stderr.contains("node1"), "\(all.stderr)")
+        #expect(
+            all.stderr.contains("cannot be held by every live member configured for it")
+                && all.stderr.contains("node3 refused it: its configuration does not allow this version's signing key")
+                && !all.stderr.contains("timed out"), "\(all.stderr)")
         // file status shows each member's version (as gossip brings it: bounded wait).
         func members() -> [[String: Any]] {
             guard let status = try? nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url, "--json"]),
@@ -357,8 +362,12 @@ import Testing
                         == ["node0", "node1", "node2"]
                     && list.first { $0["name"] as? String == "node3" }?["configured"] as? Bool == true
             }, "\(members())")
+        #expect(
+            members().first { $0["name"] as? String == "node3" }.flatMap { $0["refused"] as? [String: Any] }?["reason"]
+                as? String == "signer_not_allowed", "\(members())")
         let table = try nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url])
         #expect(table.status == 0 && table.stdout.contains("CURRENT"))
+        #expect(table.stdout.contains("node3 refused this node's version of 20"), "\(table.stdout)")
         #expect(table.stdout.hasPrefix("zone: this node holds 20"), "\(table.stdout)")
         // --wait N that times out says how many hold it, of how many live members configured.
         let five = try nodes[0].cli([
@@ -376,6 +385,43 @@ import Testing
                 let status = try? nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url])
                 return status?.stdout.hasPrefix("zone: this node holds its deletion of 20") == true
             })
+    }
+
+    /// A member whose max_file_size is smaller than a version says so, and `--wait 2` of two
+    /// members stops at once with that reason; one member is still enough for `--wait 1`.
+    @Test func waitingStopsWhenAMemberRefusesTheVersionForItsSize() throws {
+        let dir = try Self.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try Self.cluster(2, key: key, files: { _ in ["zone": [key.base64]] }) { index in
+            index == 1 ? "max_file_size = \"1KiB\"" : ""
+        }
+        defer { nodes.forEach { $0.cleanUp() } }
+        #expect(eventually { Self.allAlive(nodes) })
+        try String(repeating: "z", count: 4096).write(toFile: dir + "/zone", atomically: true, encoding: .utf8)
+        let both = try nodes[0].cli([
+            "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "2", "--timeout",
+            "120s",
+        ])
+        #expect(both.status != 0)
+        #expect(
+            both.stderr.contains("cannot be held by 2 members configured for it: held by 1 of the 2 members waited for")
+                && both.stderr.contains("node1 refused it: the content is larger than its max_file_size (1024 bytes)"),
+            "\(both.stderr)")
+        let one = try nodes[0].cli([
+            "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "1", "--timeout",
+            "120s",
+        ])
+        #expect(one.status == 0 && one.stdout.contains("held by 1 members"), "\(one.stderr)")
+        // A version that fits is taken, and no refusal is shown any more.
+        try "small".write(toFile: dir + "/zone", atomically: true, encoding: .utf8)
+        let fits = try nodes[0].cli([
+            "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "all", "--timeout",
+            "120s",
+        ])
+        #expect(fits.status == 0 && fits.stdout.contains("held by all 2 live members"), "\(fits.stderr)")
+        let status = try nodes[0].cli(["file", "status", "zone", "--url", nodes[0].url])
+        #expect(status.status == 0 && !status.stdout.contains("refused"), "\(status.stdout)")
     }
 
     @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))

@@ -127,7 +127,7 @@ _data-mesher_file_update() {
         '--network-id[Network ID signed into the file (default\: the node'\''s own).]:network-id:'
         '--name[The name to store it under (default\: the file'\''s base name).]:name:'
         '--valid-for[How long the version is valid, e.g. 10m or 24h (default\: forever).]:valid-for:'
-        '--wait[Wait until the version is held by every live member configured for the name (all), or by N members.]:all|N:'
+        '--wait[Wait until the version is held by every live member configured for the name (all), or by N members; stops at once, saying why, when members that refuse it leave too few.]:all|N:'
         '--timeout[How long --wait waits, e.g. 30s.]:timeout:'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'

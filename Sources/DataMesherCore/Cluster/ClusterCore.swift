@@ -221,6 +221,16 @@ public struct ClusterCore: Sendable {
     public private(set) var holdingAnswers: [FileName: Set<NodeID>] = [:]
     /// This node's own signed claims, kept until what it holds changes.
     var ownClaims: [FileName: Holding] = [:]
+    /// Why members refused a version newer than the one they hold (this node's own included),
+    /// from their signed answers to this node's holding queries.
+    public private(set) var refusals: [FileName: [NodeID: RefusalClaim]] = [:]
+    var refusalCount = 0
+    /// The version of each configured name this node refused last, when its signature verified
+    /// (signed once it is first told).
+    var ownRefusals: [FileName: RefusalClaim] = [:]
+    /// Signature checks spent this second on keeping refusals (`keepRefusal`).
+    var refusalChecks: (since: Int64, count: Int) = (.min, 0)
+    static let maxRefusalChecksPerSecond = 16
     static let holdingQueryInterval: Int64 = 200_000_000
     /// How many times this node tells a member it suspects so (once a probe interval).
     static let suspicionReminders = 3
@@ -379,6 +389,11 @@ public struct ClusterCore: Sendable {
         for name in holdings.keys where holdings[name]?[id] != nil {
             holdings[name]?[id] = nil
             holdingCount -= 1
+            changedHoldings.insert(name)
+        }
+        for name in refusals.keys where refusals[name]?[id] != nil {
+            refusals[name]?[id] = nil
+            refusalCount -= 1
             changedHoldings.insert(name)
         }
         members[id] = nil
@@ -878,6 +893,8 @@ public struct ClusterCore: Sendable {
             receive(holding, into: &out)
         case .holdingQuery(let name):
             answerHoldingQuery(name, from: sender, into: &out)
+        case .refusal(let claim):
+            receive(claim, into: &out)
         }
     }
 
@@ -889,6 +906,12 @@ public struct ClusterCore: Sendable {
     mutating func askHoldings(_ name: FileName, now: Int64, into out: inout [CoreDirective]) {
         guard policy.allowedSigners[name] != nil else { return }
         record(ownClaim(name))
+        if let refusal = ownRefusal(name) {
+            record(refusal)
+        } else if refusals[name]?.removeValue(forKey: me.id) != nil {
+            refusalCount -= 1
+            changedHoldings.insert(name)
+        }
         if let asked = holdingQueries[name], now.subtractingSaturated(asked) < ClusterCore.holdingQueryInterval {
             return
         }
@@ -929,6 +952,67 @@ public struct ClusterCore: Sendable {
         else { return }
         let answer = Packet(sender: me.id, message: .gossip, items: [.holding(ownClaim(name))])
         out.append(.send(answer, to: address, node: sender))
+        // In a datagram of its own: a node from before refusals were told drops a datagram with
+        // an item it does not know, and still gets the claim.
+        if let refusal = ownRefusal(name) {
+            out.append(
+                .send(Packet(sender: me.id, message: .gossip, items: [.refusal(refusal)]), to: address, node: sender))
+        }
+    }
+
+    /// This node's signed refusal of a version of `name` newer than the one it holds (signed
+    /// once); nil when it refused none, or holds one as new since.
+    mutating func ownRefusal(_ name: FileName) -> RefusalClaim? {
+        guard var claim = ownRefusals[name] else { return nil }
+        if let held = files[name], held.timestamp >= claim.timestamp {
+            ownRefusals[name] = nil
+            return nil
+        }
+        if claim.signature.isEmpty {
+            claim = claim.signed(by: key)
+            ownRefusals[name] = claim
+        }
+        return claim
+    }
+
+    /// Keeps this node's refusal of `version`, to tell the members that ask about its name. Only
+    /// of a version newer than the refusal kept, whose signature by its signer key verifies (any
+    /// sender can make up versions that fail the rules checked before the signature), and within
+    /// `maxRefusalChecksPerSecond` such checks.
+    mutating func keepRefusal(_ version: FileVersion, _ refusal: Refusal, now: Int64) {
+        guard let claim = RefusalClaim(refusing: version, for: refusal, holder: me.id) else { return }
+        if let kept = ownRefusals[version.name], kept.timestamp >= version.timestamp { return }
+        if now.subtractingSaturated(refusalChecks.since) >= 1_000_000_000 { refusalChecks = (now, 0) }
+        guard refusalChecks.count < ClusterCore.maxRefusalChecksPerSecond else { return }
+        refusalChecks.count += 1
+        guard verifier.isValid(version) else { return }
+        if claim.reason == .otherNetwork && version.networkID == policy.networkID { return }
+        ownRefusals[version.name] = claim
+    }
+
+    mutating func record(_ claim: RefusalClaim) {
+        if refusals[claim.name]?[claim.holder] == claim { return }
+        if refusals[claim.name]?[claim.holder] == nil {
+            guard refusalCount < ClusterCore.maxHoldings else { return }
+            refusalCount += 1
+        }
+        refusals[claim.name, default: [:]][claim.holder] = claim
+        changedHoldings.insert(claim.name)
+    }
+
+    /// A member's refusal, beside its answer to a holding query: kept when the member's key
+    /// signed it and it is newer than the refusal that member told before. It is not relayed.
+    mutating func receive(_ claim: RefusalClaim, into out: inout [CoreDirective]) {
+        guard claim.holder != me.id, holdingAnswers[claim.name] != nil else { return }
+        let known = refusals[claim.name]?[claim.holder]
+        if known == claim { return }
+        if let known, known.timestamp >= claim.timestamp { return }
+        guard let key = members[claim.holder]?.announcement.publicKey else { return }
+        guard verifier.isValidSignature(claim.signature, of: claim.signedMessage, by: key) else {
+            out.append(.droppedClaim(reason: "bad_signature"))
+            return
+        }
+        record(claim)
     }
 
     mutating func record(_ holding: Holding) {
@@ -991,6 +1075,7 @@ public struct ClusterCore: Sendable {
         guard inline != nil || version.isTombstone || offerer != nil else { return }
         if let refusal = policy.evaluate(version, current: files[version.name], now: now, verifier: verifier) {
             if case .stale = refusal { return }
+            keepRefusal(version, refusal, now: now)
             out.append(.refused(version, refusal, from: sender))
             return
         }

@@ -201,3 +201,134 @@ public struct Holding: Sendable, Equatable {
             && signaturePrefix == Array(version.signature.prefix(VersionSummary.signaturePrefixLength))
     }
 }
+
+/// A member's signed word that it refused a version of a name, and why: the answer to a holding
+/// query that comes beside its `Holding` when the version it refused last is newer than the one
+/// it holds, so `file status` and `file update --wait` can say why a member does not take a
+/// version instead of only that it does not hold it. A member says so only of a version whose
+/// signature by its signer key verified (any sender could make up the others).
+public struct RefusalClaim: Sendable, Equatable {
+    /// Why, on the wire: a code a member can explain without the version (`explanation`).
+    /// Codes a receiver does not know are kept and shown as numbers.
+    public enum Reason: UInt8, Sendable, CaseIterable {
+        case signerNotAllowed = 1
+        case otherNetwork = 2
+        case inFuture = 3
+        case expired = 4
+        case tooLarge = 5
+        case negativeTimestamp = 6
+        case malformedTombstone = 7
+
+        /// The reason's name in the HTTP API (as the refusal counters name them).
+        public var label: String {
+            switch self {
+            case .signerNotAllowed: return "signer_not_allowed"
+            case .otherNetwork: return "other_network"
+            case .inFuture: return "in_future"
+            case .expired: return "expired"
+            case .tooLarge: return "too_large"
+            case .negativeTimestamp: return "negative_timestamp"
+            case .malformedTombstone: return "malformed_tombstone"
+            }
+        }
+    }
+
+    static let label: [UInt8] = Array("data-mesher/refused/v1".utf8) + [0]
+
+    public var holder: NodeID
+    public var name: FileName
+    /// The refused version's timestamp and the first 16 bytes of its signature.
+    public var timestamp: Int64
+    public var signaturePrefix: [UInt8]
+    public var reasonCode: UInt8
+    /// The refusing member's limit that the version passed: `max_clock_skew` in nanoseconds
+    /// (`inFuture`), `max_file_size` in bytes (`tooLarge`); 0 for the others.
+    public var limit: UInt64
+    public var signature: [UInt8]
+
+    public init(
+        holder: NodeID, name: FileName, timestamp: Int64, signaturePrefix: [UInt8], reasonCode: UInt8,
+        limit: UInt64, signature: [UInt8]
+    ) {
+        self.holder = holder
+        self.name = name
+        self.timestamp = timestamp
+        self.signaturePrefix = signaturePrefix
+        self.reasonCode = reasonCode
+        self.limit = limit
+        self.signature = signature
+    }
+
+    /// The claim (unsigned) that this node refused `version` for `refusal`; nil for refusals that
+    /// are not told (a stale version, a name not configured, anything the version's own signature
+    /// does not prove: a bad signature, content that does not match).
+    public init?(refusing version: FileVersion, for refusal: Refusal, holder: NodeID) {
+        let reason: Reason
+        var limit: UInt64 = 0
+        switch refusal {
+        case .signerNotAllowed: reason = .signerNotAllowed
+        case .badSignature: reason = .otherNetwork  // told only when the signature verifies
+        case .inFuture(_, _, let skew):
+            reason = .inFuture
+            limit = UInt64(clamping: skew)
+        case .expired: reason = .expired
+        case .tooLarge(_, _, let maxSize):
+            reason = .tooLarge
+            limit = maxSize
+        case .negativeTimestamp: reason = .negativeTimestamp
+        case .malformedTombstone: reason = .malformedTombstone
+        case .nameNotConfigured, .stale, .contentMismatch: return nil
+        }
+        self.init(
+            holder: holder, name: version.name, timestamp: version.timestamp,
+            signaturePrefix: Array(version.signature.prefix(VersionSummary.signaturePrefixLength)),
+            reasonCode: reason.rawValue, limit: limit, signature: [])
+    }
+
+    public var reason: Reason? { Reason(rawValue: reasonCode) }
+
+    /// Whether this is the refusal of exactly `version`.
+    public func refuses(_ version: FileVersion) -> Bool {
+        timestamp == version.timestamp
+            && signaturePrefix == Array(version.signature.prefix(VersionSummary.signaturePrefixLength))
+    }
+
+    /// Why the member refused, as the member would say it ("it ...").
+    public var explanation: String {
+        switch reason {
+        case .signerNotAllowed: return "its configuration does not allow this version's signing key for the name"
+        case .otherNetwork:
+            return "the version is signed for another network_id than the member's"
+        case .inFuture:
+            return
+                "the timestamp is more than its max_clock_skew (\(DurationFormat.describe(Int64(clamping: limit)))) ahead of its clock: check the clocks of both machines"
+        case .expired: return "the version has already expired by its clock (timestamp + valid_for)"
+        case .tooLarge: return "the content is larger than its max_file_size (\(limit) bytes)"
+        case .negativeTimestamp: return "the timestamp is negative"
+        case .malformedTombstone: return "the deletion does not sign empty content"
+        case nil: return "reason code \(reasonCode), which this version of data-mesher does not know"
+        }
+    }
+
+    /// Signed by `key`'s node.
+    public func signed(by key: NodeKey) -> RefusalClaim {
+        var claim = self
+        claim.holder = key.id
+        claim.signature = key.sign(claim.signedMessage)
+        return claim
+    }
+
+    /// The bytes its signature signs.
+    public var signedMessage: [UInt8] {
+        var out = WireWriter()
+        out.bytes(RefusalClaim.label)
+        out.nodeID(holder)
+        out.u16(UInt16(truncatingIfNeeded: name.value.utf8.count))
+        out.utf8(name.value)
+        out.i64(timestamp)
+        out.shortBytes(signaturePrefix)
+        out.u8(reasonCode)
+        out.u64(limit)
+        return out.buffer
+    }
+}

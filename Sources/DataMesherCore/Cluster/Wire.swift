@@ -212,6 +212,9 @@ public enum GossipItem: Sendable, Equatable {
     case holding(Holding)
     /// Which version of this name do you hold? Sent directly to each live member.
     case holdingQuery(FileName)
+    /// A member's signed word that it refused a version newer than the one it holds, and why:
+    /// sent beside its `holding`, in a datagram of its own.
+    case refusal(RefusalClaim)
 
     /// Items about the same subject replace each other in the broadcast queue.
     public var subject: GossipSubject {
@@ -221,6 +224,7 @@ public enum GossipItem: Sendable, Equatable {
         case .file(let version, _): return .file(version.name)
         case .holding(let holding): return .holding(holding.holder, holding.name)
         case .holdingQuery(let name): return .holdingQuery(name)
+        case .refusal(let claim): return .refusal(claim.holder, claim.name)
         }
     }
 }
@@ -231,6 +235,7 @@ public enum GossipSubject: Sendable, Hashable {
     case file(FileName)
     case holding(NodeID, FileName)
     case holdingQuery(FileName)
+    case refusal(NodeID, FileName)
 }
 
 public enum MessageKind: UInt8, Sendable {
@@ -408,6 +413,9 @@ public enum WireCodec {
                 + 1 + holding.signature.prefix(255).count
         case .holdingQuery(let name):
             return 1 + 2 + name.value.utf8.count
+        case .refusal(let claim):
+            return 1 + NodeID.length + 2 + claim.name.value.utf8.count + 8 + 1 + claim.signaturePrefix.prefix(255).count
+                + 1 + 8 + 1 + claim.signature.prefix(255).count
         }
     }
 
@@ -478,6 +486,16 @@ public enum WireCodec {
             out.u8(6)
             out.u16(UInt16(truncatingIfNeeded: name.value.utf8.count))
             out.utf8(name.value)
+        case .refusal(let claim):
+            out.u8(7)
+            out.nodeID(claim.holder)
+            out.u16(UInt16(truncatingIfNeeded: claim.name.value.utf8.count))
+            out.utf8(claim.name.value)
+            out.i64(claim.timestamp)
+            out.shortBytes(claim.signaturePrefix)
+            out.u8(claim.reasonCode)
+            out.u64(claim.limit)
+            out.shortBytes(claim.signature)
         }
     }
 
@@ -601,6 +619,18 @@ public enum WireCodec {
             )
         case 6:
             return .holdingQuery(try SyncCodec.decodeName(&reader))
+        case 7:
+            let holder = try reader.nodeID()
+            let name = try SyncCodec.decodeName(&reader)
+            let timestamp = try reader.i64()
+            let prefix = try reader.shortBytes(exactly: VersionSummary.signaturePrefixLength, field: "signature prefix")
+            let reasonCode = try reader.u8()
+            let limit = try reader.u64()
+            let signature = try reader.shortBytes(exactly: 64, field: "refusal signature")
+            return .refusal(
+                RefusalClaim(
+                    holder: holder, name: name, timestamp: timestamp, signaturePrefix: prefix, reasonCode: reasonCode,
+                    limit: limit, signature: signature))
         default:
             throw .unknownItem(type)
         }

@@ -84,6 +84,13 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         case .holdingQuery(let name):
             invariant(item.subject == .holdingQuery(name), "subject of a holding query")
             invariant((try? FileName(name.value)) == name, "invalid name \(quote(name.value))")
+        case .refusal(let claim):
+            invariant(item.subject == .refusal(claim.holder, claim.name), "subject of a refusal")
+            invariant(claim.signature.count == 64, "refusal signature of \(claim.signature.count) bytes")
+            invariant(
+                claim.signaturePrefix.count == 16, "refusal signature prefix of \(claim.signaturePrefix.count) bytes")
+            invariant((try? FileName(claim.name.value)) == claim.name, "invalid name \(quote(claim.name.value))")
+            _ = claim.explanation
         }
     }
     checkMesh(packet, items: items, authentic: authentic, input: input)
@@ -210,6 +217,18 @@ func makeSeeds() throws -> [(name: String, bytes: [UInt8])] {
             Packet(
                 sender: b.id, message: .gossip,
                 items: [.file(large, inline: nil), .file(tombstone, inline: []), .alive(bAlive)])
+        ),
+        (
+            "holdings-refusal",
+            Packet(
+                sender: b.id, message: .gossip,
+                items: [
+                    .holdingQuery(small.name), .holding(.signed(small.name, version: small, by: b)),
+                    .refusal(
+                        RefusalClaim(
+                            refusing: large, for: .tooLarge(large.name, large.contentLength, limit: 1), holder: b.id)!
+                            .signed(by: b)),
+                ])
         ),
     ]
     if getenv("DM_FUZZ_REPRODUCERS") != nil {
