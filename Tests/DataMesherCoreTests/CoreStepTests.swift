@@ -121,6 +121,11 @@ import Testing
         forged.signature[0] ^= 1
         node.receive(items: [.file(forged, inline: Array("y".utf8))], sender: node.b)
         #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == claim)
+        // Anyone can sign with a key of their own: such a version far in the future is not kept
+        // (it would hide every later refusal).
+        let farAhead = try stranger.version("zone", at: node.now + 3600 * Self.second, content: "y")
+        node.receive(items: [.file(farAhead, inline: Array("y".utf8))], sender: node.b)
+        #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == claim)
         // The same signer, signature intact: told as not allowed.
         let other = try stranger.version("zone", at: MembershipTrustTests.start + 3, content: "y")
         node.receive(items: [.file(other, inline: Array("y".utf8))], sender: node.b)

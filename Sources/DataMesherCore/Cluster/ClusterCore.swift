@@ -978,10 +978,17 @@ public struct ClusterCore: Sendable {
     /// Keeps this node's refusal of `version`, to tell the members that ask about its name. Only
     /// of a version newer than the refusal kept, whose signature by its signer key verifies (any
     /// sender can make up versions that fail the rules checked before the signature), and within
-    /// `maxRefusalChecksPerSecond` such checks.
+    /// `maxRefusalChecksPerSecond` such checks. Anyone can sign with a key of their own, so a
+    /// version of a signer not allowed is kept only when its timestamp is not beyond the clock
+    /// skew allowed: one made up far in the future would hide every later refusal.
     mutating func keepRefusal(_ version: FileVersion, _ refusal: Refusal, now: Int64) {
         guard let claim = RefusalClaim(refusing: version, for: refusal, holder: me.id) else { return }
         if let kept = ownRefusals[version.name], kept.timestamp >= version.timestamp { return }
+        if claim.reason == .signerNotAllowed,
+            version.timestamp > FilePolicy.saturatingAdd(now, policy.maxClockSkew)
+        {
+            return
+        }
         if now.subtractingSaturated(refusalChecks.since) >= 1_000_000_000 { refusalChecks = (now, 0) }
         guard refusalChecks.count < ClusterCore.maxRefusalChecksPerSecond else { return }
         refusalChecks.count += 1
