@@ -108,6 +108,9 @@ public struct FileStatusJSON: Codable, Sendable, Equatable {
         public var reason: String
         /// Why, in words, as the member would put it.
         public var message: String
+        /// The member's limit the version passed: its `max_clock_skew` in nanoseconds
+        /// (`in_future`) or its `max_file_size` in bytes (`too_large`).
+        public var limit: UInt64?
         /// It is the version this node holds.
         public var current: Bool
     }

@@ -423,7 +423,7 @@ struct FileStatus: AsyncParsableCommand {
             for member in status.members {
                 guard let refused = member.refused else { continue }
                 print(
-                    "\(member.name) refused \(refused.current ? "this node's version" : "the version") of \(RFC3339.utc(nanoseconds: refused.timestamp)): \(refused.message)"
+                    "\(member.name) refused \(refused.current ? "this node's version" : "a version this node does not hold"), of \(RFC3339.utc(nanoseconds: refused.timestamp)): \(refused.message)"
                 )
             }
         }

@@ -126,7 +126,16 @@ import Testing
         let farAhead = try stranger.version("zone", at: node.now + 3600 * Self.second, content: "y")
         node.receive(items: [.file(farAhead, inline: Array("y".utf8))], sender: node.b)
         #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == claim)
-        // The same signer, signature intact: told as not allowed.
+        // Nor does one within the skew replace the refusal of a version an allowed key signed,
+        // which nobody else can make.
+        let decoy = try stranger.version("zone", at: MembershipTrustTests.start + 1, content: "y")
+        node.receive(items: [.file(decoy, inline: Array("y".utf8))], sender: node.b)
+        #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == claim)
+        // Once this node holds a version as new as the refused one, a version of that signer is
+        // told as not allowed.
+        let fitting = try signer.version("zone", at: MembershipTrustTests.start, content: "fit")
+        node.receive(items: [.file(fitting, inline: Array("fit".utf8))], sender: node.b)
+        node.feed(.stored(fitting, inline: Array("fit".utf8)))
         let other = try stranger.version("zone", at: MembershipTrustTests.start + 3, content: "y")
         node.receive(items: [.file(other, inline: Array("y".utf8))], sender: node.b)
         let notAllowed = try #require(

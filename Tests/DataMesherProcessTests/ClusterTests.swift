@@ -367,7 +367,7 @@ import Testing
                 as? String == "signer_not_allowed", "\(members())")
         let table = try nodes[1].cli(["file", "status", "zone", "--url", nodes[1].url])
         #expect(table.status == 0 && table.stdout.contains("CURRENT"))
-        #expect(table.stdout.contains("node3 refused this node's version of 20"), "\(table.stdout)")
+        #expect(table.stdout.contains("node3 refused this node's version, of 20"), "\(table.stdout)")
         #expect(table.stdout.hasPrefix("zone: this node holds 20"), "\(table.stdout)")
         // --wait N that times out says how many hold it, of how many live members configured.
         let five = try nodes[0].cli([
@@ -408,6 +408,14 @@ import Testing
             both.stderr.contains("cannot be held by 2 members configured for it: held by 1 of the 2 members waited for")
                 && both.stderr.contains("node1 refused it: the content is larger than its max_file_size (1024 bytes)"),
             "\(both.stderr)")
+        let json = try nodes[0].cli(["file", "status", "zone", "--url", nodes[0].url, "--json"])
+        let members =
+            (try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])?["members"]
+            as? [[String: Any]] ?? []
+        let refused = members.first { $0["name"] as? String == "node1" }?["refused"] as? [String: Any]
+        #expect(
+            refused?["reason"] as? String == "too_large" && refused?["limit"] as? Int == 1024
+                && refused?["current"] as? Bool == true, "\(json.stdout)")
         let one = try nodes[0].cli([
             "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "1", "--timeout",
             "120s",

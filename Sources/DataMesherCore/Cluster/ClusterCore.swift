@@ -980,10 +980,15 @@ public struct ClusterCore: Sendable {
     /// sender can make up versions that fail the rules checked before the signature), and within
     /// `maxRefusalChecksPerSecond` such checks. Anyone can sign with a key of their own, so a
     /// version of a signer not allowed is kept only when its timestamp is not beyond the clock
-    /// skew allowed: one made up far in the future would hide every later refusal.
+    /// skew allowed (one made up far in the future would hide every later refusal), and it does
+    /// not replace the refusal of a version an allowed key signed, which nobody else can make.
     mutating func keepRefusal(_ version: FileVersion, _ refusal: Refusal, now: Int64) {
         guard let claim = RefusalClaim(refusing: version, for: refusal, holder: me.id) else { return }
-        if let kept = ownRefusals[version.name], kept.timestamp >= version.timestamp { return }
+        if let kept = ownRefusals[version.name] {
+            let moot = files[version.name].map { $0.timestamp >= kept.timestamp } ?? false
+            if !moot && kept.timestamp >= version.timestamp { return }
+            if !moot && claim.reason == .signerNotAllowed && kept.reason != .signerNotAllowed { return }
+        }
         if claim.reason == .signerNotAllowed,
             version.timestamp > FilePolicy.saturatingAdd(now, policy.maxClockSkew)
         {
