@@ -175,6 +175,39 @@ import Testing
         #expect(node.core.refusals[zone]?[node.b.id]?.timestamp == version.timestamp)
     }
 
+    @Test func madeUpClaimsCostAtMostABoundedNumberOfSignatureChecksASecond() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        var node = Self.meetingBAndC(configuredFor: zone, signedBy: signer)
+        node.feed(.askHoldings(zone))
+        var reasons: [String: Int] = [:]
+        for batch in 0..<20 {
+            let forged = (0..<64).map { index -> GossipItem in
+                let claim = Holding(
+                    holder: node.b.id, name: zone, timestamp: Int64(batch * 64 + index),
+                    signaturePrefix: [UInt8](repeating: 1, count: 16), signature: [UInt8](repeating: 7, count: 64))
+                return index % 2 == 0
+                    ? .holding(claim)
+                    : .refusal(
+                        RefusalClaim(
+                            holder: node.b.id, name: zone, timestamp: claim.timestamp,
+                            signaturePrefix: claim.signaturePrefix, reasonCode: 5, limit: 1,
+                            signature: claim.signature))
+            }
+            for directive in node.receive(items: forged, sender: node.b) {
+                if case .droppedClaim(let reason) = directive { reasons[reason, default: 0] += 1 }
+            }
+        }
+        #expect(reasons == ["bad_signature": ClusterCore.maxClaimChecksPerSecond, "over_check_budget": 20 * 64 - 1024])
+        // A member's answer dropped meanwhile gets through once the second is over.
+        let version = try signer.version("zone", at: MembershipTrustTests.start)
+        node.receive(items: [.holding(.signed(zone, version: version, by: node.b))], sender: node.b)
+        #expect(node.core.holdings[zone]?[node.b.id]?.holds(version) != true)
+        node.now += Self.second
+        node.receive(items: [.holding(.signed(zone, version: version, by: node.b))], sender: node.b)
+        #expect(node.core.holdings[zone]?[node.b.id]?.holds(version) == true)
+    }
+
     // MARK: Suspicion
 
     /// Runs one probe of `node` to the end with no answer; returns the member it probed and the

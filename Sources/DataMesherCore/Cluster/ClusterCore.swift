@@ -231,6 +231,10 @@ public struct ClusterCore: Sendable {
     /// Signature checks spent this second on keeping refusals (`keepRefusal`).
     var refusalChecks: (since: Int64, count: Int) = (.min, 0)
     static let maxRefusalChecksPerSecond = 16
+    /// Signature checks spent this second on members' claims and refusals: anyone can send
+    /// 64 made-up claims a datagram about a member and a name asked about, each costing a check.
+    var claimChecks: (since: Int64, count: Int) = (.min, 0)
+    public static let maxClaimChecksPerSecond = 1024
     static let holdingQueryInterval: Int64 = 200_000_000
     /// How many times this node tells a member it suspects so (once a probe interval).
     static let suspicionReminders = 3
@@ -890,11 +894,11 @@ public struct ClusterCore: Sendable {
         case .file(let version, let inline):
             offer(version, inline: inline, from: sender, now: now, rng: &rng, into: &out)
         case .holding(let holding):
-            receive(holding, into: &out)
+            receive(holding, now: now, into: &out)
         case .holdingQuery(let name):
             answerHoldingQuery(name, from: sender, into: &out)
         case .refusal(let claim):
-            receive(claim, into: &out)
+            receive(claim, now: now, into: &out)
         }
     }
 
@@ -1014,12 +1018,14 @@ public struct ClusterCore: Sendable {
 
     /// A member's refusal, beside its answer to a holding query: kept when the member's key
     /// signed it and it is newer than the refusal that member told before. It is not relayed.
-    mutating func receive(_ claim: RefusalClaim, into out: inout [CoreDirective]) {
+    mutating func receive(_ claim: RefusalClaim, now: Int64, into out: inout [CoreDirective]) {
         guard claim.holder != me.id, holdingAnswers[claim.name] != nil else { return }
         let known = refusals[claim.name]?[claim.holder]
         if known == claim { return }
         if let known, known.timestamp >= claim.timestamp { return }
-        guard let key = members[claim.holder]?.announcement.publicKey else { return }
+        guard let key = members[claim.holder]?.announcement.publicKey, mayCheckClaim(now: now, into: &out) else {
+            return
+        }
         guard verifier.isValidSignature(claim.signature, of: claim.signedMessage, by: key) else {
             out.append(.droppedClaim(reason: "bad_signature"))
             return
@@ -1039,12 +1045,13 @@ public struct ClusterCore: Sendable {
 
     /// A member's answer to a holding query: kept when the member's key signed it and it is newer
     /// than what that member said before about the name. It is not relayed.
-    mutating func receive(_ holding: Holding, into out: inout [CoreDirective]) {
+    mutating func receive(_ holding: Holding, now: Int64, into out: inout [CoreDirective]) {
         guard holding.holder != me.id, holdingAnswers[holding.name] != nil else { return }
         let known = holdings[holding.name]?[holding.holder]
         if known != holding {
             if let known, known.timestamp >= holding.timestamp { return }
-            guard let key = members[holding.holder]?.announcement.publicKey else { return }
+            guard let key = members[holding.holder]?.announcement.publicKey, mayCheckClaim(now: now, into: &out)
+            else { return }
             guard verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key) else {
                 out.append(.droppedClaim(reason: "bad_signature"))
                 return
@@ -1054,6 +1061,19 @@ public struct ClusterCore: Sendable {
         if holdingAnswers[holding.name]?.insert(holding.holder).inserted == true {
             changedHoldings.insert(holding.name)
         }
+    }
+
+    /// Whether a member's claim or refusal may have its signature checked now: at most
+    /// `maxClaimChecksPerSecond` a second, so a flood of made-up ones costs lookups, not checks
+    /// (a member's answer dropped meanwhile comes again with the next query).
+    mutating func mayCheckClaim(now: Int64, into out: inout [CoreDirective]) -> Bool {
+        if now.subtractingSaturated(claimChecks.since) >= 1_000_000_000 { claimChecks = (now, 0) }
+        guard claimChecks.count < ClusterCore.maxClaimChecksPerSecond else {
+            out.append(.droppedClaim(reason: "over_check_budget"))
+            return false
+        }
+        claimChecks.count += 1
+        return true
     }
 
     /// The names whose claims changed since the last call (for the shell to republish).
