@@ -193,7 +193,7 @@ public struct API: Sendable {
                     FileStatusJSON.Refused(
                         timestamp: refusal.timestamp, reason: refusal.reason?.label ?? "\(refusal.reasonCode)",
                         message: refusal.explanation,
-                        limit: refusal.reason == .inFuture || refusal.reason == .tooLarge ? refusal.limit : nil,
+                        limit: refusal.hasLimit ? refusal.limit : nil,
                         current: held.map { refusal.refuses($0.version) } ?? false)
                 })
         }

@@ -103,13 +103,14 @@ public struct FileStatusJSON: Codable, Sendable, Equatable {
     public struct Refused: Codable, Sendable, Equatable {
         public var timestamp: Int64
         /// A short code: `signer_not_allowed`, `other_network`, `in_future`, `expired`,
-        /// `too_large`, `negative_timestamp`, `malformed_tombstone` (or a number from a newer
-        /// member).
+        /// `too_large`, `negative_timestamp`, `malformed_tombstone`, `no_room` (or a number from
+        /// a newer member).
         public var reason: String
         /// Why, in words, as the member would put it.
         public var message: String
         /// The member's limit the version passed: its `max_clock_skew` in nanoseconds
-        /// (`in_future`) or its `max_file_size` in bytes (`too_large`).
+        /// (`in_future`), its `max_file_size` in bytes (`too_large`), the bytes free on its disk
+        /// (`no_room`).
         public var limit: UInt64?
         /// It is the version this node holds.
         public var current: Bool

@@ -105,7 +105,13 @@ extension NetworkShell {
     }
 
     func report(_ id: Int, _ outcome: Fetcher.Outcome) {
+        if case .noSpace(let version) = outcome { noteNoRoom(for: version) }
         carryOut(fetcher.answered(id, outcome, now: WallClock.now()))
+    }
+
+    /// Tells the core that `version` could not be stored for lack of room, for members that ask.
+    func noteNoRoom(for version: FileVersion) {
+        handle(.noRoom(version, free: DiskIO.freeBytes(node.store.stateDir) ?? 0))
     }
 
     func ended(_ id: Int, unreachable: Bool = false) {
@@ -255,7 +261,14 @@ extension NetworkShell {
                 return upload
             }
             defer { upload?.discard() }
-            return await submit(version, upload: upload, peer: peer) == .stored(version)
+            let outcome = await submit(version, upload: upload, peer: peer)
+            if case .noSpace = outcome { await noteNoRoom(for: version) }
+            return outcome == .stored(version)
+        } catch let error as DiskError where error.isDiskFull {
+            node.noteDiskFull(error, path: node.store.stateDir, origin: peer)
+            await handle(.storeFailed(version))
+            await noteNoRoom(for: version)
+            return false
         } catch {
             logger.error("storing \(version.name) failed: \(error)")
             await handle(.storeFailed(version))

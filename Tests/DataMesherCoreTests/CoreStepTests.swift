@@ -150,6 +150,22 @@ import Testing
         #expect(after.count == 1 && Self.refusal(in: after) == nil)
     }
 
+    @Test func aVersionThatFoundNoRoomIsToldAsRefused() throws {
+        let zone = try FileName("zone")
+        let signer = Signer()
+        var node = Fixture(policy: FilePolicy(allowedSigners: [zone: [signer.public_]]))
+        node.meet(node.b)
+        let version = try signer.version("zone", at: MembershipTrustTests.start)
+        node.feed(.noRoom(version, free: 123))
+        let claim = try #require(
+            Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))))
+        #expect(claim.refuses(version) && claim.reason == .noRoom && claim.limit == 123 && claim.hasLimit)
+        #expect(claim.explanation.hasPrefix("its disk has too little room for it (123 bytes free"))
+        // Stored once there is room: nothing more to tell.
+        node.feed(.stored(version, inline: nil))
+        #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == nil)
+    }
+
     @Test func onlyARefusalSignedByTheMemberThatAnsweredIsKept() throws {
         let zone = try FileName("zone")
         let signer = Signer()

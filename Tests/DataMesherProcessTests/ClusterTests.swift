@@ -457,6 +457,13 @@ import Testing
         #expect(try HTTP.put(first, try key.sign("big", big, at: nowNanoseconds()), big).status == 201)
         // Push/pull runs every second; without a back-off node1 would try (and fail) about 12 times.
         #expect(eventually(10) { SecurityTests.metric(full, "dm_disk_full_total") >= 1 })
+        // The node that has the version is told why node1 does not.
+        #expect(
+            eventually(10) {
+                let status = try? first.cli(["file", "status", "big", "--url", first.url])
+                return status?.stdout.contains("node1 refused this node's version, of 20") == true
+                    && status?.stdout.contains("its disk has too little room for it") == true
+            })
         usleep(12_000_000)
         let attempts = SecurityTests.metric(full, "dm_disk_full_total")
         #expect(attempts >= 1 && attempts <= 4, "\(attempts) attempts in 12 s")

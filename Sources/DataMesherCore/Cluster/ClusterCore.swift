@@ -100,6 +100,9 @@ public enum CoreInput: Sendable {
     case stored(FileVersion, inline: [UInt8]?)
     /// The shell could not store a version it was told to (fetch failed, refused).
     case storeFailed(FileVersion)
+    /// The shell could not store a version for lack of room on its disk (`free` bytes free):
+    /// told to members that ask, as a refusal is.
+    case noRoom(FileVersion, free: UInt64)
     /// The content of a big version being fetched (`.store`) started to arrive: this node passes
     /// it on from now on, so its offer is gossiped again for the members still looking for a
     /// holder that is free.
@@ -500,6 +503,10 @@ public struct ClusterCore: Sendable {
             if storing[version.name] == version { spread(.file(version, inline: nil), now: now, rng: &rng, into: &out) }
         case .storeFailed(let version):
             if storing[version.name] == version { storing[version.name] = nil }
+        case .noRoom(let version, let free):
+            if policy.allowedSigners[version.name] != nil {
+                keep(RefusalClaim(noRoomFor: version, free: free, holder: me.id), of: version, now: now)
+            }
         case .forgotten(let name):
             files.remove(name)
         case .lost(let version):
@@ -988,6 +995,11 @@ public struct ClusterCore: Sendable {
     /// not replace the refusal of a version an allowed key signed, which nobody else can make.
     mutating func keepRefusal(_ version: FileVersion, _ refusal: Refusal, now: Int64) {
         guard let claim = RefusalClaim(refusing: version, for: refusal, holder: me.id) else { return }
+        keep(claim, of: version, now: now)
+    }
+
+    /// Keeps `claim` about `version` by the rules of `keepRefusal`.
+    mutating func keep(_ claim: RefusalClaim, of version: FileVersion, now: Int64) {
         if let kept = ownRefusals[version.name] {
             let moot = files[version.name].map { $0.timestamp >= kept.timestamp } ?? false
             if !moot && kept.timestamp >= version.timestamp { return }

@@ -218,6 +218,8 @@ public struct RefusalClaim: Sendable, Equatable {
         case tooLarge = 5
         case negativeTimestamp = 6
         case malformedTombstone = 7
+        /// Not a rule: it could not store the version for lack of room on its disk.
+        case noRoom = 8
 
         /// The reason's name in the HTTP API (as the refusal counters name them).
         public var label: String {
@@ -229,6 +231,7 @@ public struct RefusalClaim: Sendable, Equatable {
             case .tooLarge: return "too_large"
             case .negativeTimestamp: return "negative_timestamp"
             case .malformedTombstone: return "malformed_tombstone"
+            case .noRoom: return "no_room"
             }
         }
     }
@@ -242,7 +245,8 @@ public struct RefusalClaim: Sendable, Equatable {
     public var signaturePrefix: [UInt8]
     public var reasonCode: UInt8
     /// The refusing member's limit that the version passed: `max_clock_skew` in nanoseconds
-    /// (`inFuture`), `max_file_size` in bytes (`tooLarge`); 0 for the others.
+    /// (`inFuture`), `max_file_size` in bytes (`tooLarge`), the bytes free on its disk
+    /// (`noRoom`); 0 otherwise.
     public var limit: UInt64
     public var signature: [UInt8]
 
@@ -287,6 +291,18 @@ public struct RefusalClaim: Sendable, Equatable {
 
     public var reason: Reason? { Reason(rawValue: reasonCode) }
 
+    /// The claim (unsigned) that this node could not store `version` for lack of room, with
+    /// `free` bytes free on its disk.
+    public init(noRoomFor version: FileVersion, free: UInt64, holder: NodeID) {
+        self.init(
+            holder: holder, name: version.name, timestamp: version.timestamp,
+            signaturePrefix: Array(version.signature.prefix(VersionSummary.signaturePrefixLength)),
+            reasonCode: Reason.noRoom.rawValue, limit: free, signature: [])
+    }
+
+    /// Whether the member's limit that the version passed is told (`limit`).
+    public var hasLimit: Bool { reason == .inFuture || reason == .tooLarge || reason == .noRoom }
+
     /// Whether this is the refusal of exactly `version`.
     public func refuses(_ version: FileVersion) -> Bool {
         timestamp == version.timestamp
@@ -306,6 +322,9 @@ public struct RefusalClaim: Sendable, Equatable {
         case .tooLarge: return "the content is larger than its max_file_size (\(limit) bytes)"
         case .negativeTimestamp: return "the timestamp is negative"
         case .malformedTombstone: return "the deletion does not sign empty content"
+        case .noRoom:
+            return
+                "its disk has too little room for it (\(limit) bytes free, less what it keeps free as disk_reserve); it tries again later"
         case nil: return "reason code \(reasonCode), which this version of data-mesher does not know"
         }
     }
