@@ -325,6 +325,65 @@ import Testing
         #expect(eventually(30) { ClusterTests.content(of: nodes[0], "config:app") == bytes })
     }
 
+    /// Made-up holding claims and refusals in a member's name, 64 a datagram, for a name the node
+    /// asked about: each would cost a signature check; the node checks at most a bounded number a
+    /// second, shows none of them, and still learns what the member really holds and refused.
+    @Test func madeUpClaimsAndRefusalsAreNeitherBelievedNorCheckedWithoutBound() throws {
+        let dir = try ClusterTests.keyDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = try TestKey(dir: dir, name: "owner")
+        let nodes = try ClusterTests.cluster(2, key: key, files: { _ in ["zone": [key.base64]] }) { index in
+            index == 1 ? "max_file_size = \"1KiB\"" : ""
+        }
+        defer { nodes.forEach { $0.cleanUp() } }
+        #expect(eventually { ClusterTests.allAlive(nodes) })
+        let member = try Target(nodes[1])
+        let zone = try FileName("zone")
+        func status() -> String {
+            (try? nodes[0].cli(["file", "status", "zone", "--url", nodes[0].url, "--json"]))?.stdout ?? ""
+        }
+        _ = status()  // node0 asks about the name, so claims about it are taken up
+        for batch in 0..<60 {
+            let items = (0..<64).map { index -> GossipItem in
+                let timestamp = Int64(1_000_000 + batch * 64 + index)
+                let prefix = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 16)
+                let signature = [UInt8](repeating: 7, count: 64)
+                return index % 2 == 0
+                    ? .holding(
+                        Holding(
+                            holder: member.id, name: zone, timestamp: timestamp, signaturePrefix: prefix,
+                            signature: signature))
+                    : .refusal(
+                        RefusalClaim(
+                            holder: member.id, name: zone, timestamp: timestamp, signaturePrefix: prefix,
+                            reasonCode: 4, limit: 0, signature: signature))
+            }
+            Self.send(Packet(sender: member.id, message: .gossip, items: items), to: nodes[0])
+            usleep(2_000)
+        }
+        #expect(
+            eventually(30) {
+                SecurityTests.metric(nodes[0], "dm_gossip_packets_dropped_total{reason=\"claim_over_check_budget\"}")
+                    >= 1
+            })
+        #expect(SecurityTests.metric(nodes[0], "dm_gossip_packets_dropped_total{reason=\"claim_bad_signature\"}") >= 1)
+        #expect(Self.allRunning(nodes), "\(nodes[0].tailOfLog(800))")
+        let shown =
+            (try? JSONSerialization.jsonObject(with: Data(status().utf8)) as? [String: Any])?["members"]
+            as? [[String: Any]] ?? []
+        let claimed = shown.first { $0["name"] as? String == "node1" }
+        #expect(claimed != nil && claimed?["refused"] == nil && claimed?["timestamp"] == nil, "\(shown)")
+        // The member's real refusal still gets through.
+        try String(repeating: "z", count: 4096).write(toFile: dir + "/zone", atomically: true, encoding: .utf8)
+        let update = try nodes[0].cli([
+            "file", "update", dir + "/zone", "--url", nodes[0].url, "--key", key.path, "--wait", "all", "--timeout",
+            "120s",
+        ])
+        #expect(
+            update.stderr.contains("node1 refused it: the content is larger than its max_file_size"), "\(update.stderr)"
+        )
+    }
+
     @Test func aCASignedCertificateWithoutTheNodeProfileIsNotAdmitted() throws {
         let secrets = try SecurityTests.Secrets()
         defer { try? FileManager.default.removeItem(atPath: secrets.dir) }
