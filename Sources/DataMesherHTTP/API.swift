@@ -181,9 +181,8 @@ public struct API: Sendable {
         let members = node.members().map { member in
             let claim = view.claims[member.id]
             // A refusal counts while the member holds nothing as new as the version it refused.
-            let refusal = view.refusals[member.id].flatMap { refusal in
-                claim.map { $0.timestamp < refusal.timestamp } ?? true ? refusal : nil
-            }
+            var refusal = view.refusals[member.id]
+            if let claim, let refused = refusal, claim.timestamp >= refused.timestamp { refusal = nil }
             return FileStatusJSON.Member(
                 id: member.id, name: member.name, state: member.state.rawValue,
                 configured: claim != nil || member.id == node.nodeID,
@@ -193,7 +192,7 @@ public struct API: Sendable {
                     FileStatusJSON.Refused(
                         timestamp: refusal.timestamp, reason: refusal.reason?.label ?? "\(refusal.reasonCode)",
                         message: refusal.explanation,
-                        limit: refusal.hasLimit ? refusal.limit : nil,
+                        limit: refusal.hasLimit ? refusal.limit : nil, lasting: refusal.isLasting,
                         current: held.map { refusal.refuses($0.version) } ?? false)
                 })
         }

@@ -95,7 +95,8 @@ public struct FileStatusJSON: Codable, Sendable, Equatable {
         public var timestamp: Int64?
         /// It holds exactly the version this node holds.
         public var current: Bool
-        /// The newer version it refused, and why (absent: it refused none it told of).
+        /// The newer version it refused, and why (absent: it told of none, or it holds a version
+        /// as new since).
         public var refused: Refused? = nil
     }
 
@@ -108,10 +109,12 @@ public struct FileStatusJSON: Codable, Sendable, Equatable {
         public var reason: String
         /// Why, in words, as the member would put it.
         public var message: String
-        /// The member's limit the version passed: its `max_clock_skew` in nanoseconds
-        /// (`in_future`), its `max_file_size` in bytes (`too_large`), the bytes free on its disk
-        /// (`no_room`).
+        /// The number behind the reason: its `max_clock_skew` in nanoseconds (`in_future`), its
+        /// `max_file_size` in bytes (`too_large`), the bytes free on its disk (`no_room`).
         public var limit: UInt64?
+        /// It refuses the version for as long as its settings stay as they are; false for
+        /// `no_room` and `in_future`, which can pass (it tries again).
+        public var lasting: Bool
         /// It is the version this node holds.
         public var current: Bool
     }

@@ -109,9 +109,11 @@ extension NetworkShell {
         carryOut(fetcher.answered(id, outcome, now: WallClock.now()))
     }
 
-    /// Tells the core that `version` could not be stored for lack of room, for members that ask.
+    /// Tells the core that `version` could not be stored for lack of room, for members that ask
+    /// (when the room left can be told).
     func noteNoRoom(for version: FileVersion) {
-        handle(.noRoom(version, free: DiskIO.freeBytes(node.store.stateDir) ?? 0))
+        guard let free = DiskIO.freeBytes(node.store.stateDir) else { return }
+        handle(.noRoom(version, free: free))
     }
 
     func ended(_ id: Int, unreachable: Bool = false) {
@@ -198,13 +200,13 @@ extension NetworkShell {
         }
         // Refused (and logged) before any content is stored; no room: wait before trying this
         // version again (not at every push/pull).
-        let refused =
-            node.precheck(
-                name: name, signer: version.signer, contentLength: version.contentLength,
-                timestamp: version.timestamp, validFor: version.validFor, signature: version.signature,
-                origin: "\(address)") != nil
-        if refused || node.spaceProblem(forUpload: version.contentLength) != nil {
-            await report(id, refused ? .notStored : .noSpace(version))
+        let refusal = node.precheck(
+            name: name, signer: version.signer, contentLength: version.contentLength,
+            timestamp: version.timestamp, validFor: version.validFor, signature: version.signature,
+            origin: "\(address)")
+        if let refusal { await handle(.refusedFetched(version, refusal)) }
+        if refusal != nil || node.spaceProblem(forUpload: version.contentLength) != nil {
+            await report(id, refusal != nil ? .notStored : .noSpace(version))
             try await skip(version, reader: &reader)
             return
         }
@@ -293,6 +295,7 @@ extension NetworkShell {
                     return .stored(version)
                 }
                 await handle(.storeFailed(version))
+                await handle(.refusedFetched(version, refusal))
                 if case .contentMismatch = refusal { return .corrupt }
                 return .notStored
             }

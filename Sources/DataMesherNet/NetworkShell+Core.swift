@@ -67,7 +67,7 @@ extension NetworkShell {
             }
         case .droppedClaim(let reason):
             node.metrics.droppedPacket("claim_" + reason)
-            logger.debug("dropped membership claim", metadata: ["dm.reason": "\(reason)"])
+            logger.debug("dropped claim", metadata: ["dm.reason": "\(reason)"])
         case .refused(let version, let refusal, let from):
             node.metrics.refused(refusal)
             // Anyone who can send a datagram can make new ones (64 offers of made-up versions per

@@ -341,15 +341,22 @@ struct FileUpdate: AsyncParsableCommand {
         repeat {
             let status = try client.decode(
                 FileStatusJSON.self, try await client.send(.GET, "/v1/status/" + name.value))
-            let live = status.members.filter { ($0.state == "alive" || $0.state == "suspect") && $0.configured }
-            let holding = live.filter { $0.timestamp == version.timestamp && $0.current }
-            let refusing = live.filter { member in
-                member.refused.map { $0.timestamp == version.timestamp && $0.current } ?? false
+            let alive = status.members.filter { $0.state == "alive" || $0.state == "suspect" }
+            let live = alive.filter(\.configured)
+            func holdsIt(_ member: FileStatusJSON.Member) -> Bool {
+                member.timestamp == version.timestamp && member.current
             }
-            missing = live.filter { member in
-                !(member.timestamp == version.timestamp && member.current) && !refusing.contains(member)
-            }.map(\.name)
-            refusals = refusing.map { "\($0.name) refused it: \($0.refused?.message ?? "")" }
+            func refusal(_ member: FileStatusJSON.Member) -> FileStatusJSON.Refused? {
+                member.refused.flatMap { $0.timestamp == version.timestamp && $0.current ? $0 : nil }
+            }
+            let holding = live.filter(holdsIt)
+            // For good (its settings refuse it), or for now (no room, its clock behind): the
+            // latter may still take it.
+            let refusing = live.filter { !holdsIt($0) && refusal($0)?.lasting == true }
+            missing = live.filter { !holdsIt($0) && !refusing.contains($0) }.map { member in
+                refusal(member).map { "\(member.name) (\($0.message))" } ?? member.name
+            }
+            refusals = refusing.map { "\($0.name) refused it: \(refusal($0)?.message ?? "")" }
             held = holding.count
             liveCount = live.count
             if let count, holding.count >= count {
@@ -360,7 +367,9 @@ struct FileUpdate: AsyncParsableCommand {
                 print("held by all \(holding.count) live members configured for \(name)")
                 return
             }
-            if !refusing.isEmpty && live.count - refusing.count < count ?? live.count {
+            // Too few left that may take it: every live member but those refusing it for good,
+            // answered or not, could.
+            if !refusing.isEmpty && count.map({ alive.count - refusing.count < $0 }) ?? true {
                 throw CLIError(
                     "\(name) at \(version.timestamp) cannot be held by \(count.map { "\($0) member\($0 == 1 ? "" : "s")" } ?? "every live member") configured for it: "
                         + standing())
@@ -423,7 +432,7 @@ struct FileStatus: AsyncParsableCommand {
             for member in status.members {
                 guard let refused = member.refused else { continue }
                 print(
-                    "\(member.name) refused \(refused.current ? "this node's version" : "a version this node does not hold"), of \(RFC3339.utc(nanoseconds: refused.timestamp)): \(refused.message)"
+                    "\(member.name) \(refused.lasting ? "refused" : "has not taken") \(refused.current ? "this node's version" : "a version this node does not hold"), of \(RFC3339.utc(nanoseconds: refused.timestamp)): \(refused.message)"
                 )
             }
         }

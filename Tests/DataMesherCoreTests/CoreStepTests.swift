@@ -127,7 +127,7 @@ import Testing
         node.receive(items: [.file(farAhead, inline: Array("y".utf8))], sender: node.b)
         #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == claim)
         // Nor does one within the skew replace the refusal of a version an allowed key signed,
-        // which nobody else can make.
+        // which nobody else can make (and the other way round, below).
         let decoy = try stranger.version("zone", at: MembershipTrustTests.start + 1, content: "y")
         node.receive(items: [.file(decoy, inline: Array("y".utf8))], sender: node.b)
         #expect(Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))) == claim)
@@ -141,6 +141,12 @@ import Testing
         let notAllowed = try #require(
             Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))))
         #expect(notAllowed.refuses(other) && notAllowed.reason == .signerNotAllowed)
+        // The refusal of a version an allowed key signed replaces it, though older.
+        let bigAgain = try signer.version("zone", at: MembershipTrustTests.start + 2, content: "big again")
+        node.receive(items: [.file(bigAgain, inline: Array("big again".utf8))], sender: node.b)
+        let tooLarge = try #require(
+            Self.refusal(in: Self.sent(node.receive(items: [.holdingQuery(zone)], sender: node.b))))
+        #expect(tooLarge.refuses(bigAgain) && tooLarge.reason == .tooLarge && tooLarge.isLasting)
 
         // Once it holds a version as new, it tells no refusal.
         let fits = try signer.version("zone", at: MembershipTrustTests.start + 3, content: "ok")
@@ -189,6 +195,11 @@ import Testing
         older.timestamp -= 1
         node.receive(items: [.refusal(older.signed(by: node.b))], sender: node.b)
         #expect(node.core.refusals[zone]?[node.b.id]?.timestamp == version.timestamp)
+        // Once b says it holds a version as new, its refusal is over and forgotten.
+        node.receive(items: [.holding(.signed(zone, version: version, by: node.b))], sender: node.b)
+        #expect(node.core.refusals[zone] == nil)
+        node.receive(items: [.refusal(told.signed(by: node.b))], sender: node.b)
+        #expect(node.core.refusals[zone] == nil)
     }
 
     @Test func madeUpClaimsCostAtMostABoundedNumberOfSignatureChecksASecond() throws {

@@ -461,7 +461,7 @@ import Testing
         #expect(
             eventually(10) {
                 let status = try? first.cli(["file", "status", "big", "--url", first.url])
-                return status?.stdout.contains("node1 refused this node's version, of 20") == true
+                return status?.stdout.contains("node1 has not taken this node's version, of 20") == true
                     && status?.stdout.contains("its disk has too little room for it") == true
             })
         usleep(12_000_000)

@@ -103,6 +103,9 @@ public enum CoreInput: Sendable {
     /// The shell could not store a version for lack of room on its disk (`free` bytes free):
     /// told to members that ask, as a refusal is.
     case noRoom(FileVersion, free: UInt64)
+    /// The shell refused a version it fetched (after a push/pull) or could not commit: told to
+    /// members that ask, as a refusal of an offer is.
+    case refusedFetched(FileVersion, Refusal)
     /// The content of a big version being fetched (`.store`) started to arrive: this node passes
     /// it on from now on, so its offer is gossiped again for the members still looking for a
     /// holder that is free.
@@ -231,12 +234,11 @@ public struct ClusterCore: Sendable {
     /// The version of each configured name this node refused last, when its signature verified
     /// (signed once it is first told).
     var ownRefusals: [FileName: RefusalClaim] = [:]
-    /// Signature checks spent this second on keeping refusals (`keepRefusal`).
-    var refusalChecks: (since: Int64, count: Int) = (.min, 0)
-    static let maxRefusalChecksPerSecond = 16
-    /// Signature checks spent this second on members' claims and refusals: anyone can send
-    /// 64 made-up claims a datagram about a member and a name asked about, each costing a check.
-    var claimChecks: (since: Int64, count: Int) = (.min, 0)
+    /// Signature checks of refused versions, to keep their refusals (`keepOwnRefusal`).
+    var refusalChecks = PerSecondBudget(perSecond: 64)
+    /// Signature checks of members' claims and refusals: anyone can send 64 made-up claims a
+    /// datagram about a member and a name asked about, each costing a check.
+    var claimChecks = PerSecondBudget(perSecond: ClusterCore.maxClaimChecksPerSecond)
     public static let maxClaimChecksPerSecond = 1024
     static let holdingQueryInterval: Int64 = 200_000_000
     /// How many times this node tells a member it suspects so (once a probe interval).
@@ -398,11 +400,7 @@ public struct ClusterCore: Sendable {
             holdingCount -= 1
             changedHoldings.insert(name)
         }
-        for name in refusals.keys where refusals[name]?[id] != nil {
-            refusals[name]?[id] = nil
-            refusalCount -= 1
-            changedHoldings.insert(name)
-        }
+        for name in refusals.keys { forgetRefusal(of: name, by: id) }
         members[id] = nil
         departed.remove(id)
         endConfirmation(id)
@@ -505,7 +503,13 @@ public struct ClusterCore: Sendable {
             if storing[version.name] == version { storing[version.name] = nil }
         case .noRoom(let version, let free):
             if policy.allowedSigners[version.name] != nil {
-                keep(RefusalClaim(noRoomFor: version, free: free, holder: me.id), of: version, now: now)
+                keepOwnRefusal(RefusalClaim(noRoomFor: version, free: free, holder: me.id), of: version, now: now)
+            }
+        case .refusedFetched(let version, let refusal):
+            if policy.allowedSigners[version.name] != nil,
+                let claim = RefusalClaim(refusing: version, for: refusal, holder: me.id)
+            {
+                keepOwnRefusal(claim, of: version, now: now)
             }
         case .forgotten(let name):
             files.remove(name)
@@ -919,9 +923,8 @@ public struct ClusterCore: Sendable {
         record(ownClaim(name))
         if let refusal = ownRefusal(name) {
             record(refusal)
-        } else if refusals[name]?.removeValue(forKey: me.id) != nil {
-            refusalCount -= 1
-            changedHoldings.insert(name)
+        } else {
+            forgetRefusal(of: name, by: me.id)
         }
         if let asked = holdingQueries[name], now.subtractingSaturated(asked) < ClusterCore.holdingQueryInterval {
             return
@@ -961,14 +964,15 @@ public struct ClusterCore: Sendable {
         guard policy.allowedSigners[name] != nil, let member = members[sender], member.isLive,
             let address = member.address
         else { return }
-        let answer = Packet(sender: me.id, message: .gossip, items: [.holding(ownClaim(name))])
-        out.append(.send(answer, to: address, node: sender))
-        // In a datagram of its own: a node from before refusals were told drops a datagram with
-        // an item it does not know, and still gets the claim.
+        // The refusal first, in a datagram of its own: the asker counts a member as answered at
+        // its claim, so the refusal is there by then; and a node from before refusals were told
+        // drops a datagram with an item it does not know, and still gets the claim.
         if let refusal = ownRefusal(name) {
             out.append(
                 .send(Packet(sender: me.id, message: .gossip, items: [.refusal(refusal)]), to: address, node: sender))
         }
+        let answer = Packet(sender: me.id, message: .gossip, items: [.holding(ownClaim(name))])
+        out.append(.send(answer, to: address, node: sender))
     }
 
     /// This node's signed refusal of a version of `name` newer than the one it holds (signed
@@ -986,36 +990,35 @@ public struct ClusterCore: Sendable {
         return claim
     }
 
-    /// Keeps this node's refusal of `version`, to tell the members that ask about its name. Only
-    /// of a version newer than the refusal kept, whose signature by its signer key verifies (any
-    /// sender can make up versions that fail the rules checked before the signature), and within
-    /// `maxRefusalChecksPerSecond` such checks. Anyone can sign with a key of their own, so a
-    /// version of a signer not allowed is kept only when its timestamp is not beyond the clock
-    /// skew allowed (one made up far in the future would hide every later refusal), and it does
-    /// not replace the refusal of a version an allowed key signed, which nobody else can make.
-    mutating func keepRefusal(_ version: FileVersion, _ refusal: Refusal, now: Int64) {
-        guard let claim = RefusalClaim(refusing: version, for: refusal, holder: me.id) else { return }
-        keep(claim, of: version, now: now)
+    /// Keeps `claim`, this node's refusal of `version` (or its lack of room for it), to tell the
+    /// members that ask about its name; only of a version newer than the one held, and only when
+    /// the version's signature by its signer key verifies (any sender can make up versions that
+    /// fail the rules checked before the signature), within `refusalChecks`. Anyone can also
+    /// sign a version with a key of their own (`signerNotAllowed`): such a refusal is kept only
+    /// for a timestamp within the clock skew allowed (one far in the future would hide every
+    /// later refusal), never hides the refusal of a version a configured key signed (which
+    /// nobody else can make), and is replaced by one whatever their timestamps. Otherwise the
+    /// newer version's refusal is kept.
+    mutating func keepOwnRefusal(_ claim: RefusalClaim, of version: FileVersion, now: Int64) {
+        let anyonesKey = claim.reason == .signerNotAllowed
+        if let held = files[version.name], held.timestamp >= version.timestamp { return }
+        if let kept = ownRefusals[version.name], files[version.name].map({ $0.timestamp < kept.timestamp }) ?? true {
+            let keptAnyonesKey = kept.reason == .signerNotAllowed
+            if anyonesKey && !keptAnyonesKey { return }
+            if anyonesKey == keptAnyonesKey && kept.timestamp >= version.timestamp { return }
+        }
+        if anyonesKey && version.timestamp > FilePolicy.saturatingAdd(now, policy.maxClockSkew) { return }
+        // A signature that fails under this node's own network_id is made up: neither told nor checked.
+        if claim.reason == .otherNetwork && version.networkID == policy.networkID { return }
+        guard refusalChecks.take(now: now), verifier.isValid(version) else { return }
+        ownRefusals[version.name] = claim
     }
 
-    /// Keeps `claim` about `version` by the rules of `keepRefusal`.
-    mutating func keep(_ claim: RefusalClaim, of version: FileVersion, now: Int64) {
-        if let kept = ownRefusals[version.name] {
-            let moot = files[version.name].map { $0.timestamp >= kept.timestamp } ?? false
-            if !moot && kept.timestamp >= version.timestamp { return }
-            if !moot && claim.reason == .signerNotAllowed && kept.reason != .signerNotAllowed { return }
-        }
-        if claim.reason == .signerNotAllowed,
-            version.timestamp > FilePolicy.saturatingAdd(now, policy.maxClockSkew)
-        {
-            return
-        }
-        if now.subtractingSaturated(refusalChecks.since) >= 1_000_000_000 { refusalChecks = (now, 0) }
-        guard refusalChecks.count < ClusterCore.maxRefusalChecksPerSecond else { return }
-        refusalChecks.count += 1
-        guard verifier.isValid(version) else { return }
-        if claim.reason == .otherNetwork && version.networkID == policy.networkID { return }
-        ownRefusals[version.name] = claim
+    mutating func forgetRefusal(of name: FileName, by id: NodeID) {
+        guard refusals[name]?.removeValue(forKey: id) != nil else { return }
+        refusalCount -= 1
+        if refusals[name]?.isEmpty == true { refusals[name] = nil }
+        changedHoldings.insert(name)
     }
 
     mutating func record(_ claim: RefusalClaim) {
@@ -1029,12 +1032,14 @@ public struct ClusterCore: Sendable {
     }
 
     /// A member's refusal, beside its answer to a holding query: kept when the member's key
-    /// signed it and it is newer than the refusal that member told before. It is not relayed.
+    /// signed it and it is newer than the refusal that member told before and than the version
+    /// it says it holds. It is not relayed.
     mutating func receive(_ claim: RefusalClaim, now: Int64, into out: inout [CoreDirective]) {
         guard claim.holder != me.id, holdingAnswers[claim.name] != nil else { return }
         let known = refusals[claim.name]?[claim.holder]
         if known == claim { return }
         if let known, known.timestamp >= claim.timestamp { return }
+        if let held = holdings[claim.name]?[claim.holder], held.timestamp >= claim.timestamp { return }
         guard let key = members[claim.holder]?.announcement.publicKey, mayCheckClaim(now: now, into: &out) else {
             return
         }
@@ -1069,6 +1074,10 @@ public struct ClusterCore: Sendable {
                 return
             }
             record(holding)
+            // A refusal of a version no newer than the one the member now holds is over.
+            if let refused = refusals[holding.name]?[holding.holder], refused.timestamp <= holding.timestamp {
+                forgetRefusal(of: holding.name, by: holding.holder)
+            }
         }
         if holdingAnswers[holding.name]?.insert(holding.holder).inserted == true {
             changedHoldings.insert(holding.name)
@@ -1079,12 +1088,10 @@ public struct ClusterCore: Sendable {
     /// `maxClaimChecksPerSecond` a second, so a flood of made-up ones costs lookups, not checks
     /// (a member's answer dropped meanwhile comes again with the next query).
     mutating func mayCheckClaim(now: Int64, into out: inout [CoreDirective]) -> Bool {
-        if now.subtractingSaturated(claimChecks.since) >= 1_000_000_000 { claimChecks = (now, 0) }
-        guard claimChecks.count < ClusterCore.maxClaimChecksPerSecond else {
+        guard claimChecks.take(now: now) else {
             out.append(.droppedClaim(reason: "over_check_budget"))
             return false
         }
-        claimChecks.count += 1
         return true
     }
 
@@ -1119,7 +1126,9 @@ public struct ClusterCore: Sendable {
         guard inline != nil || version.isTombstone || offerer != nil else { return }
         if let refusal = policy.evaluate(version, current: files[version.name], now: now, verifier: verifier) {
             if case .stale = refusal { return }
-            keepRefusal(version, refusal, now: now)
+            if let claim = RefusalClaim(refusing: version, for: refusal, holder: me.id) {
+                keepOwnRefusal(claim, of: version, now: now)
+            }
             out.append(.refused(version, refusal, from: sender))
             return
         }
@@ -1221,7 +1230,8 @@ public struct ClusterCore: Sendable {
             return
         }
         if let source {
-            if now >= newMembersWindowEnd {
+            // A clock stepped back starts a new window too.
+            if now >= newMembersWindowEnd || newMembersWindowEnd.subtractingSaturated(now) > settings.newMemberWindow {
                 newMembersBySource.removeAll(keepingCapacity: true)
                 newMembersWindowEnd = now.addingSaturated(settings.newMemberWindow)
             }
@@ -1465,5 +1475,24 @@ extension FixedWidthInteger {
         let (product, overflow) = multipliedReportingOverflow(by: other)
         guard overflow else { return product }
         return (self < 0) != (other < 0) ? .min : .max
+    }
+}
+
+/// At most `perSecond` of something each second by the caller's clock; a clock stepped back
+/// starts a new second, so it never holds the budget spent.
+struct PerSecondBudget: Sendable {
+    let perSecond: Int
+    var since: Int64 = .min
+    var spent = 0
+
+    /// Whether one more may happen now; counts it if so.
+    mutating func take(now: Int64) -> Bool {
+        if now < since || now.subtractingSaturated(since) >= 1_000_000_000 {
+            since = now
+            spent = 0
+        }
+        guard spent < perSecond else { return false }
+        spent += 1
+        return true
     }
 }

@@ -238,6 +238,7 @@ public struct RefusalClaim: Sendable, Equatable {
 
     static let label: [UInt8] = Array("data-mesher/refused/v1".utf8) + [0]
 
+    /// The member that refused (named as in `Holding`).
     public var holder: NodeID
     public var name: FileName
     /// The refused version's timestamp and the first 16 bytes of its signature.
@@ -299,6 +300,11 @@ public struct RefusalClaim: Sendable, Equatable {
             signaturePrefix: Array(version.signature.prefix(VersionSummary.signaturePrefixLength)),
             reasonCode: Reason.noRoom.rawValue, limit: free, signature: [])
     }
+
+    /// Whether the member refuses the version for as long as its settings stay as they are:
+    /// false for a lack of room and a clock behind the version's timestamp, which can pass (it
+    /// tries again), and for a reason this build does not know.
+    public var isLasting: Bool { reason.map { $0 != .noRoom && $0 != .inFuture } ?? false }
 
     /// Whether the member's limit that the version passed is told (`limit`).
     public var hasLimit: Bool { reason == .inFuture || reason == .tooLarge || reason == .noRoom }
