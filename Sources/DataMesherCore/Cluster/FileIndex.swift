@@ -140,10 +140,13 @@ public struct VersionSummary: Sendable, Equatable {
     }
 
     public init(_ version: FileVersion) {
-        self.init(
-            name: version.name, timestamp: version.timestamp,
-            signaturePrefix: Array(version.signature.prefix(VersionSummary.signaturePrefixLength)))
+        self.init(name: version.name, timestamp: version.timestamp, signaturePrefix: version.signaturePrefix)
     }
+}
+
+extension FileVersion {
+    /// The first bytes of its signature that summaries, holding claims and refusals name it by.
+    public var signaturePrefix: [UInt8] { Array(signature.prefix(VersionSummary.signaturePrefixLength)) }
 }
 
 extension VersionOrder {

@@ -178,7 +178,7 @@ public struct Holding: Sendable, Equatable {
     public static func signed(_ name: FileName, version: FileVersion?, by key: NodeKey) -> Holding {
         var holding = Holding(
             holder: key.id, name: name, timestamp: version?.timestamp ?? Holding.nothing,
-            signaturePrefix: version.map { Array($0.signature.prefix(VersionSummary.signaturePrefixLength)) } ?? [],
+            signaturePrefix: version?.signaturePrefix ?? [],
             signature: [])
         holding.signature = key.sign(holding.signedMessage)
         return holding
@@ -198,7 +198,7 @@ public struct Holding: Sendable, Equatable {
     /// Whether this is the claim of holding exactly `version`.
     public func holds(_ version: FileVersion) -> Bool {
         timestamp == version.timestamp
-            && signaturePrefix == Array(version.signature.prefix(VersionSummary.signaturePrefixLength))
+            && signaturePrefix == version.signaturePrefix
     }
 }
 
@@ -286,7 +286,7 @@ public struct RefusalClaim: Sendable, Equatable {
         }
         self.init(
             holder: holder, name: version.name, timestamp: version.timestamp,
-            signaturePrefix: Array(version.signature.prefix(VersionSummary.signaturePrefixLength)),
+            signaturePrefix: version.signaturePrefix,
             reasonCode: reason.rawValue, limit: limit, signature: [])
     }
 
@@ -297,7 +297,7 @@ public struct RefusalClaim: Sendable, Equatable {
     public init(noRoomFor version: FileVersion, free: UInt64, holder: NodeID) {
         self.init(
             holder: holder, name: version.name, timestamp: version.timestamp,
-            signaturePrefix: Array(version.signature.prefix(VersionSummary.signaturePrefixLength)),
+            signaturePrefix: version.signaturePrefix,
             reasonCode: Reason.noRoom.rawValue, limit: free, signature: [])
     }
 
@@ -312,7 +312,7 @@ public struct RefusalClaim: Sendable, Equatable {
     /// Whether this is the refusal of exactly `version`.
     public func refuses(_ version: FileVersion) -> Bool {
         timestamp == version.timestamp
-            && signaturePrefix == Array(version.signature.prefix(VersionSummary.signaturePrefixLength))
+            && signaturePrefix == version.signaturePrefix
     }
 
     /// Why the member refused, as the member would say it ("it ...").
