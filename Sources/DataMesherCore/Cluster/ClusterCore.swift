@@ -216,8 +216,7 @@ public struct ClusterCore: Sendable {
     public private(set) var clockOffsets: [NodeID: Int64] = [:]
     /// Which version of each name each member says it holds (this node's own included), from
     /// their signed answers to this node's holding queries.
-    public private(set) var holdings: [FileName: [NodeID: Holding]] = [:]
-    var holdingCount = 0
+    public private(set) var holdings = ClaimsByName<Holding>()
     public static let maxHoldings = 65_536
     /// Names whose claims changed since the shell last took them.
     var changedHoldings: Set<FileName> = []
@@ -229,8 +228,7 @@ public struct ClusterCore: Sendable {
     var ownClaims: [FileName: Holding] = [:]
     /// Why members refused a version newer than the one they hold (this node's own included),
     /// from their signed answers to this node's holding queries.
-    public private(set) var refusals: [FileName: [NodeID: RefusalClaim]] = [:]
-    var refusalCount = 0
+    public private(set) var refusals = ClaimsByName<RefusalClaim>()
     /// The version of each configured name this node refused last, when its signature verified
     /// (signed once it is first told).
     var ownRefusals: [FileName: RefusalClaim] = [:]
@@ -395,12 +393,8 @@ public struct ClusterCore: Sendable {
 
     mutating func removeRecord(_ id: NodeID) {
         membershipVersion &+= 1
-        for name in holdings.keys where holdings[name]?[id] != nil {
-            holdings[name]?[id] = nil
-            holdingCount -= 1
-            changedHoldings.insert(name)
-        }
-        for name in refusals.keys { forgetRefusal(of: name, by: id) }
+        changedHoldings.formUnion(holdings.forget(id))
+        changedHoldings.formUnion(refusals.forget(id))
         members[id] = nil
         departed.remove(id)
         endConfirmation(id)
@@ -1015,20 +1009,15 @@ public struct ClusterCore: Sendable {
     }
 
     mutating func forgetRefusal(of name: FileName, by id: NodeID) {
-        guard refusals[name]?.removeValue(forKey: id) != nil else { return }
-        refusalCount -= 1
-        if refusals[name]?.isEmpty == true { refusals[name] = nil }
-        changedHoldings.insert(name)
+        if refusals.remove(name, by: id) { changedHoldings.insert(name) }
     }
 
     mutating func record(_ claim: RefusalClaim) {
-        if refusals[claim.name]?[claim.holder] == claim { return }
-        if refusals[claim.name]?[claim.holder] == nil {
-            guard refusalCount < ClusterCore.maxHoldings else { return }
-            refusalCount += 1
-        }
-        refusals[claim.name, default: [:]][claim.holder] = claim
-        changedHoldings.insert(claim.name)
+        if refusals.set(claim, name: claim.name, by: claim.holder) { changedHoldings.insert(claim.name) }
+    }
+
+    mutating func record(_ holding: Holding) {
+        if holdings.set(holding, name: holding.name, by: holding.holder) { changedHoldings.insert(holding.name) }
     }
 
     /// A member's refusal, beside its answer to a holding query: kept when the member's key
@@ -1040,24 +1029,10 @@ public struct ClusterCore: Sendable {
         if known == claim { return }
         if let known, known.timestamp >= claim.timestamp { return }
         if let held = holdings[claim.name]?[claim.holder], held.timestamp >= claim.timestamp { return }
-        guard let key = members[claim.holder]?.announcement.publicKey, mayCheckClaim(now: now, into: &out) else {
-            return
-        }
-        guard verifier.isValidSignature(claim.signature, of: claim.signedMessage, by: key) else {
-            out.append(.droppedClaim(reason: "bad_signature"))
+        guard isSigned(claim.signedMessage, with: claim.signature, by: claim.holder, now: now, into: &out) else {
             return
         }
         record(claim)
-    }
-
-    mutating func record(_ holding: Holding) {
-        if holdings[holding.name]?[holding.holder] == holding { return }
-        if holdings[holding.name]?[holding.holder] == nil {
-            guard holdingCount < ClusterCore.maxHoldings else { return }
-            holdingCount += 1
-        }
-        holdings[holding.name, default: [:]][holding.holder] = holding
-        changedHoldings.insert(holding.name)
     }
 
     /// A member's answer to a holding query: kept when the member's key signed it and it is newer
@@ -1067,12 +1042,8 @@ public struct ClusterCore: Sendable {
         let known = holdings[holding.name]?[holding.holder]
         if known != holding {
             if let known, known.timestamp >= holding.timestamp { return }
-            guard let key = members[holding.holder]?.announcement.publicKey, mayCheckClaim(now: now, into: &out)
+            guard isSigned(holding.signedMessage, with: holding.signature, by: holding.holder, now: now, into: &out)
             else { return }
-            guard verifier.isValidSignature(holding.signature, of: holding.signedMessage, by: key) else {
-                out.append(.droppedClaim(reason: "bad_signature"))
-                return
-            }
             record(holding)
             // A refusal of a version no newer than the one the member now holds is over.
             if let refused = refusals[holding.name]?[holding.holder], refused.timestamp <= holding.timestamp {
@@ -1084,12 +1055,19 @@ public struct ClusterCore: Sendable {
         }
     }
 
-    /// Whether a member's claim or refusal may have its signature checked now: at most
-    /// `maxClaimChecksPerSecond` a second, so a flood of made-up ones costs lookups, not checks
-    /// (a member's answer dropped meanwhile comes again with the next query).
-    mutating func mayCheckClaim(now: Int64, into out: inout [CoreDirective]) -> Bool {
+    /// Whether member `id`'s key signed `message`, checked within `claimChecks` (anyone can send
+    /// 64 made-up claims a datagram; a member's answer dropped meanwhile comes again with the
+    /// next query).
+    mutating func isSigned(
+        _ message: [UInt8], with signature: [UInt8], by id: NodeID, now: Int64, into out: inout [CoreDirective]
+    ) -> Bool {
+        guard let key = members[id]?.announcement.publicKey else { return false }
         guard claimChecks.take(now: now) else {
             out.append(.droppedClaim(reason: "over_check_budget"))
+            return false
+        }
+        guard verifier.isValidSignature(signature, of: message, by: key) else {
+            out.append(.droppedClaim(reason: "bad_signature"))
             return false
         }
         return true
@@ -1494,5 +1472,43 @@ struct PerSecondBudget: Sendable {
         guard spent < perSecond else { return false }
         spent += 1
         return true
+    }
+}
+
+/// What members said about names: one claim of each member about each name, at most
+/// `ClusterCore.maxHoldings` in all.
+public struct ClaimsByName<Claim: Sendable & Equatable>: Sendable {
+    var byName: [FileName: [NodeID: Claim]] = [:]
+    var count = 0
+
+    public subscript(name: FileName) -> [NodeID: Claim]? { byName[name] }
+
+    /// Keeps `claim` as what `member` says about `name`; false when it was kept already or no
+    /// room is left.
+    mutating func set(_ claim: Claim, name: FileName, by member: NodeID) -> Bool {
+        guard let known = byName[name]?[member] else {
+            guard count < ClusterCore.maxHoldings else { return false }
+            count += 1
+            byName[name, default: [:]][member] = claim
+            return true
+        }
+        if known == claim { return false }
+        byName[name]?[member] = claim
+        return true
+    }
+
+    /// Forgets what `member` says about `name`; false when it said nothing.
+    mutating func remove(_ name: FileName, by member: NodeID) -> Bool {
+        guard byName[name]?.removeValue(forKey: member) != nil else { return false }
+        count -= 1
+        if byName[name]?.isEmpty == true { byName[name] = nil }
+        return true
+    }
+
+    /// Forgets everything `member` said; returns the names it spoke of.
+    mutating func forget(_ member: NodeID) -> [FileName] {
+        let names = byName.keys.filter { byName[$0]?[member] != nil }
+        for name in names { _ = remove(name, by: member) }
+        return names
     }
 }
