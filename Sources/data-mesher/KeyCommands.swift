@@ -103,7 +103,7 @@ struct GenerateKeyringKey: AsyncParsableCommand {
 struct KeyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "key",
-        abstract: "Inspect keys.",
+        abstract: "Inspect keys (make one with `data-mesher generate keypair`).",
         subcommands: [KeyPublic.self]
     )
 }

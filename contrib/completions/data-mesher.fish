@@ -131,7 +131,7 @@ complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positio
 complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positional "data-mesher" -eq 1' -fa 'file' -d 'Upload, delete, list and fetch signed files.'
 complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positional "data-mesher" -eq 1' -fa 'members' -d 'List the members of the cluster as a node sees them.'
 complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positional "data-mesher" -eq 1' -fa 'generate' -d 'Generate signing keys, the cluster keyring key, and the CA and node identity keys.'
-complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positional "data-mesher" -eq 1' -fa 'key' -d 'Inspect keys.'
+complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positional "data-mesher" -eq 1' -fa 'key' -d 'Inspect keys (make one with `data-mesher generate keypair`).'
 complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positional "data-mesher" -eq 1' -fa 'certificate' -d 'Issue and check node identity certificates (X.509, signed by a CA key).'
 complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_positional "data-mesher" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'data-mesher' -n '__data-mesher_should_offer_completions_for_flags_or_options "data-mesher server" config' -l 'config' -d 'Path of the configuration file.' -rfka ''

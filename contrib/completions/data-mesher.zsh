@@ -54,7 +54,7 @@ _data-mesher() {
             'file:Upload, delete, list and fetch signed files.'
             'members:List the members of the cluster as a node sees them.'
             'generate:Generate signing keys, the cluster keyring key, and the CA and node identity keys.'
-            'key:Inspect keys.'
+            'key:Inspect keys (make one with `data-mesher generate keypair`).'
             'certificate:Issue and check node identity certificates (X.509, signed by a CA key).'
             'help:Show subcommand help information.'
         )
