@@ -233,6 +233,24 @@ import Testing
         node.now += Self.second
         node.receive(items: [.holding(.signed(zone, version: version, by: node.b))], sender: node.b)
         #expect(node.core.holdings[zone]?[node.b.id]?.holds(version) == true)
+        // Spent again, then the clock stepped back an hour: a new second starts there, too.
+        for _ in 0..<(ClusterCore.maxClaimChecksPerSecond / 64 + 1) {
+            let forged = (0..<64).map { index in
+                GossipItem.holding(
+                    Holding(
+                        holder: node.b.id, name: zone, timestamp: version.timestamp + 1 + Int64(index),
+                        signaturePrefix: [UInt8](repeating: 1, count: 16),
+                        signature: [UInt8](repeating: 7, count: 64)))
+            }
+            node.receive(items: forged, sender: node.b)
+        }
+        let newer = try signer.version("zone", at: MembershipTrustTests.start + 1)
+        #expect(
+            node.receive(items: [.holding(.signed(zone, version: newer, by: node.b))], sender: node.b)
+                == [.droppedClaim(reason: "over_check_budget")])
+        node.now -= 3600 * Self.second
+        node.receive(items: [.holding(.signed(zone, version: newer, by: node.b))], sender: node.b)
+        #expect(node.core.holdings[zone]?[node.b.id]?.holds(newer) == true)
     }
 
     // MARK: Suspicion
