@@ -95,6 +95,8 @@ public struct FileStatusJSON: Codable, Sendable, Equatable {
         public var timestamp: Int64?
         /// It holds exactly the version this node holds.
         public var current: Bool
+        /// Alive or suspect: a member that may still take a version.
+        public var isLive: Bool { state == "alive" || state == "suspect" }
         /// The newer version it refused, and why (absent: it told of none, or it holds a version
         /// as new since).
         public var refused: Refused? = nil

@@ -341,7 +341,7 @@ struct FileUpdate: AsyncParsableCommand {
         repeat {
             let status = try client.decode(
                 FileStatusJSON.self, try await client.send(.GET, "/v1/status/" + name.value))
-            let alive = status.members.filter { $0.state == "alive" || $0.state == "suspect" }
+            let alive = status.members.filter(\.isLive)
             let live = alive.filter(\.configured)
             func holdsIt(_ member: FileStatusJSON.Member) -> Bool {
                 member.timestamp == version.timestamp && member.current
@@ -411,7 +411,7 @@ struct FileStatus: AsyncParsableCommand {
                 case "expired": return "this node holds \(time), expired (its content is removed)"
                 case "missing":
                     let fetchable = status.members.contains {
-                        $0.current && ($0.state == "alive" || $0.state == "suspect")
+                        $0.current && $0.isLive
                     }
                     return "this node holds \(time), its content damaged on disk and "
                         + (fetchable

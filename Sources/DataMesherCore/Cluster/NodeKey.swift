@@ -187,12 +187,13 @@ public struct Holding: Sendable, Equatable {
     var signedMessage: [UInt8] {
         var out = WireWriter()
         out.bytes(Holding.label)
-        out.nodeID(holder)
-        out.u16(UInt16(truncatingIfNeeded: name.value.utf8.count))
-        out.utf8(name.value)
-        out.i64(timestamp)
-        out.shortBytes(signaturePrefix)
+        writeClaim(into: &out)
         return out.buffer
+    }
+
+    /// What it says, as signed after its label and sent before its signature.
+    func writeClaim(into out: inout WireWriter) {
+        out.claimHead(holder: holder, name: name, timestamp: timestamp, signaturePrefix: signaturePrefix)
     }
 
     /// Whether this is the claim of holding exactly `version`.
@@ -347,13 +348,14 @@ public struct RefusalClaim: Sendable, Equatable {
     public var signedMessage: [UInt8] {
         var out = WireWriter()
         out.bytes(RefusalClaim.label)
-        out.nodeID(holder)
-        out.u16(UInt16(truncatingIfNeeded: name.value.utf8.count))
-        out.utf8(name.value)
-        out.i64(timestamp)
-        out.shortBytes(signaturePrefix)
+        writeClaim(into: &out)
+        return out.buffer
+    }
+
+    /// What it says, as signed after its label and sent before its signature.
+    func writeClaim(into out: inout WireWriter) {
+        out.claimHead(holder: holder, name: name, timestamp: timestamp, signaturePrefix: signaturePrefix)
         out.u8(reasonCode)
         out.u64(limit)
-        return out.buffer
     }
 }

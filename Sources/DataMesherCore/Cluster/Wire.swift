@@ -476,11 +476,7 @@ public enum WireCodec {
             }
         case .holding(let holding):
             out.u8(5)
-            out.nodeID(holding.holder)
-            out.u16(UInt16(truncatingIfNeeded: holding.name.value.utf8.count))
-            out.utf8(holding.name.value)
-            out.i64(holding.timestamp)
-            out.shortBytes(holding.signaturePrefix)
+            holding.writeClaim(into: &out)
             out.shortBytes(holding.signature)
         case .holdingQuery(let name):
             out.u8(6)
@@ -488,13 +484,7 @@ public enum WireCodec {
             out.utf8(name.value)
         case .refusal(let claim):
             out.u8(7)
-            out.nodeID(claim.holder)
-            out.u16(UInt16(truncatingIfNeeded: claim.name.value.utf8.count))
-            out.utf8(claim.name.value)
-            out.i64(claim.timestamp)
-            out.shortBytes(claim.signaturePrefix)
-            out.u8(claim.reasonCode)
-            out.u64(claim.limit)
+            claim.writeClaim(into: &out)
             out.shortBytes(claim.signature)
         }
     }
@@ -770,6 +760,16 @@ public struct WireWriter: Sendable {
             u8(UInt8(bytes.count))
             buffer.append(contentsOf: bytes)
         }
+    }
+
+    /// What a holding claim and a refusal begin with: the member, the name (u16 length), and
+    /// the version's timestamp and signature prefix (u8 length).
+    mutating func claimHead(holder: NodeID, name: FileName, timestamp: Int64, signaturePrefix: [UInt8]) {
+        nodeID(holder)
+        u16(UInt16(truncatingIfNeeded: name.value.utf8.count))
+        utf8(name.value)
+        i64(timestamp)
+        shortBytes(signaturePrefix)
     }
 
     mutating func shortBytes(_ value: [UInt8]) {
